@@ -1,0 +1,200 @@
+//! `chat` (WebSocket limits, turn service, repository) and `retention` sections.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChatConfig {
+    pub websocket: WebSocketConfig,
+    pub service: ServiceConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketConfig {
+    /// Open sockets at most; past it the upgrade is refused with 503 and `Retry-After`.
+    pub max_connections: usize,
+    /// Largest inbound frame in bytes.
+    pub max_message_size: usize,
+    #[serde(with = "super::duration")]
+    pub ping_interval: Duration,
+    #[serde(with = "super::duration")]
+    pub ping_timeout: Duration,
+    /// Outbound frames queued per socket before the reader counts as slow.
+    pub send_queue: usize,
+    /// Turns one socket may have in flight at once; past it a new turn gets `busy`.
+    pub max_turns_per_connection: usize,
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 1000,
+            max_message_size: 65536,
+            ping_interval: Duration::from_secs(20),
+            ping_timeout: Duration::from_secs(20),
+            send_queue: 256,
+            max_turns_per_connection: 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServiceConfig {
+    pub system_prompt: String,
+    /// Model ↔ tool rounds per turn at most.
+    pub max_tool_hops: u32,
+    pub context: ContextConfig,
+    pub streaming: StreamingConfig,
+    pub repository: RepositoryConfig,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            system_prompt: "You are a helpful assistant. Use the available tools when they help \
+                            answer the user's request."
+                .into(),
+            max_tool_hops: 8,
+            context: ContextConfig::default(),
+            streaming: StreamingConfig::default(),
+            repository: RepositoryConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ContextConfig {
+    /// Token budget of the prompt sent to the model (system prompt + history + message).
+    pub max_tokens: u32,
+    /// Tokens kept free for the model's answer, out of `max_tokens`.
+    pub reserve_tokens: u32,
+}
+
+impl Default for ContextConfig {
+    fn default() -> Self {
+        Self {
+            max_tokens: 16000,
+            reserve_tokens: 2000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamingConfig {
+    pub enabled: bool,
+}
+
+impl Default for StreamingConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RepositoryConfig {
+    /// The SQLite file; its parent directory is created. Relative paths are relative to the
+    /// working directory.
+    pub path: PathBuf,
+    pub synchronous: Synchronous,
+    /// SQLite's own busy handler: a safety net only, writes are queued in-process first.
+    #[serde(with = "super::duration")]
+    pub busy_timeout: Duration,
+    /// Page cache per connection, in KiB.
+    pub cache_size_kib: u32,
+    /// Memory-mapped I/O per connection, in MiB (0 disables it).
+    pub mmap_size_mib: u32,
+    pub connection_pool: PoolConfig,
+}
+
+impl Default for RepositoryConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("./data/chat.db"),
+            synchronous: Synchronous::Normal,
+            busy_timeout: Duration::from_secs(5),
+            cache_size_kib: 8192,
+            mmap_size_mib: 256,
+            connection_pool: PoolConfig::default(),
+        }
+    }
+}
+
+/// `PRAGMA synchronous`. In WAL mode `normal` never corrupts the file; a power loss may drop
+/// the last commits. `full` makes every commit durable at the cost of an fsync each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    Normal,
+    Full,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolConfig {
+    pub max_readers: u32,
+    pub max_writers: u32,
+    /// Longest wait for a connection before the operation fails with a pool timeout.
+    #[serde(with = "super::duration")]
+    pub connection_timeout: Duration,
+    #[serde(with = "super::duration")]
+    pub health_check_interval: Duration,
+    /// `false`: one reader and one writer connection (for debugging or tiny devices).
+    pub enable_pooling: bool,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max_readers: 16,
+            max_writers: 4,
+            connection_timeout: Duration::from_secs(30),
+            health_check_interval: Duration::from_secs(60),
+            enable_pooling: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    pub policy: RetentionPolicy,
+    /// `token_limit`: tokens kept per conversation, oldest messages deleted first.
+    pub max_tokens: u64,
+    /// `message_count`: messages kept per conversation.
+    pub max_messages: u64,
+    /// `time_based`: messages older than this are deleted.
+    #[serde(with = "super::duration")]
+    pub max_age: Duration,
+    /// How often the retention task runs.
+    #[serde(with = "super::duration")]
+    pub interval: Duration,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        Self {
+            policy: RetentionPolicy::Unlimited,
+            max_tokens: 200_000,
+            max_messages: 2000,
+            max_age: Duration::from_secs(90 * 24 * 3600),
+            interval: Duration::from_secs(3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetentionPolicy {
+    TokenLimit,
+    MessageCount,
+    TimeBased,
+    Unlimited,
+}

@@ -1,0 +1,300 @@
+//! `llm` section: the active provider, the fallback order and one entry per provider.
+//!
+//! `openai`, `groq` and `openrouter` have presets (URL, key variable, the anchor's limits); an
+//! entry overrides only the keys it names, so `groq: {model: x}` keeps Groq's 90 s read timeout.
+//! Any other name is an OpenAI-compatible endpoint (a local model server) and needs `base_url`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "RawLlmConfig")]
+pub struct LlmConfig {
+    /// The provider used when a request names none.
+    pub active: String,
+    /// Tried in order when the chosen provider is unavailable or fails before its first token.
+    pub fallback: Vec<String>,
+    pub providers: BTreeMap<String, ProviderConfig>,
+}
+
+impl Default for LlmConfig {
+    fn default() -> Self {
+        RawLlmConfig::default().into()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProviderConfig {
+    /// Empty only for a custom entry that forgot it; validation names the key.
+    pub base_url: String,
+    pub model: String,
+    /// The environment variable holding the API key; `None` for endpoints without auth.
+    pub api_key_env: Option<String>,
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<u32>,
+    pub top_p: Option<f32>,
+    /// Model for `/v1/embeddings`, where the provider has one.
+    pub embedding_model: Option<String>,
+    /// OpenRouter's attribution headers (`HTTP-Referer`, `X-Title`).
+    pub http_referer: Option<String>,
+    pub x_title: Option<String>,
+    pub http_client: HttpClientConfig,
+    pub circuit_breaker: CircuitBreakerConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HttpClientConfig {
+    pub max_connections: u32,
+    pub max_keepalive: u32,
+    #[serde(with = "super::duration")]
+    pub keepalive_expiry: Duration,
+    #[serde(with = "super::duration")]
+    pub connect_timeout: Duration,
+    #[serde(with = "super::duration")]
+    pub read_timeout: Duration,
+    #[serde(with = "super::duration")]
+    pub write_timeout: Duration,
+    /// Longest wait for a request slot (concurrency and rate) before `rate_limited`.
+    #[serde(with = "super::duration")]
+    pub pool_timeout: Duration,
+    pub requests_per_minute: u32,
+    pub concurrent_requests: u32,
+    pub max_retries: u32,
+    /// First retry waits this many seconds, doubling each time (with jitter).
+    pub backoff_factor: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CircuitBreakerConfig {
+    /// Consecutive failures that open the circuit.
+    pub failure_threshold: u32,
+    /// How long an open circuit fails fast before one probe request is let through.
+    #[serde(with = "super::duration")]
+    pub open_for: Duration,
+}
+
+impl ProviderConfig {
+    /// The preset for a provider name: the anchor's defaults for the three hosted providers,
+    /// conservative limits and no URL for any other name.
+    pub fn preset(name: &str) -> Self {
+        let base = |url: &str, model: &str, key: &str, conns, concurrent, rpm| ProviderConfig {
+            base_url: url.into(),
+            model: model.into(),
+            api_key_env: Some(key.into()),
+            temperature: Some(0.7),
+            max_tokens: Some(4096),
+            top_p: None,
+            embedding_model: None,
+            http_referer: None,
+            x_title: None,
+            http_client: HttpClientConfig::with_limits(conns, concurrent, rpm),
+            circuit_breaker: CircuitBreakerConfig::default(),
+        };
+        match name {
+            "openai" => ProviderConfig {
+                embedding_model: Some("text-embedding-3-small".into()),
+                ..base(
+                    "https://api.openai.com/v1",
+                    "gpt-4o-mini",
+                    "OPENAI_API_KEY",
+                    50,
+                    25,
+                    3500,
+                )
+            },
+            "groq" => {
+                let mut groq = base(
+                    "https://api.groq.com/openai/v1",
+                    "llama-3.3-70b-versatile",
+                    "GROQ_API_KEY",
+                    30,
+                    15,
+                    600,
+                );
+                groq.http_client.read_timeout = Duration::from_secs(90);
+                groq
+            }
+            "openrouter" => ProviderConfig {
+                http_referer: Some("https://github.com/mcp-platform/mcp-platform".into()),
+                x_title: Some("mcp-platform".into()),
+                ..base(
+                    "https://openrouter.ai/api/v1",
+                    "openai/gpt-4o-mini",
+                    "OPENROUTER_API_KEY",
+                    20,
+                    20,
+                    2000,
+                )
+            },
+            _ => ProviderConfig {
+                api_key_env: None,
+                ..base("", "", "", 10, 10, 600)
+            },
+        }
+    }
+}
+
+impl HttpClientConfig {
+    fn with_limits(
+        max_connections: u32,
+        concurrent_requests: u32,
+        requests_per_minute: u32,
+    ) -> Self {
+        Self {
+            max_connections,
+            max_keepalive: max_connections.min(20),
+            keepalive_expiry: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(60),
+            write_timeout: Duration::from_secs(30),
+            pool_timeout: Duration::from_secs(30),
+            requests_per_minute,
+            concurrent_requests,
+            max_retries: 3,
+            backoff_factor: 0.5,
+        }
+    }
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        Self {
+            failure_threshold: 5,
+            open_for: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the file says: every provider key optional, resolved against the name's preset.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct RawLlmConfig {
+    active: String,
+    fallback: Vec<String>,
+    providers: Option<BTreeMap<String, RawProvider>>,
+}
+
+impl Default for RawLlmConfig {
+    fn default() -> Self {
+        Self {
+            active: "openai".into(),
+            fallback: Vec::new(),
+            providers: None,
+        }
+    }
+}
+
+impl From<RawLlmConfig> for LlmConfig {
+    fn from(raw: RawLlmConfig) -> Self {
+        let providers = match raw.providers {
+            Some(entries) => entries
+                .into_iter()
+                .map(|(name, entry)| {
+                    let resolved = entry.resolve(ProviderConfig::preset(&name));
+                    (name, resolved)
+                })
+                .collect(),
+            None => ["openai", "groq", "openrouter"]
+                .into_iter()
+                .map(|name| (name.to_string(), ProviderConfig::preset(name)))
+                .collect(),
+        };
+        Self {
+            active: raw.active,
+            fallback: raw.fallback,
+            providers,
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawProvider {
+    base_url: Option<String>,
+    model: Option<String>,
+    api_key_env: Option<String>,
+    temperature: Option<f32>,
+    max_tokens: Option<u32>,
+    top_p: Option<f32>,
+    embedding_model: Option<String>,
+    http_referer: Option<String>,
+    x_title: Option<String>,
+    http_client: RawHttpClient,
+    circuit_breaker: RawCircuitBreaker,
+}
+
+impl RawProvider {
+    fn resolve(self, preset: ProviderConfig) -> ProviderConfig {
+        ProviderConfig {
+            base_url: self.base_url.unwrap_or(preset.base_url),
+            model: self.model.unwrap_or(preset.model),
+            api_key_env: self.api_key_env.or(preset.api_key_env),
+            temperature: self.temperature.or(preset.temperature),
+            max_tokens: self.max_tokens.or(preset.max_tokens),
+            top_p: self.top_p.or(preset.top_p),
+            embedding_model: self.embedding_model.or(preset.embedding_model),
+            http_referer: self.http_referer.or(preset.http_referer),
+            x_title: self.x_title.or(preset.x_title),
+            http_client: self.http_client.resolve(preset.http_client),
+            circuit_breaker: self.circuit_breaker.resolve(preset.circuit_breaker),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawHttpClient {
+    max_connections: Option<u32>,
+    max_keepalive: Option<u32>,
+    #[serde(with = "super::duration::option")]
+    keepalive_expiry: Option<Duration>,
+    #[serde(with = "super::duration::option")]
+    connect_timeout: Option<Duration>,
+    #[serde(with = "super::duration::option")]
+    read_timeout: Option<Duration>,
+    #[serde(with = "super::duration::option")]
+    write_timeout: Option<Duration>,
+    #[serde(with = "super::duration::option")]
+    pool_timeout: Option<Duration>,
+    requests_per_minute: Option<u32>,
+    concurrent_requests: Option<u32>,
+    max_retries: Option<u32>,
+    backoff_factor: Option<f64>,
+}
+
+impl RawHttpClient {
+    fn resolve(self, p: HttpClientConfig) -> HttpClientConfig {
+        HttpClientConfig {
+            max_connections: self.max_connections.unwrap_or(p.max_connections),
+            max_keepalive: self.max_keepalive.unwrap_or(p.max_keepalive),
+            keepalive_expiry: self.keepalive_expiry.unwrap_or(p.keepalive_expiry),
+            connect_timeout: self.connect_timeout.unwrap_or(p.connect_timeout),
+            read_timeout: self.read_timeout.unwrap_or(p.read_timeout),
+            write_timeout: self.write_timeout.unwrap_or(p.write_timeout),
+            pool_timeout: self.pool_timeout.unwrap_or(p.pool_timeout),
+            requests_per_minute: self.requests_per_minute.unwrap_or(p.requests_per_minute),
+            concurrent_requests: self.concurrent_requests.unwrap_or(p.concurrent_requests),
+            max_retries: self.max_retries.unwrap_or(p.max_retries),
+            backoff_factor: self.backoff_factor.unwrap_or(p.backoff_factor),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct RawCircuitBreaker {
+    failure_threshold: Option<u32>,
+    #[serde(with = "super::duration::option")]
+    open_for: Option<Duration>,
+}
+
+impl RawCircuitBreaker {
+    fn resolve(self, p: CircuitBreakerConfig) -> CircuitBreakerConfig {
+        CircuitBreakerConfig {
+            failure_threshold: self.failure_threshold.unwrap_or(p.failure_threshold),
+            open_for: self.open_for.unwrap_or(p.open_for),
+        }
+    }
+}

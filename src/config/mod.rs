@@ -1,0 +1,189 @@
+//! The typed `config.yaml` tree: loading, `${VAR}` / `${VAR:-default}` interpolation from the
+//! environment, and validation whose every error names the key at fault.
+//!
+//! The shipped `config.yaml` is embedded in the binary and is the default when no file is
+//! found; [`Config::default`] matches it (a unit test holds the two together).
+
+mod chat;
+mod duration;
+mod interpolate;
+mod llm;
+mod mcp;
+mod secret;
+mod server;
+mod validate;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use chat::{
+    ChatConfig, ContextConfig, PoolConfig, RepositoryConfig, RetentionConfig, RetentionPolicy,
+    ServiceConfig, StreamingConfig, Synchronous, WebSocketConfig,
+};
+pub use llm::{CircuitBreakerConfig, HttpClientConfig, LlmConfig, ProviderConfig};
+pub use mcp::{McpConfig, McpServerConfig};
+pub use secret::Secret;
+pub use server::{LogFormat, LoggingConfig, ServerConfig};
+
+/// The shipped `config.yaml`, used when no file is given or found.
+pub const EMBEDDED_CONFIG: &str = include_str!("../../config.yaml");
+
+/// Where the configuration came from, for the start-up log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigSource {
+    File(PathBuf),
+    Embedded,
+}
+
+impl std::fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(path) => write!(f, "{}", path.display()),
+            Self::Embedded => f.write_str("built-in defaults"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub chat: ChatConfig,
+    pub retention: RetentionConfig,
+    pub llm: LlmConfig,
+    pub mcp: McpConfig,
+    pub logging: LoggingConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{origin}: {}{message}{}", key_prefix(key.as_deref()), location_suffix(*line, *column))]
+    Parse {
+        origin: String,
+        key: Option<String>,
+        line: Option<u64>,
+        column: Option<u64>,
+        message: String,
+    },
+    #[error("{origin}: {key} {message}")]
+    Invalid {
+        origin: String,
+        key: String,
+        message: String,
+    },
+}
+
+fn key_prefix(key: Option<&str>) -> String {
+    key.filter(|k| !k.is_empty() && *k != ".")
+        .map(|k| format!("{k}: "))
+        .unwrap_or_default()
+}
+
+fn location_suffix(line: Option<u64>, column: Option<u64>) -> String {
+    match (line, column) {
+        (Some(l), Some(c)) => format!(" (line {l}, column {c})"),
+        (Some(l), None) => format!(" (line {l})"),
+        _ => String::new(),
+    }
+}
+
+impl Config {
+    /// Loads `path`, or `./config.yaml` when `path` is `None` and that file exists, or the
+    /// embedded defaults. Interpolates from the process environment, then validates.
+    pub fn load(path: Option<&Path>) -> Result<(Self, ConfigSource), ConfigError> {
+        let env: HashMap<String, String> = std::env::vars().collect();
+        let chosen = match path {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(PathBuf::from("config.yaml")).filter(|p| p.is_file()),
+        };
+        match chosen {
+            Some(file) => {
+                let text = std::fs::read_to_string(&file).map_err(|source| ConfigError::Read {
+                    path: file.clone(),
+                    source,
+                })?;
+                let config = Self::from_yaml(&text, &file.display().to_string(), env)?;
+                Ok((config, ConfigSource::File(file)))
+            }
+            None => Ok((
+                Self::from_yaml(EMBEDDED_CONFIG, "built-in config.yaml", env)?,
+                ConfigSource::Embedded,
+            )),
+        }
+    }
+
+    /// Parses and validates YAML text; `origin` names it in errors, `env` feeds `${VAR}`.
+    pub fn from_yaml(
+        text: &str,
+        origin: &str,
+        env: HashMap<String, String>,
+    ) -> Result<Self, ConfigError> {
+        if let Some((name, line)) = interpolate::first_unset_variable(text, &env) {
+            return Err(ConfigError::Parse {
+                origin: origin.to_string(),
+                key: None,
+                line: Some(line),
+                column: None,
+                message: format!(
+                    "environment variable `{name}` is not set (write ${{{name}:-default}} to give a default)"
+                ),
+            });
+        }
+        let mut options = serde_saphyr::Options::default().with_properties(env);
+        options.property_syntax = serde_saphyr::options::PropertySyntax::DockerCompose;
+        options.with_snippet = false;
+        let mut key = None;
+        let parsed = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+            serde_path_to_error::deserialize::<_, Option<Config>>(de).map_err(|e| {
+                key = Some(e.path().to_string());
+                e.into_inner()
+            })
+        });
+        let config = parsed
+            .map_err(|e| parse_error(origin, key, &e))?
+            .unwrap_or_default();
+        config
+            .validate()
+            .map_err(|(key, message)| ConfigError::Invalid {
+                origin: origin.to_string(),
+                key,
+                message,
+            })?;
+        Ok(config)
+    }
+
+    /// The effective configuration as YAML, secrets redacted (`check-config`).
+    pub fn to_redacted_yaml(&self) -> String {
+        serde_saphyr::to_string(self)
+            .unwrap_or_else(|e| format!("# could not render the configuration: {e}\n"))
+    }
+}
+
+fn parse_error(origin: &str, key: Option<String>, err: &serde_saphyr::Error) -> ConfigError {
+    let location = err.location();
+    let rendered = err.to_string();
+    let first_line = rendered.lines().next().unwrap_or_default();
+    let message = first_line.trim_start_matches("error: ");
+    // The rendered text repeats the location we report separately.
+    let message = match message.split_once(": ") {
+        Some((prefix, rest)) if prefix.starts_with("line ") => rest,
+        _ => message,
+    };
+    ConfigError::Parse {
+        origin: origin.to_string(),
+        key: key.filter(|k| !k.is_empty() && k != "."),
+        line: location.map(|l| l.line()),
+        column: location.map(|l| l.column()),
+        message: message.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,189 @@
+use std::collections::HashMap;
+use std::time::Duration;
+
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::from_yaml(text, "test.yaml", HashMap::new())
+}
+
+fn parse_with_env(text: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let env = env
+        .iter()
+        .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+        .collect();
+    Config::from_yaml(text, "test.yaml", env)
+}
+
+fn error_of(text: &str) -> String {
+    match parse(text) {
+        Ok(_) => panic!("expected an error for:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn the_shipped_config_yaml_equals_the_built_in_defaults() {
+    let shipped = parse(EMBEDDED_CONFIG).expect("shipped config.yaml parses");
+    assert_eq!(shipped, Config::default());
+}
+
+#[test]
+fn an_empty_file_gives_the_defaults() {
+    assert_eq!(parse("").expect("empty is fine"), Config::default());
+    assert_eq!(
+        parse("# only a comment\n").expect("comment is fine"),
+        Config::default()
+    );
+}
+
+#[test]
+fn the_anchor_provider_limits_are_the_defaults() {
+    let config = Config::default();
+    let limits = |name: &str| {
+        let h = &config.llm.providers[name].http_client;
+        (
+            h.max_connections,
+            h.concurrent_requests,
+            h.requests_per_minute,
+        )
+    };
+    assert_eq!(limits("openai"), (50, 25, 3500));
+    assert_eq!(limits("groq"), (30, 15, 600));
+    assert_eq!(limits("openrouter"), (20, 20, 2000));
+    assert_eq!(
+        config.llm.providers["groq"].http_client.read_timeout,
+        Duration::from_secs(90)
+    );
+}
+
+#[test]
+fn a_partial_provider_entry_keeps_its_preset() {
+    let config = parse("llm:\n  active: groq\n  providers:\n    groq:\n      model: mixtral\n")
+        .expect("valid");
+    let groq = &config.llm.providers["groq"];
+    assert_eq!(groq.model, "mixtral");
+    assert_eq!(groq.base_url, "https://api.groq.com/openai/v1");
+    assert_eq!(groq.http_client.read_timeout, Duration::from_secs(90));
+    assert_eq!(groq.http_client.concurrent_requests, 15);
+}
+
+#[test]
+fn an_unknown_key_is_refused_with_its_path_and_line() {
+    let message = error_of("logging:\n  level: info\n  formatt: json\n");
+    assert!(message.contains("logging.formatt"), "{message}");
+    assert!(message.contains("unknown field"), "{message}");
+    assert!(message.contains("line 3"), "{message}");
+}
+
+#[test]
+fn a_wrong_type_is_refused_with_its_path() {
+    let message = error_of("server:\n  port: eighty\n");
+    assert!(message.contains("server.port"), "{message}");
+    assert!(message.contains("line 2"), "{message}");
+}
+
+#[test]
+fn a_nested_unknown_key_names_the_whole_path() {
+    let yaml = "llm:\n  providers:\n    openai:\n      http_client:\n        max_conections: 3\n";
+    let message = error_of(yaml);
+    assert!(
+        message.contains("llm.providers.openai.http_client.max_conections"),
+        "{message}"
+    );
+}
+
+#[test]
+fn malformed_yaml_reports_line_and_column() {
+    let message = error_of("server:\n  host: \"127.0.0.1\n  port: 1\n");
+    assert!(message.starts_with("test.yaml: "), "{message}");
+    assert!(message.contains("line 2, column"), "{message}");
+}
+
+#[test]
+fn zero_readers_is_out_of_range_and_named() {
+    let yaml =
+        "chat:\n  service:\n    repository:\n      connection_pool:\n        max_readers: 0\n";
+    let message = error_of(yaml);
+    assert_eq!(
+        message,
+        "test.yaml: chat.service.repository.connection_pool.max_readers must be between 1 and 1024 (got 0)"
+    );
+}
+
+#[test]
+fn an_active_provider_that_does_not_exist_is_refused() {
+    let message = error_of("llm:\n  active: anthropic\n");
+    assert!(
+        message.contains("llm.active names `anthropic`"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_custom_provider_needs_a_base_url() {
+    let yaml = "llm:\n  active: local\n  providers:\n    local:\n      model: llama\n";
+    let message = error_of(yaml);
+    assert!(
+        message.contains("llm.providers.local.base_url must be an http(s) URL"),
+        "{message}"
+    );
+    let ok = "llm:\n  active: local\n  providers:\n    local:\n      base_url: http://127.0.0.1:8080/v1\n      model: llama\n";
+    let config = parse(ok).expect("valid");
+    assert_eq!(config.llm.providers["local"].api_key_env, None);
+}
+
+#[test]
+fn an_mcp_server_needs_exactly_one_transport() {
+    let both = "mcp:\n  servers:\n    x:\n      command: a\n      url: http://b\n";
+    assert!(error_of(both).contains("mcp.servers.x has both"));
+    let none = "mcp:\n  servers:\n    x:\n      args: [a]\n";
+    assert!(error_of(none).contains("mcp.servers.x needs `command`"));
+}
+
+#[test]
+fn interpolation_takes_the_environment_and_defaults() {
+    let yaml = "server:\n  host: ${BIND_HOST}\n  port: ${BIND_PORT:-9000}\n";
+    let config = parse_with_env(yaml, &[("BIND_HOST", "0.0.0.0")]).expect("valid");
+    assert_eq!(config.server.host, "0.0.0.0");
+    assert_eq!(config.server.port, 9000);
+    let config = parse_with_env(yaml, &[("BIND_HOST", "::1"), ("BIND_PORT", "7000")]).expect("ok");
+    assert_eq!(config.server.port, 7000);
+}
+
+#[test]
+fn interpolation_works_inside_quoted_strings() {
+    let yaml = "chat:\n  service:\n    system_prompt: \"Hi ${USER_NAME:-friend}\"\n";
+    let config = parse_with_env(yaml, &[]).expect("valid");
+    assert_eq!(config.chat.service.system_prompt, "Hi friend");
+}
+
+#[test]
+fn an_unset_variable_without_default_is_named() {
+    let message = error_of("server:\n  host: ${SURELY_UNSET_VAR_42}\n");
+    assert!(message.contains("SURELY_UNSET_VAR_42"), "{message}");
+}
+
+#[test]
+fn check_config_output_redacts_secrets_and_parses_back() {
+    let yaml =
+        "mcp:\n  servers:\n    gh:\n      command: gh-mcp\n      env: {GITHUB_TOKEN: ghp_secret}\n";
+    let config = parse(yaml).expect("valid");
+    let printed = config.to_redacted_yaml();
+    assert!(!printed.contains("ghp_secret"), "{printed}");
+    assert!(printed.contains(secret::REDACTED), "{printed}");
+    let reparsed = parse(&printed).expect("printed config parses");
+    assert_eq!(reparsed.chat, config.chat);
+    assert_eq!(reparsed.llm, config.llm);
+}
+
+#[test]
+fn durations_accept_seconds_and_humane_strings() {
+    let yaml = "chat:\n  websocket:\n    ping_interval: 5\n    ping_timeout: 1500ms\n";
+    let config = parse(yaml).expect("valid");
+    assert_eq!(config.chat.websocket.ping_interval, Duration::from_secs(5));
+    assert_eq!(
+        config.chat.websocket.ping_timeout,
+        Duration::from_millis(1500)
+    );
+}

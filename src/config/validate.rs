@@ -1,0 +1,341 @@
+//! Range and consistency checks run once after parsing. Each failure names its key path:
+//! `chat.service.repository.connection_pool.max_readers must be between 1 and 1024 (got 0)`.
+
+use std::fmt::Display;
+use std::time::Duration;
+
+use super::{Config, LlmConfig, McpConfig, ProviderConfig, chat};
+
+/// `(key path, what is wrong)`.
+pub(super) type Invalid = (String, String);
+
+fn within<T: PartialOrd + Display>(key: &str, value: T, min: T, max: T) -> Result<(), Invalid> {
+    if value < min || value > max {
+        return Err((
+            key.into(),
+            format!("must be between {min} and {max} (got {value})"),
+        ));
+    }
+    Ok(())
+}
+
+fn positive(key: &str, value: Duration) -> Result<(), Invalid> {
+    if value.is_zero() {
+        return Err((key.into(), "must be greater than zero".into()));
+    }
+    Ok(())
+}
+
+fn ensure(ok: bool, key: impl Into<String>, message: impl Into<String>) -> Result<(), Invalid> {
+    if ok {
+        Ok(())
+    } else {
+        Err((key.into(), message.into()))
+    }
+}
+
+fn is_http_url(url: &str) -> bool {
+    url.strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .is_some_and(|rest| !rest.is_empty() && !rest.contains(char::is_whitespace))
+}
+
+fn is_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+impl Config {
+    pub(super) fn validate(&self) -> Result<(), Invalid> {
+        self.validate_server()?;
+        validate_chat(&self.chat)?;
+        validate_retention(&self.retention)?;
+        validate_llm(&self.llm)?;
+        validate_mcp(&self.mcp)?;
+        let level = &self.logging.level;
+        tracing_subscriber::EnvFilter::try_new(level).map_err(|e| {
+            (
+                "logging.level".to_string(),
+                format!("is not a valid log filter `{level}` ({e})"),
+            )
+        })?;
+        Ok(())
+    }
+
+    fn validate_server(&self) -> Result<(), Invalid> {
+        ensure(
+            !self.server.host.trim().is_empty(),
+            "server.host",
+            "must not be empty",
+        )?;
+        for (i, origin) in self.server.allowed_origins.iter().enumerate() {
+            let bare = origin
+                .split_once("://")
+                .is_some_and(|(_, rest)| !rest.contains('/'));
+            ensure(
+                is_http_url(origin) && bare,
+                format!("server.allowed_origins[{i}]"),
+                format!("must be an origin like http://localhost:3000 (got `{origin}`)"),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn validate_chat(chat: &chat::ChatConfig) -> Result<(), Invalid> {
+    let ws = &chat.websocket;
+    within(
+        "chat.websocket.max_connections",
+        ws.max_connections,
+        1,
+        1_000_000,
+    )?;
+    within(
+        "chat.websocket.max_message_size",
+        ws.max_message_size,
+        1024,
+        64 << 20,
+    )?;
+    positive("chat.websocket.ping_interval", ws.ping_interval)?;
+    positive("chat.websocket.ping_timeout", ws.ping_timeout)?;
+    within("chat.websocket.send_queue", ws.send_queue, 1, 65536)?;
+    within(
+        "chat.websocket.max_turns_per_connection",
+        ws.max_turns_per_connection,
+        1,
+        1024,
+    )?;
+
+    let service = &chat.service;
+    within("chat.service.max_tool_hops", service.max_tool_hops, 0, 100)?;
+    let context = &service.context;
+    within(
+        "chat.service.context.max_tokens",
+        context.max_tokens,
+        256,
+        10_000_000,
+    )?;
+    ensure(
+        context.reserve_tokens < context.max_tokens,
+        "chat.service.context.reserve_tokens",
+        format!(
+            "must be less than context.max_tokens ({})",
+            context.max_tokens
+        ),
+    )?;
+
+    let repo = &service.repository;
+    ensure(
+        !repo.path.as_os_str().is_empty(),
+        "chat.service.repository.path",
+        "must not be empty",
+    )?;
+    positive("chat.service.repository.busy_timeout", repo.busy_timeout)?;
+    within(
+        "chat.service.repository.cache_size_kib",
+        repo.cache_size_kib,
+        64,
+        4 << 20,
+    )?;
+    within(
+        "chat.service.repository.mmap_size_mib",
+        repo.mmap_size_mib,
+        0,
+        64 << 10,
+    )?;
+    let pool = &repo.connection_pool;
+    let key = "chat.service.repository.connection_pool";
+    within(&format!("{key}.max_readers"), pool.max_readers, 1, 1024)?;
+    within(&format!("{key}.max_writers"), pool.max_writers, 1, 64)?;
+    positive(
+        &format!("{key}.connection_timeout"),
+        pool.connection_timeout,
+    )?;
+    ensure(
+        pool.health_check_interval >= Duration::from_secs(1),
+        format!("{key}.health_check_interval"),
+        "must be at least 1s",
+    )
+}
+
+fn validate_retention(retention: &chat::RetentionConfig) -> Result<(), Invalid> {
+    within("retention.max_tokens", retention.max_tokens, 1, u64::MAX)?;
+    within(
+        "retention.max_messages",
+        retention.max_messages,
+        1,
+        u64::MAX,
+    )?;
+    ensure(
+        retention.max_age >= Duration::from_secs(60),
+        "retention.max_age",
+        "must be at least 1m",
+    )?;
+    ensure(
+        retention.interval >= Duration::from_secs(1),
+        "retention.interval",
+        "must be at least 1s",
+    )
+}
+
+fn validate_llm(llm: &LlmConfig) -> Result<(), Invalid> {
+    let known = |name: &str| llm.providers.contains_key(name);
+    let names: Vec<&str> = llm.providers.keys().map(String::as_str).collect();
+    ensure(
+        known(&llm.active),
+        "llm.active",
+        format!(
+            "names `{}`, which is not in llm.providers ({})",
+            llm.active,
+            names.join(", ")
+        ),
+    )?;
+    for (i, name) in llm.fallback.iter().enumerate() {
+        let key = format!("llm.fallback[{i}]");
+        ensure(
+            known(name),
+            &key,
+            format!("names `{name}`, which is not in llm.providers"),
+        )?;
+        ensure(
+            !llm.fallback[..i].contains(name),
+            &key,
+            format!("lists `{name}` twice"),
+        )?;
+    }
+    for (name, provider) in &llm.providers {
+        validate_provider(name, provider)?;
+    }
+    Ok(())
+}
+
+fn validate_provider(name: &str, p: &ProviderConfig) -> Result<(), Invalid> {
+    let key = format!("llm.providers.{name}");
+    ensure(
+        is_name(name),
+        &key,
+        "name must be letters, digits, `_` or `-` (at most 64)",
+    )?;
+    ensure(
+        is_http_url(&p.base_url),
+        format!("{key}.base_url"),
+        format!("must be an http(s) URL (got `{}`)", p.base_url),
+    )?;
+    ensure(
+        !p.model.trim().is_empty(),
+        format!("{key}.model"),
+        "must not be empty",
+    )?;
+    if let Some(var) = &p.api_key_env {
+        let valid = !var.is_empty() && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        ensure(
+            valid,
+            format!("{key}.api_key_env"),
+            "must name an environment variable (the key itself never goes in this file)",
+        )?;
+    }
+    if let Some(t) = p.temperature {
+        within(&format!("{key}.temperature"), t, 0.0, 2.0)?;
+    }
+    if let Some(top_p) = p.top_p {
+        within(&format!("{key}.top_p"), top_p, 0.0, 1.0)?;
+    }
+    if let Some(max) = p.max_tokens {
+        within(&format!("{key}.max_tokens"), max, 1, 10_000_000)?;
+    }
+    let h = &p.http_client;
+    let hk = format!("{key}.http_client");
+    within(
+        &format!("{hk}.max_connections"),
+        h.max_connections,
+        1,
+        10_000,
+    )?;
+    within(
+        &format!("{hk}.max_keepalive"),
+        h.max_keepalive,
+        0,
+        h.max_connections,
+    )?;
+    within(
+        &format!("{hk}.concurrent_requests"),
+        h.concurrent_requests,
+        1,
+        10_000,
+    )?;
+    within(
+        &format!("{hk}.requests_per_minute"),
+        h.requests_per_minute,
+        1,
+        10_000_000,
+    )?;
+    within(&format!("{hk}.max_retries"), h.max_retries, 0, 20)?;
+    within(&format!("{hk}.backoff_factor"), h.backoff_factor, 0.0, 60.0)?;
+    positive(&format!("{hk}.connect_timeout"), h.connect_timeout)?;
+    positive(&format!("{hk}.read_timeout"), h.read_timeout)?;
+    positive(&format!("{hk}.write_timeout"), h.write_timeout)?;
+    positive(&format!("{hk}.pool_timeout"), h.pool_timeout)?;
+    let cb = &p.circuit_breaker;
+    within(
+        &format!("{key}.circuit_breaker.failure_threshold"),
+        cb.failure_threshold,
+        1,
+        10_000,
+    )?;
+    positive(&format!("{key}.circuit_breaker.open_for"), cb.open_for)
+}
+
+fn validate_mcp(mcp: &McpConfig) -> Result<(), Invalid> {
+    positive("mcp.tool_timeout", mcp.tool_timeout)?;
+    within("mcp.max_result_bytes", mcp.max_result_bytes, 256, 16 << 20)?;
+    for (name, server) in &mcp.servers {
+        let key = format!("mcp.servers.{name}");
+        ensure(
+            is_name(name),
+            &key,
+            "name must be letters, digits, `_` or `-` (at most 64)",
+        )?;
+        match (&server.command, &server.url) {
+            (Some(_), Some(_)) => {
+                return Err((key, "has both `command` and `url`; pick one".into()));
+            }
+            (None, None) => {
+                return Err((
+                    key,
+                    "needs `command` (stdio) or `url` (Streamable HTTP)".into(),
+                ));
+            }
+            (Some(cmd), None) => ensure(
+                !cmd.trim().is_empty(),
+                format!("{key}.command"),
+                "must not be empty",
+            )?,
+            (None, Some(url)) => ensure(
+                is_http_url(url),
+                format!("{key}.url"),
+                format!("must be an http(s) URL (got `{url}`)"),
+            )?,
+        }
+        if let Some(transport) = &server.transport {
+            let fits = match transport.as_str() {
+                "stdio" => server.command.is_some(),
+                "http" | "streamable-http" | "streamableHttp" => server.url.is_some(),
+                _ => false,
+            };
+            ensure(
+                fits,
+                format!("{key}.type"),
+                format!(
+                    "`{transport}` does not fit this entry (stdio needs `command`, http needs `url`)"
+                ),
+            )?;
+        }
+        if let Some(timeout) = server.timeout {
+            positive(&format!("{key}.timeout"), timeout)?;
+        }
+    }
+    Ok(())
+}
