@@ -1,0 +1,345 @@
+//! The conversations repository: conversations and their messages.
+
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::model::{Conversation, ConversationId, NewMessage, Page, StoredMessage};
+use super::{Store, StoreError, now_ms};
+
+/// Largest page a listing returns, whatever the caller asks.
+pub const MAX_PAGE: u32 = 200;
+
+pub struct Conversations {
+    store: Store,
+}
+
+const CONVERSATION_COLUMNS: &str = "id, title, created_at, updated_at, message_count, token_count";
+const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, role, content, tool_calls, tool_call_id, \
+     request_id, status, token_count, model, usage, created_at";
+
+impl Conversations {
+    pub(super) fn new(store: Store) -> Self {
+        Self { store }
+    }
+
+    pub async fn create(&self, title: Option<String>) -> Result<Conversation, StoreError> {
+        let id = ConversationId::generate();
+        self.create_with_id(id, title).await
+    }
+
+    /// Creates a conversation under a caller-chosen id (imports, clients that name their own).
+    pub async fn create_with_id(
+        &self,
+        id: ConversationId,
+        title: Option<String>,
+    ) -> Result<Conversation, StoreError> {
+        self.store
+            .write(move |tx| {
+                let now = now_ms();
+                tx.execute(
+                    "INSERT INTO conversations (id, title, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)",
+                    params![id.as_str(), title, now],
+                )?;
+                Ok(Conversation { id, title, created_at: now, updated_at: now, message_count: 0, token_count: 0 })
+            })
+            .await
+    }
+
+    pub async fn get(&self, id: &ConversationId) -> Result<Conversation, StoreError> {
+        let id = id.clone();
+        self.store
+            .read(move |conn| {
+                find_conversation(conn, &id)?.ok_or(StoreError::NotFound("conversation"))
+            })
+            .await
+    }
+
+    /// Most recently active first. `cursor` is the `next_cursor` of the previous page.
+    pub async fn list(
+        &self,
+        limit: u32,
+        cursor: Option<String>,
+    ) -> Result<Page<Conversation>, StoreError> {
+        let limit = limit.clamp(1, MAX_PAGE);
+        let after = cursor
+            .as_deref()
+            .map(parse_conversation_cursor)
+            .transpose()?;
+        self.store
+            .read(move |conn| {
+                let (updated_at, id) = after.unwrap_or((i64::MAX, String::new()));
+                let mut statement = conn.prepare_cached(&format!(
+                    "SELECT {CONVERSATION_COLUMNS} FROM conversations
+                     WHERE (updated_at, id) < (?1, ?2)
+                     ORDER BY updated_at DESC, id DESC LIMIT ?3"
+                ))?;
+                let mut items = statement
+                    .query_map(
+                        params![updated_at, id, i64::from(limit) + 1],
+                        conversation_from_row,
+                    )?
+                    .collect::<Result<Vec<_>, _>>()?;
+                let next_cursor = if items.len() > limit as usize {
+                    items.truncate(limit as usize);
+                    items.last().map(|c| format!("{}:{}", c.updated_at, c.id))
+                } else {
+                    None
+                };
+                Ok(Page { items, next_cursor })
+            })
+            .await
+    }
+
+    /// Deletes the conversation and all its messages.
+    pub async fn delete(&self, id: &ConversationId) -> Result<(), StoreError> {
+        let id = id.clone();
+        self.store
+            .write(move |tx| {
+                match tx.execute("DELETE FROM conversations WHERE id = ?1", [id.as_str()])? {
+                    0 => Err(StoreError::NotFound("conversation")),
+                    _ => Ok(()),
+                }
+            })
+            .await
+    }
+
+    /// Appends `messages` in one transaction, in the given order, after the conversation's
+    /// last message. A user message whose `request_id` is already stored fails the whole
+    /// batch with [`StoreError::DuplicateRequest`].
+    pub async fn append(
+        &self,
+        id: &ConversationId,
+        messages: Vec<NewMessage>,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        for message in &messages {
+            message.check()?;
+        }
+        if messages.is_empty() {
+            self.get(id).await?;
+            return Ok(Vec::new());
+        }
+        let id = id.clone();
+        self.store
+            .write(move |tx| insert_messages(tx, &id, messages))
+            .await
+    }
+
+    /// Every message of the conversation, in order.
+    pub async fn history(&self, id: &ConversationId) -> Result<Vec<StoredMessage>, StoreError> {
+        let id = id.clone();
+        self.store
+            .read(move |conn| {
+                require_conversation(conn, &id)?;
+                let mut statement = conn.prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 ORDER BY seq"
+                ))?;
+                collect_messages(statement.query(params![id.as_str()])?)
+            })
+            .await
+    }
+
+    /// The `limit` latest messages before `before_seq` (or the latest), returned in order;
+    /// `next_cursor` is the `before_seq` of the older page.
+    pub async fn history_page(
+        &self,
+        id: &ConversationId,
+        before_seq: Option<i64>,
+        limit: u32,
+    ) -> Result<Page<StoredMessage>, StoreError> {
+        let id = id.clone();
+        let limit = limit.clamp(1, MAX_PAGE);
+        self.store
+            .read(move |conn| {
+                require_conversation(conn, &id)?;
+                let mut statement = conn.prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND seq < ?2
+                     ORDER BY seq DESC LIMIT ?3"
+                ))?;
+                let rows = statement.query(params![
+                    id.as_str(),
+                    before_seq.unwrap_or(i64::MAX),
+                    i64::from(limit) + 1
+                ])?;
+                let mut items = collect_messages(rows)?;
+                let more = items.len() > limit as usize;
+                items.truncate(limit as usize);
+                items.reverse();
+                let next_cursor = more
+                    .then(|| items.first().map(|m| m.seq.to_string()))
+                    .flatten();
+                Ok(Page { items, next_cursor })
+            })
+            .await
+    }
+
+    /// The messages a request produced (its user message first), empty if it never arrived.
+    pub async fn find_by_request(
+        &self,
+        id: &ConversationId,
+        request_id: &str,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let (id, request_id) = (id.clone(), request_id.to_string());
+        self.store
+            .read(move |conn| {
+                require_conversation(conn, &id)?;
+                let mut statement = conn.prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND request_id = ?2
+                     ORDER BY seq"
+                ))?;
+                collect_messages(statement.query(params![id.as_str(), request_id])?)
+            })
+            .await
+    }
+}
+
+fn insert_messages(
+    tx: &rusqlite::Transaction<'_>,
+    id: &ConversationId,
+    messages: Vec<NewMessage>,
+) -> Result<Vec<StoredMessage>, StoreError> {
+    let now = now_ms();
+    let count = i64::try_from(messages.len()).unwrap_or(i64::MAX);
+    let tokens: i64 = messages.iter().map(|m| i64::from(m.token_count)).sum();
+    let first_seq: i64 = tx
+        .query_row(
+            "UPDATE conversations SET next_seq = next_seq + ?2, message_count = message_count + ?2,
+                 token_count = token_count + ?3, updated_at = ?4
+             WHERE id = ?1 RETURNING next_seq - ?2",
+            params![id.as_str(), count, tokens, now],
+            |row| row.get(0),
+        )
+        .optional()?
+        .ok_or(StoreError::NotFound("conversation"))?;
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO messages (conversation_id, seq, role, content, tool_calls, tool_call_id,
+             request_id, status, token_count, model, usage, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
+    )?;
+    let mut stored = Vec::with_capacity(messages.len());
+    for (seq, m) in (first_seq..).zip(messages) {
+        let tool_calls = m.tool_calls.as_ref().map(serde_json::Value::to_string);
+        let usage = m.usage.as_ref().map(serde_json::Value::to_string);
+        let row_id: i64 = insert
+            .query_row(
+                params![
+                    id.as_str(),
+                    seq,
+                    m.role.as_str(),
+                    m.content,
+                    tool_calls,
+                    m.tool_call_id,
+                    m.request_id,
+                    m.status.as_str(),
+                    m.token_count,
+                    m.model,
+                    usage,
+                    now
+                ],
+                |row| row.get(0),
+            )
+            .map_err(|e| duplicate_request(e, m.request_id.as_deref()))?;
+        stored.push(StoredMessage {
+            id: row_id,
+            conversation_id: id.clone(),
+            seq,
+            role: m.role,
+            content: m.content,
+            tool_calls: m.tool_calls,
+            tool_call_id: m.tool_call_id,
+            request_id: m.request_id,
+            status: m.status,
+            token_count: i64::from(m.token_count),
+            model: m.model,
+            usage: m.usage,
+            created_at: now,
+        });
+    }
+    Ok(stored)
+}
+
+/// The only unique key an append can break is `messages_by_request` (seq comes from the
+/// conversation's counter), so a unique violation means the request was already stored.
+fn duplicate_request(error: rusqlite::Error, request_id: Option<&str>) -> StoreError {
+    match (&error, request_id) {
+        (rusqlite::Error::SqliteFailure(e, _), Some(request_id))
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE =>
+        {
+            StoreError::DuplicateRequest {
+                request_id: request_id.to_string(),
+            }
+        }
+        _ => error.into(),
+    }
+}
+
+fn parse_conversation_cursor(cursor: &str) -> Result<(i64, String), StoreError> {
+    let invalid = || StoreError::InvalidInput(format!("invalid cursor `{cursor}`"));
+    let (updated_at, id) = cursor.split_once(':').ok_or_else(invalid)?;
+    Ok((updated_at.parse().map_err(|_| invalid())?, id.to_string()))
+}
+
+fn find_conversation(
+    conn: &Connection,
+    id: &ConversationId,
+) -> Result<Option<Conversation>, StoreError> {
+    let mut statement = conn.prepare_cached(&format!(
+        "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?1"
+    ))?;
+    Ok(statement
+        .query_row([id.as_str()], conversation_from_row)
+        .optional()?)
+}
+
+fn require_conversation(conn: &Connection, id: &ConversationId) -> Result<(), StoreError> {
+    let exists = conn
+        .prepare_cached("SELECT 1 FROM conversations WHERE id = ?1")?
+        .query_row([id.as_str()], |_| Ok(()))
+        .optional()?;
+    exists.ok_or(StoreError::NotFound("conversation"))
+}
+
+fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<Conversation> {
+    Ok(Conversation {
+        id: ConversationId::try_from(row.get::<_, String>(0)?).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, Box::new(e))
+        })?,
+        title: row.get(1)?,
+        created_at: row.get(2)?,
+        updated_at: row.get(3)?,
+        message_count: row.get(4)?,
+        token_count: row.get(5)?,
+    })
+}
+
+fn collect_messages(mut rows: rusqlite::Rows<'_>) -> Result<Vec<StoredMessage>, StoreError> {
+    let mut messages = Vec::new();
+    while let Some(row) = rows.next()? {
+        messages.push(message_from_row(row)?);
+    }
+    Ok(messages)
+}
+
+fn message_from_row(row: &Row<'_>) -> Result<StoredMessage, StoreError> {
+    let json = |index: usize| -> Result<Option<serde_json::Value>, StoreError> {
+        row.get::<_, Option<String>>(index)?
+            .map(|text| {
+                serde_json::from_str(&text)
+                    .map_err(|e| StoreError::Corrupt(format!("message JSON: {e}")))
+            })
+            .transpose()
+    };
+    Ok(StoredMessage {
+        id: row.get(0)?,
+        conversation_id: ConversationId::try_from(row.get::<_, String>(1)?)?,
+        seq: row.get(2)?,
+        role: row.get::<_, String>(3)?.parse()?,
+        content: row.get(4)?,
+        tool_calls: json(5)?,
+        tool_call_id: row.get(6)?,
+        request_id: row.get(7)?,
+        status: row.get::<_, String>(8)?.parse()?,
+        token_count: row.get(9)?,
+        model: row.get(10)?,
+        usage: json(11)?,
+        created_at: row.get(12)?,
+    })
+}

@@ -1,0 +1,90 @@
+//! `StoreError`: every way a store call fails, classified where it is born.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("no database {pool} connection became free within {waited:?}")]
+    PoolTimeout {
+        pool: &'static str,
+        waited: Duration,
+    },
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("request `{request_id}` was already stored in this conversation")]
+    DuplicateRequest { request_id: String },
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("the store is shut down")]
+    Closed,
+    #[error("cannot open the database at {}: {reason}", path.display())]
+    Open { path: PathBuf, reason: String },
+    #[error("{} is not a SQLite database (or it is encrypted or damaged)", path.display())]
+    NotADatabase { path: PathBuf },
+    #[error(
+        "{} has migration {version} ({name}) that this mcp-platform {binary} does not know: \
+         it was written by a newer version; use that version or a copy of the file",
+        path.display(), binary = env!("CARGO_PKG_VERSION")
+    )]
+    UnknownMigration {
+        path: PathBuf,
+        version: i64,
+        name: String,
+    },
+    #[error(
+        "{}: migration {version} ({name}) was applied with different contents than this binary \
+         ships (checksum mismatch); released migrations must never be edited",
+        path.display()
+    )]
+    ChecksumMismatch {
+        path: PathBuf,
+        version: i64,
+        name: String,
+    },
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("connection pool error: {0}")]
+    Pool(#[from] r2d2::Error),
+}
+
+impl StoreError {
+    /// A stable machine code for the wire (`/api`, WebSocket error frames).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::PoolTimeout { .. } => "busy",
+            Self::NotFound(_) => "not_found",
+            Self::DuplicateRequest { .. } => "duplicate_request",
+            Self::InvalidInput(_) => "invalid_request",
+            Self::Closed => "unavailable",
+            _ => "internal",
+        }
+    }
+
+    /// Whether the same call may succeed if tried again later.
+    pub fn retryable(&self) -> bool {
+        matches!(self, Self::PoolTimeout { .. } | Self::Closed)
+    }
+
+    /// Whether this error says the database itself is unusable (I/O, corruption, full disk),
+    /// as opposed to a problem with one request.
+    pub fn is_database_fault(&self) -> bool {
+        use rusqlite::ErrorCode as C;
+        match self {
+            Self::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                C::SystemIoFailure
+                    | C::DatabaseCorrupt
+                    | C::NotADatabase
+                    | C::DiskFull
+                    | C::CannotOpen
+                    | C::ReadOnly
+                    | C::PermissionDenied
+            ),
+            Self::Pool(_) | Self::Corrupt(_) => true,
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,121 @@
+//! The store's health: a periodic probe of both pools, faults seen by ordinary calls, and the
+//! figures `/health` shows under `repository_stats`.
+
+use std::sync::Mutex;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::{GateStats, PoolStats, Store, StoreError};
+
+/// The outcome of the last health probe, or the last database fault seen since.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthReport {
+    pub healthy: bool,
+    /// Unix milliseconds of the probe or fault; `None` before the first probe.
+    pub checked_at_ms: Option<i64>,
+    pub took_ms: f64,
+    pub error: Option<String>,
+}
+
+pub(super) struct HealthState(Mutex<HealthReport>);
+
+impl Default for HealthState {
+    fn default() -> Self {
+        // The store just opened and migrated, so it was usable a moment ago.
+        Self(Mutex::new(HealthReport {
+            healthy: true,
+            checked_at_ms: None,
+            took_ms: 0.0,
+            error: None,
+        }))
+    }
+}
+
+impl HealthState {
+    fn set(&self, report: HealthReport) {
+        // A poisoned lock only means a panic elsewhere while setting; the value is plain data.
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = report;
+    }
+
+    fn get(&self) -> HealthReport {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    pub(super) fn record_fault(&self, error: &StoreError) {
+        tracing::error!(%error, "database fault");
+        self.set(HealthReport {
+            healthy: false,
+            checked_at_ms: Some(super::now_ms()),
+            took_ms: 0.0,
+            error: Some(error.to_string()),
+        });
+    }
+}
+
+/// `/health` `repository_stats`.
+#[derive(Debug, Clone, Serialize)]
+pub struct StoreStats {
+    pub readers: PoolStats,
+    pub writers: PoolStats,
+    pub write_gate: GateStats,
+    pub wal_bytes: u64,
+    pub healthy: bool,
+    pub last_health_check: HealthReport,
+}
+
+impl Store {
+    /// Probes a reader and a writer (through the gate, like any write) and records the result.
+    pub async fn check_health(&self) -> HealthReport {
+        let started = Instant::now();
+        let read = self
+            .read(|conn| {
+                Ok(
+                    conn.query_row("SELECT count(*) FROM schema_migrations", [], |r| {
+                        r.get::<_, i64>(0)
+                    })?,
+                )
+            })
+            .await;
+        let outcome = match read {
+            Ok(_) => self.write(|_tx| Ok(())).await,
+            Err(e) => Err(e),
+        };
+        let report = HealthReport {
+            healthy: outcome.is_ok(),
+            checked_at_ms: Some(super::now_ms()),
+            took_ms: started.elapsed().as_secs_f64() * 1000.0,
+            error: outcome.err().map(|e| e.to_string()),
+        };
+        if let Some(error) = &report.error {
+            tracing::warn!(%error, "database health check failed");
+        }
+        self.inner.health.set(report.clone());
+        report
+    }
+
+    pub fn health(&self) -> HealthReport {
+        self.inner.health.get()
+    }
+
+    /// Live figures; cheap (atomics, one `stat` of the WAL file).
+    pub fn stats(&self) -> StoreStats {
+        let mut wal = self.inner.path.clone().into_os_string();
+        wal.push("-wal");
+        let last = self.health();
+        StoreStats {
+            readers: self.inner.readers.stats(),
+            writers: self.inner.writers.stats(),
+            write_gate: self.inner.gate.gate_stats(),
+            wal_bytes: std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0),
+            healthy: last.healthy,
+            last_health_check: last,
+        }
+    }
+}

@@ -1,0 +1,184 @@
+//! The store's domain types: what callers pass in and get back.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::StoreError;
+
+/// A conversation id: generated as a UUID v7 (time-ordered), accepted from clients when it is
+/// 1–128 characters of letters, digits, `-`, `_`, `.` or `:`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct ConversationId(String);
+
+impl ConversationId {
+    pub fn generate() -> Self {
+        Self(uuid::Uuid::now_v7().to_string())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for ConversationId {
+    type Error = StoreError;
+
+    fn try_from(value: String) -> Result<Self, StoreError> {
+        let valid = (1..=128).contains(&value.len())
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'));
+        if valid {
+            Ok(Self(value))
+        } else {
+            Err(StoreError::InvalidInput(
+                "conversation_id must be 1-128 characters of letters, digits, - _ . :".into(),
+            ))
+        }
+    }
+}
+
+impl From<ConversationId> for String {
+    fn from(id: ConversationId) -> Self {
+        id.0
+    }
+}
+
+impl fmt::Display for ConversationId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Conversation {
+    pub id: ConversationId,
+    pub title: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub message_count: i64,
+    pub token_count: i64,
+}
+
+/// Text forms shared by the enums stored as TEXT.
+macro_rules! text_enum {
+    ($name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(rename_all = "lowercase")]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = StoreError;
+            fn from_str(text: &str) -> Result<Self, StoreError> {
+                match text {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err(StoreError::Corrupt(format!(
+                        concat!("unknown ", stringify!($name), " `{}`"), other
+                    ))),
+                }
+            }
+        }
+    };
+}
+
+text_enum!(Role { System = "system", User = "user", Assistant = "assistant", Tool = "tool" });
+text_enum!(MessageStatus { Complete = "complete", Cancelled = "cancelled", Failed = "failed" });
+
+/// A message to append. `seq`, `id` and `created_at` are assigned by the store.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewMessage {
+    pub role: Role,
+    pub content: String,
+    #[serde(default)]
+    pub tool_calls: Option<serde_json::Value>,
+    #[serde(default)]
+    pub tool_call_id: Option<String>,
+    #[serde(default)]
+    pub request_id: Option<String>,
+    #[serde(default = "complete")]
+    pub status: MessageStatus,
+    #[serde(default)]
+    pub token_count: u32,
+    #[serde(default)]
+    pub model: Option<String>,
+    #[serde(default)]
+    pub usage: Option<serde_json::Value>,
+}
+
+fn complete() -> MessageStatus {
+    MessageStatus::Complete
+}
+
+impl NewMessage {
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        Self {
+            role,
+            content: content.into(),
+            tool_calls: None,
+            tool_call_id: None,
+            request_id: None,
+            status: MessageStatus::Complete,
+            token_count: 0,
+            model: None,
+            usage: None,
+        }
+    }
+
+    #[must_use]
+    pub fn with_request_id(mut self, request_id: impl Into<String>) -> Self {
+        self.request_id = Some(request_id.into());
+        self
+    }
+
+    pub(super) fn check(&self) -> Result<(), StoreError> {
+        let invalid = |m: &str| Err(StoreError::InvalidInput(m.into()));
+        match self.role {
+            Role::Tool if self.tool_call_id.is_none() => {
+                invalid("a tool message needs tool_call_id")
+            }
+            Role::Tool => Ok(()),
+            _ if self.tool_call_id.is_some() => invalid("only tool messages carry tool_call_id"),
+            Role::Assistant => match &self.tool_calls {
+                Some(calls) if !calls.is_array() => invalid("tool_calls must be an array"),
+                _ => Ok(()),
+            },
+            _ if self.tool_calls.is_some() => invalid("only assistant messages carry tool_calls"),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredMessage {
+    pub id: i64,
+    pub conversation_id: ConversationId,
+    /// Position in the conversation: increasing, assigned at commit, no gaps from one append.
+    pub seq: i64,
+    pub role: Role,
+    pub content: String,
+    pub tool_calls: Option<serde_json::Value>,
+    pub tool_call_id: Option<String>,
+    pub request_id: Option<String>,
+    pub status: MessageStatus,
+    pub token_count: i64,
+    pub model: Option<String>,
+    pub usage: Option<serde_json::Value>,
+    pub created_at: i64,
+}
+
+/// One page of a listing, with the cursor of the next page when there is one.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub next_cursor: Option<String>,
+}

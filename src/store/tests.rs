@@ -1,0 +1,416 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::config::RepositoryConfig;
+
+struct TempStore {
+    store: Store,
+    dir: tempfile::TempDir,
+}
+
+fn config_in(dir: &Path) -> RepositoryConfig {
+    RepositoryConfig {
+        path: dir.join("nested/chat.db"),
+        ..RepositoryConfig::default()
+    }
+}
+
+fn open_temp() -> TempStore {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Store::open(&config_in(dir.path())).expect("store opens");
+    TempStore { store, dir }
+}
+
+fn user(text: &str) -> NewMessage {
+    NewMessage::new(Role::User, text)
+}
+
+#[tokio::test]
+async fn the_file_is_created_with_mode_0600_in_a_new_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = open_temp();
+    let mode = std::fs::metadata(t.store.path())
+        .expect("file exists")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[tokio::test]
+async fn readers_refuse_writes() {
+    let t = open_temp();
+    let err = t
+        .store
+        .read(|conn| {
+            Ok(conn.execute(
+                "INSERT INTO conversations (id, created_at, updated_at) VALUES ('x', 0, 0)",
+                [],
+            )?)
+        })
+        .await
+        .expect_err("a reader must not write");
+    assert!(
+        err.to_string().contains("readonly")
+            || err.to_string().contains("read-only")
+            || err.to_string().contains("query_only"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_vec0_knn_query_works_from_a_reader() {
+    let t = open_temp();
+    t.store
+        .write(|tx| {
+            tx.execute_batch(
+                "CREATE VIRTUAL TABLE v USING vec0(embedding float[3]);
+                 INSERT INTO v (rowid, embedding) VALUES (1, '[1,0,0]'), (2, '[0,1,0]'), (3, '[0.9,0.1,0]');",
+            )?;
+            Ok(())
+        })
+        .await
+        .expect("vec0 table written");
+    // Every reader connection must have the extension, so ask more times than there are readers.
+    for _ in 0..40 {
+        let hits = t
+            .store
+            .read(|conn| {
+                let mut st = conn.prepare(
+                    "SELECT rowid FROM v WHERE embedding MATCH '[1,0,0]' ORDER BY distance LIMIT 2",
+                )?;
+                let ids = st
+                    .query_map([], |r| r.get::<_, i64>(0))?
+                    .collect::<Result<Vec<_>, _>>()?;
+                Ok(ids)
+            })
+            .await
+            .expect("knn from a reader");
+        assert_eq!(hits, vec![1, 3]);
+    }
+}
+
+#[tokio::test]
+async fn appended_messages_get_contiguous_order_under_concurrent_writers() {
+    let t = open_temp();
+    let conversation = t.store.conversations().create(None).await.expect("created");
+    let mut tasks = Vec::new();
+    for writer in 0..4 {
+        let (store, id) = (t.store.clone(), conversation.id.clone());
+        tasks.push(tokio::spawn(async move {
+            for i in 0..50 {
+                let batch = vec![
+                    user(&format!("w{writer} m{i}")),
+                    NewMessage::new(Role::Assistant, "ok"),
+                ];
+                store
+                    .conversations()
+                    .append(&id, batch)
+                    .await
+                    .expect("append");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("writer task");
+    }
+    let history = t
+        .store
+        .conversations()
+        .history(&conversation.id)
+        .await
+        .expect("history");
+    assert_eq!(history.len(), 400);
+    assert!(
+        history.iter().zip(1..).all(|(m, seq)| m.seq == seq),
+        "seq must be 1..=400 without gaps"
+    );
+    // A batch stays together: each user message is directly followed by its answer.
+    assert!(
+        history
+            .chunks(2)
+            .all(|pair| pair[0].role == Role::User && pair[1].role == Role::Assistant)
+    );
+    let stored = t
+        .store
+        .conversations()
+        .get(&conversation.id)
+        .await
+        .expect("get");
+    assert_eq!(stored.message_count, 400);
+}
+
+#[tokio::test]
+async fn a_repeated_request_id_is_refused_and_the_batch_rolled_back() {
+    let t = open_temp();
+    let repo = t.store.conversations();
+    let c = repo.create(Some("t".into())).await.expect("created");
+    repo.append(&c.id, vec![user("hi").with_request_id("r1")])
+        .await
+        .expect("first");
+    let again = vec![
+        NewMessage::new(Role::Assistant, "x"),
+        user("hi").with_request_id("r1"),
+    ];
+    let err = repo.append(&c.id, again).await.expect_err("duplicate");
+    assert!(
+        matches!(err, StoreError::DuplicateRequest { ref request_id } if request_id == "r1"),
+        "{err}"
+    );
+    assert_eq!(
+        repo.history(&c.id).await.expect("history").len(),
+        1,
+        "the batch is all or nothing"
+    );
+    let found = repo.find_by_request(&c.id, "r1").await.expect("find");
+    assert_eq!(found.len(), 1);
+    assert!(
+        repo.find_by_request(&c.id, "nope")
+            .await
+            .expect("find")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn tool_calls_and_usage_round_trip_as_json() {
+    let t = open_temp();
+    let repo = t.store.conversations();
+    let c = repo.create(None).await.expect("created");
+    let mut assistant = NewMessage::new(Role::Assistant, "");
+    assistant.tool_calls =
+        Some(serde_json::json!([{"id": "call_1", "name": "echo", "arguments": "{}"}]));
+    assistant.usage = Some(serde_json::json!({"prompt_tokens": 3}));
+    let mut tool = NewMessage::new(Role::Tool, "echoed");
+    tool.tool_call_id = Some("call_1".into());
+    let stored = repo
+        .append(&c.id, vec![assistant.clone(), tool])
+        .await
+        .expect("append");
+    let history = repo.history(&c.id).await.expect("history");
+    assert_eq!(history, stored);
+    assert_eq!(history[0].tool_calls, assistant.tool_calls);
+    assert_eq!(history[1].tool_call_id.as_deref(), Some("call_1"));
+}
+
+#[tokio::test]
+async fn malformed_messages_are_refused_before_touching_the_database() {
+    let t = open_temp();
+    let repo = t.store.conversations();
+    let c = repo.create(None).await.expect("created");
+    let orphan_tool = NewMessage::new(Role::Tool, "result");
+    assert!(matches!(
+        repo.append(&c.id, vec![orphan_tool]).await,
+        Err(StoreError::InvalidInput(_))
+    ));
+}
+
+#[tokio::test]
+async fn missing_conversations_are_not_found() {
+    let t = open_temp();
+    let repo = t.store.conversations();
+    let ghost = ConversationId::generate();
+    assert!(matches!(
+        repo.get(&ghost).await,
+        Err(StoreError::NotFound("conversation"))
+    ));
+    assert!(matches!(
+        repo.append(&ghost, vec![user("x")]).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        repo.history(&ghost).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(matches!(
+        repo.delete(&ghost).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+#[tokio::test]
+async fn conversations_page_by_recent_activity_and_delete_cascades() {
+    let t = open_temp();
+    let repo = t.store.conversations();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(repo.create(None).await.expect("created").id);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    repo.append(&ids[0], vec![user("bump")])
+        .await
+        .expect("append");
+    let first = repo.list(2, None).await.expect("page 1");
+    assert_eq!(
+        first.items[0].id, ids[0],
+        "the conversation just written to comes first"
+    );
+    let second = repo
+        .list(2, first.next_cursor.clone())
+        .await
+        .expect("page 2");
+    let third = repo
+        .list(2, second.next_cursor.clone())
+        .await
+        .expect("page 3");
+    assert_eq!(third.next_cursor, None);
+    let seen: Vec<_> = [first.items, second.items, third.items]
+        .concat()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(seen.len(), 5);
+    assert_eq!(
+        seen[1..],
+        [
+            ids[4].clone(),
+            ids[3].clone(),
+            ids[2].clone(),
+            ids[1].clone()
+        ]
+    );
+
+    repo.delete(&ids[0]).await.expect("deleted");
+    let count: i64 = t
+        .store
+        .read(|c| Ok(c.query_row("SELECT count(*) FROM messages", [], |r| r.get(0))?))
+        .await
+        .expect("count");
+    assert_eq!(count, 0, "messages go with their conversation");
+    assert!(matches!(
+        repo.list(2, Some("garbage".into())).await,
+        Err(StoreError::InvalidInput(_))
+    ));
+}
+
+#[tokio::test]
+async fn history_pages_walk_backwards_in_order() {
+    let t = open_temp();
+    let repo = t.store.conversations();
+    let c = repo.create(None).await.expect("created");
+    repo.append(&c.id, (0..5).map(|i| user(&i.to_string())).collect())
+        .await
+        .expect("append");
+    let latest = repo.history_page(&c.id, None, 2).await.expect("page");
+    assert_eq!(
+        latest.items.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![4, 5]
+    );
+    let before: i64 = latest
+        .next_cursor
+        .as_deref()
+        .expect("more")
+        .parse()
+        .expect("seq");
+    let older = repo
+        .history_page(&c.id, Some(before), 10)
+        .await
+        .expect("page");
+    assert_eq!(
+        older.items.iter().map(|m| m.seq).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+    assert_eq!(older.next_cursor, None);
+}
+
+#[tokio::test]
+async fn stats_count_pool_use_and_the_health_probe_passes() {
+    let t = open_temp();
+    let report = t.store.check_health().await;
+    assert!(report.healthy, "{report:?}");
+    let stats = t.store.stats();
+    assert_eq!((stats.readers.size, stats.writers.size), (16, 4));
+    assert!(stats.readers.acquire_wait_ms.count >= 1);
+    assert!(stats.write_gate.wait_ms.count >= 1);
+    assert!(
+        stats.wal_bytes > 0,
+        "the probe's write went through the WAL"
+    );
+}
+
+#[tokio::test]
+async fn close_checkpoints_and_truncates_the_wal() {
+    let t = open_temp();
+    let repo = t.store.conversations();
+    let c = repo.create(None).await.expect("created");
+    repo.append(&c.id, vec![user("durable")])
+        .await
+        .expect("append");
+    t.store.close(Duration::from_secs(5)).await.expect("closed");
+    let wal = t.dir.path().join("nested/chat.db-wal");
+    assert_eq!(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0), 0);
+    assert!(matches!(repo.get(&c.id).await, Err(StoreError::Closed)));
+}
+
+fn file_bytes(path: &Path) -> Vec<u8> {
+    std::fs::read(path).expect("readable")
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_version_is_refused_and_left_untouched() {
+    let t = open_temp();
+    let path = t.store.path().to_path_buf();
+    t.store
+        .write(|tx| {
+            tx.execute(
+                "INSERT INTO schema_migrations VALUES (99, 'future', 'x', 0)",
+                [],
+            )?;
+            Ok(())
+        })
+        .await
+        .expect("future row");
+    t.store.close(Duration::from_secs(5)).await.expect("closed");
+    drop(t.store);
+    let before = file_bytes(&path);
+    let err = Store::open(&config_in(t.dir.path()))
+        .err()
+        .expect("refused");
+    assert!(
+        matches!(err, StoreError::UnknownMigration { version: 99, .. }),
+        "{err}"
+    );
+    assert_eq!(file_bytes(&path), before);
+}
+
+#[test]
+fn a_file_that_is_not_sqlite_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = config_in(dir.path());
+    std::fs::create_dir_all(dir.path().join("nested")).expect("dir");
+    let garbage =
+        b"this is certainly not a sqlite database, just some text padding it out".repeat(100);
+    std::fs::write(&config.path, &garbage).expect("write");
+    let err = Store::open(&config).err().expect("refused");
+    assert!(matches!(err, StoreError::NotADatabase { .. }), "{err}");
+    assert_eq!(file_bytes(&config.path), garbage);
+}
+
+#[test]
+fn an_unwritable_path_is_a_clear_open_error() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let blocker = dir.path().join("file");
+    std::fs::write(&blocker, b"x").expect("write");
+    let config = RepositoryConfig {
+        path: blocker.join("chat.db"),
+        ..RepositoryConfig::default()
+    };
+    let err = Store::open(&config).err().expect("refused");
+    assert!(matches!(err, StoreError::Open { .. }), "{err}");
+    assert!(err.to_string().contains("cannot create directory"), "{err}");
+}
+
+#[tokio::test]
+async fn a_panic_inside_a_store_call_reaches_the_caller() {
+    let t = open_temp();
+    let store = Arc::new(t.store.clone());
+    let outcome = tokio::spawn(async move {
+        store
+            .read(|_| -> Result<(), StoreError> { panic!("boom") })
+            .await
+    })
+    .await;
+    assert!(outcome.expect_err("panicked").is_panic());
+    // The permit and connection came back: the store still works.
+    assert!(t.store.conversations().create(None).await.is_ok());
+}
