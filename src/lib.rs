@@ -1,9 +1,18 @@
 //! mcp-platform: a local-first MCP chat server in one process, one binary, one SQLite file.
 //!
+//! Data flows one way: a client reaches [`http`], which reads and writes through [`store`].
+//! Later parts (LLM providers, the WebSocket chat, the MCP host) slot in between.
+//!
+//! - [`app`]: start-up, serving on a bound listener, graceful shutdown, background tasks.
 //! - [`config`]: the typed `config.yaml` tree, `${VAR}` interpolation, validation by key path.
+//! - [`http`]: the axum router: `/health` and the conversations REST API, behind an Origin check.
 //! - [`store`]: SQLite in WAL mode behind reader and writer pools, a fair write gate,
 //!   migrations, and the repositories (conversations and messages).
 //! - [`stats`]: lock-free histograms and gauges the components keep for `/health`.
+//! - [`telemetry`]: logging as text or JSON.
+pub mod app;
 pub mod config;
+pub mod http;
 pub mod stats;
 pub mod store;
+pub mod telemetry;

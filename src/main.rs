@@ -1,1 +1,83 @@
-fn main() {}
+//! `mcp-platform`: parse the command line, load the config, run. Start-up failures print one
+//! line and exit with code 2.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use mcp_platform::app::{App, StartError, shutdown_signal};
+use mcp_platform::config::Config;
+
+/// Local-first MCP chat server: WebSocket chat, LLM providers, MCP tools, one SQLite file.
+#[derive(Parser)]
+#[command(name = "mcp-platform", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (the default): creates the database and serves HTTP and WebSocket.
+    Serve(ServeArgs),
+    /// Validate the configuration and print it with defaults filled in and secrets redacted.
+    CheckConfig {
+        /// Config file [default: ./config.yaml if present, else the built-in defaults]
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args, Default)]
+struct ServeArgs {
+    /// Config file [default: ./config.yaml if present, else the built-in defaults]
+    #[arg(long, value_name = "PATH")]
+    config: Option<PathBuf>,
+    /// Interface to bind, overriding server.host
+    #[arg(long, value_name = "HOST")]
+    host: Option<String>,
+    /// Port to listen on, overriding server.port (0 picks a free one)
+    #[arg(long, value_name = "PORT")]
+    port: Option<u16>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Some(Command::CheckConfig { config }) => check_config(config.as_deref()),
+        Some(Command::Serve(args)) => serve(args),
+        None => serve(cli.serve),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn check_config(path: Option<&Path>) -> Result<(), StartError> {
+    let (config, source) = Config::load(path)?;
+    print!("{}", config.to_redacted_yaml());
+    eprintln!("configuration OK ({source})");
+    Ok(())
+}
+
+fn serve(args: ServeArgs) -> Result<(), StartError> {
+    let (mut config, source) = Config::load(args.config.as_deref())?;
+    config.server.host = args.host.unwrap_or(config.server.host);
+    config.server.port = args.port.unwrap_or(config.server.port);
+    mcp_platform::telemetry::init(&config.logging);
+    tracing::debug!(config = %source, "starting");
+    let runtime = tokio::runtime::Runtime::new().map_err(StartError::Runtime)?;
+    runtime.block_on(async {
+        let app = App::start(config).await?;
+        let listener = app.bind().await?;
+        app.serve(listener, shutdown_signal())
+            .await
+            .map_err(StartError::Runtime)
+    })
+}

@@ -110,7 +110,7 @@ fn bucket_of(us: u64) -> usize {
         #[allow(clippy::cast_possible_truncation)]
         return us as usize;
     }
-    let exp = (63 - us.leading_zeros()) as usize; // >= 4
+    let exp = us.ilog2() as usize; // >= 4 here
     if exp >= MAX_EXP {
         return BUCKETS - 1;
     }

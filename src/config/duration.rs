@@ -62,6 +62,7 @@ pub mod option {
     #[derive(Deserialize, Serialize)]
     struct Wrapped(#[serde(with = "super")] Duration);
 
+    #[allow(clippy::ref_option)] // serde's `with` fixes this signature
     pub fn serialize<S: Serializer>(value: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
         value.map(Wrapped).serialize(s)
     }
@@ -99,10 +100,14 @@ mod tests {
 
     #[test]
     fn negative_and_garbage_durations_are_refused_with_a_hint() {
-        assert!(parse(r#"{"d": -1}"#).unwrap_err().contains("negative"));
+        assert!(
+            parse(r#"{"d": -1}"#)
+                .expect_err("refused")
+                .contains("negative")
+        );
         assert!(
             parse(r#"{"d": "soon"}"#)
-                .unwrap_err()
+                .expect_err("refused")
                 .contains("write e.g. 30s")
         );
     }

@@ -237,8 +237,8 @@ impl RawProvider {
             embedding_model: self.embedding_model.or(preset.embedding_model),
             http_referer: self.http_referer.or(preset.http_referer),
             x_title: self.x_title.or(preset.x_title),
-            http_client: self.http_client.resolve(preset.http_client),
-            circuit_breaker: self.circuit_breaker.resolve(preset.circuit_breaker),
+            http_client: self.http_client.resolve(&preset.http_client),
+            circuit_breaker: self.circuit_breaker.resolve(&preset.circuit_breaker),
         }
     }
 }
@@ -265,7 +265,7 @@ struct RawHttpClient {
 }
 
 impl RawHttpClient {
-    fn resolve(self, p: HttpClientConfig) -> HttpClientConfig {
+    fn resolve(self, p: &HttpClientConfig) -> HttpClientConfig {
         HttpClientConfig {
             max_connections: self.max_connections.unwrap_or(p.max_connections),
             max_keepalive: self.max_keepalive.unwrap_or(p.max_keepalive),
@@ -291,7 +291,7 @@ struct RawCircuitBreaker {
 }
 
 impl RawCircuitBreaker {
-    fn resolve(self, p: CircuitBreakerConfig) -> CircuitBreakerConfig {
+    fn resolve(self, p: &CircuitBreakerConfig) -> CircuitBreakerConfig {
         CircuitBreakerConfig {
             failure_threshold: self.failure_threshold.unwrap_or(p.failure_threshold),
             open_for: self.open_for.unwrap_or(p.open_for),

@@ -171,11 +171,14 @@ fn parse_error(origin: &str, key: Option<String>, err: &serde_saphyr::Error) -> 
     let rendered = err.to_string();
     let first_line = rendered.lines().next().unwrap_or_default();
     let message = first_line.trim_start_matches("error: ");
-    // The rendered text repeats the location we report separately.
+    // The rendered text repeats the location we report separately, as a prefix or a suffix.
     let message = match message.split_once(": ") {
         Some((prefix, rest)) if prefix.starts_with("line ") => rest,
         _ => message,
     };
+    let message = message
+        .rsplit_once(" at line ")
+        .map_or(message, |(text, _)| text);
     ConfigError::Parse {
         origin: origin.to_string(),
         key: key.filter(|k| !k.is_empty() && k != "."),

@@ -9,7 +9,12 @@ use super::{Config, LlmConfig, McpConfig, ProviderConfig, chat};
 /// `(key path, what is wrong)`.
 pub(super) type Invalid = (String, String);
 
-fn within<T: PartialOrd + Display>(key: &str, value: T, min: T, max: T) -> Result<(), Invalid> {
+fn within<T: PartialOrd + Display + Copy>(
+    key: &str,
+    value: T,
+    min: T,
+    max: T,
+) -> Result<(), Invalid> {
     if value < min || value > max {
         return Err((
             key.into(),

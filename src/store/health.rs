@@ -70,23 +70,29 @@ pub struct StoreStats {
     pub last_health_check: HealthReport,
 }
 
+const MIGRATION_COUNT: &str = "SELECT count(*) FROM schema_migrations";
+
 impl Store {
-    /// Probes a reader and a writer (through the gate, like any write) and records the result.
+    /// Probes the file by path with a fresh connection (pooled connections keep working on a
+    /// deleted or replaced file, whose data would be lost when they close), then a pooled
+    /// reader and a writer (through the gate, like any write), and records the result.
     pub async fn check_health(&self) -> HealthReport {
         let started = Instant::now();
-        let read = self
-            .read(|conn| {
-                Ok(
-                    conn.query_row("SELECT count(*) FROM schema_migrations", [], |r| {
-                        r.get::<_, i64>(0)
-                    })?,
-                )
+        let path = self.inner.path.clone();
+        let outcome = async {
+            super::run_blocking(move || {
+                let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                let fresh = rusqlite::Connection::open_with_flags(&path, flags)?;
+                fresh.query_row(MIGRATION_COUNT, [], |r| r.get::<_, i64>(0))?;
+                Ok(())
             })
-            .await;
-        let outcome = match read {
-            Ok(_) => self.write(|_tx| Ok(())).await,
-            Err(e) => Err(e),
-        };
+            .await?;
+            self.read(|conn| Ok(conn.query_row(MIGRATION_COUNT, [], |r| r.get::<_, i64>(0))?))
+                .await?;
+            self.write(|_tx| Ok(())).await
+        }
+        .await;
         let report = HealthReport {
             healthy: outcome.is_ok(),
             checked_at_ms: Some(super::now_ms()),
@@ -113,7 +119,7 @@ impl Store {
             readers: self.inner.readers.stats(),
             writers: self.inner.writers.stats(),
             write_gate: self.inner.gate.gate_stats(),
-            wal_bytes: std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0),
+            wal_bytes: std::fs::metadata(&wal).map_or(0, |m| m.len()),
             healthy: last.healthy,
             last_health_check: last,
         }

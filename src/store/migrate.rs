@@ -1,6 +1,7 @@
 //! Embedded migrations: planned on a read-only look at the file (so a refused start changes
 //! nothing), then applied in order, each in its own transaction, recorded with a checksum.
 
+use std::fmt::Write;
 use std::path::Path;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
@@ -26,8 +27,10 @@ impl Migration {
     pub fn checksum(&self) -> String {
         Sha256::digest(self.sql.as_bytes())
             .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+            .fold(String::new(), |mut hex, byte| {
+                let _ = write!(hex, "{byte:02x}");
+                hex
+            })
     }
 }
 

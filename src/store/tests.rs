@@ -338,7 +338,7 @@ async fn close_checkpoints_and_truncates_the_wal() {
         .expect("append");
     t.store.close(Duration::from_secs(5)).await.expect("closed");
     let wal = t.dir.path().join("nested/chat.db-wal");
-    assert_eq!(std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0), 0);
+    assert_eq!(std::fs::metadata(&wal).map_or(0, |m| m.len()), 0);
     assert!(matches!(repo.get(&c.id).await, Err(StoreError::Closed)));
 }
 

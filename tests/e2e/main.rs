@@ -1,1 +1,8 @@
-fn main() {}
+//! End-to-end tests: the real application on port 0 with a temporary database, driven over
+//! HTTP as a client would; and the real binary for start-up failures and crash recovery.
+
+mod api;
+mod binary;
+mod health;
+mod helpers;
+mod shutdown;

@@ -1,0 +1,176 @@
+//! The application: built from a validated [`Config`], served on an already bound listener until
+//! a shutdown future resolves, then stopped in order (stop accepting, drain with a deadline,
+//! stop background tasks, checkpoint the WAL).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{Config, ConfigError};
+use crate::http::{self, AppState};
+use crate::store::{Store, StoreError};
+
+/// Why the server could not start; `main` prints it on one line and exits with code 2.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("runtime failure: {0}")]
+    Runtime(std::io::Error),
+}
+
+/// A started application: the store is open and migrated; nothing is served yet.
+pub struct App {
+    config: Arc<Config>,
+    store: Store,
+    started: Instant,
+}
+
+impl App {
+    /// Opens the store (off the async runtime).
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        let started = Instant::now();
+        let repository = config.chat.service.repository.clone();
+        let store = tokio::task::spawn_blocking(move || Store::open(&repository))
+            .await
+            .map_err(|e| StoreError::Open {
+                path: "database".into(),
+                reason: e.to_string(),
+            })??;
+        Ok(Self {
+            config: Arc::new(config),
+            store,
+            started,
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Binds the configured address.
+    pub async fn bind(&self) -> Result<TcpListener, StartError> {
+        let addr = format!("{}:{}", self.config.server.host, self.config.server.port);
+        TcpListener::bind(&addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })
+    }
+
+    /// Serves until `shutdown` resolves, then shuts down gracefully.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let local = listener.local_addr()?;
+        let cancel = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        tasks.spawn(health_checks(
+            self.store.clone(),
+            self.config.clone(),
+            cancel.child_token(),
+        ));
+
+        let state = AppState::new(self.config.clone(), self.store.clone(), self.started, local);
+        let router = http::router(state);
+        let stop_accepting = cancel.child_token();
+        let server = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
+        let mut server = tokio::spawn(server.into_future());
+        log_ready(&self.store, local, self.started);
+
+        tokio::select! {
+            () = shutdown => {}
+            result = &mut server => {
+                // The server ended on its own: an accept error. Still close the store cleanly.
+                tracing::error!(?result, "HTTP server stopped unexpectedly");
+            }
+        }
+        let deadline = self.config.server.shutdown_timeout;
+        tracing::info!(deadline = ?deadline, "shutting down: no new connections, draining");
+        cancel.cancel();
+        if !server.is_finished() && tokio::time::timeout(deadline, &mut server).await.is_err() {
+            tracing::warn!("connections still open at the shutdown deadline; closing them");
+            server.abort();
+        }
+        tasks.close();
+        if tokio::time::timeout(Duration::from_secs(5), tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("background tasks did not stop within 5s");
+        }
+        if let Err(error) = self.store.close(deadline).await {
+            tracing::error!(%error, "closing the database failed");
+        }
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+fn log_ready(store: &Store, local: SocketAddr, started: Instant) {
+    tracing::info!(
+        address = %format!("http://{local}"),
+        database = %store.path().display(),
+        startup_ms = started.elapsed().as_millis(),
+        "mcp-platform {} listening",
+        env!("CARGO_PKG_VERSION"),
+    );
+}
+
+/// Probes the database every `health_check_interval` until cancelled.
+async fn health_checks(store: Store, config: Arc<Config>, cancel: CancellationToken) {
+    let period = config
+        .chat
+        .service
+        .repository
+        .connection_pool
+        .health_check_interval;
+    let mut interval = tokio::time::interval(period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            _ = interval.tick() => { store.check_health().await; }
+        }
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(signal) => signal,
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the server");
+                let _ = interrupt.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = interrupt => tracing::info!("received SIGINT"),
+            _ = terminate.recv() => tracing::info!("received SIGTERM"),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

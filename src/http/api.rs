@@ -1,0 +1,137 @@
+//! REST endpoints over stored conversations, for front ends that browse history and for imports:
+//!
+//! - `GET    /api/conversations?limit&cursor`          most recently active first
+//! - `POST   /api/conversations` `{"title"?, "id"?}`   create
+//! - `GET    /api/conversations/{id}`                  one conversation
+//! - `DELETE /api/conversations/{id}`                  with its messages
+//! - `GET    /api/conversations/{id}/messages?limit&before`   newest page, in order
+//! - `POST   /api/conversations/{id}/messages` `{"messages": [...]}`   append in one transaction
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::{ApiError, AppState};
+use crate::store::{Conversation, ConversationId, NewMessage, Page, StoredMessage};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/conversations", get(list).post(create))
+        .route("/api/conversations/{id}", get(fetch).delete(remove))
+        .route(
+            "/api/conversations/{id}/messages",
+            get(messages).post(append),
+        )
+}
+
+fn parse_id(id: String) -> Result<ConversationId, ApiError> {
+    Ok(ConversationId::try_from(id)?)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    limit: Option<u32>,
+    cursor: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> Result<Json<Page<Conversation>>, ApiError> {
+    let Query(query) = query?;
+    let page = state
+        .store
+        .conversations()
+        .list(query.limit.unwrap_or(50), query.cursor)
+        .await?;
+    Ok(Json(page))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    title: Option<String>,
+    id: Option<String>,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    body: Result<Json<CreateBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<Conversation>), ApiError> {
+    let Json(body) = body?;
+    let repo = state.store.conversations();
+    let created = match body.id {
+        Some(id) => repo.create_with_id(parse_id(id)?, body.title).await,
+        None => repo.create(body.title).await,
+    };
+    Ok((StatusCode::CREATED, Json(created?)))
+}
+
+async fn fetch(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<Conversation>, ApiError> {
+    Ok(Json(state.store.conversations().get(&parse_id(id)?).await?))
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    state.store.conversations().delete(&parse_id(id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MessagesQuery {
+    limit: Option<u32>,
+    before: Option<i64>,
+}
+
+async fn messages(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    query: Result<Query<MessagesQuery>, QueryRejection>,
+) -> Result<Json<Page<StoredMessage>>, ApiError> {
+    let Query(query) = query?;
+    let page = state
+        .store
+        .conversations()
+        .history_page(&parse_id(id)?, query.before, query.limit.unwrap_or(50))
+        .await?;
+    Ok(Json(page))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AppendBody {
+    messages: Vec<NewMessage>,
+}
+
+#[derive(serde::Serialize)]
+struct Appended {
+    messages: Vec<StoredMessage>,
+}
+
+/// Returns only after the batch is committed: a `201` means the messages are durable.
+async fn append(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    body: Result<Json<AppendBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<Appended>), ApiError> {
+    let Json(body) = body?;
+    if body.messages.len() > 1000 {
+        return Err(ApiError::invalid("at most 1000 messages per request"));
+    }
+    let messages = state
+        .store
+        .conversations()
+        .append(&parse_id(id)?, body.messages)
+        .await?;
+    Ok((StatusCode::CREATED, Json(Appended { messages })))
+}

@@ -1,0 +1,41 @@
+//! `GET /health`: live figures from every part, `200` when the database is usable, `503` when not.
+//! Each section appears once its feature exists; nothing here is a placeholder.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use super::AppState;
+use crate::store::StoreStats;
+
+#[derive(Serialize)]
+pub struct Health {
+    pub status: &'static str,
+    pub version: &'static str,
+    pub uptime_s: u64,
+    pub repository_stats: StoreStats,
+}
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/health", get(health))
+}
+
+#[tracing::instrument(level = "debug", skip_all)]
+async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let repository_stats = state.store.stats();
+    let healthy = repository_stats.healthy;
+    let body = Health {
+        status: if healthy { "ok" } else { "unhealthy" },
+        version: env!("CARGO_PKG_VERSION"),
+        uptime_s: state.started.elapsed().as_secs(),
+        repository_stats,
+    };
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}

@@ -1,0 +1,54 @@
+//! The HTTP surface: one axum router merged from one module per concern. Each module exports
+//! `fn router() -> Router<AppState>`.
+
+mod api;
+mod error;
+mod health;
+mod origin;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+
+pub use error::ApiError;
+
+use crate::config::Config;
+use crate::store::Store;
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub started: Instant,
+    /// Browser origins allowed to call us, resolved against the bound port.
+    pub allowed_origins: Arc<Vec<String>>,
+}
+
+impl AppState {
+    pub fn new(config: Arc<Config>, store: Store, started: Instant, local: SocketAddr) -> Self {
+        let allowed_origins = Arc::new(origin::allowed_origins(
+            &config.server.allowed_origins,
+            local.port(),
+        ));
+        Self {
+            config,
+            store,
+            started,
+            allowed_origins,
+        }
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let guarded =
+        api::router()
+            .fallback(error::not_found)
+            .layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                origin::check_origin,
+            ));
+    health::router().merge(guarded).with_state(state)
+}

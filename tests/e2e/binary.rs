@@ -1,0 +1,253 @@
+//! The real `mcp-platform` binary: start-up refusals, check-config, SIGTERM, and SIGKILL in the
+//! middle of writes.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const BIN: &str = env!("CARGO_BIN_EXE_mcp-platform");
+
+fn write_config(dir: &Path, extra: &str) -> PathBuf {
+    let path = dir.join("config.yaml");
+    let db = dir.join("data/chat.db");
+    let text = format!(
+        "server:\n  port: 0\nlogging:\n  format: json\nchat:\n  service:\n    repository:\n      path: {}\n{extra}",
+        db.display()
+    );
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// Starts the server and returns it with its address, read from the JSON start-up log line.
+/// stderr keeps being drained so the child never blocks on a full pipe.
+async fn start_server(config: &Path) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("binary starts");
+    let stderr = child.stderr.take().expect("piped stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let address = tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("read stderr") {
+            let Ok(event) = serde_json::from_str::<Value>(&line) else {
+                continue;
+            };
+            if let Some(address) = event["address"].as_str() {
+                return address.to_string();
+            }
+        }
+        panic!("server exited before listening");
+    })
+    .await
+    .expect("server listens within 30 s");
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, address)
+}
+
+async fn run_to_completion(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("binary runs");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn assert_one_clear_line(stderr: &str, mentions: &str) {
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("backtrace"),
+        "{stderr}"
+    );
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one line expected, got: {stderr}");
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains(mentions),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_bad_config_exits_2_with_one_line_naming_the_key() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_config(
+        dir.path(),
+        "      connection_pool:\n        max_readers: 0\n",
+    );
+    let (code, _, stderr) = run_to_completion(&["--config", config.to_str().expect("utf-8")]).await;
+    assert_eq!(code, 2);
+    assert_one_clear_line(
+        &stderr,
+        "chat.service.repository.connection_pool.max_readers",
+    );
+    assert!(
+        !dir.path().join("data/chat.db").exists(),
+        "a refused start creates nothing"
+    );
+}
+
+#[tokio::test]
+async fn a_database_from_a_newer_version_exits_2_and_is_left_untouched() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_config(dir.path(), "");
+    let db = dir.path().join("data/chat.db");
+    {
+        let (mut child, _) = start_server(&config).await;
+        child.kill().await.expect("stop");
+    }
+    let conn = rusqlite::Connection::open(&db).expect("open");
+    conn.execute(
+        "INSERT INTO schema_migrations VALUES (999, 'from_the_future', 'x', 0)",
+        [],
+    )
+    .expect("insert");
+    conn.pragma_update(None, "journal_mode", "DELETE")
+        .expect("leave WAL so the file is self-contained");
+    drop(conn);
+    let before = std::fs::read(&db).expect("read");
+    let (code, _, stderr) = run_to_completion(&["--config", config.to_str().expect("utf-8")]).await;
+    assert_eq!(code, 2);
+    assert_one_clear_line(&stderr, "migration 999 (from_the_future)");
+    assert_eq!(
+        std::fs::read(&db).expect("read"),
+        before,
+        "the file was modified"
+    );
+}
+
+#[tokio::test]
+async fn check_config_prints_the_effective_config_with_secrets_redacted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let extra = "mcp:\n  servers:\n    github:\n      command: github-mcp\n      env: {GITHUB_TOKEN: \"${E2E_SECRET_TOKEN:-ghp_supersecret}\"}\n";
+    let config = write_config(dir.path(), extra);
+    let (code, stdout, stderr) =
+        run_to_completion(&["check-config", "--config", config.to_str().expect("utf-8")]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("github-mcp") && stdout.contains("max_readers: 16"),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("ghp_supersecret"), "{stdout}");
+    assert!(stderr.contains("configuration OK"), "{stderr}");
+}
+
+async fn post_json(client: &reqwest::Client, url: &str, body: &Value) -> Option<Value> {
+    let response = client.post(url).json(body).send().await.ok()?;
+    if response.status().as_u16() != 201 {
+        return None;
+    }
+    response.json().await.ok()
+}
+
+#[tokio::test]
+async fn killed_mid_write_every_acknowledged_write_survives_and_sigterm_exits_0() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_config(dir.path(), "");
+    let (mut child, address) = start_server(&config).await;
+    let client = reqwest::Client::new();
+    let created = post_json(&client, &format!("{address}/api/conversations"), &json!({}))
+        .await
+        .expect("create");
+    let id = created["id"].as_str().expect("id").to_string();
+
+    let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
+    let mut writers = Vec::new();
+    for writer in 0..4 {
+        let (client, acknowledged) = (client.clone(), acknowledged.clone());
+        let url = format!("{address}/api/conversations/{id}/messages");
+        writers.push(tokio::spawn(async move {
+            for i in 0.. {
+                let text = format!("{writer}:{i}");
+                let body = json!({"messages": [{"role": "user", "content": text}, {"role": "assistant", "content": "ack"}]});
+                if post_json(&client, &url, &body).await.is_none() {
+                    return;
+                }
+                acknowledged.lock().expect("lock").push(text);
+            }
+        }));
+    }
+    while acknowledged.lock().expect("lock").len() < 400 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    child.kill().await.expect("SIGKILL");
+    for writer in writers {
+        writer.await.expect("writer task");
+    }
+
+    let acked = acknowledged.lock().expect("lock").clone();
+    let conn = rusqlite::Connection::open(dir.path().join("data/chat.db")).expect("reopen");
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .expect("check");
+    assert_eq!(check, "ok");
+    let mut statement = conn
+        .prepare("SELECT content FROM messages WHERE role = 'user'")
+        .expect("prepare");
+    let stored: std::collections::HashSet<String> = statement
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    let lost: Vec<&String> = acked
+        .iter()
+        .filter(|text| !stored.contains(*text))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged writes lost, e.g. {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
+    let pairs: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM messages WHERE role = 'assistant'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("count");
+    assert_eq!(
+        usize::try_from(pairs).expect("count"),
+        stored.len(),
+        "a batch is never half-written"
+    );
+    drop(statement);
+    drop(conn);
+
+    // The same file serves again, and SIGTERM stops the server with exit code 0.
+    let (mut child, address) = start_server(&config).await;
+    let health: Value = client
+        .get(format!("{address}/health"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(health["status"], "ok");
+    let pid = child.id().expect("running").to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .expect("kill -TERM");
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits")
+        .expect("status");
+    assert_eq!(status.code(), Some(0));
+}

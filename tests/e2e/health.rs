@@ -1,0 +1,109 @@
+use std::time::Duration;
+
+use crate::helpers::{spawn_app, spawn_app_with};
+
+#[tokio::test]
+async fn health_reports_the_documented_shape() {
+    let app = spawn_app().await;
+    let (status, body) = app.health().await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
+    assert!(body["uptime_s"].is_u64());
+    let repo = &body["repository_stats"];
+    assert_eq!(repo["readers"]["size"], 16);
+    assert_eq!(repo["writers"]["size"], 4);
+    for pool in ["readers", "writers"] {
+        for key in ["idle", "in_use", "waiting", "timeouts"] {
+            assert!(repo[pool][key].is_u64(), "{pool}.{key} in {repo}");
+        }
+        assert!(repo[pool]["acquire_wait_ms"]["p50"].is_number());
+        assert!(repo[pool]["acquire_wait_ms"]["p99"].is_number());
+    }
+    assert!(repo["write_gate"]["queue_depth"].is_u64());
+    assert!(repo["write_gate"]["wait_ms"]["p99"].is_number());
+    assert!(repo["wal_bytes"].is_u64());
+    assert_eq!(repo["healthy"], true);
+    // No section appears before its feature exists.
+    assert!(body.get("llm_client_stats").is_none());
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_figures_move_under_load() {
+    let app = spawn_app().await;
+    let (_, before) = app.health().await;
+    let conversation = app.create_conversation().await;
+    let mut tasks = Vec::new();
+    for worker in 0..8 {
+        let (client, url_w, url_r) = (
+            app.client.clone(),
+            app.url(&format!("/api/conversations/{conversation}/messages")),
+            app.url(&format!("/api/conversations/{conversation}")),
+        );
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25 {
+                let body = serde_json::json!({"messages": [{"role": "user", "content": format!("{worker}-{i}")}]});
+                let written = client.post(&url_w).json(&body).send().await.expect("append");
+                assert_eq!(written.status().as_u16(), 201);
+                let read = client.get(&url_r).send().await.expect("read");
+                assert_eq!(read.status().as_u16(), 200);
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("worker");
+    }
+    let (_, after) = app.health().await;
+    let count = |body: &serde_json::Value, path: &[&str]| {
+        path.iter()
+            .fold(body, |v, key| &v[key])
+            .as_u64()
+            .expect("a count")
+    };
+    let reads = ["repository_stats", "readers", "acquire_wait_ms", "count"];
+    let writes = ["repository_stats", "write_gate", "wait_ms", "count"];
+    assert!(
+        count(&after, &reads) >= count(&before, &reads) + 200,
+        "{after}"
+    );
+    assert!(
+        count(&after, &writes) >= count(&before, &writes) + 200,
+        "{after}"
+    );
+    assert!(
+        count(&after, &["repository_stats", "wal_bytes"])
+            > count(&before, &["repository_stats", "wal_bytes"])
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_is_503_once_the_database_file_is_gone() {
+    let app = spawn_app_with(|config| {
+        config
+            .chat
+            .service
+            .repository
+            .connection_pool
+            .health_check_interval = Duration::from_secs(1);
+    })
+    .await;
+    assert_eq!(app.health().await.0, 200);
+    std::fs::remove_file(&app.db_path).expect("remove the database file");
+    let mut last = None;
+    for _ in 0..100 {
+        let (status, body) = app.health().await;
+        if status == 503 {
+            assert_eq!(body["status"], "unhealthy");
+            assert_eq!(body["repository_stats"]["healthy"], false);
+            assert!(body["repository_stats"]["last_health_check"]["error"].is_string());
+            last = None;
+            break;
+        }
+        last = Some(body);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(last.is_none(), "health never turned 503: {last:?}");
+    app.shutdown().await;
+}

@@ -1,0 +1,148 @@
+//! `spawn_app()` and typed client helpers shared by the end-to-end tests.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Once;
+
+use mcp_platform::app::App;
+use mcp_platform::config::Config;
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    pub db_path: PathBuf,
+    pub dir: tempfile::TempDir,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// Test logs only when `TEST_LOG` is set.
+fn init_logging() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter("debug")
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(edit: impl FnOnce(&mut Config)) -> TestApp {
+    init_logging();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config::default();
+    config.server.port = 0;
+    config.chat.service.repository.path = dir.path().join("data/chat.db");
+    edit(&mut config);
+    let db_path = config.chat.service.repository.path.clone();
+    let app = App::start(config).await.expect("app starts");
+    let listener = app.bind().await.expect("bind port 0");
+    let addr = listener.local_addr().expect("bound address");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        addr,
+        client: reqwest::Client::new(),
+        db_path,
+        dir,
+        stop: Some(stop),
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn health(&self) -> (u16, Value) {
+        let response = self
+            .client
+            .get(self.url("/health"))
+            .send()
+            .await
+            .expect("GET /health");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("health is JSON"))
+    }
+
+    pub async fn create_conversation(&self) -> String {
+        let response = self
+            .client
+            .post(self.url("/api/conversations"))
+            .json(&json!({"title": "test"}))
+            .send()
+            .await
+            .expect("POST /api/conversations");
+        assert_eq!(response.status().as_u16(), 201);
+        let body: Value = response.json().await.expect("JSON");
+        body["id"].as_str().expect("id").to_string()
+    }
+
+    /// Appends one user message; returns the status and body.
+    pub async fn append(&self, conversation: &str, text: &str) -> (u16, Value) {
+        let response = self
+            .client
+            .post(self.url(&format!("/api/conversations/{conversation}/messages")))
+            .json(&json!({"messages": [{"role": "user", "content": text}]}))
+            .send()
+            .await
+            .expect("POST messages");
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn history(&self, conversation: &str) -> Vec<Value> {
+        let mut messages = Vec::new();
+        let mut before: Option<i64> = None;
+        loop {
+            let mut url = self.url(&format!(
+                "/api/conversations/{conversation}/messages?limit=200"
+            ));
+            if let Some(seq) = before {
+                url = format!("{url}&before={seq}");
+            }
+            let page: Value = self
+                .client
+                .get(url)
+                .send()
+                .await
+                .expect("GET")
+                .json()
+                .await
+                .expect("JSON");
+            let mut items = page["items"].as_array().expect("items").clone();
+            items.extend(messages);
+            messages = items;
+            match page["next_cursor"].as_str() {
+                Some(cursor) => before = Some(cursor.parse().expect("seq cursor")),
+                None => return messages,
+            }
+        }
+    }
+
+    /// Stops the server the way a signal would and waits for it to finish.
+    pub async fn shutdown(mut self) -> tempfile::TempDir {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server
+                .await
+                .expect("server task")
+                .expect("server stopped cleanly");
+        }
+        self.dir
+    }
+}
