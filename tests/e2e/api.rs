@@ -1,6 +1,6 @@
 use serde_json::{Value, json};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{get_json, spawn_app};
 
 #[tokio::test]
 async fn conversations_can_be_created_listed_read_and_deleted() {
@@ -10,15 +10,7 @@ async fn conversations_can_be_created_listed_read_and_deleted() {
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["messages"][0]["seq"], 1);
 
-    let list: Value = app
-        .client
-        .get(app.url("/api/conversations"))
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("JSON");
+    let list = get_json(&app.client, &app.url("/api/conversations")).await;
     assert_eq!(list["items"][0]["id"], id.as_str());
     assert_eq!(list["items"][0]["message_count"], 1);
 

@@ -10,6 +10,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+use crate::helpers::get_json;
+
 const BIN: &str = env!("CARGO_BIN_EXE_mcp-platform");
 
 fn write_config(dir: &Path, extra: &str) -> PathBuf {
@@ -229,14 +231,7 @@ async fn killed_mid_write_every_acknowledged_write_survives_and_sigterm_exits_0(
 
     // The same file serves again, and SIGTERM stops the server with exit code 0.
     let (mut child, address) = start_server(&config).await;
-    let health: Value = client
-        .get(format!("{address}/health"))
-        .send()
-        .await
-        .expect("GET")
-        .json()
-        .await
-        .expect("JSON");
+    let health = get_json(&client, &format!("{address}/health")).await;
     assert_eq!(health["status"], "ok");
     let pid = child.id().expect("running").to_string();
     let killed = Command::new("kill")

@@ -32,6 +32,12 @@ fn init_logging() {
     });
 }
 
+/// GETs `url` and parses the JSON body, whatever the status.
+pub async fn get_json(client: &reqwest::Client, url: &str) -> Value {
+    let response = client.get(url).send().await.expect("GET");
+    response.json().await.expect("JSON body")
+}
+
 pub async fn spawn_app() -> TestApp {
     spawn_app_with(|_| {}).await
 }
@@ -113,15 +119,7 @@ impl TestApp {
             if let Some(seq) = before {
                 url = format!("{url}&before={seq}");
             }
-            let page: Value = self
-                .client
-                .get(url)
-                .send()
-                .await
-                .expect("GET")
-                .json()
-                .await
-                .expect("JSON");
+            let page = get_json(&self.client, &url).await;
             let mut items = page["items"].as_array().expect("items").clone();
             items.extend(messages);
             messages = items;
