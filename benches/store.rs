@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use mcp_platform::config::RepositoryConfig;
 use mcp_platform::stats::Histogram;
-use mcp_platform::store::{ConversationId, NewMessage, Role, Store};
+use mcp_platform::store::{CHECKPOINT_INTERVAL, ConversationId, NewMessage, Role, Store};
 use rusqlite::Connection;
 use tokio::runtime::Runtime;
 
@@ -244,6 +244,16 @@ fn contention_through_gate() -> (Histogram, Duration, mcp_platform::stats::Laten
     let latency = Arc::new(Histogram::new());
     let started = Instant::now();
     rt.block_on(async {
+        // As the application does: checkpoints in the background, off the write path.
+        let checkpoints = tokio::spawn({
+            let store = store.clone();
+            async move {
+                loop {
+                    tokio::time::sleep(CHECKPOINT_INTERVAL).await;
+                    store.checkpoint().await.expect("checkpoint");
+                }
+            }
+        });
         let tasks: Vec<_> = (0..WRITERS)
             .map(|_| {
                 let (store, id, latency) = (store.clone(), id.clone(), latency.clone());
@@ -262,6 +272,7 @@ fn contention_through_gate() -> (Histogram, Duration, mcp_platform::stats::Laten
         for task in tasks {
             task.await.expect("writer");
         }
+        checkpoints.abort();
     });
     let elapsed = started.elapsed();
     let gate = store.stats().write_gate.wait_ms;

@@ -13,7 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ConfigError};
 use crate::http::{self, AppState};
-use crate::store::{Store, StoreError};
+use crate::store::{CHECKPOINT_INTERVAL, Store, StoreError};
 
 /// Why the server could not start; `main` prints it on one line and exits with code 2.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +68,37 @@ impl App {
             .map_err(|source| StartError::Bind { addr, source })
     }
 
+    /// The store's periodic work: health probes and WAL checkpoints.
+    fn spawn_background(&self, tasks: &TaskTracker, cancel: &CancellationToken) {
+        let health_period = self
+            .config
+            .chat
+            .service
+            .repository
+            .connection_pool
+            .health_check_interval;
+        let store = self.store.clone();
+        tasks.spawn(every(health_period, cancel.child_token(), move || {
+            let store = store.clone();
+            async move {
+                store.check_health().await;
+            }
+        }));
+        let store = self.store.clone();
+        tasks.spawn(every(
+            CHECKPOINT_INTERVAL,
+            cancel.child_token(),
+            move || {
+                let store = store.clone();
+                async move {
+                    if let Err(error) = store.checkpoint().await {
+                        tracing::warn!(%error, "background WAL checkpoint failed");
+                    }
+                }
+            },
+        ));
+    }
+
     /// Serves until `shutdown` resolves, then shuts down gracefully.
     pub async fn serve(
         self,
@@ -77,11 +108,7 @@ impl App {
         let local = listener.local_addr()?;
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
-        tasks.spawn(health_checks(
-            self.store.clone(),
-            self.config.clone(),
-            cancel.child_token(),
-        ));
+        self.spawn_background(&tasks, &cancel);
 
         let state = AppState::new(self.config.clone(), self.store.clone(), self.started, local);
         let router = http::router(state);
@@ -133,20 +160,19 @@ fn log_ready(store: &Store, local: SocketAddr, started: Instant) {
     );
 }
 
-/// Probes the database every `health_check_interval` until cancelled.
-async fn health_checks(store: Store, config: Arc<Config>, cancel: CancellationToken) {
-    let period = config
-        .chat
-        .service
-        .repository
-        .connection_pool
-        .health_check_interval;
+/// Runs `tick` every `period` (the first at once) until cancelled; a slow tick delays the
+/// next rather than piling up.
+async fn every<F, Fut>(period: Duration, cancel: CancellationToken, mut tick: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = ()>,
+{
     let mut interval = tokio::time::interval(period);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             () = cancel.cancelled() => return,
-            _ = interval.tick() => { store.check_health().await; }
+            _ = interval.tick() => tick().await,
         }
     }
 }

@@ -154,6 +154,21 @@ impl Gauge {
         GaugeGuard(self)
     }
 
+    /// Adds (or with a negative `delta`, removes) without a guard, for counts that are
+    /// incremented on one thread and decremented on another.
+    pub fn add(&self, delta: isize) {
+        if delta >= 0 {
+            let now = self
+                .current
+                .fetch_add(delta.unsigned_abs(), Ordering::Relaxed)
+                + delta.unsigned_abs();
+            self.peak.fetch_max(now, Ordering::Relaxed);
+        } else {
+            self.current
+                .fetch_sub(delta.unsigned_abs(), Ordering::Relaxed);
+        }
+    }
+
     pub fn current(&self) -> usize {
         self.current.load(Ordering::Relaxed)
     }

@@ -51,6 +51,9 @@ pub struct Pragmas {
     pub cache_size_kib: u32,
     pub mmap_size_mib: u32,
     pub read_only: bool,
+    /// WAL pages after which a commit checkpoints by itself. The store checkpoints in the
+    /// background, off the write path, so this is only a safety net when that is on.
+    pub autocheckpoint_pages: u32,
 }
 
 impl Pragmas {
@@ -61,6 +64,7 @@ impl Pragmas {
             cache_size_kib: config.cache_size_kib,
             mmap_size_mib: config.mmap_size_mib,
             read_only,
+            autocheckpoint_pages: 1000,
         }
     }
 
@@ -76,10 +80,12 @@ impl Pragmas {
              PRAGMA temp_store = MEMORY;
              PRAGMA cache_size = -{};
              PRAGMA mmap_size = {};
-             PRAGMA query_only = {};",
+             PRAGMA query_only = {};
+             PRAGMA wal_autocheckpoint = {};",
             self.cache_size_kib,
             u64::from(self.mmap_size_mib) << 20,
             if self.read_only { "ON" } else { "OFF" },
+            self.autocheckpoint_pages,
         ))?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(())

@@ -6,7 +6,16 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{GateStats, PoolStats, Store, StoreError};
+use super::{PoolStats, Store, StoreError};
+use crate::stats::LatencySummary;
+
+/// `/health` figures for the write gate: the writer lane's queue.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateStats {
+    pub queue_depth: usize,
+    pub wait_ms: LatencySummary,
+    pub timeouts: u64,
+}
 
 /// The outcome of the last health probe, or the last database fault seen since.
 #[derive(Debug, Clone, Serialize)]
@@ -80,14 +89,16 @@ impl Store {
         let started = Instant::now();
         let path = self.inner.path.clone();
         let outcome = async {
-            super::run_blocking(move || {
-                let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-                let fresh = rusqlite::Connection::open_with_flags(&path, flags)?;
-                fresh.query_row(MIGRATION_COUNT, [], |r| r.get::<_, i64>(0))?;
-                Ok(())
-            })
-            .await?;
+            self.inner
+                .readers
+                .run(move |_pooled| {
+                    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                        | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+                    let fresh = rusqlite::Connection::open_with_flags(&path, flags)?;
+                    fresh.query_row(MIGRATION_COUNT, [], |r| r.get::<_, i64>(0))?;
+                    Ok(())
+                })
+                .await?;
             self.read(|conn| Ok(conn.query_row(MIGRATION_COUNT, [], |r| r.get::<_, i64>(0))?))
                 .await?;
             self.write(|_tx| Ok(())).await
@@ -115,10 +126,15 @@ impl Store {
         let mut wal = self.inner.path.clone().into_os_string();
         wal.push("-wal");
         let last = self.health();
+        let writers = self.inner.writers.stats();
         StoreStats {
             readers: self.inner.readers.stats(),
-            writers: self.inner.writers.stats(),
-            write_gate: self.inner.gate.gate_stats(),
+            write_gate: GateStats {
+                queue_depth: writers.waiting,
+                wait_ms: writers.acquire_wait_ms,
+                timeouts: writers.timeouts,
+            },
+            writers,
             wal_bytes: std::fs::metadata(&wal).map_or(0, |m| m.len()),
             healthy: last.healthy,
             last_health_check: last,

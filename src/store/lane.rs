@@ -1,211 +1,351 @@
-//! Admission to the database: a FIFO queue in front of each pool, and the write gate.
+//! A lane: one r2d2 pool served by dedicated worker threads that take jobs from a FIFO queue.
 //!
-//! Waiting happens here, in async code, never on a blocking thread and never in SQLite's
-//! busy handler: a caller first takes a permit (bounded by `connection_timeout`), and only then
-//! a thread and a connection. tokio's semaphore hands permits out in request order, so the
-//! queues are fair.
+//! Waiting happens in the queue, in arrival order, never in SQLite's busy handler: the writer
+//! lane has a single thread, so the queue is the write gate and transactions run back to back
+//! without a thread handoff while the write lock is held. Readers get one thread per pooled
+//! connection. A job that waited longer than `connection_timeout` is not run: its caller gets
+//! [`StoreError::PoolTimeout`] and can be sure nothing happened.
 
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::oneshot;
 
 use super::StoreError;
 use super::connection::{Pool, PooledConnection};
 use crate::stats::{Gauge, Histogram, LatencySummary};
 
-/// A FIFO queue of `size` permits with its wait figures.
-pub struct Admission {
+type Outcome<T> = std::thread::Result<Result<T, StoreError>>;
+type Job = Box<dyn FnOnce(Result<PooledConnection, StoreError>) + Send>;
+
+const QUEUED: u8 = 0;
+const RUNNING: u8 = 1;
+const ABANDONED: u8 = 2;
+
+struct Queued {
+    job: Job,
+    enqueued: Instant,
+    /// `QUEUED` until a worker starts it (`RUNNING`) or its caller gives up (`ABANDONED`).
+    state: Arc<AtomicU8>,
+}
+
+struct Shared {
     name: &'static str,
-    size: u32,
-    permits: Arc<Semaphore>,
-    waiting: Gauge,
+    pool: Pool,
+    timeout: Duration,
+    queued: Gauge,
+    running: Gauge,
     wait: Histogram,
     timeouts: AtomicU64,
-    timeout: Duration,
+}
+
+pub struct Lane {
+    shared: Arc<Shared>,
+    sender: crossbeam_channel::Sender<Queued>,
+    workers: usize,
     closed: AtomicBool,
 }
 
-impl Admission {
-    pub fn new(name: &'static str, size: u32, timeout: Duration) -> Self {
-        Self {
-            name,
-            size,
-            permits: Arc::new(Semaphore::new(size as usize)),
-            waiting: Gauge::default(),
-            wait: Histogram::new(),
-            timeouts: AtomicU64::new(0),
-            timeout,
-            closed: AtomicBool::new(false),
-        }
-    }
-
-    /// Waits in line for a permit, at most the configured timeout.
-    pub async fn admit(&self) -> Result<OwnedSemaphorePermit, StoreError> {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(StoreError::Closed);
-        }
-        let started = Instant::now();
-        let _waiting = self.waiting.enter();
-        match tokio::time::timeout(self.timeout, self.permits.clone().acquire_owned()).await {
-            Ok(Ok(permit)) => {
-                self.wait.record(started.elapsed());
-                Ok(permit)
-            }
-            Ok(Err(_)) => Err(StoreError::Closed),
-            Err(_) => {
-                self.timeouts.fetch_add(1, Ordering::Relaxed);
-                Err(StoreError::PoolTimeout {
-                    pool: self.name,
-                    waited: self.timeout,
-                })
-            }
-        }
-    }
-
-    /// Refuses new callers, then waits up to `deadline` for those admitted to finish.
-    /// Returns whether everything drained.
-    pub async fn close(&self, deadline: Duration) -> bool {
-        self.closed.store(true, Ordering::Release);
-        let all = self.permits.acquire_many(self.size);
-        matches!(tokio::time::timeout(deadline, all).await, Ok(Ok(_)))
-    }
-
-    pub fn queue_depth(&self) -> usize {
-        self.waiting.current()
-    }
-
-    pub fn wait_summary(&self) -> LatencySummary {
-        self.wait.summary()
-    }
-
-    pub fn timeouts(&self) -> u64 {
-        self.timeouts.load(Ordering::Relaxed)
-    }
-}
-
-/// One pool of connections behind its admission queue.
-pub struct Lane {
-    pub admission: Admission,
-    pool: Pool,
-}
-
-/// `/health` figures for one pool.
+/// `/health` figures for one pool and its queue.
 #[derive(Debug, Clone, Serialize)]
 pub struct PoolStats {
     pub size: u32,
+    pub workers: usize,
     pub idle: u32,
     pub in_use: u32,
+    /// Jobs waiting in the queue for a worker.
     pub waiting: usize,
     pub acquire_wait_ms: LatencySummary,
     pub timeouts: u64,
 }
 
 impl Lane {
-    pub fn new(name: &'static str, pool: Pool, timeout: Duration) -> Self {
-        Self {
-            admission: Admission::new(name, pool.max_size(), timeout),
+    /// Starts `workers` threads serving `pool`.
+    pub fn start(
+        name: &'static str,
+        pool: Pool,
+        workers: usize,
+        timeout: Duration,
+    ) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            name,
             pool,
+            timeout,
+            queued: Gauge::default(),
+            running: Gauge::default(),
+            wait: Histogram::new(),
+            timeouts: AtomicU64::new(0),
+        });
+        let (sender, receiver) = crossbeam_channel::unbounded::<Queued>();
+        for index in 0..workers {
+            let (shared, receiver) = (shared.clone(), receiver.clone());
+            std::thread::Builder::new()
+                .name(format!("db-{name}-{index}"))
+                .stack_size(512 * 1024)
+                .spawn(move || serve(&shared, &receiver))?;
         }
-    }
-
-    /// Takes a connection; called on a blocking thread by a caller holding a permit, so a
-    /// connection is normally free at once (the pool's own timeout is the safety net).
-    pub fn checkout(&self) -> Result<PooledConnection, StoreError> {
-        let timeout = self.admission.timeout;
-        self.pool.get_timeout(timeout).map_err(|_| {
-            self.admission.timeouts.fetch_add(1, Ordering::Relaxed);
-            StoreError::PoolTimeout {
-                pool: self.admission.name,
-                waited: timeout,
-            }
+        Ok(Self {
+            shared,
+            sender,
+            workers,
+            closed: AtomicBool::new(false),
         })
     }
 
+    /// Runs `f` with a connection on a worker thread, in queue order. A panic in `f` is
+    /// re-raised here. Dropping the returned future does not stop a job that has started.
+    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut PooledConnection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(StoreError::Closed);
+        }
+        self.submit(f).await
+    }
+
+    /// Like [`Lane::run`], for the last jobs of a shutdown after [`Lane::close`].
+    pub async fn run_after_close<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut PooledConnection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        self.submit(f).await
+    }
+
+    async fn submit<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut PooledConnection) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel::<Outcome<T>>();
+        let span = tracing::Span::current();
+        let job: Job = Box::new(move |conn| {
+            let outcome = span
+                .in_scope(|| catch_unwind(AssertUnwindSafe(|| conn.and_then(|mut c| f(&mut c)))));
+            let _ = reply.send(outcome);
+        });
+        let state = Arc::new(AtomicU8::new(QUEUED));
+        let queued = Queued {
+            job,
+            enqueued: Instant::now(),
+            state: state.clone(),
+        };
+        self.shared.queued.add(1);
+        if self.sender.send(queued).is_err() {
+            self.shared.queued.add(-1);
+            return Err(StoreError::Closed);
+        }
+        self.await_outcome(answer, &state).await
+    }
+
+    async fn await_outcome<T>(
+        &self,
+        mut answer: oneshot::Receiver<Outcome<T>>,
+        state: &AtomicU8,
+    ) -> Result<T, StoreError> {
+        let outcome = match tokio::time::timeout(self.shared.timeout, &mut answer).await {
+            Ok(outcome) => outcome,
+            // Not started in time: abandon it, unless a worker took it just now.
+            Err(_)
+                if state
+                    .compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok() =>
+            {
+                self.shared.timeouts.fetch_add(1, Ordering::Relaxed);
+                return Err(self.shared.pool_timeout());
+            }
+            Err(_) => answer.await,
+        };
+        match outcome {
+            Ok(Ok(result)) => result,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(_) => Err(StoreError::Closed),
+        }
+    }
+
+    /// Refuses new jobs; those already queued still run.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+    }
+
     pub fn stats(&self) -> PoolStats {
-        let state = self.pool.state();
+        let state = self.shared.pool.state();
         PoolStats {
-            size: self.pool.max_size(),
+            size: self.shared.pool.max_size(),
+            workers: self.workers,
             idle: state.idle_connections,
             in_use: state.connections.saturating_sub(state.idle_connections),
-            waiting: self.admission.queue_depth(),
-            acquire_wait_ms: self.admission.wait_summary(),
-            timeouts: self.admission.timeouts(),
+            waiting: self.shared.queued.current(),
+            acquire_wait_ms: self.shared.wait.summary(),
+            timeouts: self.shared.timeouts.load(Ordering::Relaxed),
         }
     }
 }
 
-/// `/health` figures for the write gate.
-#[derive(Debug, Clone, Serialize)]
-pub struct GateStats {
-    pub queue_depth: usize,
-    pub wait_ms: LatencySummary,
-    pub timeouts: u64,
+impl Shared {
+    fn pool_timeout(&self) -> StoreError {
+        StoreError::PoolTimeout {
+            pool: self.name,
+            waited: self.timeout,
+        }
+    }
 }
 
-impl Admission {
-    pub fn gate_stats(&self) -> GateStats {
-        GateStats {
-            queue_depth: self.queue_depth(),
-            wait_ms: self.wait_summary(),
-            timeouts: self.timeouts(),
+/// A worker: takes jobs in order until every sender is gone.
+fn serve(shared: &Shared, receiver: &crossbeam_channel::Receiver<Queued>) {
+    while let Ok(queued) = receiver.recv() {
+        shared.queued.add(-1);
+        let waited = queued.enqueued.elapsed();
+        if queued
+            .state
+            .compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+            .is_err()
+        {
+            continue; // its caller timed out and gave up
         }
+        shared.wait.record(waited);
+        let _running = shared.running.enter();
+        let conn = if waited > shared.timeout {
+            shared.timeouts.fetch_add(1, Ordering::Relaxed);
+            Err(shared.pool_timeout())
+        } else {
+            shared.pool.get_timeout(shared.timeout).map_err(|_| {
+                shared.timeouts.fetch_add(1, Ordering::Relaxed);
+                shared.pool_timeout()
+            })
+        };
+        (queued.job)(conn);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::connection::{Pragmas, build_pool};
     use std::sync::Mutex;
 
+    fn lane(workers: usize, timeout: Duration) -> (Lane, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = crate::config::RepositoryConfig::default();
+        std::fs::File::create(dir.path().join("t.db")).expect("create the file");
+        let pool = build_pool(
+            &dir.path().join("t.db"),
+            "writer",
+            1,
+            Pragmas::from_config(&config, false),
+            timeout,
+        )
+        .expect("pool");
+        (
+            Lane::start("writer", pool, workers, timeout).expect("lane"),
+            dir,
+        )
+    }
+
     #[tokio::test]
-    async fn the_gate_admits_waiters_in_arrival_order() {
-        let gate = Arc::new(Admission::new("writer", 1, Duration::from_secs(5)));
+    async fn a_single_worker_lane_runs_jobs_in_arrival_order() {
+        let (lane, _dir) = lane(1, Duration::from_secs(5));
+        let lane = Arc::new(lane);
         let order = Arc::new(Mutex::new(Vec::new()));
-        let first = gate.admit().await.expect("free gate admits");
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        // Block the worker so that every later job is queued before any runs.
+        let blocker = tokio::spawn({
+            let lane = lane.clone();
+            async move { lane.run(move |_| Ok(hold.recv().ok())).await }
+        });
+        while lane.stats().in_use == 0 {
+            tokio::task::yield_now().await;
+        }
         let mut tasks = Vec::new();
         for i in 0..20 {
-            let (queued, order) = (gate.clone(), order.clone());
+            let (queued, order) = (lane.clone(), order.clone());
             tasks.push(tokio::spawn(async move {
-                let _permit = queued.admit().await.expect("admitted");
-                order.lock().expect("not poisoned").push(i);
-                tokio::task::yield_now().await;
+                queued
+                    .run(move |_| {
+                        order.lock().expect("not poisoned").push(i);
+                        Ok(())
+                    })
+                    .await
             }));
-            // Let task i reach the queue before task i + 1 is spawned.
-            while gate.queue_depth() < i + 1 {
+            while lane.stats().waiting < i + 1 {
                 tokio::task::yield_now().await;
             }
         }
-        drop(first);
+        release.send(()).expect("release");
+        blocker.await.expect("task").expect("blocker ran");
         for task in tasks {
-            task.await.expect("task finished");
+            task.await.expect("task").expect("job ran");
         }
         assert_eq!(
             *order.lock().expect("not poisoned"),
             (0..20).collect::<Vec<_>>()
         );
-        assert_eq!(gate.wait_summary().count, 21);
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_wait_past_the_timeout_is_a_pool_timeout_and_counted() {
-        let gate = Admission::new("writer", 1, Duration::from_millis(100));
-        let _held = gate.admit().await.expect("free gate admits");
-        let err = gate.admit().await.expect_err("second caller times out");
-        assert!(
-            matches!(err, StoreError::PoolTimeout { pool: "writer", .. }),
-            "{err:?}"
-        );
-        assert_eq!(gate.timeouts(), 1);
-        assert_eq!(gate.queue_depth(), 0);
+        assert_eq!(lane.stats().acquire_wait_ms.count, 21);
     }
 
     #[tokio::test]
-    async fn a_closed_admission_refuses_new_callers() {
-        let gate = Admission::new("reader", 2, Duration::from_secs(1));
-        assert!(gate.close(Duration::from_secs(1)).await);
-        assert!(matches!(gate.admit().await, Err(StoreError::Closed)));
+    async fn a_job_that_waits_past_the_timeout_never_runs() {
+        let (lane, _dir) = lane(1, Duration::from_millis(50));
+        let lane = Arc::new(lane);
+        let ran = Arc::new(AtomicBool::new(false));
+        let slow = tokio::spawn({
+            let lane = lane.clone();
+            async move {
+                lane.run(|_| {
+                    std::thread::sleep(Duration::from_millis(300));
+                    Ok(())
+                })
+                .await
+            }
+        });
+        while lane.stats().in_use == 0 {
+            tokio::task::yield_now().await;
+        }
+        let flag = ran.clone();
+        let queued_late = lane.run(move |_| {
+            flag.store(true, Ordering::SeqCst);
+            Ok(())
+        });
+        assert!(matches!(
+            queued_late.await,
+            Err(StoreError::PoolTimeout { pool: "writer", .. })
+        ));
+        slow.await.expect("task").expect("slow job ran");
+        lane.run(|_| Ok(())).await.expect("the lane still works");
+        assert!(
+            !ran.load(Ordering::SeqCst),
+            "an abandoned job must not run later"
+        );
+        assert_eq!(lane.stats().timeouts, 1);
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_a_job_reaches_the_caller_and_the_worker_survives() {
+        let (lane, _dir) = lane(1, Duration::from_secs(5));
+        let lane = Arc::new(lane);
+        let panicking = tokio::spawn({
+            let lane = lane.clone();
+            async move {
+                lane.run(|_| -> Result<(), StoreError> { panic!("boom") })
+                    .await
+            }
+        });
+        assert!(panicking.await.expect_err("panicked").is_panic());
+        assert_eq!(lane.run(|_| Ok(7)).await.expect("still serving"), 7);
+    }
+
+    #[tokio::test]
+    async fn a_closed_lane_refuses_new_jobs() {
+        let (lane, _dir) = lane(1, Duration::from_secs(1));
+        lane.close();
+        assert!(matches!(
+            lane.run(|_| Ok(())).await,
+            Err(StoreError::Closed)
+        ));
     }
 }

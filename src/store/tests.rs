@@ -342,6 +342,25 @@ async fn close_checkpoints_and_truncates_the_wal() {
     assert!(matches!(repo.get(&c.id).await, Err(StoreError::Closed)));
 }
 
+#[tokio::test]
+async fn a_background_checkpoint_moves_commits_into_the_main_file() {
+    let t = open_temp();
+    let repo = t.store.conversations();
+    let c = repo.create(None).await.expect("created");
+    repo.append(&c.id, (0..20).map(|i| user(&i.to_string())).collect())
+        .await
+        .expect("append");
+    t.store.checkpoint().await.expect("checkpoint");
+    // The main file alone (as a backup copying only chat.db would see it) has the rows.
+    let copy = t.dir.path().join("copy.db");
+    std::fs::copy(t.store.path(), &copy).expect("copy");
+    let conn = rusqlite::Connection::open(&copy).expect("open copy");
+    let count: i64 = conn
+        .query_row("SELECT count(*) FROM messages", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(count, 20);
+}
+
 fn file_bytes(path: &Path) -> Vec<u8> {
     std::fs::read(path).expect("readable")
 }

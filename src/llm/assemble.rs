@@ -1,0 +1,281 @@
+//! Turns the `data:` payloads of an OpenAI-compatible chat stream into [`ChatEvent`]s:
+//! text deltas as they come; tool calls assembled by `index` (id and name once, arguments in
+//! pieces, several calls interleaved) and emitted whole when the choice finishes; usage; the
+//! finish reason last. Anything malformed is a [`StreamFault`], never a panic.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::types::{ChatEvent, FinishReason, ToolCall, Usage};
+
+/// Why a stream cannot be read as an answer; becomes `ProviderError::Stream`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamFault(pub String);
+
+#[derive(Deserialize)]
+struct Chunk {
+    #[serde(default)]
+    choices: Vec<ChunkChoice>,
+    usage: Option<Usage>,
+    error: Option<WireError>,
+}
+
+#[derive(Deserialize)]
+struct ChunkChoice {
+    #[serde(default)]
+    index: u32,
+    #[serde(default)]
+    delta: Delta,
+    finish_reason: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct Delta {
+    content: Option<String>,
+    #[serde(default)]
+    tool_calls: Option<Vec<ToolCallDelta>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallDelta {
+    index: u32,
+    id: Option<String>,
+    function: Option<FunctionDelta>,
+}
+
+#[derive(Deserialize)]
+struct FunctionDelta {
+    name: Option<String>,
+    arguments: Option<String>,
+}
+
+/// An `{"error": {...}}` object, inside a stream or as an HTTP error body.
+#[derive(Deserialize, Debug)]
+pub struct WireError {
+    pub message: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+}
+
+#[derive(Default)]
+struct PartialCall {
+    id: Option<String>,
+    name: Option<String>,
+    arguments: String,
+}
+
+/// Tool-call arguments larger than this are refused (a runaway or hostile stream).
+const MAX_ARGUMENTS_BYTES: usize = 1 << 20;
+
+#[derive(Default)]
+pub struct Assembler {
+    calls: BTreeMap<u32, PartialCall>,
+    finish: Option<FinishReason>,
+    done: bool,
+    /// Whether anything at all has been emitted (retries are only allowed before that).
+    pub emitted: bool,
+}
+
+impl Assembler {
+    /// Feeds one SSE `data:` payload.
+    pub fn feed(&mut self, data: &str) -> Result<Vec<ChatEvent>, StreamFault> {
+        if self.done {
+            return Ok(Vec::new());
+        }
+        if data.trim() == "[DONE]" {
+            return self.end(true);
+        }
+        let chunk: Chunk = serde_json::from_str(data).map_err(|e| {
+            StreamFault(format!("a stream event is not valid JSON ({e}): {}", excerpt(data)))
+        })?;
+        if let Some(error) = chunk.error {
+            let message = error.message.or(error.kind).unwrap_or_else(|| "unspecified error".into());
+            return Err(StreamFault(format!("error inside the stream: {message}")));
+        }
+        let mut events = Vec::new();
+        for choice in chunk.choices.into_iter().filter(|c| c.index == 0) {
+            if let Some(text) = choice.delta.content.filter(|t| !t.is_empty()) {
+                events.push(ChatEvent::Text(text));
+            }
+            for delta in choice.delta.tool_calls.unwrap_or_default() {
+                self.merge(delta)?;
+            }
+            if let Some(reason) = choice.finish_reason {
+                events.extend(self.complete_calls()?);
+                self.finish = Some(FinishReason::parse(&reason));
+            }
+        }
+        if let Some(usage) = chunk.usage {
+            events.push(ChatEvent::Usage(usage));
+        }
+        self.emitted |= !events.is_empty();
+        Ok(events)
+    }
+
+    /// The transport ended. Without `[DONE]`, an answer that had its finish reason is still
+    /// complete; one that did not was cut off.
+    pub fn end(&mut self, saw_done: bool) -> Result<Vec<ChatEvent>, StreamFault> {
+        if self.done {
+            return Ok(Vec::new());
+        }
+        self.done = true;
+        let mut events = self.complete_calls()?;
+        match self.finish.take() {
+            Some(reason) => events.push(ChatEvent::Finish(reason)),
+            None if saw_done && !events.is_empty() => events.push(ChatEvent::Finish(FinishReason::ToolCalls)),
+            None if saw_done => events.push(ChatEvent::Finish(FinishReason::Stop)),
+            None => return Err(StreamFault("the stream ended before the answer was complete".into())),
+        }
+        self.emitted = true;
+        Ok(events)
+    }
+
+    fn merge(&mut self, delta: ToolCallDelta) -> Result<(), StreamFault> {
+        let call = self.calls.entry(delta.index).or_default();
+        if let Some(id) = delta.id.filter(|id| !id.is_empty()) {
+            call.id.get_or_insert(id);
+        }
+        if let Some(function) = delta.function {
+            if let Some(name) = function.name.filter(|n| !n.is_empty()) {
+                call.name.get_or_insert(name);
+            }
+            if let Some(piece) = function.arguments {
+                if call.arguments.len() + piece.len() > MAX_ARGUMENTS_BYTES {
+                    return Err(StreamFault(format!(
+                        "tool call {} arguments exceed {MAX_ARGUMENTS_BYTES} bytes",
+                        delta.index
+                    )));
+                }
+                call.arguments.push_str(&piece);
+            }
+        }
+        Ok(())
+    }
+
+    fn complete_calls(&mut self) -> Result<Vec<ChatEvent>, StreamFault> {
+        std::mem::take(&mut self.calls)
+            .into_iter()
+            .map(|(index, call)| {
+                let name = call.name.ok_or_else(|| StreamFault(format!("tool call {index} has no function name")))?;
+                let id = call.id.unwrap_or_else(|| format!("call_{index}"));
+                let arguments = if call.arguments.trim().is_empty() { "{}".into() } else { call.arguments };
+                Ok(ChatEvent::ToolCall(ToolCall { id, name, arguments }))
+            })
+            .collect()
+    }
+}
+
+/// The start of a payload for an error message, cut at a character boundary.
+pub fn excerpt(text: &str) -> String {
+    let mut end = text.len().min(120);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    let more = if end < text.len() { "…" } else { "" };
+    format!("{}{more}", &text[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feed_all(payloads: &[&str]) -> Result<Vec<ChatEvent>, StreamFault> {
+        let mut assembler = Assembler::default();
+        let mut events = Vec::new();
+        for payload in payloads {
+            events.extend(assembler.feed(payload)?);
+        }
+        events.extend(assembler.end(false)?);
+        Ok(events)
+    }
+
+    fn text(delta: &str) -> String {
+        serde_json::json!({"choices": [{"index": 0, "delta": {"content": delta}, "finish_reason": null}]}).to_string()
+    }
+
+    fn finish(reason: &str) -> String {
+        serde_json::json!({"choices": [{"index": 0, "delta": {}, "finish_reason": reason}]}).to_string()
+    }
+
+    fn call_delta(index: u32, id: Option<&str>, name: Option<&str>, args: &str) -> String {
+        serde_json::json!({"choices": [{"index": 0, "delta": {"tool_calls": [
+            {"index": index, "id": id, "type": "function", "function": {"name": name, "arguments": args}}
+        ]}}]})
+        .to_string()
+    }
+
+    #[test]
+    fn text_deltas_usage_and_finish_come_out_in_order() {
+        let usage = r#"{"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}}"#;
+        let events = feed_all(&[&text("Hel"), &text("lo"), &finish("stop"), usage, "[DONE]"]).expect("valid");
+        assert_eq!(
+            events,
+            vec![
+                ChatEvent::Text("Hel".into()),
+                ChatEvent::Text("lo".into()),
+                ChatEvent::Usage(Usage { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 }),
+                ChatEvent::Finish(FinishReason::Stop),
+            ]
+        );
+    }
+
+    #[test]
+    fn parallel_tool_calls_are_assembled_by_index_from_interleaved_pieces() {
+        let events = feed_all(&[
+            &call_delta(0, Some("call_a"), Some("weather"), ""),
+            &call_delta(1, Some("call_b"), Some("time"), "{\"tz\":"),
+            &call_delta(0, None, None, "{\"city\": \"Par"),
+            &call_delta(1, None, None, " \"UTC\"}"),
+            &call_delta(0, None, None, "is\"}"),
+            &finish("tool_calls"),
+            "[DONE]",
+        ])
+        .expect("valid");
+        assert_eq!(
+            events,
+            vec![
+                ChatEvent::ToolCall(ToolCall { id: "call_a".into(), name: "weather".into(), arguments: "{\"city\": \"Paris\"}".into() }),
+                ChatEvent::ToolCall(ToolCall { id: "call_b".into(), name: "time".into(), arguments: "{\"tz\": \"UTC\"}".into() }),
+                ChatEvent::Finish(FinishReason::ToolCalls),
+            ]
+        );
+    }
+
+    #[test]
+    fn an_error_object_inside_the_stream_is_a_fault() {
+        let err = feed_all(&[&text("partial"), r#"{"error": {"message": "overloaded", "type": "server_error"}}"#])
+            .expect_err("fault");
+        assert!(err.0.contains("overloaded"), "{err:?}");
+    }
+
+    #[test]
+    fn garbage_is_a_fault_with_an_excerpt() {
+        let err = feed_all(&["<html>bad gateway</html>"]).expect_err("fault");
+        assert!(err.0.contains("not valid JSON") && err.0.contains("<html>"), "{err:?}");
+    }
+
+    #[test]
+    fn a_stream_cut_before_its_finish_is_a_fault() {
+        let err = feed_all(&[&text("Hel")]).expect_err("cut off");
+        assert!(err.0.contains("ended before"), "{err:?}");
+    }
+
+    #[test]
+    fn a_finished_stream_without_done_is_complete() {
+        let events = feed_all(&[&text("ok"), &finish("length")]).expect("complete");
+        assert_eq!(events.last(), Some(&ChatEvent::Finish(FinishReason::Length)));
+    }
+
+    #[test]
+    fn a_tool_call_without_a_name_is_a_fault() {
+        let err = feed_all(&[&call_delta(0, Some("c"), None, "{}"), &finish("tool_calls")]).expect_err("fault");
+        assert!(err.0.contains("no function name"), "{err:?}");
+    }
+
+    #[test]
+    fn excerpts_cut_on_character_boundaries() {
+        let long = "é".repeat(100);
+        assert!(excerpt(&long).ends_with('…'));
+    }
+}

@@ -1,0 +1,118 @@
+//! `ProviderError`: every way a provider call fails, classified where it happens (by status code
+//! and transport error kind, never by message text), with a stable wire code.
+
+use std::time::Duration;
+
+/// Why a provider call failed. Messages never contain an API key.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ProviderError {
+    #[error("provider `{provider}` is not configured: set the environment variable {env_var}")]
+    NotConfigured { provider: String, env_var: String },
+    #[error("no provider named `{0}`")]
+    UnknownProvider(String),
+    /// Our own limiter: no slot within `pool_timeout`.
+    #[error("provider `{provider}` is at its request limit ({limit}); try again shortly")]
+    RateLimited { provider: String, limit: &'static str, retry_after: Option<Duration> },
+    /// The provider answered 429 (after our retries).
+    #[error("provider `{provider}` is rate limiting us (HTTP 429)")]
+    ProviderRateLimited { provider: String, retry_after: Option<Duration> },
+    #[error("provider `{provider}` rejected the API key from {env_var} (HTTP {status})")]
+    Auth { provider: String, env_var: String, status: u16 },
+    #[error("provider `{provider}` rejected the request: {message}")]
+    InvalidRequest { provider: String, message: String },
+    #[error("provider `{provider}` does not know model `{model}`")]
+    ModelNotFound { provider: String, model: String },
+    #[error("provider `{provider}` is unavailable (circuit open after repeated failures)")]
+    Unavailable { provider: String, retry_after: Duration },
+    #[error("provider `{provider}` timed out ({what})")]
+    Timeout { provider: String, what: &'static str },
+    #[error("cannot reach provider `{provider}`: {message}")]
+    Connect { provider: String, message: String },
+    #[error("provider `{provider}` failed with HTTP {status}: {message}")]
+    Server { provider: String, status: u16, message: String },
+    /// A malformed or broken response stream, or an `{"error": …}` object inside it.
+    #[error("provider `{provider}` sent a bad response: {message}")]
+    Stream { provider: String, message: String, before_first_event: bool },
+}
+
+/// The kinds counted in `/health` `errors`.
+pub const ERROR_KINDS: [&str; 11] = [
+    "not_configured",
+    "rate_limited",
+    "provider_rate_limited",
+    "auth",
+    "invalid_request",
+    "model_not_found",
+    "unavailable",
+    "timeout",
+    "connect",
+    "server",
+    "stream",
+];
+
+impl ProviderError {
+    /// The stable wire code.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::NotConfigured { .. } => "provider_not_configured",
+            Self::UnknownProvider(_) | Self::InvalidRequest { .. } => "invalid_request",
+            Self::RateLimited { .. } | Self::ProviderRateLimited { .. } => "rate_limited",
+            Self::Auth { .. } => "auth_error",
+            Self::ModelNotFound { .. } => "model_not_found",
+            Self::Unavailable { .. } => "provider_unavailable",
+            Self::Timeout { .. } | Self::Connect { .. } | Self::Server { .. } | Self::Stream { .. } => {
+                "provider_error"
+            }
+        }
+    }
+
+    /// The counter this error is recorded under.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::NotConfigured { .. } | Self::UnknownProvider(_) => "not_configured",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::ProviderRateLimited { .. } => "provider_rate_limited",
+            Self::Auth { .. } => "auth",
+            Self::InvalidRequest { .. } => "invalid_request",
+            Self::ModelNotFound { .. } => "model_not_found",
+            Self::Unavailable { .. } => "unavailable",
+            Self::Timeout { .. } => "timeout",
+            Self::Connect { .. } => "connect",
+            Self::Server { .. } => "server",
+            Self::Stream { .. } => "stream",
+        }
+    }
+
+    /// Whether the same request may succeed later.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::RateLimited { .. }
+                | Self::ProviderRateLimited { .. }
+                | Self::Unavailable { .. }
+                | Self::Timeout { .. }
+                | Self::Connect { .. }
+                | Self::Server { .. }
+                | Self::Stream { .. }
+        )
+    }
+
+    /// Whether this failure says the provider is unhealthy (feeds the circuit breaker).
+    /// Rate limits and request errors do not: the provider is up and answering.
+    pub fn is_outage(&self) -> bool {
+        matches!(self, Self::Timeout { .. } | Self::Connect { .. } | Self::Server { .. } | Self::Stream { .. })
+    }
+
+    /// Whether the next provider in `llm.fallback` should be tried.
+    pub fn allows_fallback(&self) -> bool {
+        self.retryable() || matches!(self, Self::NotConfigured { .. } | Self::Auth { .. })
+    }
+
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            Self::RateLimited { retry_after, .. } | Self::ProviderRateLimited { retry_after, .. } => *retry_after,
+            Self::Unavailable { retry_after, .. } => Some(*retry_after),
+            _ => None,
+        }
+    }
+}
