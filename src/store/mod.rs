@@ -196,9 +196,7 @@ impl Store {
             Ok(Ok(true)) => tracing::info!("checkpointed the WAL into the database file"),
             Ok(Ok(false)) => tracing::warn!("WAL checkpoint incomplete: a reader was still active"),
             Ok(Err(error)) => return Err(error),
-            Err(_) => {
-                tracing::warn!("writes still queued at the shutdown deadline; WAL not checkpointed")
-            }
+            Err(_) => tracing::warn!("writes still queued at the shutdown deadline; no checkpoint"),
         }
         Ok(())
     }
