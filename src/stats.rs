@@ -130,6 +130,11 @@ fn bucket_value(index: usize) -> u64 {
     (1u64 << exp) + sub * width + width / 2
 }
 
+/// A duration in milliseconds, rounded to the microsecond, for JSON figures.
+pub fn millis(elapsed: Duration) -> f64 {
+    round3(elapsed.as_secs_f64() * 1000.0)
+}
+
 #[allow(clippy::cast_precision_loss)]
 fn us_to_ms(us: u64) -> f64 {
     round3(us as f64 / 1000.0)

@@ -107,7 +107,7 @@ impl Store {
         let report = HealthReport {
             healthy: outcome.is_ok(),
             checked_at_ms: Some(super::now_ms()),
-            took_ms: started.elapsed().as_secs_f64() * 1000.0,
+            took_ms: crate::stats::millis(started.elapsed()),
             error: outcome.err().map(|e| e.to_string()),
         };
         if let Some(error) = &report.error {
