@@ -13,6 +13,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::config::{Config, ConfigError};
 use crate::http::{self, AppState};
+use crate::llm::Providers;
 use crate::store::{CHECKPOINT_INTERVAL, Store, StoreError};
 
 /// Why the server could not start; `main` prints it on one line and exits with code 2.
@@ -35,12 +36,22 @@ pub enum StartError {
 pub struct App {
     config: Arc<Config>,
     store: Store,
+    providers: Arc<Providers>,
     started: Instant,
 }
 
 impl App {
-    /// Opens the store (off the async runtime).
+    /// Opens the store (off the async runtime) and builds the providers, with API keys from
+    /// the process environment.
     pub async fn start(config: Config) -> Result<Self, StartError> {
+        Self::start_with_env(config, |name| std::env::var(name).ok()).await
+    }
+
+    /// Like [`App::start`], with API keys looked up through `env` (tests pass their own).
+    pub async fn start_with_env(
+        config: Config,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, StartError> {
         let started = Instant::now();
         let repository = config.chat.service.repository.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&repository))
@@ -49,15 +60,21 @@ impl App {
                 path: "database".into(),
                 reason: e.to_string(),
             })??;
+        let providers = Arc::new(Providers::new(&config.llm, env));
         Ok(Self {
             config: Arc::new(config),
             store,
+            providers,
             started,
         })
     }
 
     pub fn store(&self) -> &Store {
         &self.store
+    }
+
+    pub fn providers(&self) -> &Arc<Providers> {
+        &self.providers
     }
 
     /// Binds the configured address.
@@ -110,7 +127,13 @@ impl App {
         let tasks = TaskTracker::new();
         self.spawn_background(&tasks, &cancel);
 
-        let state = AppState::new(self.config.clone(), self.store.clone(), self.started, local);
+        let state = AppState::new(
+            self.config.clone(),
+            self.store.clone(),
+            self.providers.clone(),
+            self.started,
+            local,
+        );
         let router = http::router(state);
         let stop_accepting = cancel.child_token();
         let server = axum::serve(
@@ -119,7 +142,7 @@ impl App {
         )
         .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
         let mut server = tokio::spawn(server.into_future());
-        log_ready(&self.store, local, self.started);
+        log_ready(&self.store, &self.providers, local, self.started);
 
         tokio::select! {
             () = shutdown => {}
@@ -150,10 +173,11 @@ impl App {
     }
 }
 
-fn log_ready(store: &Store, local: SocketAddr, started: Instant) {
+fn log_ready(store: &Store, providers: &Providers, local: SocketAddr, started: Instant) {
     tracing::info!(
         address = %format!("http://{local}"),
         database = %store.path().display(),
+        providers = %providers.summary(),
         startup_ms = started.elapsed().as_millis(),
         "mcp-platform {} listening",
         env!("CARGO_PKG_VERSION"),

@@ -5,6 +5,9 @@
 //!
 //! - [`app`]: start-up, serving on a bound listener, graceful shutdown, background tasks.
 //! - [`config`]: the typed `config.yaml` tree, `${VAR}` interpolation, validation by key path.
+//! - [`llm`]: the LLM providers: HTTP clients, enforced limits, retries, circuit breakers,
+//!   stream parsing, fallback.
+//! - [`mock_provider`]: a scriptable OpenAI-compatible fake, for tests and load tests.
 //! - [`http`]: the axum router: `/health` and the conversations REST API, behind an Origin check.
 //! - [`store`]: SQLite in WAL mode behind reader and writer pools, a fair write gate,
 //!   migrations, and the repositories (conversations and messages).
@@ -13,6 +16,8 @@
 pub mod app;
 pub mod config;
 pub mod http;
+pub mod llm;
+pub mod mock_provider;
 pub mod stats;
 pub mod store;
 pub mod telemetry;

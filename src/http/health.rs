@@ -8,6 +8,9 @@ use axum::{Json, Router};
 use serde::Serialize;
 
 use super::AppState;
+use std::collections::BTreeMap;
+
+use crate::llm::ProviderSnapshot;
 use crate::store::StoreStats;
 
 #[derive(Serialize)]
@@ -16,6 +19,7 @@ pub struct Health {
     pub version: &'static str,
     pub uptime_s: u64,
     pub repository_stats: StoreStats,
+    pub llm_client_stats: BTreeMap<String, ProviderSnapshot>,
 }
 
 pub fn router() -> Router<AppState> {
@@ -31,6 +35,7 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
         version: env!("CARGO_PKG_VERSION"),
         uptime_s: state.started.elapsed().as_secs(),
         repository_stats,
+        llm_client_stats: state.providers.snapshot(),
     };
     let status = if healthy {
         StatusCode::OK

@@ -15,6 +15,7 @@ use axum::Router;
 pub use error::ApiError;
 
 use crate::config::Config;
+use crate::llm::Providers;
 use crate::store::Store;
 
 /// What every handler can reach.
@@ -22,13 +23,20 @@ use crate::store::Store;
 pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
+    pub providers: Arc<Providers>,
     pub started: Instant,
     /// Browser origins allowed to call us, resolved against the bound port.
     pub allowed_origins: Arc<Vec<String>>,
 }
 
 impl AppState {
-    pub fn new(config: Arc<Config>, store: Store, started: Instant, local: SocketAddr) -> Self {
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        providers: Arc<Providers>,
+        started: Instant,
+        local: SocketAddr,
+    ) -> Self {
         let allowed_origins = Arc::new(origin::allowed_origins(
             &config.server.allowed_origins,
             local.port(),
@@ -36,6 +44,7 @@ impl AppState {
         Self {
             config,
             store,
+            providers,
             started,
             allowed_origins,
         }

@@ -87,10 +87,16 @@ impl Assembler {
             return self.end(true);
         }
         let chunk: Chunk = serde_json::from_str(data).map_err(|e| {
-            StreamFault(format!("a stream event is not valid JSON ({e}): {}", excerpt(data)))
+            StreamFault(format!(
+                "a stream event is not valid JSON ({e}): {}",
+                excerpt(data)
+            ))
         })?;
         if let Some(error) = chunk.error {
-            let message = error.message.or(error.kind).unwrap_or_else(|| "unspecified error".into());
+            let message = error
+                .message
+                .or(error.kind)
+                .unwrap_or_else(|| "unspecified error".into());
             return Err(StreamFault(format!("error inside the stream: {message}")));
         }
         let mut events = Vec::new();
@@ -123,9 +129,15 @@ impl Assembler {
         let mut events = self.complete_calls()?;
         match self.finish.take() {
             Some(reason) => events.push(ChatEvent::Finish(reason)),
-            None if saw_done && !events.is_empty() => events.push(ChatEvent::Finish(FinishReason::ToolCalls)),
+            None if saw_done && !events.is_empty() => {
+                events.push(ChatEvent::Finish(FinishReason::ToolCalls));
+            }
             None if saw_done => events.push(ChatEvent::Finish(FinishReason::Stop)),
-            None => return Err(StreamFault("the stream ended before the answer was complete".into())),
+            None => {
+                return Err(StreamFault(
+                    "the stream ended before the answer was complete".into(),
+                ));
+            }
         }
         self.emitted = true;
         Ok(events)
@@ -157,10 +169,20 @@ impl Assembler {
         std::mem::take(&mut self.calls)
             .into_iter()
             .map(|(index, call)| {
-                let name = call.name.ok_or_else(|| StreamFault(format!("tool call {index} has no function name")))?;
+                let name = call.name.ok_or_else(|| {
+                    StreamFault(format!("tool call {index} has no function name"))
+                })?;
                 let id = call.id.unwrap_or_else(|| format!("call_{index}"));
-                let arguments = if call.arguments.trim().is_empty() { "{}".into() } else { call.arguments };
-                Ok(ChatEvent::ToolCall(ToolCall { id, name, arguments }))
+                let arguments = if call.arguments.trim().is_empty() {
+                    "{}".into()
+                } else {
+                    call.arguments
+                };
+                Ok(ChatEvent::ToolCall(ToolCall {
+                    id,
+                    name,
+                    arguments,
+                }))
             })
             .collect()
     }
@@ -195,7 +217,8 @@ mod tests {
     }
 
     fn finish(reason: &str) -> String {
-        serde_json::json!({"choices": [{"index": 0, "delta": {}, "finish_reason": reason}]}).to_string()
+        serde_json::json!({"choices": [{"index": 0, "delta": {}, "finish_reason": reason}]})
+            .to_string()
     }
 
     fn call_delta(index: u32, id: Option<&str>, name: Option<&str>, args: &str) -> String {
@@ -208,13 +231,18 @@ mod tests {
     #[test]
     fn text_deltas_usage_and_finish_come_out_in_order() {
         let usage = r#"{"choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}}"#;
-        let events = feed_all(&[&text("Hel"), &text("lo"), &finish("stop"), usage, "[DONE]"]).expect("valid");
+        let events = feed_all(&[&text("Hel"), &text("lo"), &finish("stop"), usage, "[DONE]"])
+            .expect("valid");
         assert_eq!(
             events,
             vec![
                 ChatEvent::Text("Hel".into()),
                 ChatEvent::Text("lo".into()),
-                ChatEvent::Usage(Usage { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 }),
+                ChatEvent::Usage(Usage {
+                    prompt_tokens: 5,
+                    completion_tokens: 2,
+                    total_tokens: 7
+                }),
                 ChatEvent::Finish(FinishReason::Stop),
             ]
         );
@@ -235,8 +263,16 @@ mod tests {
         assert_eq!(
             events,
             vec![
-                ChatEvent::ToolCall(ToolCall { id: "call_a".into(), name: "weather".into(), arguments: "{\"city\": \"Paris\"}".into() }),
-                ChatEvent::ToolCall(ToolCall { id: "call_b".into(), name: "time".into(), arguments: "{\"tz\": \"UTC\"}".into() }),
+                ChatEvent::ToolCall(ToolCall {
+                    id: "call_a".into(),
+                    name: "weather".into(),
+                    arguments: "{\"city\": \"Paris\"}".into()
+                }),
+                ChatEvent::ToolCall(ToolCall {
+                    id: "call_b".into(),
+                    name: "time".into(),
+                    arguments: "{\"tz\": \"UTC\"}".into()
+                }),
                 ChatEvent::Finish(FinishReason::ToolCalls),
             ]
         );
@@ -244,15 +280,21 @@ mod tests {
 
     #[test]
     fn an_error_object_inside_the_stream_is_a_fault() {
-        let err = feed_all(&[&text("partial"), r#"{"error": {"message": "overloaded", "type": "server_error"}}"#])
-            .expect_err("fault");
+        let err = feed_all(&[
+            &text("partial"),
+            r#"{"error": {"message": "overloaded", "type": "server_error"}}"#,
+        ])
+        .expect_err("fault");
         assert!(err.0.contains("overloaded"), "{err:?}");
     }
 
     #[test]
     fn garbage_is_a_fault_with_an_excerpt() {
         let err = feed_all(&["<html>bad gateway</html>"]).expect_err("fault");
-        assert!(err.0.contains("not valid JSON") && err.0.contains("<html>"), "{err:?}");
+        assert!(
+            err.0.contains("not valid JSON") && err.0.contains("<html>"),
+            "{err:?}"
+        );
     }
 
     #[test]
@@ -264,12 +306,16 @@ mod tests {
     #[test]
     fn a_finished_stream_without_done_is_complete() {
         let events = feed_all(&[&text("ok"), &finish("length")]).expect("complete");
-        assert_eq!(events.last(), Some(&ChatEvent::Finish(FinishReason::Length)));
+        assert_eq!(
+            events.last(),
+            Some(&ChatEvent::Finish(FinishReason::Length))
+        );
     }
 
     #[test]
     fn a_tool_call_without_a_name_is_a_fault() {
-        let err = feed_all(&[&call_delta(0, Some("c"), None, "{}"), &finish("tool_calls")]).expect_err("fault");
+        let err = feed_all(&[&call_delta(0, Some("c"), None, "{}"), &finish("tool_calls")])
+            .expect_err("fault");
         assert!(err.0.contains("no function name"), "{err:?}");
     }
 

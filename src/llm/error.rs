@@ -12,27 +12,52 @@ pub enum ProviderError {
     UnknownProvider(String),
     /// Our own limiter: no slot within `pool_timeout`.
     #[error("provider `{provider}` is at its request limit ({limit}); try again shortly")]
-    RateLimited { provider: String, limit: &'static str, retry_after: Option<Duration> },
+    RateLimited {
+        provider: String,
+        limit: &'static str,
+        retry_after: Option<Duration>,
+    },
     /// The provider answered 429 (after our retries).
     #[error("provider `{provider}` is rate limiting us (HTTP 429)")]
-    ProviderRateLimited { provider: String, retry_after: Option<Duration> },
+    ProviderRateLimited {
+        provider: String,
+        retry_after: Option<Duration>,
+    },
     #[error("provider `{provider}` rejected the API key from {env_var} (HTTP {status})")]
-    Auth { provider: String, env_var: String, status: u16 },
+    Auth {
+        provider: String,
+        env_var: String,
+        status: u16,
+    },
     #[error("provider `{provider}` rejected the request: {message}")]
     InvalidRequest { provider: String, message: String },
     #[error("provider `{provider}` does not know model `{model}`")]
     ModelNotFound { provider: String, model: String },
     #[error("provider `{provider}` is unavailable (circuit open after repeated failures)")]
-    Unavailable { provider: String, retry_after: Duration },
+    Unavailable {
+        provider: String,
+        retry_after: Duration,
+    },
     #[error("provider `{provider}` timed out ({what})")]
-    Timeout { provider: String, what: &'static str },
+    Timeout {
+        provider: String,
+        what: &'static str,
+    },
     #[error("cannot reach provider `{provider}`: {message}")]
     Connect { provider: String, message: String },
     #[error("provider `{provider}` failed with HTTP {status}: {message}")]
-    Server { provider: String, status: u16, message: String },
+    Server {
+        provider: String,
+        status: u16,
+        message: String,
+    },
     /// A malformed or broken response stream, or an `{"error": …}` object inside it.
     #[error("provider `{provider}` sent a bad response: {message}")]
-    Stream { provider: String, message: String, before_first_event: bool },
+    Stream {
+        provider: String,
+        message: String,
+        before_first_event: bool,
+    },
 }
 
 /// The kinds counted in `/health` `errors`.
@@ -60,9 +85,10 @@ impl ProviderError {
             Self::Auth { .. } => "auth_error",
             Self::ModelNotFound { .. } => "model_not_found",
             Self::Unavailable { .. } => "provider_unavailable",
-            Self::Timeout { .. } | Self::Connect { .. } | Self::Server { .. } | Self::Stream { .. } => {
-                "provider_error"
-            }
+            Self::Timeout { .. }
+            | Self::Connect { .. }
+            | Self::Server { .. }
+            | Self::Stream { .. } => "provider_error",
         }
     }
 
@@ -100,7 +126,10 @@ impl ProviderError {
     /// Whether this failure says the provider is unhealthy (feeds the circuit breaker).
     /// Rate limits and request errors do not: the provider is up and answering.
     pub fn is_outage(&self) -> bool {
-        matches!(self, Self::Timeout { .. } | Self::Connect { .. } | Self::Server { .. } | Self::Stream { .. })
+        matches!(
+            self,
+            Self::Timeout { .. } | Self::Connect { .. } | Self::Server { .. } | Self::Stream { .. }
+        )
     }
 
     /// Whether the next provider in `llm.fallback` should be tried.
@@ -110,7 +139,8 @@ impl ProviderError {
 
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            Self::RateLimited { retry_after, .. } | Self::ProviderRateLimited { retry_after, .. } => *retry_after,
+            Self::RateLimited { retry_after, .. }
+            | Self::ProviderRateLimited { retry_after, .. } => *retry_after,
             Self::Unavailable { retry_after, .. } => Some(*retry_after),
             _ => None,
         }

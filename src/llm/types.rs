@@ -16,7 +16,12 @@ pub struct ChatMessage {
 
 impl ChatMessage {
     pub fn new(role: MessageRole, content: impl Into<String>) -> Self {
-        Self { role, content: Some(content.into()), tool_calls: Vec::new(), tool_call_id: None }
+        Self {
+            role,
+            content: Some(content.into()),
+            tool_calls: Vec::new(),
+            tool_call_id: None,
+        }
     }
 }
 

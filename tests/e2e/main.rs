@@ -5,4 +5,5 @@ mod api;
 mod binary;
 mod health;
 mod helpers;
+mod providers;
 mod shutdown;

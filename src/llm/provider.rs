@@ -1,0 +1,508 @@
+//! One configured provider: its HTTP client, limits, circuit breaker and figures, and the one
+//! way to call it, [`Provider::chat`].
+//!
+//! A call waits for a slot, passes the breaker, then tries the request up to `max_retries`
+//! more times on connect errors, timeouts, 408, 429 and 5xx, and on a stream that dies before
+//! its first event. It returns once the first event is in hand, so nothing is retried after
+//! the caller has seen part of an answer.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+
+use eventsource_stream::Eventsource;
+use futures::{Stream, StreamExt};
+use reqwest::header::{ACCEPT, RETRY_AFTER};
+use tokio::time::Instant;
+
+use super::assemble::{Assembler, excerpt};
+use super::breaker::{CircuitBreaker, Pass};
+use super::error::ProviderError;
+use super::limits::{Limits, Refused, Slot};
+use super::retry;
+use super::stats::{ProviderSnapshot, ProviderStats};
+use super::types::{ChatEvent, ChatRequest};
+use super::wire::{Body, Completion, status_error};
+use crate::config::{ProviderConfig, Secret};
+
+/// An answer as it arrives. Dropping it cancels the request.
+pub type ChatStream = Pin<Box<dyn Stream<Item = Result<ChatEvent, ProviderError>> + Send>>;
+
+type EventSource = Pin<Box<dyn Stream<Item = Result<eventsource_stream::Event, String>> + Send>>;
+
+/// Largest non-streaming response body read.
+const MAX_BODY_BYTES: usize = 16 << 20;
+
+pub struct Provider {
+    name: String,
+    config: ProviderConfig,
+    api_key: Option<Secret>,
+    client: OnceLock<reqwest::Client>,
+    limits: Limits,
+    breaker: CircuitBreaker,
+    stats: ProviderStats,
+}
+
+impl std::fmt::Debug for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Provider")
+            .field("name", &self.name)
+            .field("api_key", &self.api_key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Provider {
+    /// `api_key` comes from the environment variable the config names; `None` leaves a
+    /// provider that needs one unconfigured (it answers `provider_not_configured`).
+    pub fn new(name: &str, config: &ProviderConfig, api_key: Option<String>) -> Self {
+        let http = &config.http_client;
+        Self {
+            name: name.to_string(),
+            api_key: api_key.filter(|k| !k.trim().is_empty()).map(Secret::new),
+            client: OnceLock::new(),
+            limits: Limits::new(
+                http.concurrent_requests,
+                http.requests_per_minute,
+                http.pool_timeout,
+            ),
+            breaker: CircuitBreaker::new(
+                config.circuit_breaker.failure_threshold,
+                config.circuit_breaker.open_for,
+            ),
+            stats: ProviderStats::default(),
+            config: config.clone(),
+        }
+    }
+
+    /// The HTTP client, built on first use: building one loads the TLS roots (~25 ms), which
+    /// start-up should not pay for providers that may never be called.
+    fn client(&self) -> Result<&reqwest::Client, ProviderError> {
+        if let Some(client) = self.client.get() {
+            return Ok(client);
+        }
+        let http = &self.config.http_client;
+        let built = reqwest::Client::builder()
+            .user_agent(concat!("mcp-platform/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(http.connect_timeout)
+            .read_timeout(http.read_timeout)
+            .pool_max_idle_per_host(http.max_keepalive as usize)
+            .pool_idle_timeout(http.keepalive_expiry)
+            .build()
+            .map_err(|e| ProviderError::Connect {
+                provider: self.name.clone(),
+                message: format!("cannot build the HTTP client: {e}"),
+            })?;
+        Ok(self.client.get_or_init(|| built))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn model(&self) -> &str {
+        &self.config.model
+    }
+
+    /// The environment variable its key comes from (empty when it needs none).
+    pub fn key_variable(&self) -> &str {
+        self.config.api_key_env.as_deref().unwrap_or_default()
+    }
+
+    /// Whether requests can be sent: a key is present, or the entry needs none.
+    pub fn configured(&self) -> bool {
+        self.api_key.is_some() || self.config.api_key_env.is_none()
+    }
+
+    /// Starts a chat request and returns once its first event is in hand.
+    #[tracing::instrument(skip_all, fields(provider = %self.name))]
+    pub async fn chat(self: &Arc<Self>, request: ChatRequest) -> Result<ChatStream, ProviderError> {
+        let started = Instant::now();
+        self.stats.requests.fetch_add(1, Ordering::Relaxed);
+        let result = self.open(&request, started).await;
+        if let Err(error) = &result {
+            self.stats.record_error(error);
+            tracing::debug!(%error, "provider request failed");
+        }
+        result
+    }
+
+    async fn open(
+        self: &Arc<Self>,
+        request: &ChatRequest,
+        started: Instant,
+    ) -> Result<ChatStream, ProviderError> {
+        if !self.configured() {
+            return Err(ProviderError::NotConfigured {
+                provider: self.name.clone(),
+                env_var: self.key_variable().to_string(),
+            });
+        }
+        let pass = self
+            .breaker
+            .admit()
+            .map_err(|retry_after| ProviderError::Unavailable {
+                provider: self.name.clone(),
+                retry_after,
+            })?;
+        let slot = match self.limits.acquire().await {
+            Ok(slot) => slot,
+            Err(refused) => {
+                self.breaker.on_neutral(pass);
+                return Err(self.refused(refused));
+            }
+        };
+        let body = Body::new(&self.config, request);
+        let mut attempt = 0;
+        loop {
+            let outcome = self.attempt(&body, request.stream).await;
+            if let Err(ProviderError::ProviderRateLimited { .. }) = &outcome {
+                self.stats.provider_429.fetch_add(1, Ordering::Relaxed);
+            }
+            match outcome {
+                Ok(opened) => {
+                    self.stats.ttft.record(started.elapsed());
+                    return Ok(self.clone().finish_stream(opened, slot, pass, started));
+                }
+                Err(error)
+                    if attempt < self.config.http_client.max_retries && worth_retrying(&error) =>
+                {
+                    let wait = retry::delay(
+                        attempt,
+                        self.config.http_client.backoff_factor,
+                        error.retry_after(),
+                    );
+                    tracing::debug!(%error, attempt, ?wait, "retrying provider request");
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    attempt += 1;
+                    tokio::time::sleep(wait).await;
+                }
+                Err(error) => {
+                    if error.is_outage() {
+                        self.breaker.on_failure();
+                    } else {
+                        self.breaker.on_neutral(pass);
+                    }
+                    return Err(error);
+                }
+            }
+        }
+    }
+
+    fn refused(&self, refused: Refused) -> ProviderError {
+        let (limit, retry_after) = match refused {
+            Refused::Concurrency => ("concurrent_requests", None),
+            Refused::Rate { retry_after } => ("requests_per_minute", Some(retry_after)),
+        };
+        ProviderError::RateLimited {
+            provider: self.name.clone(),
+            limit,
+            retry_after,
+        }
+    }
+
+    /// One HTTP request, up to its first events.
+    async fn attempt(&self, body: &Body<'_>, stream: bool) -> Result<Opened, ProviderError> {
+        let url = format!(
+            "{}/chat/completions",
+            self.config.base_url.trim_end_matches('/')
+        );
+        let mut request = self.client()?.post(url).json(body);
+        if let Some(key) = &self.api_key {
+            request = request.bearer_auth(key.expose());
+        }
+        if let Some(referer) = &self.config.http_referer {
+            request = request.header("HTTP-Referer", referer);
+        }
+        if let Some(title) = &self.config.x_title {
+            request = request.header("X-Title", title);
+        }
+        if stream {
+            request = request.header(ACCEPT, "text/event-stream");
+        }
+        let http = &self.config.http_client;
+        let response = tokio::time::timeout(http.write_timeout + http.read_timeout, request.send())
+            .await
+            .map_err(|_| self.timeout("waiting for the response"))?
+            .map_err(|e| self.transport(&e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let retry_after = response
+                .headers()
+                .get(RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let text = response.text().await.unwrap_or_default();
+            return Err(status_error(
+                &self.name,
+                &self.config,
+                body.model(),
+                status,
+                retry_after.as_deref(),
+                &text,
+            ));
+        }
+        if stream {
+            self.first_events(response).await
+        } else {
+            self.whole_response(response).await
+        }
+    }
+
+    async fn first_events(&self, response: reqwest::Response) -> Result<Opened, ProviderError> {
+        let name = self.name.clone();
+        let mut source: EventSource =
+            Box::pin(response.bytes_stream().eventsource().map(move |item| {
+                item.map_err(|e| match e {
+                    eventsource_stream::EventStreamError::Transport(t) if t.is_timeout() => {
+                        format!("read timed out (provider `{name}`)")
+                    }
+                    other => other.to_string(),
+                })
+            }));
+        let mut assembler = Assembler::default();
+        loop {
+            let events = match source.next().await {
+                Some(Ok(event)) => assembler.feed(&event.data),
+                Some(Err(message)) => return Err(self.stream_fault(message, true)),
+                None => assembler.end(false),
+            }
+            .map_err(|fault| self.stream_fault(fault.0, true))?;
+            if !events.is_empty() {
+                return Ok(Opened {
+                    pending: events.into(),
+                    source: Some(source),
+                    assembler,
+                });
+            }
+        }
+    }
+
+    async fn whole_response(&self, response: reqwest::Response) -> Result<Opened, ProviderError> {
+        if response
+            .content_length()
+            .is_some_and(|len| len > MAX_BODY_BYTES as u64)
+        {
+            return Err(
+                self.stream_fault(format!("response larger than {MAX_BODY_BYTES} bytes"), true)
+            );
+        }
+        let bytes = response.bytes().await.map_err(|e| self.transport(&e))?;
+        let completion: Completion = serde_json::from_slice(&bytes).map_err(|e| {
+            self.stream_fault(
+                format!(
+                    "not a chat completion ({e}): {}",
+                    excerpt(&String::from_utf8_lossy(&bytes))
+                ),
+                true,
+            )
+        })?;
+        let events = completion
+            .into_events()
+            .map_err(|m| self.stream_fault(m, true))?;
+        Ok(Opened {
+            pending: events.into(),
+            source: None,
+            assembler: Assembler::default(),
+        })
+    }
+
+    fn finish_stream(
+        self: Arc<Self>,
+        opened: Opened,
+        slot: Slot,
+        pass: Pass,
+        started: Instant,
+    ) -> ChatStream {
+        let state = Running {
+            provider: self,
+            opened,
+            _slot: slot,
+            pass,
+            started,
+            outcome: None,
+        };
+        Box::pin(futures::stream::unfold(state, Running::next))
+    }
+
+    fn transport(&self, error: &reqwest::Error) -> ProviderError {
+        if error.is_timeout() {
+            self.timeout(if error.is_connect() {
+                "connecting"
+            } else {
+                "reading"
+            })
+        } else {
+            // Without the URL: it is ours, and the message is for the client.
+            ProviderError::Connect {
+                provider: self.name.clone(),
+                message: error.without_url_text(),
+            }
+        }
+    }
+
+    fn timeout(&self, what: &'static str) -> ProviderError {
+        ProviderError::Timeout {
+            provider: self.name.clone(),
+            what,
+        }
+    }
+
+    fn stream_fault(&self, message: String, before_first_event: bool) -> ProviderError {
+        ProviderError::Stream {
+            provider: self.name.clone(),
+            message,
+            before_first_event,
+        }
+    }
+
+    pub fn snapshot(&self) -> ProviderSnapshot {
+        let (errors, errors_by_kind, rate_limited) = self.stats.counters();
+        ProviderSnapshot {
+            configured: self.configured(),
+            base_url: self.config.base_url.clone(),
+            model: self.config.model.clone(),
+            in_flight: self.limits.in_flight(),
+            waiting: self.limits.waiting(),
+            concurrent_limit: self.limits.concurrent_limit,
+            rpm_limit: self.limits.rpm_limit,
+            requests: self.stats.requests.load(Ordering::Relaxed),
+            completed: self.stats.completed.load(Ordering::Relaxed),
+            errors,
+            errors_by_kind,
+            retries: self.stats.retries.load(Ordering::Relaxed),
+            rate_limited,
+            circuit: self.breaker.state_name(),
+            ttft_ms: self.stats.ttft.summary(),
+            latency_ms: self.stats.latency.summary(),
+            tokens_in: self.stats.tokens_in.load(Ordering::Relaxed),
+            tokens_out: self.stats.tokens_out.load(Ordering::Relaxed),
+        }
+    }
+}
+
+trait WithoutUrl {
+    fn without_url_text(&self) -> String;
+}
+
+impl WithoutUrl for reqwest::Error {
+    fn without_url_text(&self) -> String {
+        let mut text = String::new();
+        let mut source: Option<&dyn std::error::Error> = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text = cause.to_string();
+            source = cause.source();
+        }
+        if text.is_empty() {
+            "connection failed".into()
+        } else {
+            text
+        }
+    }
+}
+
+fn worth_retrying(error: &ProviderError) -> bool {
+    match error {
+        ProviderError::Stream {
+            before_first_event, ..
+        } => *before_first_event,
+        ProviderError::ProviderRateLimited { retry_after, .. } => {
+            retry_after.is_none_or(|d| d <= retry::MAX_RETRY_AFTER)
+        }
+        ProviderError::Timeout { .. }
+        | ProviderError::Connect { .. }
+        | ProviderError::Server { .. } => true,
+        _ => false,
+    }
+}
+
+/// A response whose first events are in hand.
+struct Opened {
+    pending: VecDeque<ChatEvent>,
+    source: Option<EventSource>,
+    assembler: Assembler,
+}
+
+/// The rest of a stream: yields pending events, reads more, and on the end records figures
+/// and tells the breaker how it went. Holds the request slot until then.
+struct Running {
+    provider: Arc<Provider>,
+    opened: Opened,
+    _slot: Slot,
+    pass: Pass,
+    started: Instant,
+    /// `Some(ok)` once the stream has ended.
+    outcome: Option<bool>,
+}
+
+impl Running {
+    async fn next(mut self) -> Option<(Result<ChatEvent, ProviderError>, Self)> {
+        loop {
+            if let Some(event) = self.opened.pending.pop_front() {
+                if let ChatEvent::Usage(usage) = &event {
+                    let stats = &self.provider.stats;
+                    stats
+                        .tokens_in
+                        .fetch_add(usage.prompt_tokens, Ordering::Relaxed);
+                    stats
+                        .tokens_out
+                        .fetch_add(usage.completion_tokens, Ordering::Relaxed);
+                }
+                return Some((Ok(event), self));
+            }
+            if self.outcome.is_some() {
+                return None;
+            }
+            let Some(source) = self.opened.source.as_mut() else {
+                self.end(Ok(()));
+                continue;
+            };
+            let fed = match source.next().await {
+                Some(Ok(event)) => self.opened.assembler.feed(&event.data).map_err(|f| f.0),
+                Some(Err(message)) => Err(message),
+                None => self.opened.assembler.end(false).map_err(|f| f.0),
+            };
+            match fed {
+                Ok(events) => {
+                    let done = events.iter().any(|e| matches!(e, ChatEvent::Finish(_)));
+                    self.opened.pending.extend(events);
+                    if done {
+                        self.end(Ok(()));
+                    }
+                }
+                Err(message) => {
+                    let error = self.provider.stream_fault(message, false);
+                    self.end(Err(&error));
+                    return Some((Err(error), self));
+                }
+            }
+        }
+    }
+
+    fn end(&mut self, result: Result<(), &ProviderError>) {
+        let provider = &self.provider;
+        provider.stats.latency.record(self.started.elapsed());
+        match result {
+            Ok(()) => {
+                provider.stats.completed.fetch_add(1, Ordering::Relaxed);
+                provider.breaker.on_success();
+            }
+            Err(error) => {
+                provider.stats.record_error(error);
+                provider.breaker.on_failure();
+            }
+        }
+        self.opened.source = None;
+        self.outcome = Some(result.is_ok());
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.outcome.is_none() {
+            // The caller stopped reading (cancelled): says nothing about the provider.
+            self.provider.breaker.on_neutral(self.pass);
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! An OpenAI-compatible fake provider, scripted per request: streamed text, tool calls split
+//! across chunks, HTTP errors with `Retry-After`, garbage, an error mid-stream, a dropped
+//! connection, exact byte chunks. The tests use it; it records every request it receives and the
+//! peak number of requests it had in flight at once.
+//!
+//! When its script is empty it answers with its default reply (a streamed text).
+
+mod reply;
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::Value;
+
+pub use reply::{MockCall, Reply};
+
+use crate::stats::Gauge;
+
+/// A request as the fake received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub headers: HeaderMap,
+    pub body: Value,
+    pub at: tokio::time::Instant,
+}
+
+/// The fake's shared state; clone it to script and inspect while it serves.
+#[derive(Clone)]
+pub struct MockProvider {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    script: Mutex<VecDeque<Reply>>,
+    default: Reply,
+    requests: Mutex<Vec<Recorded>>,
+    in_flight: Gauge,
+}
+
+impl MockProvider {
+    pub fn new(default: Reply) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                script: Mutex::new(VecDeque::new()),
+                default,
+                requests: Mutex::new(Vec::new()),
+                in_flight: Gauge::default(),
+            }),
+        }
+    }
+
+    /// Queues replies for the next requests, in order.
+    pub fn push(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.inner
+            .script
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(replies);
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.inner
+            .requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The most requests it was answering at once.
+    pub fn peak_in_flight(&self) -> usize {
+        self.inner.in_flight.peak()
+    }
+
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .with_state(self.clone())
+    }
+
+    /// Serves on `listener` until the returned task is aborted.
+    pub fn spawn(&self, listener: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
+        let router = self.router();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        })
+    }
+
+    fn next_reply(&self) -> Reply {
+        let scripted = self
+            .inner
+            .script
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop_front();
+        scripted.unwrap_or_else(|| self.inner.default.clone())
+    }
+}
+
+/// Counts a request in flight until the response body is finished or dropped.
+struct InFlight(Arc<Inner>);
+
+impl InFlight {
+    fn enter(inner: &Arc<Inner>) -> Self {
+        inner.in_flight.add(1);
+        Self(inner.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.add(-1);
+    }
+}
+
+async fn chat(
+    State(mock): State<MockProvider>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let guard = InFlight::enter(&mock.inner);
+    let streaming = body["stream"].as_bool().unwrap_or(false);
+    let prompt_tokens = body["messages"].as_array().map_or(0, Vec::len) * 10;
+    mock.inner
+        .requests
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(Recorded {
+            headers,
+            body,
+            at: tokio::time::Instant::now(),
+        });
+    let reply = mock.next_reply();
+    if let Reply::Status {
+        status,
+        retry_after,
+        body,
+    } = &reply
+    {
+        let mut response = (
+            StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            body.clone(),
+        )
+            .into_response();
+        if let Some(value) = retry_after.as_deref().and_then(|v| v.parse().ok()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
+    if !streaming {
+        return whole(&reply, prompt_tokens, guard).await;
+    }
+    stream(reply, prompt_tokens, guard)
+}
+
+/// A non-streaming answer.
+async fn whole(reply: &Reply, prompt_tokens: usize, _guard: InFlight) -> Response {
+    match reply {
+        Reply::Text {
+            pieces,
+            first_byte_delay,
+            ..
+        } => {
+            tokio::time::sleep(*first_byte_delay).await;
+            Json(reply::completion(
+                Some(&pieces.concat()),
+                &[],
+                prompt_tokens,
+            ))
+            .into_response()
+        }
+        Reply::ToolCalls { calls, .. } => {
+            Json(reply::completion(None, calls, prompt_tokens)).into_response()
+        }
+        _ => (StatusCode::OK, "this is not JSON").into_response(),
+    }
+}
+
+type Piece = (Duration, Result<Bytes, std::io::Error>);
+
+fn stream(reply: Reply, prompt_tokens: usize, guard: InFlight) -> Response {
+    let now = Duration::ZERO;
+    let ok = |bytes: Bytes| (now, Ok(bytes));
+    let pieces: Vec<Piece> = match reply {
+        Reply::Text {
+            pieces,
+            first_byte_delay,
+            chunk_delay,
+        } => {
+            let count = pieces.len();
+            let mut out: Vec<Piece> = pieces
+                .iter()
+                .enumerate()
+                .map(|(i, p)| {
+                    (
+                        if i == 0 {
+                            first_byte_delay
+                        } else {
+                            chunk_delay
+                        },
+                        Ok(reply::text_chunk(p)),
+                    )
+                })
+                .collect();
+            out.extend(
+                [
+                    reply::finish_chunk("stop"),
+                    reply::usage_chunk(prompt_tokens, count),
+                    reply::done(),
+                ]
+                .map(ok),
+            );
+            out
+        }
+        Reply::ToolCalls { calls, pieces } => {
+            let mut out: Vec<Piece> = reply::tool_call_chunks(&calls, pieces)
+                .into_iter()
+                .map(ok)
+                .collect();
+            out.extend([reply::usage_chunk(prompt_tokens, 5), reply::done()].map(ok));
+            out
+        }
+        Reply::Garbage => vec![ok(reply::sse("<html>502 Bad Gateway</html>"))],
+        Reply::ErrorMidStream { pieces_before } => {
+            let mut out: Vec<Piece> = (0..pieces_before)
+                .map(|i| ok(reply::text_chunk(&format!("w{i} "))))
+                .collect();
+            out.push(ok(reply::sse(
+                r#"{"error": {"message": "mock: the model crashed", "type": "server_error"}}"#,
+            )));
+            out
+        }
+        Reply::DropAfter { pieces_before } => {
+            let mut out: Vec<Piece> = (0..pieces_before)
+                .map(|i| ok(reply::text_chunk(&format!("w{i} "))))
+                .collect();
+            out.push((
+                Duration::from_millis(5),
+                Err(std::io::Error::other("mock: connection dropped")),
+            ));
+            out
+        }
+        Reply::RawChunks(chunks) => chunks
+            .into_iter()
+            .map(|c| (Duration::from_millis(2), Ok(Bytes::from(c))))
+            .collect(),
+        Reply::Status { .. } => Vec::new(),
+    };
+    let body = futures::stream::iter(pieces).then(move |(delay, piece)| {
+        let _keep = &guard;
+        async move {
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
+            piece
+        }
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(body))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
