@@ -420,39 +420,28 @@ async fn openrouter_attribution_headers_are_sent() {
     assert_eq!(headers["x-title"], "My App");
 }
 
-fn llm_config(entries: &[(&str, ProviderConfig)], active: &str, fallback: &[&str]) -> LlmConfig {
-    let mut config = LlmConfig::default();
-    config.providers = entries
-        .iter()
-        .map(|(n, c)| ((*n).to_string(), c.clone()))
-        .collect();
-    config.active = active.into();
-    config.fallback = fallback.iter().map(|s| (*s).to_string()).collect();
-    config
+fn llm_config(entries: Vec<(&str, ProviderConfig)>, active: &str, fallback: &[&str]) -> LlmConfig {
+    LlmConfig {
+        active: active.into(),
+        fallback: fallback.iter().map(|s| (*s).to_string()).collect(),
+        providers: entries
+            .into_iter()
+            .map(|(n, c)| (n.to_string(), c))
+            .collect(),
+    }
 }
 
 #[tokio::test]
 async fn a_missing_key_means_not_configured_and_fallback_answers() {
     let (down, up) = (fake().await, fake().await);
+    let mut backup = entry(&up.base_url);
+    backup.api_key_env = Some("BACKUP_KEY".into());
     let config = llm_config(
-        &[
-            ("primary", entry(&down.base_url)),
-            ("backup", entry(&up.base_url)),
-        ],
+        vec![("primary", entry(&down.base_url)), ("backup", backup)],
         "primary",
         &["backup"],
     );
     // Only the backup's key is set.
-    let mut backup = entry(&up.base_url);
-    backup.api_key_env = Some("BACKUP_KEY".into());
-    let config = LlmConfig {
-        providers: [
-            ("primary".to_string(), config.providers["primary"].clone()),
-            ("backup".to_string(), backup),
-        ]
-        .into(),
-        ..config
-    };
     let providers = Providers::new(&config, |name| {
         (name == "BACKUP_KEY").then(|| KEY.to_string())
     });
