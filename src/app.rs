@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, ConfigError};
+use crate::config::{Config, ConfigError, ServerConfig};
 use crate::http::{self, AppState};
 use crate::llm::Providers;
 use crate::store::{CHECKPOINT_INTERVAL, Store, StoreError};
@@ -30,6 +30,15 @@ pub enum StartError {
     },
     #[error("runtime failure: {0}")]
     Runtime(std::io::Error),
+}
+
+/// Binds `server.host:server.port`. Done before [`App::start`], so a busy port refuses the
+/// start before the database is touched.
+pub async fn bind(server: &ServerConfig) -> Result<TcpListener, StartError> {
+    let addr = format!("{}:{}", server.host, server.port);
+    TcpListener::bind(&addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })
 }
 
 /// A started application: the store is open and migrated; nothing is served yet.
@@ -75,14 +84,6 @@ impl App {
 
     pub fn providers(&self) -> &Arc<Providers> {
         &self.providers
-    }
-
-    /// Binds the configured address.
-    pub async fn bind(&self) -> Result<TcpListener, StartError> {
-        let addr = format!("{}:{}", self.config.server.host, self.config.server.port);
-        TcpListener::bind(&addr)
-            .await
-            .map_err(|source| StartError::Bind { addr, source })
     }
 
     /// The store's periodic work: health probes and WAL checkpoints.

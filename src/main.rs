@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use mcp_platform::app::{App, StartError, shutdown_signal};
+use mcp_platform::app::{App, StartError, bind, shutdown_signal};
 use mcp_platform::config::Config;
 
 /// Local-first MCP chat server: WebSocket chat, LLM providers, MCP tools, one SQLite file.
@@ -74,8 +74,8 @@ fn serve(args: ServeArgs) -> Result<(), StartError> {
     tracing::debug!(config = %source, "starting");
     let runtime = tokio::runtime::Runtime::new().map_err(StartError::Runtime)?;
     runtime.block_on(async {
+        let listener = bind(&config.server).await?;
         let app = App::start(config).await?;
-        let listener = app.bind().await?;
         app.serve(listener, shutdown_signal())
             .await
             .map_err(StartError::Runtime)

@@ -65,7 +65,9 @@ impl From<StoreError> for ApiError {
         let status = match &error {
             StoreError::NotFound(_) => StatusCode::NOT_FOUND,
             StoreError::InvalidInput(_) => StatusCode::BAD_REQUEST,
-            StoreError::DuplicateRequest { .. } => StatusCode::CONFLICT,
+            StoreError::DuplicateRequest { .. } | StoreError::AlreadyExists(_) => {
+                StatusCode::CONFLICT
+            }
             StoreError::PoolTimeout { .. } | StoreError::Closed => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -59,5 +59,10 @@ pub fn router(state: AppState) -> Router {
                 state.clone(),
                 origin::check_origin,
             ));
-    health::router().merge(guarded).with_state(state)
+    // One span per request (DEBUG: `RUST_LOG=tower_http=debug` shows them), so store and
+    // provider work logged inside a request carries its method and path.
+    health::router()
+        .merge(guarded)
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
 }

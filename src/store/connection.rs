@@ -129,6 +129,9 @@ pub fn build_pool(
         .max_size(size)
         .min_idle(Some(size))
         .test_on_check_out(false)
+        // Keep connections (and their page and statement caches) for the life of the store.
+        .idle_timeout(None)
+        .max_lifetime(None)
         .connection_timeout(timeout)
         .error_handler(Box::new(TracingErrorHandler(name)))
         .connection_customizer(Box::new(pragmas))

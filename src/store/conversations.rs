@@ -38,7 +38,15 @@ impl Conversations {
                 tx.execute(
                     "INSERT INTO conversations (id, title, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)",
                     params![id.as_str(), title, now],
-                )?;
+                )
+                .map_err(|e| match &e {
+                    rusqlite::Error::SqliteFailure(f, _)
+                        if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+                    {
+                        StoreError::AlreadyExists("conversation")
+                    }
+                    _ => e.into(),
+                })?;
                 Ok(Conversation { id, title, created_at: now, updated_at: now, message_count: 0, token_count: 0 })
             })
             .await

@@ -12,6 +12,8 @@ pub enum StoreError {
     },
     #[error("{0} not found")]
     NotFound(&'static str),
+    #[error("{0} already exists")]
+    AlreadyExists(&'static str),
     #[error("request `{request_id}` was already stored in this conversation")]
     DuplicateRequest { request_id: String },
     #[error("{0}")]
@@ -56,6 +58,7 @@ impl StoreError {
         match self {
             Self::PoolTimeout { .. } => "busy",
             Self::NotFound(_) => "not_found",
+            Self::AlreadyExists(_) => "already_exists",
             Self::DuplicateRequest { .. } => "duplicate_request",
             Self::InvalidInput(_) => "invalid_request",
             Self::Closed => "unavailable",
@@ -69,7 +72,8 @@ impl StoreError {
     }
 
     /// Whether this error says the database itself is unusable (I/O, corruption, full disk),
-    /// as opposed to a problem with one request.
+    /// as opposed to a problem with one request. `SQLITE_READONLY` is not: a write sent to a
+    /// reader is a bug, not an outage; a read-only file system shows in the health probe.
     pub fn is_database_fault(&self) -> bool {
         use rusqlite::ErrorCode as C;
         match self {
@@ -80,7 +84,6 @@ impl StoreError {
                     | C::NotADatabase
                     | C::DiskFull
                     | C::CannotOpen
-                    | C::ReadOnly
                     | C::PermissionDenied
             ),
             Self::Pool(_) | Self::Corrupt(_) => true,

@@ -7,8 +7,8 @@
 //! [`StoreError::PoolTimeout`] and can be sure nothing happened.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -44,9 +44,11 @@ struct Shared {
 
 pub struct Lane {
     shared: Arc<Shared>,
-    sender: crossbeam_channel::Sender<Queued>,
+    /// `None` once closed: taking the write lock to close makes "check open, then enqueue"
+    /// atomic, so nothing is queued behind a lane's final job.
+    sender: RwLock<Option<crossbeam_channel::Sender<Queued>>>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     workers: usize,
-    closed: AtomicBool,
 }
 
 /// `/health` figures for one pool and its queue.
@@ -80,44 +82,94 @@ impl Lane {
             timeouts: AtomicU64::new(0),
         });
         let (sender, receiver) = crossbeam_channel::unbounded::<Queued>();
+        let mut threads = Vec::with_capacity(workers);
         for index in 0..workers {
             let (shared, receiver) = (shared.clone(), receiver.clone());
-            std::thread::Builder::new()
-                .name(format!("db-{name}-{index}"))
-                .stack_size(512 * 1024)
-                .spawn(move || serve(&shared, &receiver))?;
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("db-{name}-{index}"))
+                    .stack_size(512 * 1024)
+                    .spawn(move || serve(&shared, &receiver))?,
+            );
         }
         Ok(Self {
             shared,
-            sender,
+            sender: RwLock::new(Some(sender)),
+            threads: Mutex::new(threads),
             workers,
-            closed: AtomicBool::new(false),
         })
     }
 
     /// Runs `f` with a connection on a worker thread, in queue order. A panic in `f` is
-    /// re-raised here. Dropping the returned future does not stop a job that has started.
+    /// re-raised here. If this future is dropped before a worker starts the job, the job
+    /// never runs; once started, it runs to the end.
     pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(&mut PooledConnection) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        if self.closed.load(Ordering::Acquire) {
-            return Err(StoreError::Closed);
+        let (queued, answer) = Self::job(f);
+        let ticket = Ticket::new(&queued, &self.shared);
+        {
+            let sender = self.sender.read().unwrap_or_else(PoisonError::into_inner);
+            let Some(sender) = sender.as_ref() else {
+                return Err(StoreError::Closed);
+            };
+            self.shared.queued.add(1);
+            if sender.send(queued).is_err() {
+                self.shared.queued.add(-1);
+                return Err(StoreError::Closed);
+            }
         }
-        self.submit(f).await
+        ticket.outcome(answer).await
     }
 
-    /// Like [`Lane::run`], for the last jobs of a shutdown after [`Lane::close`].
-    pub async fn run_after_close<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Closes the lane at once: refuses new jobs, queues `last` behind every job already
+    /// queued, and lets the workers exit once the queue is empty. The future gives `last`'s
+    /// outcome.
+    pub fn close_with<T, F>(
+        &self,
+        last: F,
+    ) -> impl Future<Output = Result<T, StoreError>> + Send + use<T, F>
     where
         F: FnOnce(&mut PooledConnection) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        self.submit(f).await
+        let (queued, answer) = Self::job(last);
+        let ticket = Ticket::new(&queued, &self.shared);
+        let was_open = {
+            let mut sender = self.sender.write().unwrap_or_else(PoisonError::into_inner);
+            sender.take().is_some_and(|open| {
+                self.shared.queued.add(1);
+                open.send(queued).is_ok()
+            })
+        };
+        async move {
+            if !was_open {
+                return Err(StoreError::Closed);
+            }
+            ticket.outcome(answer).await
+        }
     }
 
-    async fn submit<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Refuses new jobs; those already queued still run, then the workers exit.
+    pub fn close(&self) {
+        self.sender
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+    }
+
+    /// Waits (on a blocking thread) for the workers of a closed lane to exit.
+    pub async fn join(&self, deadline: Duration) -> bool {
+        let threads =
+            std::mem::take(&mut *self.threads.lock().unwrap_or_else(PoisonError::into_inner));
+        let joined =
+            tokio::task::spawn_blocking(move || threads.into_iter().all(|t| t.join().is_ok()));
+        matches!(tokio::time::timeout(deadline, joined).await, Ok(Ok(true)))
+    }
+
+    fn job<T, F>(f: F) -> (Queued, oneshot::Receiver<Outcome<T>>)
     where
         F: FnOnce(&mut PooledConnection) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
@@ -129,48 +181,12 @@ impl Lane {
                 .in_scope(|| catch_unwind(AssertUnwindSafe(|| conn.and_then(|mut c| f(&mut c)))));
             let _ = reply.send(outcome);
         });
-        let state = Arc::new(AtomicU8::new(QUEUED));
         let queued = Queued {
             job,
             enqueued: Instant::now(),
-            state: state.clone(),
+            state: Arc::new(AtomicU8::new(QUEUED)),
         };
-        self.shared.queued.add(1);
-        if self.sender.send(queued).is_err() {
-            self.shared.queued.add(-1);
-            return Err(StoreError::Closed);
-        }
-        self.await_outcome(answer, &state).await
-    }
-
-    async fn await_outcome<T>(
-        &self,
-        mut answer: oneshot::Receiver<Outcome<T>>,
-        state: &AtomicU8,
-    ) -> Result<T, StoreError> {
-        let outcome = match tokio::time::timeout(self.shared.timeout, &mut answer).await {
-            Ok(outcome) => outcome,
-            // Not started in time: abandon it, unless a worker took it just now.
-            Err(_)
-                if state
-                    .compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
-                    .is_ok() =>
-            {
-                self.shared.timeouts.fetch_add(1, Ordering::Relaxed);
-                return Err(self.shared.pool_timeout());
-            }
-            Err(_) => answer.await,
-        };
-        match outcome {
-            Ok(Ok(result)) => result,
-            Ok(Err(panic)) => std::panic::resume_unwind(panic),
-            Err(_) => Err(StoreError::Closed),
-        }
-    }
-
-    /// Refuses new jobs; those already queued still run.
-    pub fn close(&self) {
-        self.closed.store(true, Ordering::Release);
+        (queued, answer)
     }
 
     pub fn stats(&self) -> PoolStats {
@@ -183,6 +199,69 @@ impl Lane {
             waiting: self.shared.queued.current(),
             acquire_wait_ms: self.shared.wait.summary(),
             timeouts: self.shared.timeouts.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// The caller's side of a queued job. Dropped before the job started (the caller went away),
+/// it abandons the job so that it never runs.
+struct Ticket {
+    state: Arc<AtomicU8>,
+    enqueued: Instant,
+    shared: Arc<Shared>,
+    settled: bool,
+}
+
+impl Ticket {
+    fn new(queued: &Queued, shared: &Arc<Shared>) -> Self {
+        Self {
+            state: queued.state.clone(),
+            enqueued: queued.enqueued,
+            shared: shared.clone(),
+            settled: false,
+        }
+    }
+
+    /// Abandons the job if no worker has started it; `true` if it was abandoned.
+    fn abandon(&self) -> bool {
+        let abandoned = self
+            .state
+            .compare_exchange(QUEUED, ABANDONED, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if abandoned {
+            // Its time in the queue is a wait like any other, and the one that matters most.
+            self.shared.wait.record(self.enqueued.elapsed());
+        }
+        abandoned
+    }
+
+    async fn outcome<T>(
+        mut self,
+        mut answer: oneshot::Receiver<Outcome<T>>,
+    ) -> Result<T, StoreError> {
+        let outcome = match tokio::time::timeout(self.shared.timeout, &mut answer).await {
+            Ok(outcome) => outcome,
+            Err(_) if self.abandon() => {
+                self.settled = true;
+                self.shared.timeouts.fetch_add(1, Ordering::Relaxed);
+                return Err(self.shared.pool_timeout());
+            }
+            // A worker took it just now: it runs to the end.
+            Err(_) => answer.await,
+        };
+        self.settled = true;
+        match outcome {
+            Ok(Ok(result)) => result,
+            Ok(Err(panic)) => std::panic::resume_unwind(panic),
+            Err(_) => Err(StoreError::Closed),
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.abandon();
         }
     }
 }
@@ -227,7 +306,7 @@ fn serve(shared: &Shared, receiver: &crossbeam_channel::Receiver<Queued>) {
 mod tests {
     use super::*;
     use crate::store::connection::{Pragmas, build_pool};
-    use std::sync::Mutex;
+    use std::sync::atomic::AtomicBool;
 
     fn lane(workers: usize, timeout: Duration) -> (Lane, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("temp dir");
@@ -340,12 +419,92 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_closed_lane_refuses_new_jobs() {
-        let (lane, _dir) = lane(1, Duration::from_secs(1));
-        lane.close();
-        assert!(matches!(
-            lane.run(|_| Ok(())).await,
-            Err(StoreError::Closed)
-        ));
+    async fn a_closed_lane_runs_its_last_job_after_the_queue_then_refuses_and_its_threads_exit() {
+        let (lane, _dir) = lane(1, Duration::from_secs(5));
+        let lane = Arc::new(lane);
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let blocker = tokio::spawn({
+            let lane = lane.clone();
+            async move { lane.run(move |_| Ok(hold.recv().ok())).await }
+        });
+        while lane.stats().in_use == 0 {
+            tokio::task::yield_now().await;
+        }
+        let queued: Vec<_> = (0..5)
+            .map(|i| {
+                let (lane, order) = (lane.clone(), order.clone());
+                tokio::spawn(async move {
+                    lane.run(move |_| {
+                        order.lock().expect("lock").push(i);
+                        Ok(())
+                    })
+                    .await
+                })
+            })
+            .collect();
+        while lane.stats().waiting < 5 {
+            tokio::task::yield_now().await;
+        }
+        let last = order.clone();
+        let closing = lane.close_with(move |_| {
+            last.lock().expect("lock").push(99);
+            Ok(())
+        });
+        let refused = lane.run(|_| Ok(())).await;
+        assert!(
+            matches!(refused, Err(StoreError::Closed)),
+            "a closed lane takes no new job"
+        );
+        release.send(()).expect("release");
+        closing.await.expect("the last job ran");
+        blocker.await.expect("task").expect("blocker ran");
+        for task in queued {
+            task.await.expect("task").expect("queued job ran");
+        }
+        assert_eq!(
+            *order.lock().expect("lock"),
+            vec![0, 1, 2, 3, 4, 99],
+            "the last job runs after the queue"
+        );
+        assert!(
+            lane.join(Duration::from_secs(5)).await,
+            "workers exit once closed and drained"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_caller_went_away_before_it_started_never_runs() {
+        let (lane, _dir) = lane(1, Duration::from_secs(5));
+        let lane = Arc::new(lane);
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let blocker = tokio::spawn({
+            let lane = lane.clone();
+            async move { lane.run(move |_| Ok(hold.recv().ok())).await }
+        });
+        while lane.stats().in_use == 0 {
+            tokio::task::yield_now().await;
+        }
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        let gone = tokio::spawn({
+            let lane = lane.clone();
+            async move {
+                lane.run(move |_| {
+                    flag.store(true, Ordering::SeqCst);
+                    Ok(())
+                })
+                .await
+            }
+        });
+        while lane.stats().waiting == 0 {
+            tokio::task::yield_now().await;
+        }
+        gone.abort();
+        assert!(gone.await.expect_err("aborted").is_cancelled());
+        release.send(()).expect("release");
+        blocker.await.expect("task").expect("blocker ran");
+        lane.run(|_| Ok(())).await.expect("the lane goes on");
+        assert!(!ran.load(Ordering::SeqCst), "the abandoned job ran");
     }
 }

@@ -179,26 +179,46 @@ impl Store {
         self.observe(result).map(|_| ())
     }
 
-    /// Stops admitting work, lets queued writes finish (up to `deadline`), then checkpoints the
-    /// WAL into the main file and truncates it.
+    /// Stops admitting work, lets queued writes finish (up to `deadline`), checkpoints the WAL
+    /// into the main file and truncates it as the writer's last job, then waits for every
+    /// database thread to exit.
     pub async fn close(&self, deadline: Duration) -> Result<(), StoreError> {
-        self.inner.readers.close();
-        self.inner.writers.close();
-        if let Some(checkpointer) = &self.inner.checkpointer {
+        let inner = &self.inner;
+        inner.readers.close();
+        if let Some(checkpointer) = &inner.checkpointer {
             checkpointer.close();
         }
-        // Queued behind every write already admitted: the writer lane runs in order.
-        let checkpoint = self.inner.writers.run_after_close(|conn| {
+        // Queued behind every write already admitted, and nothing can be queued after it.
+        let checkpoint = inner.writers.close_with(|conn| {
             let busy: i64 = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get(0))?;
             Ok(busy == 0)
         });
-        match tokio::time::timeout(deadline, checkpoint).await {
-            Ok(Ok(true)) => tracing::info!("checkpointed the WAL into the database file"),
-            Ok(Ok(false)) => tracing::warn!("WAL checkpoint incomplete: a reader was still active"),
-            Ok(Err(error)) => return Err(error),
-            Err(_) => tracing::warn!("writes still queued at the shutdown deadline; no checkpoint"),
+        let result = match tokio::time::timeout(deadline, checkpoint).await {
+            Ok(Ok(complete)) => {
+                if complete {
+                    tracing::info!("checkpointed the WAL into the database file");
+                } else {
+                    tracing::warn!("WAL checkpoint incomplete: a reader was still active");
+                }
+                Ok(())
+            }
+            Ok(Err(error)) => Err(error),
+            Err(_) => {
+                tracing::warn!("writes still queued at the shutdown deadline; no checkpoint");
+                Ok(())
+            }
+        };
+        let lanes = [
+            Some(&inner.readers),
+            Some(&inner.writers),
+            inner.checkpointer.as_ref(),
+        ];
+        for lane in lanes.into_iter().flatten() {
+            if !lane.join(deadline).await {
+                tracing::warn!("a database thread was still busy at the shutdown deadline");
+            }
         }
-        Ok(())
+        result
     }
 }
 

@@ -38,28 +38,7 @@ async fn the_file_is_created_with_mode_0600_in_a_new_directory() {
 }
 
 #[tokio::test]
-async fn readers_refuse_writes() {
-    let t = open_temp();
-    let err = t
-        .store
-        .read(|conn| {
-            Ok(conn.execute(
-                "INSERT INTO conversations (id, created_at, updated_at) VALUES ('x', 0, 0)",
-                [],
-            )?)
-        })
-        .await
-        .expect_err("a reader must not write");
-    assert!(
-        err.to_string().contains("readonly")
-            || err.to_string().contains("read-only")
-            || err.to_string().contains("query_only"),
-        "{err}"
-    );
-}
-
-#[tokio::test]
-async fn a_vec0_knn_query_works_from_a_reader() {
+async fn a_vec0_knn_query_works_on_every_reader_connection() {
     let t = open_temp();
     t.store
         .write(|tx| {
@@ -71,23 +50,74 @@ async fn a_vec0_knn_query_works_from_a_reader() {
         })
         .await
         .expect("vec0 table written");
-    // Every reader connection must have the extension, so ask more times than there are readers.
-    for _ in 0..40 {
-        let hits = t
-            .store
-            .read(|conn| {
-                let mut st = conn.prepare(
-                    "SELECT rowid FROM v WHERE embedding MATCH '[1,0,0]' ORDER BY distance LIMIT 2",
-                )?;
-                let ids = st
-                    .query_map([], |r| r.get::<_, i64>(0))?
-                    .collect::<Result<Vec<_>, _>>()?;
-                Ok(ids)
+    // 16 reads held at once by a barrier, so each runs on a different pooled connection.
+    let barrier = Arc::new(std::sync::Barrier::new(16));
+    let reads: Vec<_> = (0..16)
+        .map(|_| {
+            let (store, barrier) = (t.store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                store
+                    .read(move |conn| {
+                        barrier.wait();
+                        let mut st = conn.prepare(
+                            "SELECT rowid FROM v WHERE embedding MATCH '[1,0,0]' ORDER BY distance LIMIT 2",
+                        )?;
+                        let ids = st.query_map([], |r| r.get::<_, i64>(0))?.collect::<Result<Vec<_>, _>>()?;
+                        // 16 closures inside one barrier hold 16 distinct connections at once.
+                        let worker = std::thread::current().name().map(str::to_string);
+                        Ok((ids, worker))
+                    })
+                    .await
             })
-            .await
-            .expect("knn from a reader");
+        })
+        .collect();
+    let mut connections = std::collections::HashSet::new();
+    for read in reads {
+        let (hits, worker) = read.await.expect("task").expect("knn from a reader");
         assert_eq!(hits, vec![1, 3]);
+        connections.insert(worker);
     }
+    assert_eq!(
+        connections.len(),
+        16,
+        "every reader worker (and connection) ran the query"
+    );
+}
+
+#[tokio::test]
+async fn readers_refuse_writes_on_every_connection() {
+    let t = open_temp();
+    let barrier = Arc::new(std::sync::Barrier::new(16));
+    let attempts: Vec<_> = (0..16)
+        .map(|i| {
+            let (store, barrier) = (t.store.clone(), barrier.clone());
+            tokio::spawn(async move {
+                store
+                    .read(move |conn| {
+                        barrier.wait();
+                        Ok(conn.execute(
+                            "INSERT INTO conversations (id, created_at, updated_at) VALUES (?1, 0, 0)",
+                            [format!("x{i}")],
+                        )?)
+                    })
+                    .await
+            })
+        })
+        .collect();
+    for attempt in attempts {
+        let err = attempt
+            .await
+            .expect("task")
+            .expect_err("a reader must not write");
+        assert!(
+            err.to_string().contains("readonly") || err.to_string().contains("read-only"),
+            "{err}"
+        );
+    }
+    assert!(
+        t.store.health().healthy,
+        "a refused write is not a database fault"
+    );
 }
 
 #[tokio::test]

@@ -125,6 +125,35 @@ async fn a_repeated_request_id_is_a_conflict() {
 }
 
 #[tokio::test]
+async fn creating_a_conversation_under_a_taken_id_is_a_conflict() {
+    let app = spawn_app().await;
+    let url = app.url("/api/conversations");
+    let body = json!({"id": "my-conversation"});
+    assert_eq!(
+        app.client
+            .post(&url)
+            .json(&body)
+            .send()
+            .await
+            .expect("POST")
+            .status()
+            .as_u16(),
+        201
+    );
+    let again = app
+        .client
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(again.status().as_u16(), 409);
+    let error: Value = again.json().await.expect("JSON");
+    assert_eq!(error["error"]["code"], "already_exists");
+    app.shutdown().await;
+}
+
+#[tokio::test]
 async fn browser_requests_from_foreign_origins_are_refused() {
     let app = spawn_app().await;
     let foreign = app

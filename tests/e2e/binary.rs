@@ -103,6 +103,24 @@ async fn a_bad_config_exits_2_with_one_line_naming_the_key() {
 }
 
 #[tokio::test]
+async fn a_busy_port_exits_2_before_the_database_is_touched() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let taken = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = taken.local_addr().expect("addr").port().to_string();
+    let config = write_config(dir.path(), "");
+    let (code, _, stderr) =
+        run_to_completion(&["--config", config.to_str().expect("utf-8"), "--port", &port]).await;
+    assert_eq!(code, 2);
+    assert_one_clear_line(&stderr, "cannot listen on 127.0.0.1");
+    assert!(
+        !dir.path().join("data/chat.db").exists(),
+        "the database was created anyway"
+    );
+}
+
+#[tokio::test]
 async fn a_database_from_a_newer_version_exits_2_and_is_left_untouched() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = write_config(dir.path(), "");
@@ -182,9 +200,18 @@ async fn killed_mid_write_every_acknowledged_write_survives_and_sigterm_exits_0(
             }
         }));
     }
-    while acknowledged.lock().expect("lock").len() < 400 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let enough = async {
+        while acknowledged.lock().expect("lock").len() < 400 {
+            assert!(
+                !writers.iter().all(tokio::task::JoinHandle::is_finished),
+                "every writer stopped early"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(120), enough)
+        .await
+        .expect("400 writes acknowledged in time");
     child.kill().await.expect("SIGKILL");
     for writer in writers {
         writer.await.expect("writer task");

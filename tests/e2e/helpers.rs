@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Once;
 
-use mcp_platform::app::App;
+use mcp_platform::app::{App, bind};
 use mcp_platform::config::Config;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -50,8 +50,10 @@ pub async fn spawn_app_with(edit: impl FnOnce(&mut Config)) -> TestApp {
     config.chat.service.repository.path = dir.path().join("data/chat.db");
     edit(&mut config);
     let db_path = config.chat.service.repository.path.clone();
-    let app = App::start(config).await.expect("app starts");
-    let listener = app.bind().await.expect("bind port 0");
+    let listener = bind(&config.server).await.expect("bind port 0");
+    let app = App::start_with_env(config, |_| None)
+        .await
+        .expect("app starts");
     let addr = listener.local_addr().expect("bound address");
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.serve(listener, async move {
