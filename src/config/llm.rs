@@ -17,6 +17,30 @@ pub struct LlmConfig {
     /// Tried in order when the chosen provider is unavailable or fails before its first token.
     pub fallback: Vec<String>,
     pub providers: BTreeMap<String, ProviderConfig>,
+    pub embeddings: EmbeddingsConfig,
+}
+
+/// How embedding requests are batched and cached.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbeddingsConfig {
+    /// Concurrent requests arriving within this window go out as one batch.
+    #[serde(with = "super::duration")]
+    pub batch_window: Duration,
+    /// Texts per `/embeddings` request at most.
+    pub max_batch: usize,
+    /// Vectors kept in memory, keyed by model and text (0 disables the cache).
+    pub cache_entries: usize,
+}
+
+impl Default for EmbeddingsConfig {
+    fn default() -> Self {
+        Self {
+            batch_window: Duration::from_millis(5),
+            max_batch: 64,
+            cache_entries: 10_000,
+        }
+    }
 }
 
 impl Default for LlmConfig {
@@ -174,6 +198,7 @@ struct RawLlmConfig {
     active: String,
     fallback: Vec<String>,
     providers: Option<BTreeMap<String, RawProvider>>,
+    embeddings: EmbeddingsConfig,
 }
 
 impl Default for RawLlmConfig {
@@ -182,6 +207,7 @@ impl Default for RawLlmConfig {
             active: "openai".into(),
             fallback: Vec::new(),
             providers: None,
+            embeddings: EmbeddingsConfig::default(),
         }
     }
 }
@@ -205,6 +231,7 @@ impl From<RawLlmConfig> for LlmConfig {
             active: raw.active,
             fallback: raw.fallback,
             providers,
+            embeddings: raw.embeddings,
         }
     }
 }

@@ -22,7 +22,9 @@ pub use chat::{
     ChatConfig, ContextConfig, PoolConfig, RepositoryConfig, RetentionConfig, RetentionPolicy,
     ServiceConfig, StreamingConfig, Synchronous, WebSocketConfig,
 };
-pub use llm::{CircuitBreakerConfig, HttpClientConfig, LlmConfig, ProviderConfig};
+pub use llm::{
+    CircuitBreakerConfig, EmbeddingsConfig, HttpClientConfig, LlmConfig, ProviderConfig,
+};
 pub use mcp::{McpConfig, McpServerConfig};
 pub use secret::Secret;
 pub use server::{LogFormat, LoggingConfig, ServerConfig};

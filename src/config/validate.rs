@@ -214,7 +214,19 @@ fn validate_llm(llm: &LlmConfig) -> Result<(), Invalid> {
     for (name, provider) in &llm.providers {
         validate_provider(name, provider)?;
     }
-    Ok(())
+    let e = &llm.embeddings;
+    within("llm.embeddings.max_batch", e.max_batch, 1, 2048)?;
+    within(
+        "llm.embeddings.cache_entries",
+        e.cache_entries,
+        0,
+        10_000_000,
+    )?;
+    ensure(
+        e.batch_window <= Duration::from_secs(1),
+        "llm.embeddings.batch_window",
+        "must be at most 1s",
+    )
 }
 
 fn validate_provider(name: &str, p: &ProviderConfig) -> Result<(), Invalid> {

@@ -10,7 +10,7 @@ use serde::Serialize;
 use super::AppState;
 use std::collections::BTreeMap;
 
-use crate::llm::ProviderSnapshot;
+use crate::llm::{CacheSnapshot, ProviderSnapshot};
 use crate::store::StoreStats;
 
 #[derive(Serialize)]
@@ -20,6 +20,12 @@ pub struct Health {
     pub uptime_s: u64,
     pub repository_stats: StoreStats,
     pub llm_client_stats: BTreeMap<String, ProviderSnapshot>,
+    pub cache_stats: CacheStats,
+}
+
+#[derive(Serialize)]
+pub struct CacheStats {
+    pub embeddings: CacheSnapshot,
 }
 
 pub fn router() -> Router<AppState> {
@@ -36,6 +42,9 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
         uptime_s: state.started.elapsed().as_secs(),
         repository_stats,
         llm_client_stats: state.providers.snapshot(),
+        cache_stats: CacheStats {
+            embeddings: state.providers.cache_snapshot(),
+        },
     };
     let status = if healthy {
         StatusCode::OK

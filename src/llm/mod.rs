@@ -7,6 +7,7 @@
 
 mod assemble;
 mod breaker;
+mod embeddings;
 mod error;
 mod limits;
 mod provider;
@@ -16,8 +17,9 @@ mod types;
 mod wire;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
+pub use embeddings::{CacheSnapshot, Embedder, EmbedderSnapshot, Vector};
 pub use error::ProviderError;
 pub use provider::{ChatStream, Provider};
 pub use stats::ProviderSnapshot;
@@ -25,13 +27,18 @@ pub use types::{
     ChatEvent, ChatMessage, ChatRequest, FinishReason, MessageRole, ToolCall, ToolSpec, Usage,
 };
 
-use crate::config::LlmConfig;
+use crate::config::{EmbeddingsConfig, LlmConfig};
+use embeddings::EmbeddingCache;
 
 /// Every configured provider, by name.
 pub struct Providers {
     by_name: BTreeMap<String, Arc<Provider>>,
     active: String,
     fallback: Vec<String>,
+    embeddings: EmbeddingsConfig,
+    cache: Arc<EmbeddingCache>,
+    /// Started on first use, for providers with an `embedding_model`.
+    embedders: Mutex<BTreeMap<String, Arc<Embedder>>>,
 }
 
 impl Providers {
@@ -49,6 +56,9 @@ impl Providers {
             by_name,
             active: config.active.clone(),
             fallback: config.fallback.clone(),
+            embeddings: config.embeddings.clone(),
+            cache: Arc::new(EmbeddingCache::new(config.embeddings.cache_entries)),
+            embedders: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -110,11 +120,52 @@ impl Providers {
         Err(error)
     }
 
+    /// The embedder of `provider` (or the active one), started on first use. Must be called
+    /// inside a tokio runtime.
+    pub fn embedder(&self, provider: Option<&str>) -> Result<Arc<Embedder>, ProviderError> {
+        let name = provider.unwrap_or(&self.active);
+        let chosen = self
+            .get(name)
+            .ok_or_else(|| ProviderError::UnknownProvider(name.to_string()))?;
+        let model = chosen
+            .embedding_model()
+            .ok_or_else(|| ProviderError::InvalidRequest {
+                provider: name.to_string(),
+                message: "this provider has no embedding_model configured".into(),
+            })?;
+        let mut embedders = self
+            .embedders
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let embedder = embedders.entry(name.to_string()).or_insert_with(|| {
+            Arc::new(Embedder::start(
+                chosen.clone(),
+                model.to_string(),
+                &self.embeddings,
+                self.cache.clone(),
+            ))
+        });
+        Ok(embedder.clone())
+    }
+
     /// `/health` `llm_client_stats`.
     pub fn snapshot(&self) -> BTreeMap<String, ProviderSnapshot> {
+        let embedders = self
+            .embedders
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         self.by_name
             .iter()
-            .map(|(name, p)| (name.clone(), p.snapshot()))
+            .map(|(name, p)| {
+                let mut snapshot = p.snapshot();
+                snapshot.embeddings = embedders.get(name).map(|e| e.snapshot());
+                (name.clone(), snapshot)
+            })
             .collect()
+    }
+
+    /// `/health` `cache_stats.embeddings`.
+    pub fn cache_snapshot(&self) -> CacheSnapshot {
+        self.cache.snapshot()
     }
 }

@@ -105,6 +105,10 @@ impl Provider {
         &self.config.model
     }
 
+    pub fn embedding_model(&self) -> Option<&str> {
+        self.config.embedding_model.as_deref()
+    }
+
     /// The environment variable its key comes from (empty when it needs none).
     pub fn key_variable(&self) -> &str {
         self.config.api_key_env.as_deref().unwrap_or_default()
@@ -133,6 +137,20 @@ impl Provider {
         request: &ChatRequest,
         started: Instant,
     ) -> Result<ChatStream, ProviderError> {
+        let body = Body::new(&self.config, request);
+        let (opened, slot, pass) = self.call(|| self.attempt(&body, request.stream)).await?;
+        self.stats.ttft.record(started.elapsed());
+        Ok(self.clone().finish_stream(opened, slot, pass, started))
+    }
+
+    /// What every call goes through: the key check, the breaker, a request slot, then
+    /// `attempt` until it succeeds or fails in a way not worth retrying. On success the caller
+    /// owns the slot and reports the breaker verdict; on failure it is reported here.
+    async fn call<T, F, Fut>(&self, mut attempt: F) -> Result<(T, Slot, Pass), ProviderError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ProviderError>>,
+    {
         if !self.configured() {
             return Err(ProviderError::NotConfigured {
                 provider: self.name.clone(),
@@ -153,29 +171,20 @@ impl Provider {
                 return Err(self.refused(refused));
             }
         };
-        let body = Body::new(&self.config, request);
-        let mut attempt = 0;
+        let http = &self.config.http_client;
+        let mut tries = 0;
         loop {
-            let outcome = self.attempt(&body, request.stream).await;
+            let outcome = attempt().await;
             if let Err(ProviderError::ProviderRateLimited { .. }) = &outcome {
                 self.stats.provider_429.fetch_add(1, Ordering::Relaxed);
             }
             match outcome {
-                Ok(opened) => {
-                    self.stats.ttft.record(started.elapsed());
-                    return Ok(self.clone().finish_stream(opened, slot, pass, started));
-                }
-                Err(error)
-                    if attempt < self.config.http_client.max_retries && worth_retrying(&error) =>
-                {
-                    let wait = retry::delay(
-                        attempt,
-                        self.config.http_client.backoff_factor,
-                        error.retry_after(),
-                    );
-                    tracing::debug!(%error, attempt, ?wait, "retrying provider request");
+                Ok(value) => return Ok((value, slot, pass)),
+                Err(error) if tries < http.max_retries && worth_retrying(&error) => {
+                    let wait = retry::delay(tries, http.backoff_factor, error.retry_after());
+                    tracing::debug!(%error, tries, ?wait, "retrying provider request");
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    attempt += 1;
+                    tries += 1;
                     tokio::time::sleep(wait).await;
                 }
                 Err(error) => {
@@ -202,13 +211,10 @@ impl Provider {
         }
     }
 
-    /// One HTTP request, up to its first events.
-    async fn attempt(&self, body: &Body<'_>, stream: bool) -> Result<Opened, ProviderError> {
-        let url = format!(
-            "{}/chat/completions",
-            self.config.base_url.trim_end_matches('/')
-        );
-        let mut request = self.client()?.post(url).json(body);
+    /// A POST to `{base_url}/{path}` with the key and attribution headers.
+    fn post(&self, path: &str) -> Result<reqwest::RequestBuilder, ProviderError> {
+        let url = format!("{}/{path}", self.config.base_url.trim_end_matches('/'));
+        let mut request = self.client()?.post(url);
         if let Some(key) = &self.api_key {
             request = request.bearer_auth(key.expose());
         }
@@ -218,35 +224,80 @@ impl Provider {
         if let Some(title) = &self.config.x_title {
             request = request.header("X-Title", title);
         }
-        if stream {
-            request = request.header(ACCEPT, "text/event-stream");
-        }
+        Ok(request)
+    }
+
+    /// Sends, bounded by `write_timeout + read_timeout` up to the response headers (reqwest
+    /// has no write timeout of its own), and turns a non-success status into its error.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        model: &str,
+    ) -> Result<reqwest::Response, ProviderError> {
         let http = &self.config.http_client;
         let response = tokio::time::timeout(http.write_timeout + http.read_timeout, request.send())
             .await
             .map_err(|_| self.timeout("waiting for the response"))?
             .map_err(|e| self.transport(&e))?;
         let status = response.status();
-        if !status.is_success() {
-            let retry_after = response
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let text = response.text().await.unwrap_or_default();
-            return Err(status_error(
-                &self.name,
-                &self.config,
-                body.model(),
-                status,
-                retry_after.as_deref(),
-                &text,
-            ));
+        if status.is_success() {
+            return Ok(response);
         }
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let text = response.text().await.unwrap_or_default();
+        Err(status_error(
+            &self.name,
+            &self.config,
+            model,
+            status,
+            retry_after.as_deref(),
+            &text,
+        ))
+    }
+
+    /// One chat request, up to its first events.
+    async fn attempt(&self, body: &Body<'_>, stream: bool) -> Result<Opened, ProviderError> {
+        let mut request = self.post("chat/completions")?.json(body);
+        if stream {
+            request = request.header(ACCEPT, "text/event-stream");
+        }
+        let response = self.send(request, body.model()).await?;
         if stream {
             self.first_events(response).await
         } else {
             self.whole_response(response).await
+        }
+    }
+
+    /// One `/embeddings` request for `inputs`, vectors in input order. Shares the limits,
+    /// retries and breaker of chat requests.
+    pub async fn embed_batch(
+        &self,
+        model: &str,
+        inputs: &[String],
+    ) -> Result<Vec<Vec<f32>>, ProviderError> {
+        let body = serde_json::json!({"model": model, "input": inputs});
+        let attempt = || async {
+            let response = self
+                .send(self.post("embeddings")?.json(&body), model)
+                .await?;
+            let bytes = response.bytes().await.map_err(|e| self.transport(&e))?;
+            super::wire::embeddings(&bytes, inputs.len()).map_err(|m| self.stream_fault(m, true))
+        };
+        let result = self.call(attempt).await;
+        match result {
+            Ok((vectors, _slot, _pass)) => {
+                self.breaker.on_success();
+                Ok(vectors)
+            }
+            Err(error) => {
+                self.stats.record_error(&error);
+                Err(error)
+            }
         }
     }
 
@@ -378,6 +429,7 @@ impl Provider {
             latency_ms: self.stats.latency.summary(),
             tokens_in: self.stats.tokens_in.load(Ordering::Relaxed),
             tokens_out: self.stats.tokens_out.load(Ordering::Relaxed),
+            embeddings: None,
         }
     }
 }

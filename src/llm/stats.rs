@@ -62,6 +62,9 @@ pub struct ProviderSnapshot {
     pub latency_ms: LatencySummary,
     pub tokens_in: u64,
     pub tokens_out: u64,
+    /// Present once the provider's embedder has been used.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub embeddings: Option<super::EmbedderSnapshot>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]

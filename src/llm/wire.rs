@@ -252,6 +252,39 @@ pub fn status_error(
 }
 
 #[derive(Deserialize)]
+struct EmbeddingResponse {
+    data: Vec<EmbeddingItem>,
+}
+
+#[derive(Deserialize)]
+struct EmbeddingItem {
+    index: usize,
+    embedding: Vec<f32>,
+}
+
+/// An `/embeddings` response: one vector per input, put back in input order.
+pub fn embeddings(body: &[u8], expected: usize) -> Result<Vec<Vec<f32>>, String> {
+    let parsed: EmbeddingResponse = serde_json::from_slice(body).map_err(|e| {
+        format!(
+            "not an embeddings response ({e}): {}",
+            excerpt(&String::from_utf8_lossy(body))
+        )
+    })?;
+    let mut vectors: Vec<Option<Vec<f32>>> = vec![None; expected];
+    for item in parsed.data {
+        let slot = vectors
+            .get_mut(item.index)
+            .ok_or_else(|| format!("embedding index {} out of range", item.index))?;
+        *slot = Some(item.embedding);
+    }
+    vectors
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| v.ok_or_else(|| format!("no embedding for input {i}")))
+        .collect()
+}
+
+#[derive(Deserialize)]
 struct ErrorBody {
     error: WireError,
 }

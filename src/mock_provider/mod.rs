@@ -28,6 +28,8 @@ use crate::stats::Gauge;
 /// A request as the fake received it.
 #[derive(Debug, Clone)]
 pub struct Recorded {
+    /// `chat/completions` or `embeddings`.
+    pub endpoint: &'static str,
     pub headers: HeaderMap,
     pub body: Value,
     pub at: tokio::time::Instant,
@@ -83,6 +85,7 @@ impl MockProvider {
     pub fn router(&self) -> Router {
         Router::new()
             .route("/v1/chat/completions", post(chat))
+            .route("/v1/embeddings", post(embeddings))
             .with_state(self.clone())
     }
 
@@ -134,6 +137,7 @@ async fn chat(
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
         .push(Recorded {
+            endpoint: "chat/completions",
             headers,
             body,
             at: tokio::time::Instant::now(),
@@ -159,6 +163,66 @@ async fn chat(
         return whole(&reply, prompt_tokens, guard).await;
     }
     stream(reply, prompt_tokens, guard)
+}
+
+/// The fake's embedding of `text`: 8 dimensions derived from an FNV-1a hash, so equal texts
+/// get equal vectors and tests can compute the expected answer.
+pub fn vector_for(text: &str) -> Vec<f32> {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+    }
+    (0..8)
+        .map(|i| f32::from(u8::try_from((hash >> (i * 8)) & 0xff).unwrap_or(0)) / 255.0)
+        .collect()
+}
+
+/// `/v1/embeddings`: scripted errors apply; otherwise one vector per input, in order.
+async fn embeddings(
+    State(mock): State<MockProvider>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let _guard = InFlight::enter(&mock.inner);
+    let inputs: Vec<String> = match &body["input"] {
+        Value::String(one) => vec![one.clone()],
+        Value::Array(many) => many
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
+    let record = Recorded {
+        endpoint: "embeddings",
+        headers,
+        body,
+        at: tokio::time::Instant::now(),
+    };
+    mock.inner
+        .requests
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(record);
+    let scripted = mock
+        .inner
+        .script
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .pop_front();
+    if let Some(Reply::Status { status, body, .. }) = scripted {
+        return (
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            body,
+        )
+            .into_response();
+    }
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(index, text)| serde_json::json!({"object": "embedding", "index": index, "embedding": vector_for(text)}))
+        .collect();
+    Json(serde_json::json!({"object": "list", "data": data, "model": "mock-embedding"}))
+        .into_response()
 }
 
 /// A non-streaming answer.

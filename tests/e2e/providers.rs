@@ -428,6 +428,7 @@ fn llm_config(entries: Vec<(&str, ProviderConfig)>, active: &str, fallback: &[&s
             .into_iter()
             .map(|(n, c)| (n.to_string(), c))
             .collect(),
+        embeddings: mcp_platform::config::EmbeddingsConfig::default(),
     }
 }
 
@@ -458,4 +459,116 @@ async fn a_missing_key_means_not_configured_and_fallback_answers() {
     assert!(matches!(stream.next().await, Some(Ok(ChatEvent::Text(_)))));
     assert!(down.mock.requests().is_empty());
     assert_eq!(up.mock.requests()[0].body["model"], "mock-model");
+}
+
+fn embedding_providers(fake: &Fake, window_ms: u64, max_batch: usize) -> Providers {
+    let mut entry = entry(&fake.base_url);
+    entry.embedding_model = Some("mock-embedding".into());
+    let mut config = llm_config(vec![("local", entry)], "local", &[]);
+    config.embeddings.batch_window = Duration::from_millis(window_ms);
+    config.embeddings.max_batch = max_batch;
+    Providers::new(&config, |_| Some(KEY.to_string()))
+}
+
+fn embedding_requests(mock: &MockProvider) -> Vec<Vec<String>> {
+    mock.requests()
+        .into_iter()
+        .filter(|r| r.endpoint == "embeddings")
+        .map(|r| {
+            r.body["input"]
+                .as_array()
+                .expect("input")
+                .iter()
+                .map(|v| v.as_str().expect("text").to_string())
+                .collect()
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn concurrent_embeddings_are_coalesced_into_batches() {
+    let fake = fake().await;
+    let providers = embedding_providers(&fake, 50, 64);
+    let embedder = providers.embedder(None).expect("embedder");
+    let calls: Vec<_> = (0..20)
+        .map(|i| {
+            let embedder = embedder.clone();
+            tokio::spawn(async move { (i, embedder.embed(&[format!("text {i}")]).await) })
+        })
+        .collect();
+    for call in calls {
+        let (i, vectors) = call.await.expect("task");
+        let vectors = vectors.expect("embedded");
+        assert_eq!(
+            &*vectors[0],
+            mcp_platform::mock_provider::vector_for(&format!("text {i}")).as_slice()
+        );
+    }
+    let requests = embedding_requests(&fake.mock);
+    assert!(
+        requests.len() < 20,
+        "20 concurrent texts went out in {} requests",
+        requests.len()
+    );
+    assert_eq!(requests.iter().map(Vec::len).sum::<usize>(), 20);
+    let stats = providers.snapshot()["local"]
+        .embeddings
+        .clone()
+        .expect("embedder stats");
+    assert_eq!(stats.texts, 20);
+    assert!(stats.largest_batch > 1);
+}
+
+#[tokio::test]
+async fn batches_respect_the_size_limit_and_the_cache_answers_repeats() {
+    let fake = fake().await;
+    let providers = embedding_providers(&fake, 20, 4);
+    let embedder = providers.embedder(None).expect("embedder");
+    let texts: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
+    let first = embedder.embed(&texts).await.expect("embedded");
+    assert!(
+        embedding_requests(&fake.mock)
+            .iter()
+            .all(|batch| batch.len() <= 4)
+    );
+    let sent = fake.mock.requests().len();
+    let again = embedder.embed(&texts[..3]).await.expect("cached");
+    assert_eq!(
+        fake.mock.requests().len(),
+        sent,
+        "cached texts are not sent again"
+    );
+    assert_eq!(again, first[..3].to_vec());
+    let cache = providers.cache_snapshot();
+    assert_eq!((cache.hits, cache.misses, cache.entries), (3, 10, 10));
+}
+
+#[tokio::test]
+async fn embedding_errors_and_empty_texts_are_clear() {
+    let fake = fake().await;
+    let providers = embedding_providers(&fake, 1, 8);
+    let embedder = providers.embedder(None).expect("embedder");
+    let empty = embedder
+        .embed(&["ok".into(), "  ".into()])
+        .await
+        .expect_err("empty text");
+    assert_eq!(empty.code(), "invalid_request");
+    fake.mock.push([Reply::status(400)]);
+    let refused = embedder
+        .embed(&["x".into()])
+        .await
+        .expect_err("provider refused");
+    assert_eq!(refused.code(), "invalid_request");
+    assert!(
+        embedder.embed(&["x".into()]).await.is_ok(),
+        "the embedder goes on after an error"
+    );
+    let no_model = Providers::new(
+        &llm_config(vec![("local", entry(&fake.base_url))], "local", &[]),
+        |_| None,
+    );
+    assert!(
+        no_model.embedder(None).is_err(),
+        "a provider without embedding_model has no embedder"
+    );
 }
