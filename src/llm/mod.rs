@@ -19,8 +19,10 @@ mod wire;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
+pub use assemble::{Assembler, StreamFault};
 pub use embeddings::{CacheSnapshot, Embedder, EmbedderSnapshot, Vector};
 pub use error::ProviderError;
+pub use limits::{Limits, Refused, Slot};
 pub use provider::{ChatStream, Provider};
 pub use stats::ProviderSnapshot;
 pub use types::{

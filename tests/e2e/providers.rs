@@ -572,3 +572,45 @@ async fn embedding_errors_and_empty_texts_are_clear() {
         "a provider without embedding_model has no embedder"
     );
 }
+
+/// Collects everything logged on this thread (the test runtime is single-threaded, so the
+/// provider, the fake and reqwest all log here).
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn no_api_key_reaches_the_logs_even_at_trace_level() {
+    let logs = CapturedLogs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _scope = tracing::subscriber::set_default(subscriber);
+    let fake = fake().await;
+    fake.mock
+        .push([Reply::status(401), Reply::status(500), Reply::words(2)]);
+    let provider = provider(&entry(&fake.base_url));
+    assert!(collect(&provider, ask("hi")).await.is_err());
+    assert!(
+        collect(&provider, ask("hi")).await.is_ok(),
+        "a 500 then a retried success"
+    );
+    let text = String::from_utf8(logs.0.lock().expect("lock").clone()).expect("utf-8");
+    assert!(
+        text.contains("provider request failed") && text.contains("retrying"),
+        "nothing was logged: {text}"
+    );
+    assert!(!text.contains(KEY), "the API key was logged");
+}
