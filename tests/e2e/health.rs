@@ -24,6 +24,19 @@ async fn health_reports_the_documented_shape() {
     assert!(repo["write_gate"]["wait_ms"]["p99"].is_number());
     assert!(repo["wal_bytes"].is_u64());
     assert_eq!(repo["healthy"], true);
+    // No keys in the test environment: every provider shows as not configured, with its limits.
+    let openai = &body["llm_client_stats"]["openai"];
+    assert_eq!(openai["configured"], false);
+    assert_eq!(
+        (
+            openai["concurrent_limit"].as_u64(),
+            openai["rpm_limit"].as_u64()
+        ),
+        (Some(25), Some(3500))
+    );
+    assert_eq!(openai["circuit"], "closed");
+    assert!(openai["ttft_ms"]["p99"].is_number() && openai["tokens_in"].is_u64());
+    assert_eq!(body["cache_stats"]["embeddings"]["hits"], 0);
     // Sections of features that do not exist yet are absent.
     assert!(body.get("websocket_stats").is_none() && body.get("mcp_stats").is_none());
     app.shutdown().await;
