@@ -74,9 +74,10 @@ fn serve(args: ServeArgs) -> Result<(), StartError> {
     tracing::debug!(config = %source, "starting");
     let runtime = tokio::runtime::Runtime::new().map_err(StartError::Runtime)?;
     runtime.block_on(async {
+        let shutdown = shutdown_signal().map_err(StartError::Runtime)?;
         let listener = bind(&config.server).await?;
         let app = App::start(config).await?;
-        app.serve(listener, shutdown_signal())
+        app.serve(listener, shutdown)
             .await
             .map_err(StartError::Runtime)
     })

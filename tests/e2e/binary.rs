@@ -273,3 +273,31 @@ async fn killed_mid_write_every_acknowledged_write_survives_and_sigterm_exits_0(
         .expect("status");
     assert_eq!(status.code(), Some(0));
 }
+
+/// The real binary, stopped the moment it is ready. The race this guards (handlers installed
+/// only on first poll) is microseconds wide, so this is a smoke check; the deterministic test is
+/// `app::tests::signal_handlers_are_installed_when_called_not_when_first_polled`.
+#[tokio::test]
+async fn sigterm_the_moment_the_server_is_ready_still_shuts_down_gracefully() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_config(dir.path(), "");
+    for _ in 0..3 {
+        let (mut child, _) = start_server(&config).await;
+        let pid = child.id().expect("running").to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await
+            .expect("kill -TERM");
+        assert!(sent.success());
+        let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+            .await
+            .expect("exits")
+            .expect("status");
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "killed by the signal instead of shutting down"
+        );
+    }
+}
