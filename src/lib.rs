@@ -3,6 +3,8 @@
 //! Data flows one way: a client reaches [`http`], which reads and writes through [`store`].
 //! Later parts (LLM providers, the WebSocket chat, the MCP host) slot in between.
 //!
+//! - [`chat`]: a chat turn: context from the store, the provider's stream out as frames, the
+//!   answer stored.
 //! - [`app`]: start-up, serving on a bound listener, graceful shutdown, background tasks.
 //! - [`config`]: the typed `config.yaml` tree, `${VAR}` interpolation, validation by key path.
 //! - [`llm`]: the LLM providers: HTTP clients, enforced limits, retries, circuit breakers,
@@ -14,6 +16,7 @@
 //! - [`stats`]: lock-free histograms and gauges the components keep for `/health`.
 //! - [`telemetry`]: logging as text or JSON.
 pub mod app;
+pub mod chat;
 pub mod config;
 pub mod http;
 pub mod llm;

@@ -7,7 +7,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
-use super::AppState;
+use super::{AppState, SocketSnapshot};
 use std::collections::BTreeMap;
 
 use crate::llm::{CacheSnapshot, ProviderSnapshot};
@@ -19,6 +19,7 @@ pub struct Health {
     pub version: &'static str,
     pub uptime_s: u64,
     pub repository_stats: StoreStats,
+    pub websocket_stats: SocketSnapshot,
     pub llm_client_stats: BTreeMap<String, ProviderSnapshot>,
     pub cache_stats: CacheStats,
 }
@@ -41,6 +42,7 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
         version: env!("CARGO_PKG_VERSION"),
         uptime_s: state.started.elapsed().as_secs(),
         repository_stats,
+        websocket_stats: state.sockets.snapshot(state.chat.snapshot()),
         llm_client_stats: state.providers.snapshot(),
         cache_stats: CacheStats {
             embeddings: state.providers.cache_snapshot(),

@@ -5,6 +5,7 @@ mod api;
 mod error;
 mod health;
 mod origin;
+mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,7 +14,9 @@ use std::time::Instant;
 use axum::Router;
 
 pub use error::ApiError;
+pub use ws::{SocketSnapshot, Sockets};
 
+use crate::chat::ChatService;
 use crate::config::Config;
 use crate::llm::Providers;
 use crate::store::Store;
@@ -24,6 +27,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
     pub providers: Arc<Providers>,
+    pub chat: Arc<ChatService>,
+    pub sockets: Arc<Sockets>,
     pub started: Instant,
     /// Browser origins allowed to call us, resolved against the bound port.
     pub allowed_origins: Arc<Vec<String>>,
@@ -41,10 +46,18 @@ impl AppState {
             &config.server.allowed_origins,
             local.port(),
         ));
+        let chat = Arc::new(ChatService::new(
+            store.clone(),
+            providers.clone(),
+            config.clone(),
+        ));
+        let sockets = Arc::new(Sockets::new(config.chat.websocket.max_connections));
         Self {
             config,
             store,
             providers,
+            chat,
+            sockets,
             started,
             allowed_origins,
         }
@@ -52,13 +65,13 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    let guarded =
-        api::router()
-            .fallback(error::not_found)
-            .layer(axum::middleware::from_fn_with_state(
-                state.clone(),
-                origin::check_origin,
-            ));
+    let guarded = api::router()
+        .merge(ws::router())
+        .fallback(error::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            origin::check_origin,
+        ));
     // One span per request (DEBUG: `RUST_LOG=tower_http=debug` shows them), so store and
     // provider work logged inside a request carries its method and path.
     health::router()

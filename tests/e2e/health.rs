@@ -37,8 +37,17 @@ async fn health_reports_the_documented_shape() {
     assert_eq!(openai["circuit"], "closed");
     assert!(openai["ttft_ms"]["p99"].is_number() && openai["tokens_in"].is_u64());
     assert_eq!(body["cache_stats"]["embeddings"]["hits"], 0);
+    let sockets = &body["websocket_stats"];
+    assert_eq!(
+        (
+            sockets["active"].as_u64(),
+            sockets["max_connections"].as_u64()
+        ),
+        (Some(0), Some(1000))
+    );
+    assert!(sockets["turns"]["ttft_ms"]["p99"].is_number() && sockets["turns"]["started"].is_u64());
     // Sections of features that do not exist yet are absent.
-    assert!(body.get("websocket_stats").is_none() && body.get("mcp_stats").is_none());
+    assert!(body.get("mcp_stats").is_none());
     app.shutdown().await;
 }
 

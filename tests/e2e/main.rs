@@ -3,6 +3,7 @@
 
 mod api;
 mod binary;
+mod chat;
 mod health;
 mod helpers;
 mod providers;

@@ -1,0 +1,303 @@
+//! The WebSocket protocol's frames (docs/protocol.md). Inbound text is parsed in two steps,
+//! so that every kind of bad input gets its own clear error: JSON at all, an object, an
+//! `action`, a known action, then the action's typed fields.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// A parsed client frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientFrame {
+    Chat {
+        request_id: String,
+        payload: ChatPayload,
+    },
+    Cancel {
+        request_id: String,
+    },
+    Ping {
+        request_id: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatPayload {
+    pub text: String,
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+    /// Defaults to `chat.service.streaming.enabled`.
+    #[serde(default)]
+    pub streaming: Option<bool>,
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+/// Why a frame was refused: a stable code and a message, echoing the `request_id` if any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FrameError {
+    pub request_id: Option<String>,
+    pub code: &'static str,
+    pub message: String,
+}
+
+const ACTIONS: &str = "chat, cancel, ping";
+
+impl ClientFrame {
+    pub fn parse(text: &str) -> Result<Self, FrameError> {
+        let refuse = |request_id: Option<String>, code, message: String| FrameError {
+            request_id,
+            code,
+            message,
+        };
+        let value: Value = serde_json::from_str(text).map_err(|e| {
+            refuse(
+                None,
+                "invalid_request",
+                format!("the frame is not valid JSON: {e}"),
+            )
+        })?;
+        let Value::Object(object) = value else {
+            return Err(refuse(
+                None,
+                "invalid_request",
+                "a frame must be a JSON object".into(),
+            ));
+        };
+        let request_id = match object.get("request_id") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(id)) if !id.is_empty() && id.len() <= 256 => Some(id.clone()),
+            Some(_) => {
+                return Err(refuse(
+                    None,
+                    "invalid_request",
+                    "request_id must be a string of 1-256 characters".into(),
+                ));
+            }
+        };
+        let action = match object.get("action") {
+            Some(Value::String(action)) => action.as_str(),
+            Some(_) => {
+                return Err(refuse(
+                    request_id,
+                    "invalid_request",
+                    "action must be a string".into(),
+                ));
+            }
+            None => {
+                return Err(refuse(
+                    request_id,
+                    "invalid_request",
+                    format!("the frame has no action (one of {ACTIONS})"),
+                ));
+            }
+        };
+        let required = |id: Option<String>| {
+            id.ok_or_else(|| {
+                refuse(
+                    None,
+                    "invalid_request",
+                    format!("`{action}` needs a request_id"),
+                )
+            })
+        };
+        match action {
+            "chat" => {
+                let payload = chat_payload(&object)
+                    .map_err(|m| refuse(request_id.clone(), "invalid_request", m))?;
+                Ok(Self::Chat {
+                    request_id: required(request_id)?,
+                    payload,
+                })
+            }
+            "cancel" => Ok(Self::Cancel {
+                request_id: required(request_id)?,
+            }),
+            "ping" => Ok(Self::Ping { request_id }),
+            other => Err(refuse(
+                request_id,
+                "unknown_action",
+                format!("unknown action `{other}` (one of {ACTIONS})"),
+            )),
+        }
+    }
+}
+
+fn chat_payload(object: &Map<String, Value>) -> Result<ChatPayload, String> {
+    let payload = object
+        .get("payload")
+        .cloned()
+        .ok_or("`chat` needs a payload with text")?;
+    let payload: ChatPayload =
+        serde_json::from_value(payload).map_err(|e| format!("invalid payload: {e}"))?;
+    if payload.text.trim().is_empty() {
+        return Err("payload.text is empty".into());
+    }
+    Ok(payload)
+}
+
+/// A server frame: `{"request_id", "status", "chunk"}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerFrame {
+    pub request_id: Option<String>,
+    pub status: &'static str,
+    pub chunk: Chunk,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Chunk {
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub kind: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub code: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retryable: Option<bool>,
+}
+
+impl ServerFrame {
+    pub fn processing(request_id: &str, metadata: Value) -> Self {
+        Self {
+            request_id: Some(request_id.into()),
+            status: "processing",
+            chunk: Chunk {
+                metadata: Some(metadata),
+                ..Chunk::default()
+            },
+        }
+    }
+
+    pub fn text(request_id: &str, data: String) -> Self {
+        Self {
+            request_id: Some(request_id.into()),
+            status: "chunk",
+            chunk: Chunk {
+                kind: Some("text"),
+                data: Some(data),
+                metadata: Some(Value::Object(Map::new())),
+                ..Chunk::default()
+            },
+        }
+    }
+
+    pub fn complete(request_id: &str, metadata: Value) -> Self {
+        Self {
+            request_id: Some(request_id.into()),
+            status: "complete",
+            chunk: Chunk {
+                metadata: Some(metadata),
+                ..Chunk::default()
+            },
+        }
+    }
+
+    pub fn pong(request_id: Option<String>) -> Self {
+        Self {
+            request_id,
+            status: "pong",
+            chunk: Chunk::default(),
+        }
+    }
+
+    pub fn error(
+        request_id: Option<String>,
+        code: &'static str,
+        message: impl Into<String>,
+        retryable: bool,
+    ) -> Self {
+        Self {
+            request_id,
+            status: "error",
+            chunk: Chunk {
+                error: Some(message.into()),
+                code: Some(code),
+                retryable: Some(retryable),
+                ..Chunk::default()
+            },
+        }
+    }
+
+    pub fn refused(error: FrameError) -> Self {
+        Self::error(error.request_id, error.code, error.message, false)
+    }
+
+    pub fn to_json(&self) -> String {
+        // Serializing these plain structs cannot fail.
+        serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"status\":\"error\"}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn code_of(text: &str) -> &'static str {
+        ClientFrame::parse(text).expect_err("refused").code
+    }
+
+    #[test]
+    fn a_chat_frame_parses_with_its_payload() {
+        let frame = ClientFrame::parse(
+            r#"{"action":"chat","request_id":"r1","payload":{"text":"hi","streaming":false}}"#,
+        );
+        let Ok(ClientFrame::Chat {
+            request_id,
+            payload,
+        }) = frame
+        else {
+            panic!("{frame:?}")
+        };
+        assert_eq!(
+            (
+                request_id.as_str(),
+                payload.text.as_str(),
+                payload.streaming
+            ),
+            ("r1", "hi", Some(false))
+        );
+    }
+
+    #[test]
+    fn every_kind_of_bad_frame_has_a_code() {
+        assert_eq!(code_of("{nope"), "invalid_request");
+        assert_eq!(code_of("[1,2]"), "invalid_request");
+        assert_eq!(code_of(r#"{"request_id":"r"}"#), "invalid_request");
+        assert_eq!(
+            code_of(r#"{"action":"dance","request_id":"r"}"#),
+            "unknown_action"
+        );
+        assert_eq!(code_of(r#"{"action":7}"#), "invalid_request");
+        assert_eq!(
+            code_of(r#"{"action":"chat","payload":{"text":"hi"}}"#),
+            "invalid_request"
+        );
+        assert_eq!(
+            code_of(r#"{"action":"chat","request_id":"r","payload":{"text":"  "}}"#),
+            "invalid_request"
+        );
+        assert_eq!(
+            code_of(r#"{"action":"chat","request_id":"r","payload":{"text":5}}"#),
+            "invalid_request"
+        );
+        assert_eq!(code_of(r#"{"action":"cancel"}"#), "invalid_request");
+    }
+
+    #[test]
+    fn a_refusal_echoes_the_request_id_when_there_is_one() {
+        let error =
+            ClientFrame::parse(r#"{"action":"dance","request_id":"r9"}"#).expect_err("refused");
+        assert_eq!(error.request_id.as_deref(), Some("r9"));
+        let frame: Value =
+            serde_json::from_str(&ServerFrame::refused(error).to_json()).expect("json");
+        assert_eq!(frame["status"], "error");
+        assert_eq!(frame["request_id"], "r9");
+        assert_eq!(frame["chunk"]["retryable"], false);
+    }
+}

@@ -1,0 +1,72 @@
+//! Chat: a turn from the user's message to the stored answer. Loads context from the store,
+//! calls a provider, streams its deltas out as frames, stores the answer, and keeps the turn
+//! figures `/health` shows. Knows nothing of sockets: frames go to an outbox channel.
+
+mod frames;
+mod turn;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+
+pub use frames::{ChatPayload, ClientFrame, FrameError, ServerFrame};
+
+use crate::config::Config;
+use crate::llm::Providers;
+use crate::stats::{Histogram, LatencySummary};
+use crate::store::Store;
+
+/// Runs turns; shared by every socket.
+pub struct ChatService {
+    store: Store,
+    providers: Arc<Providers>,
+    config: Arc<Config>,
+    stats: TurnStats,
+}
+
+#[derive(Default)]
+struct TurnStats {
+    started: AtomicU64,
+    completed: AtomicU64,
+    failed: AtomicU64,
+    cancelled: AtomicU64,
+    /// From the chat frame to the first text chunk sent.
+    ttft: Histogram,
+    /// From the chat frame to `complete`.
+    latency: Histogram,
+}
+
+/// The turn part of `/health` `websocket_stats`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TurnSnapshot {
+    pub started: u64,
+    pub completed: u64,
+    pub failed: u64,
+    pub cancelled: u64,
+    pub ttft_ms: LatencySummary,
+    pub turn_latency_ms: LatencySummary,
+}
+
+impl ChatService {
+    pub fn new(store: Store, providers: Arc<Providers>, config: Arc<Config>) -> Self {
+        Self {
+            store,
+            providers,
+            config,
+            stats: TurnStats::default(),
+        }
+    }
+
+    pub fn snapshot(&self) -> TurnSnapshot {
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        TurnSnapshot {
+            started: load(&self.stats.started),
+            completed: load(&self.stats.completed),
+            failed: load(&self.stats.failed),
+            cancelled: load(&self.stats.cancelled),
+            ttft_ms: self.stats.ttft.summary(),
+            turn_latency_ms: self.stats.latency.summary(),
+        }
+    }
+}
