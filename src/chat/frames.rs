@@ -2,6 +2,7 @@
 //! so that every kind of bad input gets its own clear error: JSON at all, an object, an
 //! `action`, a known action, then the action's typed fields.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -18,6 +19,53 @@ pub enum ClientFrame {
     Ping {
         request_id: Option<String>,
     },
+    /// `new_conversation`, `list_conversations`, `get_history`, `delete_conversation`.
+    Conversations {
+        request_id: String,
+        action: ConversationAction,
+    },
+}
+
+/// The conversation actions, with their typed payloads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ConversationAction {
+    New(NewConversation),
+    List(ListConversations),
+    History(GetHistory),
+    Delete(DeleteConversation),
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewConversation {
+    #[serde(default)]
+    pub title: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListConversations {
+    #[serde(default)]
+    pub limit: Option<u32>,
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GetHistory {
+    pub conversation_id: String,
+    #[serde(default)]
+    pub limit: Option<u32>,
+    /// The `next_cursor` of the previous (newer) page.
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteConversation {
+    pub conversation_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -43,7 +91,8 @@ pub struct FrameError {
     pub message: String,
 }
 
-const ACTIONS: &str = "chat, cancel, ping";
+const ACTIONS: &str = "chat, cancel, ping, new_conversation, list_conversations, get_history, \
+                       delete_conversation";
 
 impl ClientFrame {
     pub fn parse(text: &str) -> Result<Self, FrameError> {
@@ -116,6 +165,14 @@ impl ClientFrame {
                 request_id: required(request_id)?,
             }),
             "ping" => Ok(Self::Ping { request_id }),
+            "new_conversation" | "list_conversations" | "get_history" | "delete_conversation" => {
+                let action = conversation_action(action, &object)
+                    .map_err(|m| refuse(request_id.clone(), "invalid_request", m))?;
+                Ok(Self::Conversations {
+                    request_id: required(request_id)?,
+                    action,
+                })
+            }
             other => Err(refuse(
                 request_id,
                 "unknown_action",
@@ -123,6 +180,37 @@ impl ClientFrame {
             )),
         }
     }
+}
+
+fn conversation_action(
+    action: &str,
+    object: &Map<String, Value>,
+) -> Result<ConversationAction, String> {
+    Ok(match action {
+        "new_conversation" => ConversationAction::New(optional_payload(object)?),
+        "list_conversations" => ConversationAction::List(optional_payload(object)?),
+        "get_history" => ConversationAction::History(required_payload(action, object)?),
+        _ => ConversationAction::Delete(required_payload(action, object)?),
+    })
+}
+
+fn optional_payload<T: DeserializeOwned + Default>(
+    object: &Map<String, Value>,
+) -> Result<T, String> {
+    match object.get("payload") {
+        None | Some(Value::Null) => Ok(T::default()),
+        Some(payload) => T::deserialize(payload).map_err(|e| format!("invalid payload: {e}")),
+    }
+}
+
+fn required_payload<T: DeserializeOwned>(
+    action: &str,
+    object: &Map<String, Value>,
+) -> Result<T, String> {
+    let payload = object
+        .get("payload")
+        .ok_or_else(|| format!("`{action}` needs a payload with conversation_id"))?;
+    T::deserialize(payload).map_err(|e| format!("invalid payload: {e}"))
 }
 
 fn chat_payload(object: &Map<String, Value>) -> Result<ChatPayload, String> {
@@ -192,6 +280,20 @@ impl ServerFrame {
             request_id: Some(request_id.into()),
             status: "complete",
             chunk: Chunk {
+                metadata: Some(metadata),
+                ..Chunk::default()
+            },
+        }
+    }
+
+    /// The answer to a conversation action: `complete`, its kind in `type`, its data in
+    /// `metadata`.
+    pub fn result(request_id: &str, kind: &'static str, metadata: Value) -> Self {
+        Self {
+            request_id: Some(request_id.into()),
+            status: "complete",
+            chunk: Chunk {
+                kind: Some(kind),
                 metadata: Some(metadata),
                 ..Chunk::default()
             },

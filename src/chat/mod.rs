@@ -2,6 +2,7 @@
 //! calls a provider, streams its deltas out as frames, stores the answer, and keeps the turn
 //! figures `/health` shows. Knows nothing of sockets: frames go to an outbox channel.
 
+mod actions;
 mod frames;
 mod turn;
 
@@ -10,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
-pub use frames::{ChatPayload, ClientFrame, FrameError, ServerFrame};
+pub use frames::{ChatPayload, ClientFrame, ConversationAction, FrameError, ServerFrame};
 
 use crate::config::Config;
 use crate::llm::Providers;

@@ -197,6 +197,14 @@ impl Session {
         match ClientFrame::parse(text) {
             Err(error) => self.refuse(ServerFrame::refused(error)).await,
             Ok(ClientFrame::Ping { request_id }) => self.send(ServerFrame::pong(request_id)).await,
+            Ok(ClientFrame::Conversations { request_id, action }) => {
+                let frame = self
+                    .state
+                    .chat
+                    .conversation_action(&request_id, action)
+                    .await;
+                self.send(frame).await;
+            }
             Ok(ClientFrame::Cancel { request_id }) => {
                 let token = self
                     .turns

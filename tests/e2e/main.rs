@@ -4,7 +4,9 @@
 mod api;
 mod binary;
 mod chat;
+mod chat_conversations;
 mod health;
 mod helpers;
 mod providers;
 mod shutdown;
+mod ws;

@@ -1,0 +1,88 @@
+//! The conversation actions of the protocol: create, list (paged), history (paged), delete.
+//! Each answers with one `complete` frame whose `metadata` carries the data, or one `error`.
+
+use serde_json::json;
+
+use super::frames::{ConversationAction, GetHistory, ListConversations};
+use super::{ChatService, ServerFrame};
+use crate::store::{ConversationId, StoreError};
+
+/// Page size when the client names none.
+const DEFAULT_PAGE: u32 = 50;
+
+impl ChatService {
+    pub async fn conversation_action(
+        &self,
+        request_id: &str,
+        action: ConversationAction,
+    ) -> ServerFrame {
+        match self.run_action(request_id, action).await {
+            Ok(frame) => frame,
+            Err(error) => {
+                let message = if error.code() == "internal" {
+                    tracing::error!(%error, "conversation action failed in the store");
+                    "internal error; the server log has the details".to_string()
+                } else {
+                    error.to_string()
+                };
+                ServerFrame::error(
+                    Some(request_id.into()),
+                    error.code(),
+                    message,
+                    error.retryable(),
+                )
+            }
+        }
+    }
+
+    async fn run_action(
+        &self,
+        request_id: &str,
+        action: ConversationAction,
+    ) -> Result<ServerFrame, StoreError> {
+        let repo = self.store.conversations();
+        Ok(match action {
+            ConversationAction::New(new) => {
+                let conversation = repo.create(new.title).await?;
+                let metadata =
+                    json!({"conversation_id": conversation.id, "conversation": conversation});
+                ServerFrame::result(request_id, "conversation", metadata)
+            }
+            ConversationAction::List(ListConversations { limit, cursor }) => {
+                let page = repo.list(limit.unwrap_or(DEFAULT_PAGE), cursor).await?;
+                let metadata =
+                    json!({"conversations": page.items, "next_cursor": page.next_cursor});
+                ServerFrame::result(request_id, "conversations", metadata)
+            }
+            ConversationAction::History(GetHistory {
+                conversation_id,
+                limit,
+                cursor,
+            }) => {
+                let id = ConversationId::try_from(conversation_id)?;
+                let before = cursor.as_deref().map(parse_history_cursor).transpose()?;
+                let page = repo
+                    .history_page(&id, before, limit.unwrap_or(DEFAULT_PAGE))
+                    .await?;
+                let metadata = json!({
+                    "conversation_id": id,
+                    "messages": page.items,
+                    "next_cursor": page.next_cursor,
+                });
+                ServerFrame::result(request_id, "history", metadata)
+            }
+            ConversationAction::Delete(delete) => {
+                let id = ConversationId::try_from(delete.conversation_id)?;
+                repo.delete(&id).await?;
+                let metadata = json!({"conversation_id": id, "deleted": true});
+                ServerFrame::result(request_id, "deleted", metadata)
+            }
+        })
+    }
+}
+
+fn parse_history_cursor(cursor: &str) -> Result<i64, StoreError> {
+    cursor
+        .parse()
+        .map_err(|_| StoreError::InvalidInput(format!("invalid cursor `{cursor}`")))
+}

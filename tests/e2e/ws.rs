@@ -1,0 +1,92 @@
+//! A WebSocket client for the end-to-end tests: speaks only the documented protocol.
+
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use mcp_platform::config::{Config, LlmConfig};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::helpers::{TestApp, spawn_app_with};
+use crate::providers::{Fake, entry, fake};
+
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The app with the fake as its only provider (no key needed).
+pub async fn chat_app(edit: impl FnOnce(&mut Config)) -> (TestApp, Fake) {
+    let fake = fake().await;
+    let mut provider = entry(&fake.base_url);
+    provider.api_key_env = None;
+    let llm = LlmConfig {
+        active: "mock".into(),
+        fallback: Vec::new(),
+        providers: [("mock".to_string(), provider)].into(),
+        embeddings: mcp_platform::config::EmbeddingsConfig::default(),
+    };
+    let app = spawn_app_with(move |config| {
+        config.llm = llm;
+        edit(config);
+    })
+    .await;
+    (app, fake)
+}
+
+pub async fn connect(app: &TestApp) -> Socket {
+    let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws/chat", app.addr))
+        .await
+        .expect("upgrade");
+    socket
+}
+
+pub async fn send(socket: &mut Socket, frame: Value) {
+    socket
+        .send(Message::Text(frame.to_string().into()))
+        .await
+        .expect("send");
+}
+
+pub async fn next_frame(socket: &mut Socket) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+            .await
+            .expect("a frame within 10 s")
+            .expect("socket open")
+            .expect("read");
+        if let Message::Text(text) = message {
+            return serde_json::from_str(text.as_str()).expect("frames are JSON");
+        }
+    }
+}
+
+pub fn chat(request_id: &str, text: &str, extra: Value) -> Value {
+    let mut payload = json!({"text": text});
+    if let (Some(payload), Value::Object(extra)) = (payload.as_object_mut(), extra) {
+        payload.extend(extra);
+    }
+    json!({"action": "chat", "request_id": request_id, "payload": payload})
+}
+
+/// Frames of `request_id` until its `complete` or `error`.
+pub async fn turn_frames(socket: &mut Socket, request_id: &str) -> Vec<Value> {
+    let mut frames = Vec::new();
+    loop {
+        let frame = next_frame(socket).await;
+        if frame["request_id"] != request_id {
+            continue;
+        }
+        let done = frame["status"] == "complete" || frame["status"] == "error";
+        frames.push(frame);
+        if done {
+            return frames;
+        }
+    }
+}
+
+pub fn text_of(frames: &[Value]) -> String {
+    frames
+        .iter()
+        .filter(|f| f["status"] == "chunk")
+        .filter_map(|f| f["chunk"]["data"].as_str())
+        .collect()
+}
