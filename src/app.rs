@@ -127,6 +127,10 @@ impl App {
         let cancel = CancellationToken::new();
         let tasks = TaskTracker::new();
         self.spawn_background(&tasks, &cancel);
+        // Build the tokenizer tables of the default model now rather than in the first turn.
+        if let Ok(model) = self.providers.default_model(None) {
+            tasks.spawn(crate::chat::Encoding::for_model(model).load());
+        }
 
         let state = AppState::new(
             self.config.clone(),

@@ -3,7 +3,10 @@
 //! figures `/health` shows. Knows nothing of sockets: frames go to an outbox channel.
 
 mod actions;
+mod context;
 mod frames;
+mod in_flight;
+mod tokens;
 mod turn;
 
 use std::sync::Arc;
@@ -17,6 +20,8 @@ use crate::config::Config;
 use crate::llm::Providers;
 use crate::stats::{Histogram, LatencySummary};
 use crate::store::Store;
+use in_flight::InFlight;
+pub use tokens::Encoding;
 
 /// Runs turns; shared by every socket.
 pub struct ChatService {
@@ -24,6 +29,7 @@ pub struct ChatService {
     providers: Arc<Providers>,
     config: Arc<Config>,
     stats: TurnStats,
+    in_flight: InFlight,
 }
 
 #[derive(Default)]
@@ -32,6 +38,8 @@ struct TurnStats {
     completed: AtomicU64,
     failed: AtomicU64,
     cancelled: AtomicU64,
+    /// Answered from storage: the request id was already answered.
+    replayed: AtomicU64,
     /// From the chat frame to the first text chunk sent.
     ttft: Histogram,
     /// From the chat frame to `complete`.
@@ -45,6 +53,7 @@ pub struct TurnSnapshot {
     pub completed: u64,
     pub failed: u64,
     pub cancelled: u64,
+    pub replayed: u64,
     pub ttft_ms: LatencySummary,
     pub turn_latency_ms: LatencySummary,
 }
@@ -56,6 +65,7 @@ impl ChatService {
             providers,
             config,
             stats: TurnStats::default(),
+            in_flight: InFlight::default(),
         }
     }
 
@@ -66,6 +76,7 @@ impl ChatService {
             completed: load(&self.stats.completed),
             failed: load(&self.stats.failed),
             cancelled: load(&self.stats.cancelled),
+            replayed: load(&self.stats.replayed),
             ttft_ms: self.stats.ttft.summary(),
             turn_latency_ms: self.stats.latency.summary(),
         }

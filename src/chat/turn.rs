@@ -10,14 +10,21 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::{ChatPayload, ChatService, ServerFrame};
-use crate::llm::{ChatEvent, ChatMessage, ChatRequest, MessageRole, ProviderError, Usage};
+use super::tokens::Encoding;
+use super::{ChatPayload, ChatService, ServerFrame, context};
+use crate::llm::{ChatEvent, ChatRequest, ProviderError, Usage};
 use crate::store::{
     Conversation, ConversationId, MessageStatus, NewMessage, Role, StoreError, StoredMessage,
 };
 
-/// Messages of history sent to the model at most, until the token budget lands.
-const HISTORY_LIMIT: usize = 50;
+/// History rows read at most per turn, whatever their token counts.
+const MAX_HISTORY_ROWS: u32 = 5000;
+
+/// A request id already used in the conversation.
+enum Earlier {
+    Answered(StoredMessage, Box<StoredMessage>),
+    Unanswered(StoredMessage),
+}
 
 /// Why a turn ended without `complete`: becomes its error frame.
 struct TurnError {
@@ -49,6 +56,15 @@ impl From<ProviderError> for TurnError {
             message: error.to_string(),
             retryable: error.retryable(),
         }
+    }
+}
+
+fn internal(message: &str) -> TurnError {
+    tracing::error!(message, "turn failed");
+    TurnError {
+        code: "internal",
+        message: "internal error; the server log has the details".into(),
+        retryable: true,
     }
 }
 
@@ -107,30 +123,59 @@ impl ChatService {
         cancel: &CancellationToken,
         started: Instant,
     ) -> Result<(), TurnError> {
+        let model = match &payload.model {
+            Some(model) => model.clone(),
+            None => self
+                .providers
+                .default_model(payload.provider.as_deref())?
+                .to_string(),
+        };
+        let encoding = Encoding::for_model(&model);
+        encoding.load().await;
+        let current_tokens = encoding.count(&payload.text);
+        let room = self.room_for_history(current_tokens, encoding)?;
         let repo = self.store.conversations();
         let conversation = self.conversation(payload.conversation_id.clone()).await?;
-        let user = NewMessage::new(Role::User, payload.text.clone()).with_request_id(request_id);
-        let user = repo.append(&conversation.id, vec![user]).await.map_err(|error| match error {
-            StoreError::DuplicateRequest { .. } => TurnError {
-                code: "duplicate_request",
+        let Some(_claim) = self.in_flight.claim(&conversation.id, request_id) else {
+            return Err(TurnError {
+                code: "busy",
                 message: format!(
-                    "request `{request_id}` was already sent in this conversation; replaying its stored \
-                     answer is not implemented yet, so use a new request_id"
+                    "request `{request_id}` is already in flight in this conversation"
                 ),
-                retryable: false,
-            },
-            other => other.into(),
-        })?;
-        let user_id = user.first().map(|m| m.id);
-        let meta = json!({"conversation_id": conversation.id, "user_message_id": user_id});
+                retryable: true,
+            });
+        };
+        let mut user =
+            NewMessage::new(Role::User, payload.text.clone()).with_request_id(request_id);
+        user.token_count = current_tokens;
+        let user = match repo.append(&conversation.id, vec![user]).await {
+            Ok(mut stored) if !stored.is_empty() => stored.remove(0),
+            Ok(_) => return Err(internal("the store returned no message for an append")),
+            Err(StoreError::DuplicateRequest { .. }) => {
+                match self.earlier(&conversation.id, request_id).await? {
+                    Earlier::Answered(user, answer) => {
+                        self.replay(request_id, &user, &answer, out).await;
+                        return Ok(());
+                    }
+                    // Asked before but never answered in full (cancelled, failed, or the
+                    // server stopped): answer it now.
+                    Earlier::Unanswered(user) => user,
+                }
+            }
+            Err(other) => return Err(other.into()),
+        };
+        let meta = json!({"conversation_id": conversation.id, "user_message_id": user.id});
         let _ = out.send(ServerFrame::processing(request_id, meta)).await;
 
-        let history = repo.history(&conversation.id).await?;
+        let candidates = repo
+            .recent(&conversation.id, user.seq, room, MAX_HISTORY_ROWS)
+            .await?;
+        let history = &candidates[context::first_kept(&candidates, room, encoding)..];
         let streaming = payload
             .streaming
             .unwrap_or(self.config.chat.service.streaming.enabled);
         let request = ChatRequest {
-            messages: self.context(&history),
+            messages: context::messages(&self.config.chat.service.system_prompt, history, &user),
             stream: streaming,
             model: payload.model.clone(),
             ..ChatRequest::default()
@@ -158,6 +203,7 @@ impl ChatService {
                 .unwrap_or_else(|| provider.model().to_string()),
         );
         assistant.usage = answer.usage.map(|u| json!(u));
+        assistant.token_count = encoding.count(&answer.text);
         // Stored once, complete or not: a cancelled or broken answer keeps what was said.
         let stored = if answer.end.is_ok() || !answer.text.is_empty() {
             repo.append(&conversation.id, vec![assistant]).await?
@@ -172,10 +218,80 @@ impl ChatService {
             "conversation_id": conversation.id,
             "usage": answer.usage,
             "provider": provider.name(),
-            "message_ids": {"user": user_id, "assistant": stored.first().map(|m| m.id)},
+            "model": stored.first().and_then(|m| m.model.clone()),
+            "message_ids": {"user": user.id, "assistant": stored.first().map(|m| m.id)},
         });
         let _ = out.send(ServerFrame::complete(request_id, metadata)).await;
         Ok(())
+    }
+
+    /// Tokens left for history once the system prompt and the current message are counted.
+    fn room_for_history(&self, current: u32, encoding: Encoding) -> Result<u32, TurnError> {
+        let service = &self.config.chat.service;
+        let budget = service
+            .context
+            .max_tokens
+            .saturating_sub(service.context.reserve_tokens);
+        let fixed = context::fixed_cost(&service.system_prompt, current, encoding);
+        context::room(fixed, budget).map_err(|too_large| TurnError {
+            code: "context_too_large",
+            message: format!(
+                "the message needs {} tokens with the system prompt ({} encoding), over the context \
+                 budget of {} (chat.service.context.max_tokens minus reserve_tokens); shorten it",
+                too_large.needed,
+                encoding.name(),
+                too_large.budget
+            ),
+            retryable: false,
+        })
+    }
+
+    /// What is stored of a request id already used in the conversation.
+    async fn earlier(&self, id: &ConversationId, request_id: &str) -> Result<Earlier, TurnError> {
+        let stored = self
+            .store
+            .conversations()
+            .find_by_request(id, request_id)
+            .await?;
+        let user = stored
+            .iter()
+            .find(|m| m.role == Role::User)
+            .cloned()
+            .ok_or_else(|| internal("a duplicate request has no stored user message"))?;
+        let answer = stored
+            .into_iter()
+            .rev()
+            .find(|m| m.role == Role::Assistant && m.status == MessageStatus::Complete);
+        Ok(match answer {
+            Some(answer) => Earlier::Answered(user, Box::new(answer)),
+            None => Earlier::Unanswered(user),
+        })
+    }
+
+    /// Sends a stored answer again, without calling a provider.
+    async fn replay(
+        &self,
+        request_id: &str,
+        user: &StoredMessage,
+        answer: &StoredMessage,
+        out: &Outbox,
+    ) {
+        self.stats.replayed.fetch_add(1, Ordering::Relaxed);
+        let conversation = &user.conversation_id;
+        let meta =
+            json!({"conversation_id": conversation, "user_message_id": user.id, "replayed": true});
+        let _ = out.send(ServerFrame::processing(request_id, meta)).await;
+        let _ = out
+            .send(ServerFrame::text(request_id, answer.content.clone()))
+            .await;
+        let metadata = json!({
+            "conversation_id": conversation,
+            "usage": answer.usage,
+            "model": answer.model,
+            "message_ids": {"user": user.id, "assistant": answer.id},
+            "replayed": true,
+        });
+        let _ = out.send(ServerFrame::complete(request_id, metadata)).await;
     }
 
     async fn conversation(&self, id: Option<String>) -> Result<Conversation, TurnError> {
@@ -184,30 +300,6 @@ impl ChatService {
             Some(id) => Ok(repo.get(&ConversationId::try_from(id)?).await?),
             None => Ok(repo.create(None).await?),
         }
-    }
-
-    /// The system prompt and the latest history, oldest first. Interim: a message count,
-    /// until the token budget (tiktoken) lands.
-    fn context(&self, history: &[StoredMessage]) -> Vec<ChatMessage> {
-        let system = &self.config.chat.service.system_prompt;
-        let with_content: Vec<&StoredMessage> =
-            history.iter().filter(|m| !m.content.is_empty()).collect();
-        let recent = with_content[with_content.len().saturating_sub(HISTORY_LIMIT)..].iter();
-        let mut messages: Vec<ChatMessage> = Vec::with_capacity(HISTORY_LIMIT + 1);
-        if !system.trim().is_empty() {
-            messages.push(ChatMessage::new(MessageRole::System, system.clone()));
-        }
-        messages.extend(recent.filter_map(|m| {
-            let role = match m.role {
-                Role::User => MessageRole::User,
-                Role::Assistant => MessageRole::Assistant,
-                Role::System => MessageRole::System,
-                // Tool results come with the MCP host; none are stored yet.
-                Role::Tool => return None,
-            };
-            Some(ChatMessage::new(role, m.content.clone()))
-        }));
-        messages
     }
 
     /// Forwards the provider's stream as frames until it ends, fails or is cancelled.

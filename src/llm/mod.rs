@@ -88,6 +88,14 @@ impl Providers {
         &self.active
     }
 
+    /// The model a request to `provider` (or the active one) uses when it names none.
+    pub fn default_model(&self, provider: Option<&str>) -> Result<&str, ProviderError> {
+        let name = provider.unwrap_or(&self.active);
+        self.get(name)
+            .map(|chosen| chosen.model())
+            .ok_or_else(|| ProviderError::UnknownProvider(name.to_string()))
+    }
+
     /// Sends `request` to `provider` (or the active one). If it cannot answer before its first
     /// event (circuit open, limits, outage, no key), the providers of `llm.fallback` are tried
     /// in order, each with its own configured model. Returns the provider that answered.

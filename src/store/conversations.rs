@@ -179,6 +179,40 @@ impl Conversations {
             .await
     }
 
+    /// The latest messages before `before_seq`, in order, reading back until their stored
+    /// token counts pass `token_limit` (the message that passes it included) or `max_rows`
+    /// are read: the candidates for a context window, read without loading the whole
+    /// conversation.
+    pub async fn recent(
+        &self,
+        id: &ConversationId,
+        before_seq: i64,
+        token_limit: u32,
+        max_rows: u32,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        let id = id.clone();
+        self.store
+            .read(move |conn| {
+                let mut statement = conn.prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND seq < ?2
+                     ORDER BY seq DESC LIMIT ?3"
+                ))?;
+                let mut rows = statement.query(params![id.as_str(), before_seq, max_rows])?;
+                let (mut items, mut tokens) = (Vec::new(), 0i64);
+                while let Some(row) = rows.next()? {
+                    let message = message_from_row(row)?;
+                    tokens += message.token_count;
+                    items.push(message);
+                    if tokens > i64::from(token_limit) {
+                        break;
+                    }
+                }
+                items.reverse();
+                Ok(items)
+            })
+            .await
+    }
+
     /// The messages a request produced (its user message first), empty if it never arrived.
     pub async fn find_by_request(
         &self,

@@ -1,0 +1,212 @@
+//! The context budget: what of a conversation is sent to the model. The system prompt and the
+//! current message always go; history is added newest first while it fits, so the oldest is
+//! trimmed first; an assistant message that called tools goes with all its tool results or not
+//! at all (a provider refuses a tool result whose call is missing, and a call without results).
+
+use crate::llm::{ChatMessage, MessageRole, ToolCall};
+use crate::store::{Role, StoredMessage};
+
+use super::tokens::{Encoding, PER_MESSAGE, REPLY_PRIMING};
+
+/// The system prompt and the current message alone do not fit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TooLarge {
+    pub needed: u32,
+    pub budget: u32,
+}
+
+/// Tokens of a stored message as sent: its stored count (computed when it was written), or
+/// counted now for messages stored without one (imports through the REST API).
+pub fn cost(message: &StoredMessage, encoding: Encoding) -> u32 {
+    let text = match u32::try_from(message.token_count) {
+        Ok(stored) if stored > 0 => stored,
+        _ => encoding.count(&message.content),
+    };
+    let calls = message
+        .tool_calls
+        .as_ref()
+        .map_or(0, |calls| encoding.count(&calls.to_string()));
+    text + calls + PER_MESSAGE
+}
+
+/// Tokens of the parts that always go: the system prompt, the current message, the priming.
+pub fn fixed_cost(system_prompt: &str, current: u32, encoding: Encoding) -> u32 {
+    let system = if system_prompt.trim().is_empty() {
+        0
+    } else {
+        encoding.count(system_prompt) + PER_MESSAGE
+    };
+    system + current + PER_MESSAGE + REPLY_PRIMING
+}
+
+/// Checks that the fixed part fits; returns the tokens left for history.
+pub fn room(fixed: u32, budget: u32) -> Result<u32, TooLarge> {
+    budget.checked_sub(fixed).ok_or(TooLarge {
+        needed: fixed,
+        budget,
+    })
+}
+
+/// Index of the oldest message of `history` (oldest first) that is sent, keeping whole
+/// groups (an assistant message and the tool results that follow it) within `room`.
+pub fn first_kept(history: &[StoredMessage], room: u32, encoding: Encoding) -> usize {
+    let mut used = 0u32;
+    let mut kept = history.len();
+    let mut group = 0u32;
+    for index in (0..history.len()).rev() {
+        let message = &history[index];
+        group = group.saturating_add(cost(message, encoding));
+        if message.role == Role::Tool {
+            // Belongs to the call before it: decided when that call is reached.
+            continue;
+        }
+        if used.saturating_add(group) > room {
+            break;
+        }
+        used += group;
+        group = 0;
+        kept = index;
+    }
+    kept
+}
+
+/// The messages sent to the model, in order: system prompt, kept history, current message.
+pub fn messages(
+    system_prompt: &str,
+    history: &[StoredMessage],
+    current: &StoredMessage,
+) -> Vec<ChatMessage> {
+    let mut out = Vec::with_capacity(history.len() + 2);
+    if !system_prompt.trim().is_empty() {
+        out.push(ChatMessage::new(MessageRole::System, system_prompt));
+    }
+    out.extend(history.iter().chain([current]).filter_map(to_chat_message));
+    out
+}
+
+fn to_chat_message(message: &StoredMessage) -> Option<ChatMessage> {
+    let calls: Vec<ToolCall> = message
+        .tool_calls
+        .as_ref()
+        .and_then(|calls| serde_json::from_value(calls.clone()).ok())
+        .unwrap_or_default();
+    if message.content.is_empty() && calls.is_empty() {
+        return None;
+    }
+    let role = match message.role {
+        Role::User => MessageRole::User,
+        Role::Assistant => MessageRole::Assistant,
+        Role::System => MessageRole::System,
+        Role::Tool => MessageRole::Tool,
+    };
+    let mut chat = ChatMessage::new(role, message.content.clone());
+    if chat.content.as_deref() == Some("") {
+        chat.content = None;
+    }
+    chat.tool_calls = calls;
+    chat.tool_call_id.clone_from(&message.tool_call_id);
+    Some(chat)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::{ConversationId, MessageStatus};
+
+    fn message(seq: i64, role: Role, tokens: i64) -> StoredMessage {
+        StoredMessage {
+            id: seq,
+            conversation_id: ConversationId::generate(),
+            seq,
+            role,
+            content: format!("m{seq}"),
+            tool_calls: (role == Role::Assistant && tokens == 0)
+                .then(|| json!([{"id": "c", "name": "t", "arguments": "{}"}])),
+            tool_call_id: (role == Role::Tool).then(|| "c".into()),
+            request_id: None,
+            status: MessageStatus::Complete,
+            token_count: tokens.max(1),
+            model: None,
+            usage: None,
+            created_at: 0,
+        }
+    }
+
+    fn seqs(history: &[StoredMessage], room: u32) -> Vec<i64> {
+        let first = first_kept(history, room, Encoding::Cl100kBase);
+        history[first..].iter().map(|m| m.seq).collect()
+    }
+
+    #[test]
+    fn history_is_trimmed_oldest_first() {
+        let history: Vec<_> = (1..=4)
+            .map(|seq| {
+                message(
+                    seq,
+                    if seq % 2 == 1 {
+                        Role::User
+                    } else {
+                        Role::Assistant
+                    },
+                    10,
+                )
+            })
+            .collect();
+        // Each message costs 10 + 4.
+        assert_eq!(seqs(&history, 1000), [1, 2, 3, 4]);
+        assert_eq!(seqs(&history, 28), [3, 4]);
+        assert_eq!(seqs(&history, 41), [3, 4]);
+        assert_eq!(seqs(&history, 13), Vec::<i64>::new());
+    }
+
+    #[test]
+    fn a_tool_call_is_never_separated_from_its_results() {
+        // user, assistant calling a tool, two results, final assistant.
+        let history = vec![
+            message(1, Role::User, 10),
+            message(2, Role::Assistant, 0),
+            message(3, Role::Tool, 10),
+            message(4, Role::Tool, 10),
+            message(5, Role::Assistant, 10),
+        ];
+        let group = cost(&history[1], Encoding::Cl100kBase) + 2 * 14;
+        // Room for the last answer and the results but not their call: none of the group.
+        assert_eq!(seqs(&history, 14 + 28), [5]);
+        assert_eq!(seqs(&history, 14 + group), [2, 3, 4, 5]);
+        assert_eq!(seqs(&history, 14 + group + 14), [1, 2, 3, 4, 5]);
+    }
+
+    #[test]
+    fn results_without_their_call_in_the_window_are_dropped() {
+        let history = vec![message(3, Role::Tool, 1), message(4, Role::Assistant, 1)];
+        assert_eq!(seqs(&history, 1000), [4]);
+    }
+
+    #[test]
+    fn the_fixed_part_must_fit_alone() {
+        let fixed = fixed_cost("be brief", 100, Encoding::Cl100kBase);
+        assert!(fixed > 100 + PER_MESSAGE);
+        assert_eq!(room(fixed, fixed + 5), Ok(5));
+        assert_eq!(
+            room(fixed, fixed - 1),
+            Err(TooLarge {
+                needed: fixed,
+                budget: fixed - 1
+            })
+        );
+    }
+
+    #[test]
+    fn stored_tool_calls_and_results_become_provider_messages() {
+        let history = vec![message(2, Role::Assistant, 0), message(3, Role::Tool, 5)];
+        let current = message(4, Role::User, 5);
+        let sent = messages("sys", &history, &current);
+        assert_eq!(sent.len(), 4);
+        assert_eq!(sent[0].role, MessageRole::System);
+        assert_eq!(sent[1].tool_calls.len(), 1);
+        assert_eq!(sent[2].tool_call_id.as_deref(), Some("c"));
+        assert_eq!(sent[3].content.as_deref(), Some("m4"));
+    }
+}
