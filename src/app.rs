@@ -16,6 +16,9 @@ use crate::http::{self, AppState};
 use crate::llm::Providers;
 use crate::store::{CHECKPOINT_INTERVAL, Store, StoreError};
 
+/// Beyond the shutdown deadline: time for sockets to cancel their last turns and close.
+const SOCKET_CLOSE_GRACE: Duration = Duration::from_secs(6);
+
 /// Why the server could not start; `main` prints it on one line and exits with code 2.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -139,6 +142,7 @@ impl App {
             self.started,
             local,
         );
+        let sockets = state.sockets.clone();
         let router = http::router(state);
         let stop_accepting = cancel.child_token();
         let server = axum::serve(
@@ -159,9 +163,15 @@ impl App {
         let deadline = self.config.server.shutdown_timeout;
         tracing::info!(deadline = ?deadline, "shutting down: no new connections, draining");
         cancel.cancel();
+        // Sockets finish their turns (up to the deadline) and close with 1001, in parallel
+        // with HTTP connections finishing their requests.
+        sockets.begin_shutdown();
         if !server.is_finished() && tokio::time::timeout(deadline, &mut server).await.is_err() {
             tracing::warn!("connections still open at the shutdown deadline; closing them");
             server.abort();
+        }
+        if !sockets.drained(deadline + SOCKET_CLOSE_GRACE).await {
+            tracing::warn!("WebSocket sessions still open after the shutdown deadline");
         }
         tasks.close();
         if tokio::time::timeout(Duration::from_secs(5), tasks.wait())

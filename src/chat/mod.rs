@@ -6,6 +6,7 @@ mod actions;
 mod context;
 mod frames;
 mod in_flight;
+mod outbox;
 mod tokens;
 mod turn;
 
@@ -21,6 +22,7 @@ use crate::llm::Providers;
 use crate::stats::{Histogram, LatencySummary};
 use crate::store::Store;
 use in_flight::InFlight;
+pub use outbox::Outbox;
 pub use tokens::Encoding;
 
 /// Runs turns; shared by every socket.

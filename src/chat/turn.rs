@@ -6,12 +6,12 @@ use std::sync::atomic::Ordering;
 
 use futures::StreamExt;
 use serde_json::json;
-use tokio::sync::mpsc;
+
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::tokens::Encoding;
-use super::{ChatPayload, ChatService, ServerFrame, context};
+use super::{ChatPayload, ChatService, Outbox, ServerFrame, context};
 use crate::llm::{ChatEvent, ChatRequest, ProviderError, Usage};
 use crate::store::{
     Conversation, ConversationId, MessageStatus, NewMessage, Role, StoreError, StoredMessage,
@@ -75,9 +75,6 @@ fn cancelled() -> TurnError {
         retryable: false,
     }
 }
-
-/// Where a turn's frames go; a closed outbox (the client left) is not an error.
-pub type Outbox = mpsc::Sender<ServerFrame>;
 
 impl ChatService {
     /// Runs a turn to its end, sending its frames to `out`. `cancel` stops the provider

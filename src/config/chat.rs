@@ -23,8 +23,12 @@ pub struct WebSocketConfig {
     pub ping_interval: Duration,
     #[serde(with = "super::duration")]
     pub ping_timeout: Duration,
-    /// Outbound frames queued per socket before the reader counts as slow.
+    /// Outbound frames queued per socket; a full queue holds the turn back.
     pub send_queue: usize,
+    /// How long a full queue may stay full before the client counts as too slow: its socket
+    /// is closed (1008) and its turns cancelled.
+    #[serde(with = "super::duration")]
+    pub slow_reader_timeout: Duration,
     /// Turns one socket may have in flight at once; past it a new turn gets `busy`.
     pub max_turns_per_connection: usize,
 }
@@ -37,6 +41,7 @@ impl Default for WebSocketConfig {
             ping_interval: Duration::from_secs(20),
             ping_timeout: Duration::from_secs(20),
             send_queue: 256,
+            slow_reader_timeout: Duration::from_secs(10),
             max_turns_per_connection: 4,
         }
     }

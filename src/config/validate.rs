@@ -106,6 +106,7 @@ fn validate_chat(chat: &chat::ChatConfig) -> Result<(), Invalid> {
     )?;
     positive("chat.websocket.ping_interval", ws.ping_interval)?;
     positive("chat.websocket.ping_timeout", ws.ping_timeout)?;
+    positive("chat.websocket.slow_reader_timeout", ws.slow_reader_timeout)?;
     within("chat.websocket.send_queue", ws.send_queue, 1, 65536)?;
     within(
         "chat.websocket.max_turns_per_connection",

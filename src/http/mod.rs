@@ -14,7 +14,7 @@ use std::time::Instant;
 use axum::Router;
 
 pub use error::ApiError;
-pub use ws::{SocketSnapshot, Sockets};
+pub use ws::{Rejection, SocketSnapshot, Sockets};
 
 use crate::chat::ChatService;
 use crate::config::Config;

@@ -28,6 +28,9 @@ pub async fn check_origin(State(state): State<AppState>, request: Request, next:
         let origin = origin.to_str().unwrap_or_default().to_ascii_lowercase();
         if !state.allowed_origins.contains(&origin) {
             tracing::debug!(%origin, "refused a request from a foreign origin");
+            if request.uri().path().starts_with("/ws/") {
+                state.sockets.rejected(super::ws::Rejection::Origin);
+            }
             return ApiError::new(
                 StatusCode::FORBIDDEN,
                 "origin_not_allowed",

@@ -6,7 +6,7 @@ use std::time::Duration;
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::ws::{chat, chat_app, connect, send, text_of, turn_frames};
+use crate::ws::{chat, chat_app, connect, next_frame, send, text_of, turn_frames};
 
 /// The `messages` the fake received in its `n`th chat request, as (role, content).
 fn sent_messages(fake: &crate::providers::Fake, n: usize) -> Vec<(String, String)> {
@@ -89,6 +89,8 @@ async fn the_same_request_in_flight_twice_is_busy_once() {
     }]);
     let payload = json!({"conversation_id": conversation});
     send(&mut socket, chat("same", "hi", payload.clone())).await;
+    // Acknowledged: the turn is in flight.
+    assert_eq!(next_frame(&mut socket).await["status"], "processing");
     // A second socket (another tab) sends the same request while the first runs.
     let mut other = connect(&app).await;
     send(&mut other, chat("same", "hi", payload.clone())).await;

@@ -132,6 +132,13 @@ impl TestApp {
         }
     }
 
+    /// Sends the stop signal without waiting; `shutdown` then waits for the end.
+    pub fn signal_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
     /// Stops the server the way a signal would and waits for it to finish.
     pub async fn shutdown(mut self) -> tempfile::TempDir {
         if let Some(stop) = self.stop.take() {

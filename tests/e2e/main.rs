@@ -5,6 +5,7 @@ mod api;
 mod binary;
 mod chat;
 mod chat_conversations;
+mod chat_sockets;
 mod chat_turns;
 mod health;
 mod helpers;

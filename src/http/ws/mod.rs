@@ -1,0 +1,62 @@
+//! `GET /ws/chat`: the chat WebSocket (docs/protocol.md).
+//!
+//! Connections are capped by a semaphore taken before the upgrade: past `max_connections` (or
+//! once shutdown has begun) the upgrade is refused with 503 and `Retry-After`. Each socket is
+//! a [`session`]: a reader, a [`writer`] fed by a bounded queue, and its turns.
+
+mod close;
+mod session;
+mod stats;
+mod writer;
+
+use axum::Router;
+use axum::extract::State;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+
+pub use stats::{Rejection, SocketSnapshot, Sockets};
+
+use super::{ApiError, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/ws/chat", get(upgrade))
+}
+
+async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+    let permit = match state.sockets.admit() {
+        Ok(permit) => permit,
+        Err(why) => {
+            state.sockets.rejected(why);
+            let message = match why {
+                Rejection::ShuttingDown => "the server is shutting down".to_string(),
+                _ => format!(
+                    "the server holds its maximum of {} connections; retry shortly",
+                    state.sockets.max()
+                ),
+            };
+            let mut refusal = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                match why {
+                    Rejection::ShuttingDown => "shutting_down",
+                    _ => "too_many_connections",
+                },
+                message,
+            );
+            refusal.retry_after_s = Some(1);
+            return refusal.into_response();
+        }
+    };
+    let limit = state.config.chat.websocket.max_message_size;
+    // Frames up to 4x the limit are read and refused with `too_large` (the socket lives on);
+    // larger ones close the socket (1009) without being buffered.
+    let hard_limit = (limit * 4).max(1 << 20);
+    let sessions = state.sockets.sessions().clone();
+    ws.read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1 << 20)
+        .max_message_size(hard_limit)
+        .max_frame_size(hard_limit)
+        .on_upgrade(move |socket| sessions.track_future(session::run(socket, state, permit)))
+}

@@ -1,0 +1,230 @@
+//! One socket: the reader loop (this task), its writer task, and one task per turn in flight.
+//! A client that leaves, or reads too slowly, has its turns cancelled; they still store what
+//! was answered. At shutdown the socket stops reading, lets its turns finish (up to
+//! `server.shutdown_timeout`), then closes with 1001.
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket};
+use futures::StreamExt;
+use tokio::sync::{Notify, OwnedSemaphorePermit};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::close::{CloseReason, Closer};
+use super::writer::{self, Keepalive};
+use crate::chat::{ClientFrame, Outbox, ServerFrame};
+use crate::http::AppState;
+
+/// How long the writer may take to flush the last frames and the close frame.
+const WRITER_GRACE: Duration = Duration::from_secs(5);
+
+type Turns = Arc<Mutex<HashMap<String, CancellationToken>>>;
+
+pub async fn run(socket: WebSocket, state: AppState, _slot: OwnedSemaphorePermit) {
+    let sockets = state.sockets.clone();
+    let _active = sockets.opened();
+    let ws = &state.config.chat.websocket;
+    let (sink, mut inbound) = socket.split();
+    let (out, frames, stalled) = Outbox::channel(ws.send_queue, ws.slow_reader_timeout);
+    let closer = Arc::new(Closer::default());
+    let pong = Arc::new(Notify::new());
+    let keepalive = Keepalive {
+        interval: ws.ping_interval,
+        timeout: ws.ping_timeout,
+    };
+    let mut writer = tokio::spawn(writer::run(
+        sink,
+        frames,
+        closer.clone(),
+        pong.clone(),
+        keepalive,
+        sockets.clone(),
+    ));
+    let session = Session {
+        state: state.clone(),
+        out,
+        turns: Turns::default(),
+        tasks: TaskTracker::new(),
+    };
+    loop {
+        tokio::select! {
+            message = inbound.next() => match message {
+                Some(Ok(Message::Text(text))) => session.on_text(text.as_str()).await,
+                Some(Ok(Message::Binary(_))) => {
+                    let refusal = ServerFrame::error(
+                        None,
+                        "invalid_request",
+                        "binary frames are not supported; send JSON text",
+                        false,
+                    );
+                    session.refuse(refusal).await;
+                }
+                Some(Ok(Message::Pong(_))) => pong.notify_one(),
+                Some(Ok(Message::Ping(_))) => {}
+                Some(Ok(Message::Close(_))) | None => break,
+                Some(Err(error)) => {
+                    tracing::debug!(%error, "socket read failed");
+                    break;
+                }
+            },
+            () = stalled.cancelled() => {
+                tracing::info!("closing a socket whose client reads too slowly");
+                closer.abort(CloseReason::SlowReader);
+                break;
+            }
+            () = closer.aborted() => break,
+            () = sockets.closing().cancelled() => {
+                closer.set(CloseReason::Shutdown);
+                break;
+            }
+        }
+    }
+    let finish = if closer.reason() == CloseReason::Shutdown {
+        Some(state.config.server.shutdown_timeout)
+    } else {
+        closer.set(CloseReason::Client);
+        None
+    };
+    session.end(finish).await;
+    if tokio::time::timeout(WRITER_GRACE, &mut writer)
+        .await
+        .is_err()
+    {
+        writer.abort();
+    }
+    sockets.closed(closer.reason());
+}
+
+struct Session {
+    state: AppState,
+    out: Outbox,
+    turns: Turns,
+    tasks: TaskTracker,
+}
+
+impl Session {
+    async fn on_text(&self, text: &str) {
+        let sockets = &self.state.sockets;
+        sockets.frames_in.fetch_add(1, Ordering::Relaxed);
+        sockets
+            .bytes_in
+            .fetch_add(text.len() as u64, Ordering::Relaxed);
+        let limit = self.state.config.chat.websocket.max_message_size;
+        if text.len() > limit {
+            let message = format!("the frame has {} bytes; the limit is {limit}", text.len());
+            return self
+                .refuse(ServerFrame::error(None, "too_large", message, false))
+                .await;
+        }
+        match ClientFrame::parse(text) {
+            Err(error) => self.refuse(ServerFrame::refused(error)).await,
+            Ok(ClientFrame::Ping { request_id }) => self.send(ServerFrame::pong(request_id)).await,
+            Ok(ClientFrame::Conversations { request_id, action }) => {
+                let frame = self
+                    .state
+                    .chat
+                    .conversation_action(&request_id, action)
+                    .await;
+                self.send(frame).await;
+            }
+            Ok(ClientFrame::Cancel { request_id }) => self.cancel(request_id).await,
+            Ok(ClientFrame::Chat {
+                request_id,
+                payload,
+            }) => {
+                let Some(token) = self.admit(&request_id) else {
+                    let max = self.state.config.chat.websocket.max_turns_per_connection;
+                    let message = format!(
+                        "turn `{request_id}` is already in flight, or {max} turns are (the limit per connection)"
+                    );
+                    return self
+                        .refuse(ServerFrame::error(Some(request_id), "busy", message, true))
+                        .await;
+                };
+                let (chat, out, turns) = (
+                    self.state.chat.clone(),
+                    self.out.clone(),
+                    self.turns.clone(),
+                );
+                self.tasks.spawn(async move {
+                    chat.run_turn(&request_id, payload, &out, &token).await;
+                    turns
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(&request_id);
+                });
+            }
+        }
+    }
+
+    async fn cancel(&self, request_id: String) {
+        let token = self
+            .turns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&request_id)
+            .cloned();
+        if let Some(token) = token {
+            token.cancel();
+        } else {
+            let message = format!("no turn `{request_id}` is in flight on this connection");
+            self.refuse(ServerFrame::error(
+                Some(request_id),
+                "not_found",
+                message,
+                false,
+            ))
+            .await;
+        }
+    }
+
+    /// Registers a turn unless its id is in flight or the socket is at its turn limit.
+    fn admit(&self, request_id: &str) -> Option<CancellationToken> {
+        let mut turns = self.turns.lock().unwrap_or_else(PoisonError::into_inner);
+        let max = self.state.config.chat.websocket.max_turns_per_connection;
+        if turns.contains_key(request_id) || turns.len() >= max {
+            return None;
+        }
+        let token = CancellationToken::new();
+        turns.insert(request_id.to_string(), token.clone());
+        Some(token)
+    }
+
+    async fn send(&self, frame: ServerFrame) {
+        self.out.send(frame).await;
+    }
+
+    async fn refuse(&self, frame: ServerFrame) {
+        self.state
+            .sockets
+            .refused_frames
+            .fetch_add(1, Ordering::Relaxed);
+        self.send(frame).await;
+    }
+
+    /// Ends the socket's turns: at once (cancelled, they store what they have), or given up
+    /// to `finish` to complete first. Dropping the outbox then lets the writer close.
+    async fn end(self, finish: Option<Duration>) {
+        self.tasks.close();
+        if let Some(deadline) = finish
+            && tokio::time::timeout(deadline, self.tasks.wait())
+                .await
+                .is_ok()
+        {
+            return;
+        }
+        for token in self
+            .turns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+        {
+            token.cancel();
+        }
+        self.tasks.wait().await;
+    }
+}

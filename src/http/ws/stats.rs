@@ -1,0 +1,176 @@
+//! The connection cap, the shutdown signal every socket listens to, and the socket figures of
+//! `/health` `websocket_stats`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::close::CloseReason;
+use crate::chat::TurnSnapshot;
+use crate::stats::{Gauge, GaugeGuard};
+
+/// Why an upgrade was refused.
+#[derive(Debug, Clone, Copy)]
+pub enum Rejection {
+    /// `max_connections` sockets are open.
+    Capacity,
+    /// The server is shutting down.
+    ShuttingDown,
+    /// A browser page from an origin not in `server.allowed_origins`.
+    Origin,
+}
+
+pub struct Sockets {
+    slots: Arc<Semaphore>,
+    max: usize,
+    active: Gauge,
+    accepted: AtomicU64,
+    rejected: [AtomicU64; 3],
+    closed: [AtomicU64; 4],
+    pub(super) frames_in: AtomicU64,
+    pub(super) frames_out: AtomicU64,
+    pub(super) bytes_in: AtomicU64,
+    pub(super) bytes_out: AtomicU64,
+    pub(super) refused_frames: AtomicU64,
+    closing: CancellationToken,
+    sessions: TaskTracker,
+}
+
+/// `/health` `websocket_stats`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SocketSnapshot {
+    pub active: usize,
+    pub peak: usize,
+    pub max_connections: usize,
+    pub accepted: u64,
+    /// Upgrades refused, all reasons.
+    pub rejected: u64,
+    pub rejected_by_reason: RejectedByReason,
+    pub closed_by_reason: ClosedByReason,
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    /// Inbound frames answered with an error frame (bad JSON, unknown action, too large...).
+    pub refused_frames: u64,
+    pub turns: TurnSnapshot,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectedByReason {
+    pub capacity: u64,
+    pub shutting_down: u64,
+    pub origin: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClosedByReason {
+    pub client: u64,
+    pub slow_reader: u64,
+    pub ping_timeout: u64,
+    pub shutdown: u64,
+}
+
+impl Sockets {
+    pub fn new(max: usize) -> Self {
+        Self {
+            slots: Arc::new(Semaphore::new(max)),
+            max,
+            active: Gauge::default(),
+            accepted: AtomicU64::new(0),
+            rejected: Default::default(),
+            closed: Default::default(),
+            frames_in: AtomicU64::new(0),
+            frames_out: AtomicU64::new(0),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            refused_frames: AtomicU64::new(0),
+            closing: CancellationToken::new(),
+            sessions: TaskTracker::new(),
+        }
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// A slot for one more socket, or why not.
+    pub(super) fn admit(&self) -> Result<OwnedSemaphorePermit, Rejection> {
+        if self.closing.is_cancelled() {
+            return Err(Rejection::ShuttingDown);
+        }
+        self.slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| Rejection::Capacity)
+    }
+
+    pub fn rejected(&self, why: Rejection) {
+        self.rejected[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn opened(&self) -> GaugeGuard<'_> {
+        self.accepted.fetch_add(1, Ordering::Relaxed);
+        self.active.enter()
+    }
+
+    pub(super) fn closed(&self, why: CloseReason) {
+        self.closed[why as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(super) fn closing(&self) -> &CancellationToken {
+        &self.closing
+    }
+
+    pub(super) fn sessions(&self) -> &TaskTracker {
+        &self.sessions
+    }
+
+    /// Refuses new sockets and tells the open ones to finish their turns and close (1001).
+    pub fn begin_shutdown(&self) {
+        self.closing.cancel();
+        self.sessions.close();
+    }
+
+    /// Waits until every socket has closed; `false` if some are still open at `deadline`.
+    pub async fn drained(&self, deadline: Duration) -> bool {
+        tokio::time::timeout(deadline, self.sessions.wait())
+            .await
+            .is_ok()
+    }
+
+    pub fn snapshot(&self, turns: TurnSnapshot) -> SocketSnapshot {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let [capacity, shutting_down, origin] = self.rejected.each_ref().map(load);
+        let [client, slow_reader, ping_timeout, shutdown] = self.closed.each_ref().map(load);
+        SocketSnapshot {
+            active: self.active.current(),
+            peak: self.active.peak(),
+            max_connections: self.max,
+            accepted: load(&self.accepted),
+            rejected: capacity + shutting_down + origin,
+            rejected_by_reason: RejectedByReason {
+                capacity,
+                shutting_down,
+                origin,
+            },
+            closed_by_reason: ClosedByReason {
+                client,
+                slow_reader,
+                ping_timeout,
+                shutdown,
+            },
+            messages_in: load(&self.frames_in),
+            messages_out: load(&self.frames_out),
+            bytes_in: load(&self.bytes_in),
+            bytes_out: load(&self.bytes_out),
+            refused_frames: load(&self.refused_frames),
+            turns,
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! A socket's writer: sends queued frames, pings every `ping_interval`, and closes the socket
+//! when no pong comes within `ping_timeout`, when the socket is aborted, or, once the queue is
+//! closed and drained, with the reason's close frame.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket};
+use futures::SinkExt;
+use futures::stream::SplitSink;
+use tokio::sync::{Notify, mpsc};
+use tokio::time::{Instant, MissedTickBehavior};
+
+use super::Sockets;
+use super::close::{CloseReason, Closer};
+use crate::chat::ServerFrame;
+
+/// How long the close frame may take to write before the connection is just dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+pub struct Keepalive {
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+pub async fn run(
+    mut sink: SplitSink<WebSocket, Message>,
+    mut frames: mpsc::Receiver<ServerFrame>,
+    closer: Arc<Closer>,
+    pong: Arc<Notify>,
+    keepalive: Keepalive,
+    sockets: Arc<Sockets>,
+) {
+    let mut ping_timer =
+        tokio::time::interval_at(Instant::now() + keepalive.interval, keepalive.interval);
+    ping_timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut pong_due: Option<Instant> = None;
+    loop {
+        let message = tokio::select! {
+            biased;
+            () = closer.aborted() => break,
+            () = pong.notified() => {
+                pong_due = None;
+                continue;
+            }
+            () = tokio::time::sleep_until(pong_due.unwrap_or_else(Instant::now)), if pong_due.is_some() => {
+                closer.abort(CloseReason::PingTimeout);
+                break;
+            }
+            frame = frames.recv() => match frame {
+                Some(frame) => {
+                    let text = frame.to_json();
+                    sockets.frames_out.fetch_add(1, Ordering::Relaxed);
+                    sockets.bytes_out.fetch_add(text.len() as u64, Ordering::Relaxed);
+                    Message::Text(text.into())
+                }
+                None => break,
+            },
+            _ = ping_timer.tick() => {
+                if pong_due.is_some() {
+                    continue;
+                }
+                pong_due = Some(Instant::now() + keepalive.timeout);
+                Message::Ping(axum::body::Bytes::new())
+            }
+        };
+        let sent = tokio::select! {
+            sent = sink.send(message) => sent.is_ok(),
+            () = closer.aborted() => false,
+        };
+        if !sent {
+            closer.abort(CloseReason::Client);
+            break;
+        }
+    }
+    let close = Message::Close(Some(closer.reason().frame()));
+    let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(close)).await;
+}

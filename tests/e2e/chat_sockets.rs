@@ -1,0 +1,196 @@
+//! The life of a socket: a reader too slow is closed (1008) with bounded memory, a silent
+//! peer is closed by the keepalive (1011), shutdown lets turns finish then closes with 1001.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use mcp_platform::mock_provider::Reply;
+use serde_json::json;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::ws::{Socket, chat, chat_app, connect, next_frame, send, text_of, turn_frames};
+
+/// Reads until the socket ends; the close code if a close frame came.
+async fn close_code(socket: &mut Socket) -> Option<CloseCode> {
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(30), socket.next())
+            .await
+            .expect("the socket ends within 30 s");
+        match next {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+async fn wait_for(app: &crate::helpers::TestApp, what: impl Fn(&serde_json::Value) -> bool) {
+    for _ in 0..300 {
+        if what(&app.health().await.1) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!(
+        "health never showed the expected figures: {}",
+        app.health().await.1
+    );
+}
+
+const PIECES: usize = 1500;
+
+async fn connect_with_small_buffer(app: &crate::helpers::TestApp) -> Socket {
+    let tcp = tokio::net::TcpSocket::new_v4().expect("socket");
+    tcp.set_recv_buffer_size(16 * 1024).expect("SO_RCVBUF");
+    let stream = tcp.connect(app.addr).await.expect("connect");
+    let url = format!("ws://{}/ws/chat", app.addr);
+    let (socket, _) =
+        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
+            .await
+            .expect("upgrade");
+    socket
+}
+
+#[tokio::test]
+async fn a_reader_too_slow_is_closed_and_the_provider_is_not_drained_into_memory() {
+    let (app, fake) = chat_app(|config| {
+        config.chat.websocket.send_queue = 8;
+        config.chat.websocket.slow_reader_timeout = Duration::from_millis(300);
+    })
+    .await;
+    // 12 MB of answer, far more than the socket buffers hold (the client's is kept small:
+    // the kernel would otherwise let it grow to tcp_rmem's maximum, 32 MB here).
+    let piece = "x".repeat(8192);
+    fake.mock.push([Reply::Text {
+        pieces: vec![piece; PIECES],
+        first_byte_delay: Duration::ZERO,
+        chunk_delay: Duration::ZERO,
+    }]);
+    let mut socket = connect_with_small_buffer(&app).await;
+    send(&mut socket, chat("flood", "tell me everything", json!({}))).await;
+    // The client never reads until the server has given up on it.
+    wait_for(&app, |h| {
+        h["websocket_stats"]["closed_by_reason"]["slow_reader"] == 1
+    })
+    .await;
+    wait_for(&app, |h| h["websocket_stats"]["turns"]["cancelled"] == 1).await;
+    let health = app.health().await.1;
+    assert_eq!(health["websocket_stats"]["active"], 0);
+    // The turn stopped pulling from the provider when the queue was full: what was stored is
+    // a cancelled part, not the whole answer held in memory.
+    let conversations = crate::helpers::get_json(&app.client, &app.url("/api/conversations")).await;
+    let id = conversations["items"][0]["id"]
+        .as_str()
+        .expect("conversation")
+        .to_string();
+    let history = app.history(&id).await;
+    let answer = &history[1];
+    assert_eq!(answer["status"], "cancelled");
+    let stored = answer["content"].as_str().expect("content").len();
+    assert!(
+        stored < PIECES * 8192 / 2,
+        "stored {stored} bytes: the stream was drained"
+    );
+    // The client sees what the kernel buffered, then the end (a close frame if it fit).
+    let code = close_code(&mut socket).await;
+    assert!(matches!(code, None | Some(CloseCode::Policy)), "{code:?}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_peer_that_never_answers_pings_is_closed_and_one_that_does_stays() {
+    let (app, _fake) = chat_app(|config| {
+        config.chat.websocket.ping_interval = Duration::from_millis(100);
+        config.chat.websocket.ping_timeout = Duration::from_millis(200);
+    })
+    .await;
+    // tokio-tungstenite answers pings while it reads: this one reads, the other does not.
+    let mut lively = connect(&app).await;
+    let mut silent = connect(&app).await;
+    let reading = tokio::spawn(async move {
+        for i in 0..10 {
+            send(
+                &mut lively,
+                json!({"action": "ping", "request_id": format!("p{i}")}),
+            )
+            .await;
+            assert_eq!(next_frame(&mut lively).await["status"], "pong");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        lively
+    });
+    wait_for(&app, |h| {
+        h["websocket_stats"]["closed_by_reason"]["ping_timeout"] == 1
+    })
+    .await;
+    assert_eq!(close_code(&mut silent).await, Some(CloseCode::Error));
+    let mut lively = reading
+        .await
+        .expect("the lively client stayed connected for 1 s");
+    send(&mut lively, json!({"action": "ping", "request_id": "last"})).await;
+    assert_eq!(next_frame(&mut lively).await["status"], "pong");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_a_turn_finish_then_closes_with_1001() {
+    let (mut app, fake) = chat_app(|_| {}).await;
+    fake.mock.push([Reply::Text {
+        pieces: vec!["still ".into(); 5],
+        first_byte_delay: Duration::ZERO,
+        chunk_delay: Duration::from_millis(100),
+    }]);
+    let mut socket = connect(&app).await;
+    send(&mut socket, chat("long", "talk", json!({}))).await;
+    assert_eq!(next_frame(&mut socket).await["status"], "processing");
+    app.signal_stop();
+    let frames = turn_frames(&mut socket, "long").await;
+    assert_eq!(frames.last().expect("end")["status"], "complete");
+    assert_eq!(
+        text_of(&frames),
+        "still ".repeat(5).trim_start_matches("").to_string()
+    );
+    assert_eq!(close_code(&mut socket).await, Some(CloseCode::Away));
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn at_the_shutdown_deadline_a_turn_is_cancelled_and_its_part_stored() {
+    let (mut app, fake) = chat_app(|config| {
+        config.server.shutdown_timeout = Duration::from_millis(300);
+    })
+    .await;
+    fake.mock.push([Reply::Text {
+        pieces: vec!["slow ".into(); 100],
+        first_byte_delay: Duration::ZERO,
+        chunk_delay: Duration::from_millis(50),
+    }]);
+    let mut socket = connect(&app).await;
+    send(&mut socket, chat("endless", "talk", json!({}))).await;
+    let processing = next_frame(&mut socket).await;
+    let conversation = processing["chunk"]["metadata"]["conversation_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    assert_eq!(next_frame(&mut socket).await["status"], "chunk");
+    app.signal_stop();
+    let frames = turn_frames(&mut socket, "endless").await;
+    assert_eq!(frames.last().expect("end")["chunk"]["code"], "cancelled");
+    assert_eq!(close_code(&mut socket).await, Some(CloseCode::Away));
+    let dir = app.shutdown().await;
+    // Reopen the database the server left: the partial answer is there, marked cancelled.
+    let db = rusqlite::Connection::open(dir.path().join("data/chat.db")).expect("open");
+    let (status, content): (String, String) = db
+        .query_row(
+            "SELECT status, content FROM messages WHERE conversation_id = ?1 AND role = 'assistant'",
+            [conversation],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .expect("the partial answer is stored");
+    assert_eq!(status, "cancelled");
+    assert!(
+        content.starts_with("slow ") && content.len() < 500,
+        "{content}"
+    );
+}
