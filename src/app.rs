@@ -11,7 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::config::{Config, ConfigError, ServerConfig};
+use crate::config::{Config, ConfigError, RetentionPolicy, ServerConfig};
 use crate::http::{self, AppState};
 use crate::llm::Providers;
 use crate::store::{CHECKPOINT_INTERVAL, Store, StoreError};
@@ -89,8 +89,24 @@ impl App {
         &self.providers
     }
 
-    /// The store's periodic work: health probes and WAL checkpoints.
+    /// The store's periodic work: health probes, WAL checkpoints, retention.
     fn spawn_background(&self, tasks: &TaskTracker, cancel: &CancellationToken) {
+        let retention = self.config.retention.clone();
+        if retention.policy != RetentionPolicy::Unlimited {
+            let store = self.store.clone();
+            tasks.spawn(every(retention.interval, cancel.child_token(), move || {
+                let (store, retention) = (store.clone(), retention.clone());
+                async move {
+                    match store.apply_retention(&retention).await {
+                        Ok(report) if report.messages_deleted > 0 => {
+                            tracing::info!(?report, "retention deleted old messages");
+                        }
+                        Ok(_) => {}
+                        Err(error) => tracing::warn!(%error, "retention run failed"),
+                    }
+                }
+            }));
+        }
         let health_period = self
             .config
             .chat

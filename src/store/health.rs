@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{PoolStats, Store, StoreError};
+use super::{PoolStats, RetentionSnapshot, Store, StoreError};
 use crate::stats::LatencySummary;
 
 /// `/health` figures for the write gate: the writer lane's queue.
@@ -77,6 +77,7 @@ pub struct StoreStats {
     pub wal_bytes: u64,
     pub healthy: bool,
     pub last_health_check: HealthReport,
+    pub retention: RetentionSnapshot,
 }
 
 const MIGRATION_COUNT: &str = "SELECT count(*) FROM schema_migrations";
@@ -144,6 +145,7 @@ impl Store {
             wal_bytes: std::fs::metadata(&wal).map_or(0, |m| m.len()),
             healthy: last.healthy,
             last_health_check: last,
+            retention: self.inner.retention.snapshot(),
         }
     }
 }

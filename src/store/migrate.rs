@@ -17,11 +17,18 @@ pub struct Migration {
 }
 
 /// Every migration this binary knows, in order. Never edit a released one; add a file.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "conversations",
-    sql: include_str!("../../migrations/0001_conversations.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "conversations",
+        sql: include_str!("../../migrations/0001_conversations.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "retention",
+        sql: include_str!("../../migrations/0002_retention.sql"),
+    },
+];
 
 impl Migration {
     pub fn checksum(&self) -> String {

@@ -12,6 +12,7 @@ mod health;
 mod lane;
 mod migrate;
 mod model;
+mod retention;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -27,6 +28,7 @@ pub use lane::PoolStats;
 pub use model::{
     Conversation, ConversationId, MessageStatus, NewMessage, Page, Role, StoredMessage,
 };
+pub use retention::{RetentionReport, RetentionSnapshot};
 
 use crate::config::RepositoryConfig;
 use connection::Pragmas;
@@ -49,6 +51,7 @@ struct Inner {
     /// commits never pay for a checkpoint. `None` when the writer pool has one connection.
     checkpointer: Option<Lane>,
     health: health::HealthState,
+    retention: retention::RetentionStats,
 }
 
 impl Store {
@@ -116,6 +119,7 @@ impl Store {
                 writers,
                 checkpointer,
                 health: health::HealthState::default(),
+                retention: retention::RetentionStats::default(),
                 path,
             }),
         })

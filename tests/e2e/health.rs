@@ -129,3 +129,36 @@ async fn health_is_503_once_the_database_file_is_gone() {
     assert!(last.is_none(), "health never turned 503: {last:?}");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn retention_runs_in_the_background_and_shows_in_health() {
+    let app = spawn_app_with(|config| {
+        config.retention.policy = mcp_platform::config::RetentionPolicy::MessageCount;
+        config.retention.max_messages = 2;
+        config.retention.interval = Duration::from_secs(1);
+    })
+    .await;
+    let conversation = app.create_conversation().await;
+    for i in 0..5 {
+        let (status, _) = app.append(&conversation, &format!("m{i}")).await;
+        assert_eq!(status, 201);
+    }
+    let mut retention = serde_json::Value::Null;
+    for _ in 0..100 {
+        retention = app.health().await.1["repository_stats"]["retention"].clone();
+        if retention["messages_deleted"] == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(retention["messages_deleted"], 3, "{retention}");
+    assert!(retention["last_run"]["error"].is_null());
+    let kept: Vec<String> = app
+        .history(&conversation)
+        .await
+        .iter()
+        .filter_map(|m| m["content"].as_str().map(String::from))
+        .collect();
+    assert_eq!(kept, ["m3", "m4"]);
+    app.shutdown().await;
+}
