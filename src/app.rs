@@ -14,6 +14,7 @@ use tokio_util::task::TaskTracker;
 use crate::config::{Config, ConfigError, RetentionPolicy, ServerConfig};
 use crate::http::{self, AppState};
 use crate::llm::Providers;
+use crate::mcp::{EnvLookup, McpHost};
 use crate::store::{CHECKPOINT_INTERVAL, Store, StoreError};
 
 /// Beyond the shutdown deadline: time for sockets to cancel their last turns and close.
@@ -49,6 +50,7 @@ pub struct App {
     config: Arc<Config>,
     store: Store,
     providers: Arc<Providers>,
+    mcp: Arc<McpHost>,
     started: Instant,
 }
 
@@ -62,9 +64,12 @@ impl App {
     /// Like [`App::start`], with API keys looked up through `env` (tests pass their own).
     pub async fn start_with_env(
         config: Config,
-        env: impl Fn(&str) -> Option<String>,
+        env: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
     ) -> Result<Self, StartError> {
         let started = Instant::now();
+        let env: EnvLookup = Arc::new(env);
+        // The servers file is read (and refused if malformed) before anything is touched.
+        let mcp_servers = config.mcp.resolve_servers(&*env)?;
         let repository = config.chat.service.repository.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&repository))
             .await
@@ -72,11 +77,13 @@ impl App {
                 path: "database".into(),
                 reason: e.to_string(),
             })??;
-        let providers = Arc::new(Providers::new(&config.llm, env));
+        let providers = Arc::new(Providers::new(&config.llm, &*env));
+        let mcp = Arc::new(McpHost::new(&config.mcp, mcp_servers, env));
         Ok(Self {
             config: Arc::new(config),
             store,
             providers,
+            mcp,
             started,
         })
     }
@@ -155,6 +162,7 @@ impl App {
             self.config.clone(),
             self.store.clone(),
             self.providers.clone(),
+            self.mcp.clone(),
             self.started,
             local,
         );
@@ -168,6 +176,8 @@ impl App {
         .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
         let mut server = tokio::spawn(server.into_future());
         log_ready(&self.store, &self.providers, local, self.started);
+        // After the server is up: MCP servers start in the background, in parallel.
+        self.mcp.start();
 
         tokio::select! {
             () = shutdown => {}
@@ -189,6 +199,7 @@ impl App {
         if !sockets.drained(deadline + SOCKET_CLOSE_GRACE).await {
             tracing::warn!("WebSocket sessions still open after the shutdown deadline");
         }
+        self.mcp.shutdown(Duration::from_secs(5)).await;
         tasks.close();
         if tokio::time::timeout(Duration::from_secs(5), tasks.wait())
             .await

@@ -20,6 +20,7 @@ pub mod chat;
 pub mod config;
 pub mod http;
 pub mod llm;
+pub mod mcp;
 pub mod mock_provider;
 pub mod stats;
 pub mod store;

@@ -19,6 +19,7 @@ pub use frames::{ChatPayload, ClientFrame, ConversationAction, FrameError, Serve
 
 use crate::config::Config;
 use crate::llm::Providers;
+use crate::mcp::McpHost;
 use crate::stats::{Histogram, LatencySummary};
 use crate::store::Store;
 use in_flight::InFlight;
@@ -29,6 +30,8 @@ pub use tokens::Encoding;
 pub struct ChatService {
     store: Store,
     providers: Arc<Providers>,
+    #[allow(dead_code)] // The tool loop that uses it lands in the next commit.
+    mcp: Arc<McpHost>,
     config: Arc<Config>,
     stats: TurnStats,
     in_flight: InFlight,
@@ -61,10 +64,16 @@ pub struct TurnSnapshot {
 }
 
 impl ChatService {
-    pub fn new(store: Store, providers: Arc<Providers>, config: Arc<Config>) -> Self {
+    pub fn new(
+        store: Store,
+        providers: Arc<Providers>,
+        mcp: Arc<McpHost>,
+        config: Arc<Config>,
+    ) -> Self {
         Self {
             store,
             providers,
+            mcp,
             config,
             stats: TurnStats::default(),
             in_flight: InFlight::default(),

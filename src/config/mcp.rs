@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::Secret;
+use super::{ConfigError, Secret};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -64,4 +64,223 @@ pub struct McpServerConfig {
 
 fn enabled_by_default() -> bool {
     true
+}
+
+/// Keys that desktop MCP clients add to their entries and that mean nothing here: accepted
+/// and ignored, so users' files load unchanged.
+const CLIENT_ONLY_KEYS: &[&str] = &["autoApprove", "alwaysAllow", "disabledTools", "description"];
+
+impl McpConfig {
+    /// Every configured server: the entries of `servers_file` (a missing file means none),
+    /// then the inline ones. `${VAR}` and `${VAR:-default}` in the file's `env` and `headers`
+    /// values are replaced from `env`. A name defined twice is an error.
+    pub fn resolve_servers(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<BTreeMap<String, McpServerConfig>, ConfigError> {
+        let mut servers = match &self.servers_file {
+            Some(path) => load_servers_file(path, env)?,
+            None => BTreeMap::new(),
+        };
+        for (name, server) in &self.servers {
+            if servers.contains_key(name) {
+                return Err(ConfigError::Invalid {
+                    origin: "config.yaml".into(),
+                    key: format!("mcp.servers.{name}"),
+                    message: "is also defined in mcp.servers_file; keep one".into(),
+                });
+            }
+            servers.insert(name.clone(), server.clone());
+        }
+        Ok(servers)
+    }
+}
+
+fn load_servers_file(
+    path: &std::path::Path,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<BTreeMap<String, McpServerConfig>, ConfigError> {
+    let origin = path.display().to_string();
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        // Said in the log once the server is up (McpHost::start), not before a start error.
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(source) => {
+            return Err(ConfigError::Read {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    let parse_error = |key: Option<String>, error: &serde_json::Error| ConfigError::Parse {
+        origin: origin.clone(),
+        key,
+        line: Some(error.line() as u64),
+        column: Some(error.column() as u64),
+        message: error.to_string(),
+    };
+    let document: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| parse_error(None, &e))?;
+    let invalid = |key: String, message: String| ConfigError::Invalid {
+        origin: origin.clone(),
+        key,
+        message,
+    };
+    let Some(entries) = document.get("mcpServers") else {
+        return Err(invalid(
+            "mcpServers".into(),
+            "is missing: the file must be {\"mcpServers\": {\"NAME\": {...}}}".into(),
+        ));
+    };
+    let Some(entries) = entries.as_object() else {
+        return Err(invalid("mcpServers".into(), "must be an object".into()));
+    };
+    let mut servers = BTreeMap::new();
+    for (name, entry) in entries {
+        let key = format!("mcpServers.{name}");
+        let server = file_entry(entry, env).map_err(|message| invalid(key.clone(), message))?;
+        super::validate::validate_mcp_server(&key, name, &server)
+            .map_err(|(key, message)| invalid(key, message))?;
+        servers.insert(name.clone(), server);
+    }
+    Ok(servers)
+}
+
+/// One entry of the file, in the lenient form desktop clients write.
+fn file_entry(
+    entry: &serde_json::Value,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<McpServerConfig, String> {
+    let mut entry = entry.as_object().cloned().ok_or("must be an object")?;
+    for key in CLIENT_ONLY_KEYS {
+        entry.remove(*key);
+    }
+    // `"disabled": true` (Cline and others) is `"enabled": false`.
+    if let Some(disabled) = entry.remove("disabled") {
+        let disabled = disabled
+            .as_bool()
+            .ok_or("`disabled` must be true or false")?;
+        entry
+            .entry("enabled")
+            .or_insert(serde_json::Value::Bool(!disabled));
+    }
+    if let Some(serde_json::Value::String(kind)) = entry.get("type")
+        && kind == "sse"
+    {
+        return Err(
+            "uses the legacy SSE transport, which is not supported; use the server's \
+                    Streamable HTTP endpoint (`\"type\": \"http\"`)"
+                .into(),
+        );
+    }
+    for section in ["env", "headers"] {
+        if let Some(serde_json::Value::Object(values)) = entry.get_mut(section) {
+            for (name, value) in values.iter_mut() {
+                if let serde_json::Value::String(text) = value {
+                    *text = interpolate(text, env).map_err(|var| {
+                        format!("{section}.{name} uses ${{{var}}}, which is not set")
+                    })?;
+                }
+            }
+        }
+    }
+    serde_json::from_value(serde_json::Value::Object(entry)).map_err(|e| e.to_string())
+}
+
+/// Replaces `${VAR}` and `${VAR:-default}`; an unset `${VAR}` is an error naming it.
+fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find('}') else {
+            out.push_str(&rest[start..]);
+            return Ok(out);
+        };
+        let inner = &after[..end];
+        let (name, default) = match inner.split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (inner, None),
+        };
+        match (env(name).filter(|v| !v.is_empty()), default) {
+            (Some(value), _) => out.push_str(&value),
+            (None, Some(default)) => out.push_str(default),
+            (None, None) => return Err(name.to_string()),
+        }
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn env(name: &str) -> Option<String> {
+        (name == "TOKEN").then(|| "s3cret".to_string())
+    }
+
+    fn load(json: &str) -> Result<BTreeMap<String, McpServerConfig>, ConfigError> {
+        let mut file = tempfile::NamedTempFile::new().expect("temp file");
+        file.write_all(json.as_bytes()).expect("write");
+        let config = McpConfig {
+            servers_file: Some(file.path().to_path_buf()),
+            ..McpConfig::default()
+        };
+        config.resolve_servers(&env)
+    }
+
+    #[test]
+    fn a_desktop_client_file_loads_with_interpolation_and_client_keys_ignored() {
+        let servers = load(
+            r#"{"globalShortcut": "x", "mcpServers": {
+                "time": {"command": "uvx", "args": ["mcp-server-time"], "env": {"TZ": "${ZONE:-UTC}"},
+                         "autoApprove": [], "disabled": true},
+                "remote": {"type": "http", "url": "http://127.0.0.1:9/mcp",
+                           "headers": {"Authorization": "Bearer ${TOKEN}"}}}}"#,
+        )
+        .expect("loads");
+        let time = &servers["time"];
+        assert_eq!(time.env["TZ"].expose(), "UTC");
+        assert!(!time.enabled);
+        assert_eq!(
+            servers["remote"].headers["Authorization"].expose(),
+            "Bearer s3cret"
+        );
+    }
+
+    #[test]
+    fn bad_files_name_the_entry_at_fault() {
+        let message = |json: &str| load(json).expect_err("refused").to_string();
+        assert!(message("{nope").contains("line 1"));
+        assert!(message(r#"{"servers": {}}"#).contains("mcpServers"));
+        assert!(
+            message(r#"{"mcpServers": {"a": {"url": "http://x/sse", "type": "sse"}}}"#)
+                .contains("SSE")
+        );
+        assert!(
+            message(r#"{"mcpServers": {"a": {"command": "x", "env": {"K": "${UNSET}"}}}}"#)
+                .contains("UNSET")
+        );
+        assert!(
+            message(r#"{"mcpServers": {"a": {"command": "x", "colour": 1}}}"#).contains("colour")
+        );
+        assert!(message(r#"{"mcpServers": {"a": {"args": []}}}"#).contains("mcpServers.a"));
+    }
+
+    #[test]
+    fn a_missing_file_means_no_servers_and_names_must_be_unique() {
+        let mut config = McpConfig {
+            servers_file: Some("/nonexistent/servers.json".into()),
+            ..McpConfig::default()
+        };
+        assert!(config.resolve_servers(&env).expect("no file").is_empty());
+        let server: McpServerConfig = serde_json::from_str(r#"{"command": "x"}"#).expect("entry");
+        config.servers.insert("a".into(), server);
+        assert_eq!(config.resolve_servers(&env).expect("inline").len(), 1);
+    }
 }

@@ -310,50 +310,60 @@ fn validate_mcp(mcp: &McpConfig) -> Result<(), Invalid> {
     positive("mcp.tool_timeout", mcp.tool_timeout)?;
     within("mcp.max_result_bytes", mcp.max_result_bytes, 256, 16 << 20)?;
     for (name, server) in &mcp.servers {
-        let key = format!("mcp.servers.{name}");
+        validate_mcp_server(&format!("mcp.servers.{name}"), name, server)?;
+    }
+    Ok(())
+}
+
+/// One `mcpServers` entry, at `key` (inline in config.yaml or in the servers file).
+pub(super) fn validate_mcp_server(
+    key: &str,
+    name: &str,
+    server: &super::McpServerConfig,
+) -> Result<(), Invalid> {
+    let key = key.to_string();
+    ensure(
+        is_name(name),
+        &key,
+        "name must be letters, digits, `_` or `-` (at most 64)",
+    )?;
+    match (&server.command, &server.url) {
+        (Some(_), Some(_)) => {
+            return Err((key, "has both `command` and `url`; pick one".into()));
+        }
+        (None, None) => {
+            return Err((
+                key,
+                "needs `command` (stdio) or `url` (Streamable HTTP)".into(),
+            ));
+        }
+        (Some(cmd), None) => ensure(
+            !cmd.trim().is_empty(),
+            format!("{key}.command"),
+            "must not be empty",
+        )?,
+        (None, Some(url)) => ensure(
+            is_http_url(url),
+            format!("{key}.url"),
+            format!("must be an http(s) URL (got `{url}`)"),
+        )?,
+    }
+    if let Some(transport) = &server.transport {
+        let fits = match transport.as_str() {
+            "stdio" => server.command.is_some(),
+            "http" | "streamable-http" | "streamableHttp" => server.url.is_some(),
+            _ => false,
+        };
         ensure(
-            is_name(name),
-            &key,
-            "name must be letters, digits, `_` or `-` (at most 64)",
+            fits,
+            format!("{key}.type"),
+            format!(
+                "`{transport}` does not fit this entry (stdio needs `command`, http needs `url`)"
+            ),
         )?;
-        match (&server.command, &server.url) {
-            (Some(_), Some(_)) => {
-                return Err((key, "has both `command` and `url`; pick one".into()));
-            }
-            (None, None) => {
-                return Err((
-                    key,
-                    "needs `command` (stdio) or `url` (Streamable HTTP)".into(),
-                ));
-            }
-            (Some(cmd), None) => ensure(
-                !cmd.trim().is_empty(),
-                format!("{key}.command"),
-                "must not be empty",
-            )?,
-            (None, Some(url)) => ensure(
-                is_http_url(url),
-                format!("{key}.url"),
-                format!("must be an http(s) URL (got `{url}`)"),
-            )?,
-        }
-        if let Some(transport) = &server.transport {
-            let fits = match transport.as_str() {
-                "stdio" => server.command.is_some(),
-                "http" | "streamable-http" | "streamableHttp" => server.url.is_some(),
-                _ => false,
-            };
-            ensure(
-                fits,
-                format!("{key}.type"),
-                format!(
-                    "`{transport}` does not fit this entry (stdio needs `command`, http needs `url`)"
-                ),
-            )?;
-        }
-        if let Some(timeout) = server.timeout {
-            positive(&format!("{key}.timeout"), timeout)?;
-        }
+    }
+    if let Some(timeout) = server.timeout {
+        positive(&format!("{key}.timeout"), timeout)?;
     }
     Ok(())
 }

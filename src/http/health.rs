@@ -11,6 +11,7 @@ use super::{AppState, SocketSnapshot};
 use std::collections::BTreeMap;
 
 use crate::llm::{CacheSnapshot, ProviderSnapshot};
+use crate::mcp::McpSnapshot;
 use crate::store::StoreStats;
 
 #[derive(Serialize)]
@@ -22,11 +23,14 @@ pub struct Health {
     pub websocket_stats: SocketSnapshot,
     pub llm_client_stats: BTreeMap<String, ProviderSnapshot>,
     pub cache_stats: CacheStats,
+    pub mcp_stats: McpSnapshot,
 }
 
 #[derive(Serialize)]
 pub struct CacheStats {
     pub embeddings: CacheSnapshot,
+    /// MCP input schemas converted to provider function parameters.
+    pub schema: CacheSnapshot,
 }
 
 pub fn router() -> Router<AppState> {
@@ -46,7 +50,9 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
         llm_client_stats: state.providers.snapshot(),
         cache_stats: CacheStats {
             embeddings: state.providers.cache_snapshot(),
+            schema: state.mcp.schema_cache(),
         },
+        mcp_stats: state.mcp.snapshot(),
     };
     let status = if healthy {
         StatusCode::OK

@@ -19,6 +19,7 @@ pub use ws::{Rejection, SocketSnapshot, Sockets};
 use crate::chat::ChatService;
 use crate::config::Config;
 use crate::llm::Providers;
+use crate::mcp::McpHost;
 use crate::store::Store;
 
 /// What every handler can reach.
@@ -27,6 +28,7 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
     pub providers: Arc<Providers>,
+    pub mcp: Arc<McpHost>,
     pub chat: Arc<ChatService>,
     pub sockets: Arc<Sockets>,
     pub started: Instant,
@@ -39,6 +41,7 @@ impl AppState {
         config: Arc<Config>,
         store: Store,
         providers: Arc<Providers>,
+        mcp: Arc<McpHost>,
         started: Instant,
         local: SocketAddr,
     ) -> Self {
@@ -49,6 +52,7 @@ impl AppState {
         let chat = Arc::new(ChatService::new(
             store.clone(),
             providers.clone(),
+            mcp.clone(),
             config.clone(),
         ));
         let sockets = Arc::new(Sockets::new(config.chat.websocket.max_connections));
@@ -56,6 +60,7 @@ impl AppState {
             config,
             store,
             providers,
+            mcp,
             chat,
             sockets,
             started,

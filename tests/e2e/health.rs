@@ -46,8 +46,12 @@ async fn health_reports_the_documented_shape() {
         (Some(0), Some(1000))
     );
     assert!(sockets["turns"]["ttft_ms"]["p99"].is_number() && sockets["turns"]["started"].is_u64());
-    // Sections of features that do not exist yet are absent.
-    assert!(body.get("mcp_stats").is_none());
+    // No MCP servers configured: an empty section, and an empty schema cache.
+    assert_eq!(
+        body["mcp_stats"],
+        serde_json::json!({"tools": 0, "servers": {}})
+    );
+    assert_eq!(body["cache_stats"]["schema"]["misses"], 0);
     app.shutdown().await;
 }
 

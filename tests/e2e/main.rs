@@ -9,6 +9,7 @@ mod chat_sockets;
 mod chat_turns;
 mod health;
 mod helpers;
+mod mcp_host;
 mod providers;
 mod shutdown;
 mod ws;

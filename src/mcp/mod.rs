@@ -1,0 +1,241 @@
+//! The MCP host: starts the servers of `mcp` config (stdio children and Streamable HTTP
+//! endpoints) in the background, keeps each one running (`supervisor.rs`), offers their tools
+//! to the model under valid, unique names (`catalogue.rs`, schemas converted by `schema.rs`),
+//! and runs calls (`call`). Protocol work is rmcp's (the official SDK): it negotiates the
+//! protocol version (2025-11-25, or 2025-06-18 with servers that answer with it) and follows
+//! tool-list pagination.
+
+mod call;
+mod catalogue;
+mod client;
+mod connect;
+mod schema;
+mod server;
+mod supervisor;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use rmcp::model::CallToolRequestParams;
+use serde::Serialize;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use call::ToolOutcome;
+pub use catalogue::{Catalogue, CatalogueTool};
+pub use schema::convert as convert_schema;
+pub use server::{ServerSnapshot, ServerState};
+
+use crate::config::{McpConfig, McpServerConfig};
+use crate::llm::CacheSnapshot;
+use server::Server;
+use supervisor::Supervisor;
+
+/// Schema conversions kept.
+const SCHEMA_CACHE_ENTRIES: usize = 4096;
+
+/// Reads our environment for children (`PATH`, `HOME`, `LANG`, `inherit_env`, interpolation).
+pub type EnvLookup = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+pub struct McpHost {
+    shared: Arc<Shared>,
+    /// `mcp.servers_file` when it does not exist, to say so at start.
+    missing_file: Option<std::path::PathBuf>,
+    configs: BTreeMap<String, McpServerConfig>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// What supervisors and calls share.
+pub struct Shared {
+    servers: BTreeMap<String, Arc<Server>>,
+    catalogue: RwLock<Arc<Catalogue>>,
+    schemas: schema::SchemaCache,
+    env: EnvLookup,
+    max_result_bytes: usize,
+}
+
+/// `/health` `mcp_stats`.
+#[derive(Debug, Clone, Serialize)]
+pub struct McpSnapshot {
+    /// Tools offered to the model now.
+    pub tools: usize,
+    pub servers: BTreeMap<String, ServerSnapshot>,
+}
+
+impl McpHost {
+    /// The host for `servers` (see [`McpConfig::resolve_servers`]); nothing starts until
+    /// [`McpHost::start`].
+    pub fn new(
+        config: &McpConfig,
+        servers: BTreeMap<String, McpServerConfig>,
+        env: EnvLookup,
+    ) -> Self {
+        let handles = servers
+            .iter()
+            .map(|(name, entry)| {
+                let transport = if entry.command.is_some() {
+                    "stdio"
+                } else {
+                    "http"
+                };
+                let timeout = entry.timeout.unwrap_or(config.tool_timeout);
+                let server = Server::new(name.clone(), transport, timeout, entry.enabled);
+                (name.clone(), Arc::new(server))
+            })
+            .collect();
+        Self {
+            shared: Arc::new(Shared {
+                servers: handles,
+                catalogue: RwLock::new(Arc::new(Catalogue::default())),
+                schemas: schema::SchemaCache::new(SCHEMA_CACHE_ENTRIES),
+                env,
+                max_result_bytes: config.max_result_bytes,
+            }),
+            configs: servers,
+            missing_file: config.servers_file.clone().filter(|path| !path.exists()),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Starts every enabled server in the background, in parallel. Call inside a runtime.
+    pub fn start(&self) {
+        if let Some(path) = &self.missing_file {
+            tracing::info!(file = %path.display(), "no MCP servers file; no servers from it");
+        }
+        for (name, config) in &self.configs {
+            let server = self.shared.servers[name].clone();
+            if !config.enabled {
+                tracing::info!(server = %name, "MCP server disabled in config");
+                continue;
+            }
+            let supervisor = Supervisor {
+                server,
+                config: config.clone(),
+                shared: self.shared.clone(),
+                shutdown: self.shutdown.child_token(),
+            };
+            self.tasks.spawn(supervisor.run());
+        }
+    }
+
+    /// The tools offered now.
+    pub fn catalogue(&self) -> Arc<Catalogue> {
+        self.shared.catalogue()
+    }
+
+    /// Calls the catalogue tool `name` with the model's `arguments` (JSON text). Never fails:
+    /// every problem becomes an outcome the model can read. Cancelling `cancel` cancels the
+    /// call on the server (`notifications/cancelled`).
+    pub async fn call(
+        &self,
+        name: &str,
+        arguments: &str,
+        cancel: &CancellationToken,
+    ) -> ToolOutcome {
+        let started = Instant::now();
+        let catalogue = self.catalogue();
+        let Some(tool) = catalogue.get(name) else {
+            return ToolOutcome::failed(
+                format!("there is no tool named `{name}`; use one of the tools offered"),
+                started.elapsed(),
+            );
+        };
+        let arguments = match call::parse_arguments(arguments) {
+            Ok(arguments) => arguments,
+            Err(message) => return ToolOutcome::failed(message, started.elapsed()),
+        };
+        let server = &self.shared.servers[&tool.server];
+        let Some(peer) = server.peer() else {
+            return ToolOutcome::failed(
+                format!(
+                    "the MCP server `{}` is not available ({:?}); try again later",
+                    tool.server,
+                    server.state()
+                ),
+                started.elapsed(),
+            );
+        };
+        let request = CallToolRequestParams::new(tool.tool.clone()).with_arguments(arguments);
+        let outcome = tokio::select! {
+            result = tokio::time::timeout(server.timeout, peer.call_tool(request)) => match result {
+                Ok(Ok(result)) => call::render(&result, self.shared.max_result_bytes, started.elapsed()),
+                Ok(Err(error)) => ToolOutcome::failed(
+                    format!("the tool call failed: {error}"),
+                    started.elapsed(),
+                ),
+                Err(_) => ToolOutcome::failed(
+                    format!("the tool did not answer within {}", humantime(server.timeout)),
+                    started.elapsed(),
+                ),
+            },
+            // Dropping the call sends `notifications/cancelled` to the server.
+            () = cancel.cancelled() => ToolOutcome::failed("the call was cancelled", started.elapsed()),
+        };
+        server.record_call(outcome.took, !outcome.ok);
+        outcome
+    }
+
+    pub fn snapshot(&self) -> McpSnapshot {
+        McpSnapshot {
+            tools: self.catalogue().tools().len(),
+            servers: self
+                .shared
+                .servers
+                .iter()
+                .map(|(name, server)| (name.clone(), server.snapshot()))
+                .collect(),
+        }
+    }
+
+    pub fn schema_cache(&self) -> CacheSnapshot {
+        self.shared.schemas.snapshot()
+    }
+
+    /// Stops every server (children are killed, HTTP sessions closed), waiting up to `deadline`.
+    pub async fn shutdown(&self, deadline: Duration) {
+        self.shutdown.cancel();
+        self.tasks.close();
+        if tokio::time::timeout(deadline, self.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("MCP servers still stopping at the deadline");
+        }
+    }
+}
+
+impl Shared {
+    fn catalogue(&self) -> Arc<Catalogue> {
+        self.catalogue
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Rebuilds the catalogue from the tools of every server now ready.
+    fn rebuild_catalogue(&self) {
+        let listed = self
+            .servers
+            .iter()
+            .filter(|(_, server)| server.state() == ServerState::Ready)
+            .map(|(name, server)| (name.clone(), server.tools()))
+            .collect();
+        let catalogue = Arc::new(Catalogue::build(&listed));
+        *self
+            .catalogue
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = catalogue;
+    }
+}
+
+fn humantime(duration: Duration) -> String {
+    if duration.subsec_millis() == 0 {
+        format!("{} s", duration.as_secs())
+    } else {
+        format!("{} ms", duration.as_millis())
+    }
+}

@@ -1,0 +1,203 @@
+//! Keeps one server running: connect, list its tools, publish them, refresh them on
+//! `notifications/tools/list_changed`, and when the session ends (the process exits, the HTTP
+//! endpoint fails) take its tools out of the catalogue and start again after a backoff that
+//! doubles from [`BACKOFF_BASE`] up to [`BACKOFF_CAP`]. A session that lasted
+//! [`STABLE_AFTER`] resets the backoff. [`FAILED_AFTER`] start failures in a row make the
+//! state `failed` (still retried at the cap: a fixed server comes back by itself).
+
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rmcp::Peer;
+use rmcp::RoleClient;
+use serde_json::Value;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::Shared;
+use super::catalogue::ListedTool;
+use super::client::HostClient;
+use super::connect::{LastStderr, Session, connect};
+use super::server::{Server, ServerState};
+use crate::config::McpServerConfig;
+
+pub const BACKOFF_BASE: Duration = Duration::from_millis(500);
+pub const BACKOFF_CAP: Duration = Duration::from_secs(30);
+pub const STABLE_AFTER: Duration = Duration::from_secs(30);
+pub const FAILED_AFTER: u32 = 5;
+/// Listing tools takes at most this long.
+const LIST_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub struct Supervisor {
+    pub server: Arc<Server>,
+    pub config: McpServerConfig,
+    pub shared: Arc<Shared>,
+    pub shutdown: CancellationToken,
+}
+
+/// How a session ended.
+enum Ended {
+    Shutdown,
+    Lost(String),
+}
+
+impl Supervisor {
+    pub async fn run(self) {
+        let mut attempt: u32 = 0;
+        let mut start_failures: u32 = 0;
+        loop {
+            let began = Instant::now();
+            let (error, was_ready) = match self.session().await {
+                Ok(Ended::Shutdown) => return,
+                Ok(Ended::Lost(error)) => (error, true),
+                Err(error) => (error, false),
+            };
+            if self.shutdown.is_cancelled() {
+                return;
+            }
+            if was_ready && began.elapsed() >= STABLE_AFTER {
+                attempt = 0;
+            }
+            start_failures = if was_ready { 0 } else { start_failures + 1 };
+            attempt += 1;
+            let state = if start_failures >= FAILED_AFTER {
+                ServerState::Failed
+            } else {
+                ServerState::Restarting
+            };
+            tracing::warn!(server = %self.server.name, %error, ?state, "MCP server down; restarting");
+            self.server.set_down(state, Some(error));
+            self.server.record_restart();
+            self.shared.rebuild_catalogue();
+            tokio::select! {
+                () = tokio::time::sleep(backoff(attempt)) => {}
+                () = self.shutdown.cancelled() => return,
+            }
+            if state != ServerState::Failed {
+                self.server.set_state(ServerState::Starting);
+            }
+        }
+    }
+
+    /// One session, from connecting to its end. `Err` when it never became ready.
+    async fn session(&self) -> Result<Ended, String> {
+        let tools_changed = Arc::new(Notify::new());
+        let client = HostClient {
+            tools_changed: tools_changed.clone(),
+        };
+        let last_stderr = LastStderr::default();
+        let env = &*self.shared.env;
+        let connecting = connect(&self.server.name, &self.config, client, env, &last_stderr);
+        let session = tokio::select! {
+            session = connecting => session.map_err(|e| with_stderr(e.to_string(), &last_stderr))?,
+            () = self.shutdown.cancelled() => return Ok(Ended::Shutdown),
+        };
+        let peer = session.peer().clone();
+        let protocol = session
+            .peer_info()
+            .map(|info| info.protocol_version.to_string());
+        let tools = match self.list_tools(&peer).await {
+            Ok(tools) => tools,
+            Err(error) => {
+                let _ = session.cancel().await;
+                return Err(with_stderr(error, &last_stderr));
+            }
+        };
+        tracing::info!(server = %self.server.name, tools = tools.len(), protocol = ?protocol, "MCP server ready");
+        self.server.set_ready(peer.clone(), tools, protocol);
+        self.shared.rebuild_catalogue();
+        let ended = self.watch(session, &peer, &tools_changed).await;
+        Ok(match ended {
+            Ended::Lost(error) => Ended::Lost(with_stderr(error, &last_stderr)),
+            Ended::Shutdown => Ended::Shutdown,
+        })
+    }
+
+    /// Waits for the session to end, refreshing the tools when the server says they changed.
+    async fn watch(&self, session: Session, peer: &Peer<RoleClient>, changed: &Notify) -> Ended {
+        let stop = session.cancellation_token();
+        let mut ended = pin!(session.waiting());
+        loop {
+            tokio::select! {
+                quit = &mut ended => {
+                    return Ended::Lost(match quit {
+                        Ok(reason) => format!("the session ended ({reason:?})"),
+                        Err(error) => format!("the session task failed: {error}"),
+                    });
+                }
+                () = changed.notified() => match self.list_tools(peer).await {
+                    Ok(tools) => {
+                        tracing::info!(server = %self.server.name, tools = tools.len(), "MCP tool list changed");
+                        self.server.set_tools(tools);
+                        self.shared.rebuild_catalogue();
+                    }
+                    Err(error) => tracing::warn!(server = %self.server.name, %error, "listing tools again failed"),
+                },
+                () = self.shutdown.cancelled() => {
+                    stop.cancel();
+                    let _ = tokio::time::timeout(Duration::from_secs(2), &mut ended).await;
+                    return Ended::Shutdown;
+                }
+            }
+        }
+    }
+
+    async fn list_tools(&self, peer: &Peer<RoleClient>) -> Result<Vec<ListedTool>, String> {
+        let listed = tokio::time::timeout(LIST_TIMEOUT, peer.list_all_tools())
+            .await
+            .map_err(|_| format!("tools/list took over {}s", LIST_TIMEOUT.as_secs()))?
+            .map_err(|e| format!("tools/list failed: {e}"))?;
+        Ok(listed
+            .into_iter()
+            .map(|tool| ListedTool {
+                name: tool.name.to_string(),
+                description: tool.description.map(|d| d.to_string()).unwrap_or_default(),
+                parameters: self
+                    .shared
+                    .schemas
+                    .convert(&Value::Object((*tool.input_schema).clone())),
+            })
+            .collect())
+    }
+}
+
+fn with_stderr(error: String, last: &LastStderr) -> String {
+    let last = last
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    match last {
+        Some(line) => format!("{error}; last stderr line: {line}"),
+        None => error,
+    }
+}
+
+/// `BACKOFF_BASE * 2^(attempt-1)`, capped, with ±20% jitter so servers do not restart in step.
+pub fn backoff(attempt: u32) -> Duration {
+    let doubled = BACKOFF_BASE.saturating_mul(1 << attempt.saturating_sub(1).min(16));
+    doubled
+        .min(BACKOFF_CAP)
+        .mul_f64(0.8 + fastrand::f64() * 0.4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let within = |attempt, expected: Duration| {
+            let got = backoff(attempt);
+            assert!(
+                got >= expected.mul_f64(0.8) && got <= expected.mul_f64(1.2),
+                "{attempt}: {got:?}"
+            );
+        };
+        within(1, BACKOFF_BASE);
+        within(2, BACKOFF_BASE * 2);
+        within(4, BACKOFF_BASE * 8);
+        within(30, BACKOFF_CAP);
+    }
+}
