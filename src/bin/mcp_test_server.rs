@@ -2,7 +2,8 @@
 //! stdio, or over Streamable HTTP with `--http 127.0.0.1:0` (it prints `listening on URL`).
 //! Its tools cover what a host must handle: plain results, slow calls (with the peak number
 //! running at once), a crash, a huge result, an `isError` result, a schema with `$ref`/`anyOf`,
-//! non-text content, its own environment, and a tool list that changes at run time.
+//! non-text content, its own environment, a tool list that changes at run time, and a count of
+//! the calls the client cancelled.
 //! Tools are listed three per page, so a client must follow `nextCursor`.
 
 use std::sync::Arc;
@@ -28,6 +29,7 @@ struct TestServer {
     running: Arc<AtomicUsize>,
     peak: Arc<AtomicUsize>,
     bonus: Arc<AtomicBool>,
+    cancelled: Arc<AtomicUsize>,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -78,6 +80,7 @@ impl TestServer {
             running: Arc::default(),
             peak: Arc::default(),
             bonus: Arc::default(),
+            cancelled: Arc::default(),
         }
     }
 
@@ -92,15 +95,32 @@ impl TestServer {
     }
 
     #[tool(description = "Sleeps, then says how many sleep calls ran at once at most so far")]
-    async fn sleep(&self, Parameters(Sleep { ms }): Parameters<Sleep>) -> String {
+    async fn sleep(
+        &self,
+        Parameters(Sleep { ms }): Parameters<Sleep>,
+        context: RequestContext<RoleServer>,
+    ) -> String {
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(now, Ordering::SeqCst);
-        tokio::time::sleep(Duration::from_millis(ms)).await;
+        let slept = tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(ms)) => true,
+            // `notifications/cancelled` from the client.
+            () = context.ct.cancelled() => false,
+        };
         self.running.fetch_sub(1, Ordering::SeqCst);
+        if !slept {
+            self.cancelled.fetch_add(1, Ordering::SeqCst);
+            return "cancelled".into();
+        }
         format!(
             "slept {ms} ms; peak concurrency {}",
             self.peak.load(Ordering::SeqCst)
         )
+    }
+
+    #[tool(description = "How many calls the client cancelled so far")]
+    fn cancellations(&self) -> String {
+        format!("cancelled {}", self.cancelled.load(Ordering::SeqCst))
     }
 
     #[tool(description = "Exits the server process at once")]

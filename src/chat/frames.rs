@@ -300,6 +300,34 @@ impl ServerFrame {
         }
     }
 
+    /// A tool call starting or finished: `processing`, type `tool_execution`.
+    pub fn tool_execution(request_id: &str, data: String, metadata: Value) -> Self {
+        Self {
+            request_id: Some(request_id.into()),
+            status: "processing",
+            chunk: Chunk {
+                kind: Some("tool_execution"),
+                data: Some(data),
+                metadata: Some(metadata),
+                ..Chunk::default()
+            },
+        }
+    }
+
+    /// Something the client should show that is neither text nor a tool call.
+    pub fn notice(request_id: &str, code: &'static str, message: String) -> Self {
+        Self {
+            request_id: Some(request_id.into()),
+            status: "processing",
+            chunk: Chunk {
+                kind: Some("notice"),
+                data: Some(message),
+                metadata: Some(serde_json::json!({"code": code})),
+                ..Chunk::default()
+            },
+        }
+    }
+
     pub fn pong(request_id: Option<String>) -> Self {
         Self {
             request_id,

@@ -3,11 +3,14 @@
 //! figures `/health` shows. Knows nothing of sockets: frames go to an outbox channel.
 
 mod actions;
+mod answer;
 mod context;
+mod errors;
 mod frames;
 mod in_flight;
 mod outbox;
 mod tokens;
+mod tools;
 mod turn;
 
 use std::sync::Arc;
@@ -30,7 +33,6 @@ pub use tokens::Encoding;
 pub struct ChatService {
     store: Store,
     providers: Arc<Providers>,
-    #[allow(dead_code)] // The tool loop that uses it lands in the next commit.
     mcp: Arc<McpHost>,
     config: Arc<Config>,
     stats: TurnStats,
@@ -45,6 +47,8 @@ struct TurnStats {
     cancelled: AtomicU64,
     /// Answered from storage: the request id was already answered.
     replayed: AtomicU64,
+    /// MCP tool calls run for turns.
+    tool_calls: AtomicU64,
     /// From the chat frame to the first text chunk sent.
     ttft: Histogram,
     /// From the chat frame to `complete`.
@@ -59,6 +63,7 @@ pub struct TurnSnapshot {
     pub failed: u64,
     pub cancelled: u64,
     pub replayed: u64,
+    pub tool_calls: u64,
     pub ttft_ms: LatencySummary,
     pub turn_latency_ms: LatencySummary,
 }
@@ -88,6 +93,7 @@ impl ChatService {
             failed: load(&self.stats.failed),
             cancelled: load(&self.stats.cancelled),
             replayed: load(&self.stats.replayed),
+            tool_calls: load(&self.stats.tool_calls),
             ttft_ms: self.stats.ttft.summary(),
             turn_latency_ms: self.stats.latency.summary(),
         }

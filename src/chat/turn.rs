@@ -1,18 +1,17 @@
-//! One chat turn: store the user message (acknowledged only after commit), build the context,
-//! stream the provider's answer as frames, store the answer once with its usage, complete.
-//! A cancelled or failed turn stores what was answered so far, marked so.
+//! One chat turn, up to the model: check the budget, store the user message (acknowledged by
+//! `processing` only after commit) or replay an answered request, build the context. The
+//! answer, with its tool rounds, is `answer.rs`.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use futures::StreamExt;
 use serde_json::json;
-
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::answer::Turn;
+use super::errors::{TurnError, internal};
 use super::tokens::Encoding;
 use super::{ChatPayload, ChatService, Outbox, ServerFrame, context};
-use crate::llm::{ChatEvent, ChatRequest, ProviderError, Usage};
 use crate::store::{
     Conversation, ConversationId, MessageStatus, NewMessage, Role, StoreError, StoredMessage,
 };
@@ -24,56 +23,6 @@ const MAX_HISTORY_ROWS: u32 = 5000;
 enum Earlier {
     Answered(StoredMessage, Box<StoredMessage>),
     Unanswered(StoredMessage),
-}
-
-/// Why a turn ended without `complete`: becomes its error frame.
-struct TurnError {
-    code: &'static str,
-    message: String,
-    retryable: bool,
-}
-
-impl From<StoreError> for TurnError {
-    fn from(error: StoreError) -> Self {
-        let message = if error.code() == "internal" {
-            tracing::error!(%error, "turn failed in the store");
-            "internal error; the server log has the details".to_string()
-        } else {
-            error.to_string()
-        };
-        Self {
-            code: error.code(),
-            message,
-            retryable: error.retryable(),
-        }
-    }
-}
-
-impl From<ProviderError> for TurnError {
-    fn from(error: ProviderError) -> Self {
-        Self {
-            code: error.code(),
-            message: error.to_string(),
-            retryable: error.retryable(),
-        }
-    }
-}
-
-fn internal(message: &str) -> TurnError {
-    tracing::error!(message, "turn failed");
-    TurnError {
-        code: "internal",
-        message: "internal error; the server log has the details".into(),
-        retryable: true,
-    }
-}
-
-fn cancelled() -> TurnError {
-    TurnError {
-        code: "cancelled",
-        message: "the turn was cancelled".into(),
-        retryable: false,
-    }
 }
 
 impl ChatService {
@@ -168,58 +117,23 @@ impl ChatService {
             .recent(&conversation.id, user.seq, room, MAX_HISTORY_ROWS)
             .await?;
         let history = &candidates[context::first_kept(&candidates, room, encoding)..];
-        let streaming = payload
-            .streaming
-            .unwrap_or(self.config.chat.service.streaming.enabled);
-        let request = ChatRequest {
-            messages: context::messages(&self.config.chat.service.system_prompt, history, &user),
-            stream: streaming,
-            model: payload.model.clone(),
-            ..ChatRequest::default()
+        let messages = context::messages(&self.config.chat.service.system_prompt, history, &user);
+        let turn = Turn {
+            request_id,
+            conversation: &conversation.id,
+            user: &user,
+            provider: payload.provider.as_deref(),
+            model: payload.model.as_deref(),
+            streaming: payload
+                .streaming
+                .unwrap_or(self.config.chat.service.streaming.enabled),
+            encoding,
+            out,
+            cancel,
+            started,
+            first_token: AtomicBool::new(false),
         };
-        let opened = tokio::select! {
-            opened = self.providers.chat(payload.provider.as_deref(), request) => opened?,
-            () = cancel.cancelled() => return Err(cancelled()),
-        };
-        let (provider, stream) = opened;
-        let answer = self
-            .relay(request_id, stream, streaming, out, cancel, started)
-            .await;
-        let status = match &answer.end {
-            Ok(()) => MessageStatus::Complete,
-            Err(e) if e.code == "cancelled" => MessageStatus::Cancelled,
-            Err(_) => MessageStatus::Failed,
-        };
-        let mut assistant =
-            NewMessage::new(Role::Assistant, answer.text.clone()).with_request_id(request_id);
-        assistant.status = status;
-        assistant.model = Some(
-            payload
-                .model
-                .clone()
-                .unwrap_or_else(|| provider.model().to_string()),
-        );
-        assistant.usage = answer.usage.map(|u| json!(u));
-        assistant.token_count = encoding.count(&answer.text);
-        // Stored once, complete or not: a cancelled or broken answer keeps what was said.
-        let stored = if answer.end.is_ok() || !answer.text.is_empty() {
-            repo.append(&conversation.id, vec![assistant]).await?
-        } else {
-            Vec::new()
-        };
-        answer.end?;
-        if !streaming {
-            let _ = out.send(ServerFrame::text(request_id, answer.text)).await;
-        }
-        let metadata = json!({
-            "conversation_id": conversation.id,
-            "usage": answer.usage,
-            "provider": provider.name(),
-            "model": stored.first().and_then(|m| m.model.clone()),
-            "message_ids": {"user": user.id, "assistant": stored.first().map(|m| m.id)},
-        });
-        let _ = out.send(ServerFrame::complete(request_id, metadata)).await;
-        Ok(())
+        self.answer(&turn, messages).await
     }
 
     /// Tokens left for history once the system prompt and the current message are counted.
@@ -255,10 +169,11 @@ impl ChatService {
             .find(|m| m.role == Role::User)
             .cloned()
             .ok_or_else(|| internal("a duplicate request has no stored user message"))?;
-        let answer = stored
-            .into_iter()
-            .rev()
-            .find(|m| m.role == Role::Assistant && m.status == MessageStatus::Complete);
+        let answer = stored.into_iter().rev().find(|m| {
+            m.role == Role::Assistant
+                && m.status == MessageStatus::Complete
+                && m.tool_calls.is_none()
+        });
         Ok(match answer {
             Some(answer) => Earlier::Answered(user, Box::new(answer)),
             None => Earlier::Unanswered(user),
@@ -298,55 +213,4 @@ impl ChatService {
             None => Ok(repo.create(None).await?),
         }
     }
-
-    /// Forwards the provider's stream as frames until it ends, fails or is cancelled.
-    async fn relay(
-        &self,
-        request_id: &str,
-        mut stream: crate::llm::ChatStream,
-        streaming: bool,
-        out: &Outbox,
-        cancel: &CancellationToken,
-        started: Instant,
-    ) -> Answer {
-        let mut answer = Answer {
-            text: String::new(),
-            usage: None,
-            end: Ok(()),
-        };
-        loop {
-            let item = tokio::select! {
-                item = stream.next() => item,
-                () = cancel.cancelled() => {
-                    answer.end = Err(cancelled());
-                    return answer;
-                }
-            };
-            match item {
-                None => return answer,
-                Some(Ok(ChatEvent::Text(text))) => {
-                    if answer.text.is_empty() {
-                        self.stats.ttft.record(started.elapsed());
-                    }
-                    answer.text.push_str(&text);
-                    if streaming {
-                        let _ = out.send(ServerFrame::text(request_id, text)).await;
-                    }
-                }
-                Some(Ok(ChatEvent::Usage(usage))) => answer.usage = Some(usage),
-                // No tools are offered until the MCP host lands; a finish needs no frame.
-                Some(Ok(ChatEvent::ToolCall(_) | ChatEvent::Finish(_))) => {}
-                Some(Err(error)) => {
-                    answer.end = Err(error.into());
-                    return answer;
-                }
-            }
-        }
-    }
-}
-
-struct Answer {
-    text: String,
-    usage: Option<Usage>,
-    end: Result<(), TurnError>,
 }

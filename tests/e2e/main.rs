@@ -6,6 +6,7 @@ mod binary;
 mod chat;
 mod chat_conversations;
 mod chat_sockets;
+mod chat_tools;
 mod chat_turns;
 mod health;
 mod helpers;

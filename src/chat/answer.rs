@@ -1,0 +1,211 @@
+//! The answer of a turn: ask the model (offering the MCP tools), relay its text as `chunk`
+//! frames, run the tools it calls (`tools.rs`) and ask again with their results, until it
+//! answers in text. After `max_tool_hops` rounds it is asked once more without tools, with a
+//! notice. The final answer is stored once, with the usage summed over the rounds; a cancelled
+//! or broken answer keeps what was said, marked so.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::StreamExt;
+use serde_json::json;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::errors::{TurnError, cancelled};
+use super::tokens::Encoding;
+use super::{ChatService, Outbox, ServerFrame};
+use crate::llm::{ChatEvent, ChatMessage, ChatRequest, ChatStream, MessageRole, ToolCall, Usage};
+use crate::store::{ConversationId, MessageStatus, NewMessage, Role, StoredMessage};
+
+/// Told to the model when the tool rounds are used up.
+const HOP_LIMIT_NOTICE: &str = "The tool-call limit for this request is reached. Answer now \
+    with what you have, without calling tools, and say what you could not check.";
+
+/// What one turn's answer needs.
+pub struct Turn<'a> {
+    pub request_id: &'a str,
+    pub conversation: &'a ConversationId,
+    pub user: &'a StoredMessage,
+    pub provider: Option<&'a str>,
+    pub model: Option<&'a str>,
+    pub streaming: bool,
+    pub encoding: Encoding,
+    pub out: &'a Outbox,
+    pub cancel: &'a CancellationToken,
+    pub started: Instant,
+    pub first_token: AtomicBool,
+}
+
+/// One model reply.
+pub struct Reply {
+    pub text: String,
+    pub tool_calls: Vec<ToolCall>,
+    pub usage: Option<Usage>,
+    pub end: Result<(), TurnError>,
+}
+
+impl ChatService {
+    pub(super) async fn answer(
+        &self,
+        turn: &Turn<'_>,
+        mut messages: Vec<ChatMessage>,
+    ) -> Result<(), TurnError> {
+        let catalogue = self.mcp.catalogue();
+        let max_hops = self.config.chat.service.max_tool_hops;
+        let mut usage: Option<Usage> = None;
+        let mut hops = 0;
+        loop {
+            let offer_tools = !catalogue.is_empty() && hops < max_hops;
+            let request = ChatRequest {
+                messages: messages.clone(),
+                tools: if offer_tools {
+                    catalogue.specs()
+                } else {
+                    Vec::new()
+                },
+                stream: turn.streaming,
+                model: turn.model.map(String::from),
+                ..ChatRequest::default()
+            };
+            let (provider, stream) = tokio::select! {
+                opened = self.providers.chat(turn.provider, request) => opened?,
+                () = turn.cancel.cancelled() => return Err(cancelled()),
+            };
+            let model = turn.model.unwrap_or(provider.model()).to_string();
+            let reply = self.relay(turn, stream).await;
+            usage = add_usage(usage, reply.usage);
+            if offer_tools && reply.end.is_ok() && !reply.tool_calls.is_empty() {
+                let results = self.tool_round(turn, &reply, &model).await?;
+                messages.push(assistant_with_calls(&reply));
+                messages.extend(results);
+                hops += 1;
+                if hops >= max_hops {
+                    self.hop_limit_notice(turn, max_hops).await;
+                    messages.push(ChatMessage::new(MessageRole::System, HOP_LIMIT_NOTICE));
+                }
+                continue;
+            }
+            let stored = self.store_final(turn, &reply, &model, usage).await?;
+            reply.end?;
+            if !turn.streaming {
+                let _ = turn
+                    .out
+                    .send(ServerFrame::text(turn.request_id, reply.text))
+                    .await;
+            }
+            let metadata = json!({
+                "conversation_id": turn.conversation,
+                "usage": usage,
+                "provider": provider.name(),
+                "model": model,
+                "tool_rounds": hops,
+                "tool_limit_reached": hops >= max_hops && max_hops > 0 && !catalogue.is_empty(),
+                "message_ids": {"user": turn.user.id, "assistant": stored.map(|m| m.id)},
+            });
+            let _ = turn
+                .out
+                .send(ServerFrame::complete(turn.request_id, metadata))
+                .await;
+            return Ok(());
+        }
+    }
+
+    /// Stores the final answer, complete or not: a cancelled or broken answer keeps what was
+    /// said. An answer that failed before any text stores nothing.
+    async fn store_final(
+        &self,
+        turn: &Turn<'_>,
+        reply: &Reply,
+        model: &str,
+        usage: Option<Usage>,
+    ) -> Result<Option<StoredMessage>, TurnError> {
+        if reply.end.is_err() && reply.text.is_empty() {
+            return Ok(None);
+        }
+        let mut assistant =
+            NewMessage::new(Role::Assistant, reply.text.clone()).with_request_id(turn.request_id);
+        assistant.status = match &reply.end {
+            Ok(()) => MessageStatus::Complete,
+            Err(e) if e.code == "cancelled" => MessageStatus::Cancelled,
+            Err(_) => MessageStatus::Failed,
+        };
+        assistant.model = Some(model.to_string());
+        assistant.usage = usage.map(|u| json!(u));
+        assistant.token_count = turn.encoding.count(&reply.text);
+        let mut stored = self
+            .store
+            .conversations()
+            .append(turn.conversation, vec![assistant])
+            .await?;
+        Ok(stored.pop())
+    }
+
+    async fn hop_limit_notice(&self, turn: &Turn<'_>, max_hops: u32) {
+        let message = format!(
+            "the tool-call limit ({max_hops} rounds) was reached; the model answers without tools"
+        );
+        let frame = ServerFrame::notice(turn.request_id, "tool_limit_reached", message);
+        let _ = turn.out.send(frame).await;
+    }
+
+    /// Forwards the provider's stream as frames until it ends, fails or is cancelled.
+    async fn relay(&self, turn: &Turn<'_>, mut stream: ChatStream) -> Reply {
+        let mut reply = Reply {
+            text: String::new(),
+            tool_calls: Vec::new(),
+            usage: None,
+            end: Ok(()),
+        };
+        loop {
+            let item = tokio::select! {
+                item = stream.next() => item,
+                () = turn.cancel.cancelled() => {
+                    reply.end = Err(cancelled());
+                    return reply;
+                }
+            };
+            match item {
+                None => return reply,
+                Some(Ok(ChatEvent::Text(text))) => {
+                    if !turn.first_token.swap(true, Ordering::Relaxed) {
+                        self.stats.ttft.record(turn.started.elapsed());
+                    }
+                    reply.text.push_str(&text);
+                    if turn.streaming {
+                        let _ = turn
+                            .out
+                            .send(ServerFrame::text(turn.request_id, text))
+                            .await;
+                    }
+                }
+                Some(Ok(ChatEvent::ToolCall(call))) => reply.tool_calls.push(call),
+                Some(Ok(ChatEvent::Usage(usage))) => reply.usage = Some(usage),
+                Some(Ok(ChatEvent::Finish(_))) => {}
+                Some(Err(error)) => {
+                    reply.end = Err(error.into());
+                    return reply;
+                }
+            }
+        }
+    }
+}
+
+fn assistant_with_calls(reply: &Reply) -> ChatMessage {
+    let mut message = ChatMessage::new(MessageRole::Assistant, reply.text.clone());
+    if reply.text.is_empty() {
+        message.content = None;
+    }
+    message.tool_calls.clone_from(&reply.tool_calls);
+    message
+}
+
+fn add_usage(total: Option<Usage>, more: Option<Usage>) -> Option<Usage> {
+    match (total, more) {
+        (Some(a), Some(b)) => Some(Usage {
+            prompt_tokens: a.prompt_tokens + b.prompt_tokens,
+            completion_tokens: a.completion_tokens + b.completion_tokens,
+            total_tokens: a.total_tokens + b.total_tokens,
+        }),
+        (a, b) => a.or(b),
+    }
+}

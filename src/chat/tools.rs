@@ -1,0 +1,118 @@
+//! A tool round: the model's tool calls of one reply run in parallel through the MCP host,
+//! each shown to the client as a `tool_execution` frame when it starts and when it ends
+//! (ok / error, duration, a short summary). The assistant's calls and their results are
+//! stored together in one transaction, so a resumed conversation replays them to the provider
+//! as a whole. A cancelled turn cancels its running calls; what they returned is stored.
+
+use std::sync::atomic::Ordering;
+
+use futures::future::join_all;
+use serde_json::{Value, json};
+
+use super::answer::{Reply, Turn};
+use super::errors::{TurnError, cancelled};
+use super::{ChatService, ServerFrame};
+use crate::llm::{ChatMessage, MessageRole, ToolCall};
+use crate::mcp::ToolOutcome;
+use crate::store::{NewMessage, Role};
+
+impl ChatService {
+    /// Runs the calls of `reply`, stores them with their results, and returns the results
+    /// as the messages the model reads next.
+    pub(super) async fn tool_round(
+        &self,
+        turn: &Turn<'_>,
+        reply: &Reply,
+        model: &str,
+    ) -> Result<Vec<ChatMessage>, TurnError> {
+        for call in &reply.tool_calls {
+            let frame = ServerFrame::tool_execution(
+                turn.request_id,
+                call.arguments.clone(),
+                json!({"tool": call.name, "call_id": call.id, "status": "running",
+                       "arguments": arguments_value(call)}),
+            );
+            let _ = turn.out.send(frame).await;
+        }
+        let outcomes = join_all(
+            reply
+                .tool_calls
+                .iter()
+                .map(|call| self.mcp.call(&call.name, &call.arguments, turn.cancel)),
+        )
+        .await;
+        self.stats
+            .tool_calls
+            .fetch_add(outcomes.len() as u64, Ordering::Relaxed);
+        for (call, outcome) in reply.tool_calls.iter().zip(&outcomes) {
+            let _ = turn
+                .out
+                .send(finished_frame(turn.request_id, call, outcome))
+                .await;
+        }
+        self.store_round(turn, reply, &outcomes, model).await?;
+        if turn.cancel.is_cancelled() {
+            return Err(cancelled());
+        }
+        Ok(reply
+            .tool_calls
+            .iter()
+            .zip(outcomes)
+            .map(|(call, outcome)| {
+                let mut message = ChatMessage::new(MessageRole::Tool, outcome.content);
+                message.tool_call_id = Some(call.id.clone());
+                message
+            })
+            .collect())
+    }
+
+    async fn store_round(
+        &self,
+        turn: &Turn<'_>,
+        reply: &Reply,
+        outcomes: &[ToolOutcome],
+        model: &str,
+    ) -> Result<(), TurnError> {
+        let mut assistant =
+            NewMessage::new(Role::Assistant, reply.text.clone()).with_request_id(turn.request_id);
+        assistant.tool_calls = Some(json!(reply.tool_calls));
+        assistant.model = Some(model.to_string());
+        assistant.usage = reply.usage.map(|u| json!(u));
+        assistant.token_count = turn.encoding.count(&reply.text)
+            + turn
+                .encoding
+                .count(&serde_json::to_string(&reply.tool_calls).unwrap_or_default());
+        let mut batch = vec![assistant];
+        for (call, outcome) in reply.tool_calls.iter().zip(outcomes) {
+            let mut result = NewMessage::new(Role::Tool, outcome.content.clone())
+                .with_request_id(turn.request_id);
+            result.tool_call_id = Some(call.id.clone());
+            result.token_count = turn.encoding.count(&outcome.content);
+            batch.push(result);
+        }
+        self.store
+            .conversations()
+            .append(turn.conversation, batch)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The arguments as JSON when they are, else the raw text.
+fn arguments_value(call: &ToolCall) -> Value {
+    serde_json::from_str(&call.arguments).unwrap_or_else(|_| Value::String(call.arguments.clone()))
+}
+
+fn finished_frame(request_id: &str, call: &ToolCall, outcome: &ToolOutcome) -> ServerFrame {
+    let took_ms = outcome.took.as_secs_f64() * 1000.0;
+    ServerFrame::tool_execution(
+        request_id,
+        outcome.summary(),
+        json!({
+            "tool": call.name,
+            "call_id": call.id,
+            "status": if outcome.ok { "ok" } else { "error" },
+            "duration_ms": (took_ms * 10.0).round() / 10.0,
+        }),
+    )
+}
