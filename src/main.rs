@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mcp_platform::app::{App, StartError, bind, shutdown_signal};
-use mcp_platform::config::Config;
+use mcp_platform::config::{Config, McpServerConfig};
 
 /// Local-first MCP chat server: WebSocket chat, LLM providers, MCP tools, one SQLite file.
 #[derive(Parser)]
@@ -61,9 +61,32 @@ fn main() -> ExitCode {
 
 fn check_config(path: Option<&Path>) -> Result<(), StartError> {
     let (config, source) = Config::load(path)?;
+    let servers = config
+        .mcp
+        .resolve_servers(&|name: &str| std::env::var(name).ok())?;
     print!("{}", config.to_redacted_yaml());
+    for (name, server) in &servers {
+        eprintln!("MCP server {name}: {}", describe_server(server));
+    }
     eprintln!("configuration OK ({source})");
     Ok(())
+}
+
+/// What a server entry starts, without its arguments, environment or headers (they may hold
+/// secrets), nor a URL's path and query.
+fn describe_server(server: &McpServerConfig) -> String {
+    let state = if server.enabled { "" } else { " (disabled)" };
+    match (&server.command, &server.url) {
+        (Some(command), _) => format!("stdio, `{command}` with {} args{state}", server.args.len()),
+        (None, Some(url)) => {
+            let origin = reqwest::Url::parse(url).map_or_else(
+                |_| "an invalid URL".into(),
+                |u| u.origin().ascii_serialization(),
+            );
+            format!("Streamable HTTP at {origin}{state}")
+        }
+        (None, None) => format!("no command or url{state}"),
+    }
 }
 
 fn serve(args: ServeArgs) -> Result<(), StartError> {

@@ -163,6 +163,41 @@ async fn check_config_prints_the_effective_config_with_secrets_redacted() {
     );
     assert!(!stdout.contains("ghp_supersecret"), "{stdout}");
     assert!(stderr.contains("configuration OK"), "{stderr}");
+    assert!(
+        stderr.contains("MCP server github: stdio, `github-mcp` with 0 args"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("ghp_supersecret"), "{stderr}");
+}
+
+#[tokio::test]
+async fn check_config_reads_the_mcp_servers_file_and_names_a_bad_entry() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let servers = dir.path().join("servers.json");
+    let config = write_config(
+        dir.path(),
+        &format!("mcp:\n  servers_file: {}\n", servers.display()),
+    );
+    let config = config.to_str().expect("utf-8");
+    let good = r#"{"mcpServers": {"time": {"command": "uvx", "args": ["mcp-server-time"]},
+        "remote": {"type": "http", "url": "https://mcp.example.com/v1?token=hidden"}}}"#;
+    std::fs::write(&servers, good).expect("write");
+    let (code, _, stderr) = run_to_completion(&["check-config", "--config", config]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("MCP server time: stdio, `uvx` with 1 args"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("MCP server remote: Streamable HTTP at https://mcp.example.com"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hidden"), "{stderr}");
+
+    std::fs::write(&servers, r#"{"mcpServers": {"broken": {"args": ["x"]}}}"#).expect("write");
+    let (code, _, stderr) = run_to_completion(&["check-config", "--config", config]).await;
+    assert_eq!(code, 2);
+    assert_one_clear_line(&stderr, "mcpServers.broken");
 }
 
 async fn post_json(client: &reqwest::Client, url: &str, body: &Value) -> Option<Value> {

@@ -1,5 +1,6 @@
 //! The life of a socket: a reader too slow is closed (1008) with bounded memory, a silent
-//! peer is closed by the keepalive (1011), shutdown lets turns finish then closes with 1001.
+//! peer is closed by the keepalive (1011), a frame over the hard size limit closes with 1009,
+//! shutdown lets turns finish then closes with 1001.
 
 use std::time::Duration;
 
@@ -193,4 +194,19 @@ async fn at_the_shutdown_deadline_a_turn_is_cancelled_and_its_part_stored() {
         content.starts_with("slow ") && content.len() < 500,
         "{content}"
     );
+}
+
+#[tokio::test]
+async fn a_frame_over_the_hard_limit_is_not_read_and_closes_with_1009() {
+    let (app, _fake) = chat_app(|config| config.chat.websocket.max_message_size = 2048).await;
+    let mut socket = connect(&app).await;
+    // Over 4x the limit and over 1 MiB: tungstenite stops at the header, nothing is buffered.
+    let huge = chat("huge", &"x".repeat(2 << 20), json!({}));
+    send(&mut socket, huge).await;
+    assert_eq!(close_code(&mut socket).await, Some(CloseCode::Size));
+    wait_for(&app, |h| {
+        h["websocket_stats"]["closed_by_reason"]["too_large"] == 1
+    })
+    .await;
+    app.shutdown().await;
 }

@@ -11,6 +11,8 @@ mod chat_turns;
 mod health;
 mod helpers;
 mod mcp_host;
+mod mcp_interop;
 mod providers;
+mod python;
 mod shutdown;
 mod ws;

@@ -9,6 +9,8 @@ use tokio_util::sync::CancellationToken;
 pub enum CloseReason {
     /// The client closed, left, or broke the protocol.
     Client,
+    /// A frame over the hard size limit, which is not read: 1009.
+    TooLarge,
     /// The send queue stayed full for `slow_reader_timeout`: 1008.
     SlowReader,
     /// No pong within `ping_timeout` of a ping: 1011, as other WebSocket servers do.
@@ -21,6 +23,10 @@ impl CloseReason {
     pub fn frame(self) -> CloseFrame {
         let (code, reason) = match self {
             Self::Client => (close_code::NORMAL, "bye"),
+            Self::TooLarge => (
+                close_code::SIZE,
+                "a frame over the size limit; see chat.websocket.max_message_size",
+            ),
             Self::SlowReader => (
                 close_code::POLICY,
                 "the client read too slowly; its turns were cancelled",

@@ -68,6 +68,9 @@ pub async fn run(socket: WebSocket, state: AppState, _slot: OwnedSemaphorePermit
                 Some(Ok(Message::Close(_))) | None => break,
                 Some(Err(error)) => {
                     tracing::debug!(%error, "socket read failed");
+                    if is_over_size_limit(error) {
+                        closer.set(CloseReason::TooLarge);
+                    }
                     break;
                 }
             },
@@ -97,6 +100,14 @@ pub async fn run(socket: WebSocket, state: AppState, _slot: OwnedSemaphorePermit
         writer.abort();
     }
     sockets.closed(closer.reason());
+}
+
+/// A frame over the hard limit set at the upgrade: tungstenite stops reading it.
+fn is_over_size_limit(error: axum::Error) -> bool {
+    error
+        .into_inner()
+        .downcast::<tungstenite::Error>()
+        .is_ok_and(|e| matches!(*e, tungstenite::Error::Capacity(_)))
 }
 
 struct Session {

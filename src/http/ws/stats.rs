@@ -31,7 +31,7 @@ pub struct Sockets {
     active: Gauge,
     accepted: AtomicU64,
     rejected: [AtomicU64; 3],
-    closed: [AtomicU64; 4],
+    closed: [AtomicU64; 5],
     pub(super) frames_in: AtomicU64,
     pub(super) frames_out: AtomicU64,
     pub(super) bytes_in: AtomicU64,
@@ -71,6 +71,7 @@ pub struct RejectedByReason {
 #[derive(Debug, Clone, Serialize)]
 pub struct ClosedByReason {
     pub client: u64,
+    pub too_large: u64,
     pub slow_reader: u64,
     pub ping_timeout: u64,
     pub shutdown: u64,
@@ -147,7 +148,8 @@ impl Sockets {
     pub fn snapshot(&self, turns: TurnSnapshot) -> SocketSnapshot {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let [capacity, shutting_down, origin] = self.rejected.each_ref().map(load);
-        let [client, slow_reader, ping_timeout, shutdown] = self.closed.each_ref().map(load);
+        let [client, too_large, slow_reader, ping_timeout, shutdown] =
+            self.closed.each_ref().map(load);
         SocketSnapshot {
             active: self.active.current(),
             peak: self.active.peak(),
@@ -161,6 +163,7 @@ impl Sockets {
             },
             closed_by_reason: ClosedByReason {
                 client,
+                too_large,
                 slow_reader,
                 ping_timeout,
                 shutdown,
