@@ -9,6 +9,7 @@ mod duration;
 mod interpolate;
 mod llm;
 mod mcp;
+mod memory;
 mod secret;
 mod server;
 mod validate;
@@ -26,6 +27,10 @@ pub use llm::{
     CircuitBreakerConfig, EmbeddingsConfig, HttpClientConfig, LlmConfig, ProviderConfig,
 };
 pub use mcp::{McpConfig, McpServerConfig};
+pub use memory::{
+    BUILTIN_DIMENSIONS, BUILTIN_EMBEDDER, BUILTIN_LABEL, MemoryConfig, VectorSpace,
+    known_dimensions,
+};
 pub use secret::Secret;
 pub use server::{LogFormat, LoggingConfig, ServerConfig};
 
@@ -56,6 +61,7 @@ pub struct Config {
     pub retention: RetentionConfig,
     pub llm: LlmConfig,
     pub mcp: McpConfig,
+    pub memory: MemoryConfig,
     pub logging: LoggingConfig,
 }
 

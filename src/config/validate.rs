@@ -60,6 +60,7 @@ impl Config {
         validate_retention(&self.retention)?;
         validate_llm(&self.llm)?;
         validate_mcp(&self.mcp)?;
+        self.validate_memory()?;
         let level = &self.logging.level;
         tracing_subscriber::EnvFilter::try_new(level).map_err(|e| {
             (
@@ -68,6 +69,42 @@ impl Config {
             )
         })?;
         Ok(())
+    }
+
+    fn validate_memory(&self) -> Result<(), Invalid> {
+        let memory = &self.memory;
+        within("memory.batch_size", memory.batch_size, 1, 2048)?;
+        within("memory.snippet_chars", memory.snippet_chars, 20, 10_000)?;
+        within("memory.max_k", memory.max_k, 1, 1000)?;
+        if let Some(dimensions) = memory.dimensions {
+            within("memory.dimensions", dimensions, 2, 8192)?;
+        }
+        if memory.is_builtin() {
+            return Ok(());
+        }
+        let Some(provider) = self.llm.providers.get(&memory.embedder) else {
+            return Err((
+                "memory.embedder".into(),
+                format!(
+                    "`{}` is neither `builtin` nor a provider under llm.providers",
+                    memory.embedder
+                ),
+            ));
+        };
+        let Some(model) = &provider.embedding_model else {
+            return Err((
+                "memory.embedder".into(),
+                format!(
+                    "provider `{}` has no embedding_model; set llm.providers.{}.embedding_model",
+                    memory.embedder, memory.embedder
+                ),
+            ));
+        };
+        ensure(
+            memory.dimensions.is_some() || super::known_dimensions(model).is_some(),
+            "memory.dimensions",
+            format!("is required: the size of `{model}`'s vectors is not known to this server"),
+        )
     }
 
     fn validate_server(&self) -> Result<(), Invalid> {

@@ -44,6 +44,19 @@ pub enum StoreError {
         version: i64,
         name: String,
     },
+    #[error(
+        "{}: its vectors were made by `{stored}` ({stored_dimensions} dimensions) but memory is \
+         configured for `{configured}` ({configured_dimensions}); run `mcp-platform reembed` to \
+         rebuild them, or set memory back",
+        path.display()
+    )]
+    VectorSpaceMismatch {
+        path: PathBuf,
+        stored: String,
+        stored_dimensions: u32,
+        configured: String,
+        configured_dimensions: u32,
+    },
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
     #[error("database error: {0}")]

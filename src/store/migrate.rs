@@ -8,6 +8,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior};
 use sha2::{Digest, Sha256};
 
 use super::StoreError;
+use crate::config::VectorSpace;
 
 #[derive(Debug)]
 pub struct Migration {
@@ -28,9 +29,25 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "retention",
         sql: include_str!("../../migrations/0002_retention.sql"),
     },
+    Migration {
+        version: 3,
+        name: "memory",
+        sql: include_str!("../../migrations/0003_memory.sql"),
+    },
 ];
 
+/// The version that creates the vector tables.
+pub const VECTOR_MIGRATION: i64 = 3;
+
 impl Migration {
+    /// The SQL to run: `{{dimensions}}` and `{{embedder}}` (a quoted literal) filled in.
+    pub fn sql_for(&self, space: &VectorSpace) -> String {
+        let embedder = format!("'{}'", space.embedder.replace('\'', "''"));
+        self.sql
+            .replace("{{dimensions}}", &space.dimensions.to_string())
+            .replace("{{embedder}}", &embedder)
+    }
+
     pub fn checksum(&self) -> String {
         Sha256::digest(self.sql.as_bytes())
             .iter()
@@ -112,13 +129,17 @@ pub fn plan<'a>(
 }
 
 /// Applies `pending` in version order, each with its ledger row in one transaction.
-pub fn apply(conn: &mut Connection, pending: &[&Migration]) -> Result<(), StoreError> {
+pub fn apply(
+    conn: &mut Connection,
+    pending: &[&Migration],
+    space: &VectorSpace,
+) -> Result<(), StoreError> {
     conn.execute_batch(LEDGER)?;
     let mut ordered = pending.to_vec();
     ordered.sort_by_key(|m| m.version);
     for migration in ordered {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute_batch(migration.sql)?;
+        tx.execute_batch(&migration.sql_for(space))?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4)",
             (migration.version, migration.name, migration.checksum(), super::now_ms()),
@@ -153,6 +174,23 @@ mod tests {
         sql: "INSERT INTO a VALUES (2);",
     };
 
+    fn space() -> VectorSpace {
+        VectorSpace {
+            embedder: "it's".into(),
+            dimensions: 3,
+        }
+    }
+
+    #[test]
+    fn placeholders_are_filled_and_quoted() {
+        let m = Migration {
+            version: 9,
+            name: "v",
+            sql: "SELECT {{embedder}}, {{dimensions}};",
+        };
+        assert_eq!(m.sql_for(&space()), "SELECT 'it''s', 3;");
+    }
+
     fn path() -> &'static Path {
         Path::new("test.db")
     }
@@ -163,7 +201,7 @@ mod tests {
         let known = [A, B];
         let pending = plan(&conn, &known, path()).expect("plan");
         // Given out of order, still applied in order: B needs A's table.
-        apply(&mut conn, &[pending[1], pending[0]]).expect("apply");
+        apply(&mut conn, &[pending[1], pending[0]], &space()).expect("apply");
         let rows: i64 = conn
             .query_row("SELECT count(*) FROM a", [], |r| r.get(0))
             .expect("a");
@@ -174,7 +212,7 @@ mod tests {
     #[test]
     fn an_edited_migration_is_refused_by_checksum() {
         let mut conn = Connection::open_in_memory().expect("memory db");
-        apply(&mut conn, &[&A, &B]).expect("apply");
+        apply(&mut conn, &[&A, &B], &space()).expect("apply");
         let err = plan(&conn, &[A, B_EDITED], path()).expect_err("edited");
         assert!(
             matches!(err, StoreError::ChecksumMismatch { version: 2, .. }),
@@ -185,7 +223,7 @@ mod tests {
     #[test]
     fn a_migration_from_a_newer_binary_is_refused() {
         let mut conn = Connection::open_in_memory().expect("memory db");
-        apply(&mut conn, &[&A, &B]).expect("apply");
+        apply(&mut conn, &[&A, &B], &space()).expect("apply");
         let err = plan(&conn, &[A], path()).expect_err("unknown");
         assert!(
             matches!(err, StoreError::UnknownMigration { version: 2, .. }),

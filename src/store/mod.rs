@@ -10,9 +10,11 @@ mod conversations;
 mod error;
 mod health;
 mod lane;
+mod memories;
 mod migrate;
 mod model;
 mod retention;
+mod vectors;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,12 +27,14 @@ pub use error::StoreError;
 pub use health::GateStats;
 pub use health::{HealthReport, StoreStats};
 pub use lane::PoolStats;
+pub use memories::{MAX_TAGS, Memories, Memory, MemoryHit, MessageHit, PendingMessage};
 pub use model::{
     Conversation, ConversationId, MessageStatus, NewMessage, Page, Role, StoredMessage,
 };
 pub use retention::{RetentionReport, RetentionSnapshot};
+pub use vectors::{MemoryCounts, Vector};
 
-use crate::config::RepositoryConfig;
+use crate::config::{RepositoryConfig, VectorSpace};
 use connection::Pragmas;
 use lane::Lane;
 
@@ -52,19 +56,38 @@ struct Inner {
     checkpointer: Option<Lane>,
     health: health::HealthState,
     retention: retention::RetentionStats,
+    dimensions: u32,
 }
 
 impl Store {
     /// Opens (or creates) the database, checks and applies migrations, and builds the pools.
     /// Blocking: call it from `spawn_blocking` or before the runtime serves requests.
+    /// The vector tables get the built-in embedder's space.
     pub fn open(config: &RepositoryConfig) -> Result<Self, StoreError> {
+        let memory = crate::config::MemoryConfig::default();
+        Self::open_with(
+            config,
+            &memory.vector_space(&crate::config::LlmConfig::default()),
+        )
+    }
+
+    /// Opens (or creates) the database for vectors of `space`: a database whose vectors were
+    /// made otherwise is refused, unchanged, with the command that rebuilds them.
+    pub fn open_with(config: &RepositoryConfig, space: &VectorSpace) -> Result<Self, StoreError> {
         connection::register_sqlite_vec()?;
         let path = config.path.clone();
         connection::prepare_file(&path)?;
         let pending = {
             let conn =
                 Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-            migrate::plan(&conn, migrate::MIGRATIONS, &path)?
+            let pending = migrate::plan(&conn, migrate::MIGRATIONS, &path)?;
+            if !pending
+                .iter()
+                .any(|m| m.version == migrate::VECTOR_MIGRATION)
+            {
+                vectors::check_space(&conn, space, &path)?;
+            }
+            pending
         };
         let mut conn = Connection::open(&path)?;
         Pragmas::from_config(config, false).apply(&conn)?;
@@ -75,7 +98,7 @@ impl Store {
                 reason: format!("WAL mode refused (journal_mode = {mode})"),
             });
         }
-        migrate::apply(&mut conn, &pending)?;
+        migrate::apply(&mut conn, &pending, space)?;
 
         let pool = &config.connection_pool;
         let (readers, writers) = if pool.enable_pooling {
@@ -120,6 +143,7 @@ impl Store {
                 checkpointer,
                 health: health::HealthState::default(),
                 retention: retention::RetentionStats::default(),
+                dimensions: space.dimensions,
                 path,
             }),
         })
@@ -131,6 +155,15 @@ impl Store {
 
     pub fn conversations(&self) -> Conversations {
         Conversations::new(self.clone())
+    }
+
+    pub fn memories(&self) -> Memories {
+        Memories::new(self.clone())
+    }
+
+    /// The size of the vectors the database holds.
+    pub fn dimensions(&self) -> u32 {
+        self.inner.dimensions
     }
 
     /// Runs `f` on a read-only connection.
