@@ -15,6 +15,7 @@ use crate::config::{Config, ConfigError, RetentionPolicy, ServerConfig};
 use crate::http::{self, AppState};
 use crate::llm::Providers;
 use crate::mcp::{EnvLookup, McpHost};
+use crate::memory::{MemoryService, TextEmbedder, tools as memory_tools};
 use crate::store::{CHECKPOINT_INTERVAL, Store, StoreError};
 
 /// Beyond the shutdown deadline: time for sockets to cancel their last turns and close.
@@ -51,6 +52,7 @@ pub struct App {
     store: Store,
     providers: Arc<Providers>,
     mcp: Arc<McpHost>,
+    memory: Arc<MemoryService>,
     started: Instant,
 }
 
@@ -71,19 +73,32 @@ impl App {
         // The servers file is read (and refused if malformed) before anything is touched.
         let mcp_servers = config.mcp.resolve_servers(&*env)?;
         let repository = config.chat.service.repository.clone();
-        let store = tokio::task::spawn_blocking(move || Store::open(&repository))
-            .await
-            .map_err(|e| StoreError::Open {
-                path: "database".into(),
-                reason: e.to_string(),
-            })??;
+        let space = config.memory.vector_space(&config.llm);
+        let store_space = space.clone();
+        let store =
+            tokio::task::spawn_blocking(move || Store::open_with(&repository, &store_space))
+                .await
+                .map_err(|e| StoreError::Open {
+                    path: "database".into(),
+                    reason: e.to_string(),
+                })??;
         let providers = Arc::new(Providers::new(&config.llm, &*env));
-        let mcp = Arc::new(McpHost::new(&config.mcp, mcp_servers, env));
+        let mut mcp = McpHost::new(&config.mcp, mcp_servers, env);
+        if config.memory.tools {
+            mcp.reserve_names(&memory_tools::NAMES);
+        }
+        let embedder = TextEmbedder::new(&config.memory, &space, providers.clone());
+        let memory = Arc::new(MemoryService::new(
+            store.clone(),
+            embedder,
+            config.memory.clone(),
+        ));
         Ok(Self {
             config: Arc::new(config),
             store,
             providers,
-            mcp,
+            mcp: Arc::new(mcp),
+            memory,
             started,
         })
     }
@@ -98,6 +113,7 @@ impl App {
 
     /// The store's periodic work: health probes, WAL checkpoints, retention.
     fn spawn_background(&self, tasks: &TaskTracker, cancel: &CancellationToken) {
+        tasks.spawn(self.memory.clone().run_indexer(cancel.child_token()));
         let retention = self.config.retention.clone();
         if retention.policy != RetentionPolicy::Unlimited {
             let store = self.store.clone();
@@ -163,6 +179,7 @@ impl App {
             self.store.clone(),
             self.providers.clone(),
             self.mcp.clone(),
+            self.memory.clone(),
             self.started,
             local,
         );

@@ -21,6 +21,7 @@ pub mod config;
 pub mod http;
 pub mod llm;
 pub mod mcp;
+pub mod memory;
 pub mod mock_provider;
 pub mod stats;
 pub mod store;

@@ -3,9 +3,13 @@
 
 use serde_json::json;
 
-use super::frames::{ConversationAction, GetHistory, ListConversations};
+use super::frames::{ConversationAction, GetHistory, ListConversations, SearchPayload};
 use super::{ChatService, ServerFrame};
+use crate::memory::MemoryError;
 use crate::store::{ConversationId, StoreError};
+
+/// Search hits when the client names no `k`.
+const DEFAULT_HITS: usize = 10;
 
 /// Page size when the client names none.
 const DEFAULT_PAGE: u32 = 50;
@@ -85,4 +89,40 @@ fn parse_history_cursor(cursor: &str) -> Result<i64, StoreError> {
     cursor
         .parse()
         .map_err(|_| StoreError::InvalidInput(format!("invalid cursor `{cursor}`")))
+}
+
+impl ChatService {
+    /// History search: the stored messages nearest the query, with snippet and score.
+    pub async fn search(&self, request_id: &str, payload: SearchPayload) -> ServerFrame {
+        match self.run_search(payload).await {
+            Ok(metadata) => ServerFrame::result(request_id, "search_results", metadata),
+            Err(error) => {
+                let message = if error.code() == "internal" {
+                    tracing::error!(%error, "search failed");
+                    "internal error; the server log has the details".to_string()
+                } else {
+                    error.to_string()
+                };
+                ServerFrame::error(
+                    Some(request_id.into()),
+                    error.code(),
+                    message,
+                    error.retryable(),
+                )
+            }
+        }
+    }
+
+    async fn run_search(&self, payload: SearchPayload) -> Result<serde_json::Value, MemoryError> {
+        if let Some(id) = &payload.conversation_id {
+            let id = ConversationId::try_from(id.clone())?;
+            self.store.conversations().get(&id).await?;
+        }
+        let k = payload.k.unwrap_or(DEFAULT_HITS);
+        let hits = self
+            .memory
+            .search_history(&payload.query, k, payload.conversation_id)
+            .await?;
+        Ok(json!({"query": payload.query, "hits": hits}))
+    }
 }

@@ -50,16 +50,16 @@ impl ChatService {
         turn: &Turn<'_>,
         mut messages: Vec<ChatMessage>,
     ) -> Result<(), TurnError> {
-        let catalogue = self.mcp.catalogue();
+        let tools = self.offered_tools();
         let max_hops = self.config.chat.service.max_tool_hops;
         let mut usage: Option<Usage> = None;
         let mut hops = 0;
         loop {
-            let offer_tools = !catalogue.is_empty() && hops < max_hops;
+            let offer_tools = !tools.is_empty() && hops < max_hops;
             let request = ChatRequest {
                 messages: messages.clone(),
                 tools: if offer_tools {
-                    catalogue.specs()
+                    tools.clone()
                 } else {
                     Vec::new()
                 },
@@ -99,7 +99,7 @@ impl ChatService {
                 "provider": provider.name(),
                 "model": model,
                 "tool_rounds": hops,
-                "tool_limit_reached": hops >= max_hops && max_hops > 0 && !catalogue.is_empty(),
+                "tool_limit_reached": hops >= max_hops && max_hops > 0 && !tools.is_empty(),
                 "message_ids": {"user": turn.user.id, "assistant": stored.map(|m| m.id)},
             });
             let _ = turn

@@ -19,6 +19,11 @@ pub enum ClientFrame {
     Ping {
         request_id: Option<String>,
     },
+    /// History search.
+    Search {
+        request_id: String,
+        payload: SearchPayload,
+    },
     /// `new_conversation`, `list_conversations`, `get_history`, `delete_conversation`.
     Conversations {
         request_id: String,
@@ -64,6 +69,17 @@ pub struct GetHistory {
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
+pub struct SearchPayload {
+    pub query: String,
+    /// Defaults to 10; at most `memory.max_k`.
+    #[serde(default)]
+    pub k: Option<usize>,
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct DeleteConversation {
     pub conversation_id: String,
 }
@@ -92,7 +108,7 @@ pub struct FrameError {
 }
 
 const ACTIONS: &str = "chat, cancel, ping, new_conversation, list_conversations, get_history, \
-                       delete_conversation";
+                       delete_conversation, search";
 
 impl ClientFrame {
     pub fn parse(text: &str) -> Result<Self, FrameError> {
@@ -165,6 +181,19 @@ impl ClientFrame {
                 request_id: required(request_id)?,
             }),
             "ping" => Ok(Self::Ping { request_id }),
+            "search" => {
+                let payload = object
+                    .get("payload")
+                    .ok_or_else(|| "`search` needs a payload with query".to_string())
+                    .and_then(|p| {
+                        SearchPayload::deserialize(p).map_err(|e| format!("invalid payload: {e}"))
+                    })
+                    .map_err(|m| refuse(request_id.clone(), "invalid_request", m))?;
+                Ok(Self::Search {
+                    request_id: required(request_id)?,
+                    payload,
+                })
+            }
             "new_conversation" | "list_conversations" | "get_history" | "delete_conversation" => {
                 let action = conversation_action(action, &object)
                     .map_err(|m| refuse(request_id.clone(), "invalid_request", m))?;

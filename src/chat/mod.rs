@@ -18,11 +18,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
-pub use frames::{ChatPayload, ClientFrame, ConversationAction, FrameError, ServerFrame};
+pub use frames::{
+    ChatPayload, ClientFrame, ConversationAction, FrameError, SearchPayload, ServerFrame,
+};
 
 use crate::config::Config;
 use crate::llm::Providers;
 use crate::mcp::McpHost;
+use crate::memory::MemoryService;
 use crate::stats::{Histogram, LatencySummary};
 use crate::store::Store;
 use in_flight::InFlight;
@@ -34,6 +37,7 @@ pub struct ChatService {
     store: Store,
     providers: Arc<Providers>,
     mcp: Arc<McpHost>,
+    memory: Arc<MemoryService>,
     config: Arc<Config>,
     stats: TurnStats,
     in_flight: InFlight,
@@ -73,12 +77,14 @@ impl ChatService {
         store: Store,
         providers: Arc<Providers>,
         mcp: Arc<McpHost>,
+        memory: Arc<MemoryService>,
         config: Arc<Config>,
     ) -> Self {
         Self {
             store,
             providers,
             mcp,
+            memory,
             config,
             stats: TurnStats::default(),
             in_flight: InFlight::default(),

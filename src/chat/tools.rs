@@ -12,11 +12,41 @@ use serde_json::{Value, json};
 use super::answer::{Reply, Turn};
 use super::errors::{TurnError, cancelled};
 use super::{ChatService, ServerFrame};
+use crate::llm::ToolSpec;
 use crate::llm::{ChatMessage, MessageRole, ToolCall};
 use crate::mcp::ToolOutcome;
+use crate::memory::tools as memory_tools;
 use crate::store::{NewMessage, Role};
 
 impl ChatService {
+    /// The tools offered to the model: the built-in memory tools (when on), then the MCP
+    /// catalogue (whose names never collide with them: the host reserves them).
+    pub(super) fn offered_tools(&self) -> Vec<ToolSpec> {
+        let mut specs = if self.memory.config().tools {
+            memory_tools::specs(self.memory.config().max_k)
+        } else {
+            Vec::new()
+        };
+        specs.extend(self.mcp.catalogue().specs());
+        specs
+    }
+
+    /// One call, to the built-in tool or the MCP server that has it.
+    async fn call_tool(&self, turn: &Turn<'_>, call: &ToolCall) -> ToolOutcome {
+        if !(self.memory.config().tools && memory_tools::NAMES.contains(&call.name.as_str())) {
+            return self
+                .mcp
+                .call(&call.name, &call.arguments, turn.cancel)
+                .await;
+        }
+        let conversation = Some(turn.conversation.as_str());
+        let started = std::time::Instant::now();
+        tokio::select! {
+            outcome = memory_tools::call(&self.memory, &call.name, &call.arguments, conversation) => outcome,
+            () = turn.cancel.cancelled() => ToolOutcome::failed("the call was cancelled", started.elapsed()),
+        }
+    }
+
     /// Runs the calls of `reply`, stores them with their results, and returns the results
     /// as the messages the model reads next.
     pub(super) async fn tool_round(
@@ -38,7 +68,7 @@ impl ChatService {
             reply
                 .tool_calls
                 .iter()
-                .map(|call| self.mcp.call(&call.name, &call.arguments, turn.cancel)),
+                .map(|call| self.call_tool(turn, call)),
         )
         .await;
         self.stats

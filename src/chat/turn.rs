@@ -38,7 +38,10 @@ impl ChatService {
     ) {
         self.stats.started.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        match self.turn(request_id, payload, out, cancel, started).await {
+        let result = self.turn(request_id, payload, out, cancel, started).await;
+        // Its messages are stored: history search embeds them in the background.
+        self.memory.turn_finished();
+        match result {
             Ok(()) => {
                 self.stats.completed.fetch_add(1, Ordering::Relaxed);
                 self.stats.latency.record(started.elapsed());

@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use crate::llm::{CacheSnapshot, ProviderSnapshot};
 use crate::mcp::McpSnapshot;
+use crate::memory::MemorySnapshot;
 use crate::store::StoreStats;
 
 #[derive(Serialize)]
@@ -24,6 +25,7 @@ pub struct Health {
     pub llm_client_stats: BTreeMap<String, ProviderSnapshot>,
     pub cache_stats: CacheStats,
     pub mcp_stats: McpSnapshot,
+    pub memory: MemorySnapshot,
 }
 
 #[derive(Serialize)]
@@ -53,6 +55,7 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
             schema: state.mcp.schema_cache(),
         },
         mcp_stats: state.mcp.snapshot(),
+        memory: state.memory.snapshot().await,
     };
     let status = if healthy {
         StatusCode::OK

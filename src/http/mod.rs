@@ -20,6 +20,7 @@ use crate::chat::ChatService;
 use crate::config::Config;
 use crate::llm::Providers;
 use crate::mcp::McpHost;
+use crate::memory::MemoryService;
 use crate::store::Store;
 
 /// What every handler can reach.
@@ -29,6 +30,7 @@ pub struct AppState {
     pub store: Store,
     pub providers: Arc<Providers>,
     pub mcp: Arc<McpHost>,
+    pub memory: Arc<MemoryService>,
     pub chat: Arc<ChatService>,
     pub sockets: Arc<Sockets>,
     pub started: Instant,
@@ -42,6 +44,7 @@ impl AppState {
         store: Store,
         providers: Arc<Providers>,
         mcp: Arc<McpHost>,
+        memory: Arc<MemoryService>,
         started: Instant,
         local: SocketAddr,
     ) -> Self {
@@ -53,6 +56,7 @@ impl AppState {
             store.clone(),
             providers.clone(),
             mcp.clone(),
+            memory.clone(),
             config.clone(),
         ));
         let sockets = Arc::new(Sockets::new(config.chat.websocket.max_connections));
@@ -61,6 +65,7 @@ impl AppState {
             store,
             providers,
             mcp,
+            memory,
             chat,
             sockets,
             started,

@@ -39,13 +39,23 @@ pub struct Catalogue {
 impl Catalogue {
     /// Names every listed tool; `servers` in name order (a `BTreeMap`) keeps it deterministic.
     pub fn build(servers: &BTreeMap<String, Vec<ListedTool>>) -> Self {
-        let mut wanted: HashMap<String, usize> = HashMap::new();
+        Self::build_reserving(servers, &[])
+    }
+
+    /// Like [`Catalogue::build`], never giving a tool one of the `reserved` names as is (the
+    /// built-in tools'): such a tool gets its server's prefix, as in a collision.
+    pub fn build_reserving(
+        servers: &BTreeMap<String, Vec<ListedTool>>,
+        reserved: &[String],
+    ) -> Self {
+        let mut wanted: HashMap<String, usize> =
+            reserved.iter().map(|name| (name.clone(), 1)).collect();
         for tools in servers.values() {
             for tool in tools {
                 *wanted.entry(sanitize(&tool.name)).or_default() += 1;
             }
         }
-        let mut taken = HashSet::new();
+        let mut taken: HashSet<String> = reserved.iter().cloned().collect();
         let mut catalogue = Self::default();
         for (server, tools) in servers {
             for tool in tools {
@@ -179,6 +189,19 @@ mod tests {
         );
         // Same input, same names.
         assert_eq!(names(&Catalogue::build(&servers)), names(&catalogue));
+    }
+
+    #[test]
+    fn a_tool_named_like_a_built_in_one_gets_its_server_prefix() {
+        let servers = BTreeMap::from([("notes".to_string(), listed(&["memory_store", "list"]))]);
+        let catalogue = Catalogue::build_reserving(&servers, &["memory_store".to_string()]);
+        assert_eq!(
+            names(&catalogue),
+            [
+                ("notes__memory_store".into(), "notes/memory_store".into()),
+                ("list".into(), "notes/list".into()),
+            ]
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use call::ToolOutcome;
+pub use call::{ToolOutcome, parse_arguments};
 pub use catalogue::{Catalogue, CatalogueTool};
 pub use schema::convert as convert_schema;
 pub use server::{ServerSnapshot, ServerState};
@@ -55,6 +55,8 @@ pub struct Shared {
     schemas: schema::SchemaCache,
     env: EnvLookup,
     max_result_bytes: usize,
+    /// Names MCP tools never get as is: the built-in tools'.
+    reserved: Vec<String>,
 }
 
 /// `/health` `mcp_stats`.
@@ -93,11 +95,20 @@ impl McpHost {
                 schemas: schema::SchemaCache::new(SCHEMA_CACHE_ENTRIES),
                 env,
                 max_result_bytes: config.max_result_bytes,
+                reserved: Vec::new(),
             }),
             configs: servers,
             missing_file: config.servers_file.clone().filter(|path| !path.exists()),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
+        }
+    }
+
+    /// Names the catalogue never gives an MCP tool as is (the built-in tools'): a server's tool
+    /// of such a name gets its server's prefix. Call before [`McpHost::start`].
+    pub fn reserve_names(&mut self, names: &[&str]) {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.reserved = names.iter().map(|n| (*n).to_string()).collect();
         }
     }
 
@@ -224,7 +235,7 @@ impl Shared {
             .filter(|(_, server)| server.state() == ServerState::Ready)
             .map(|(name, server)| (name.clone(), server.tools()))
             .collect();
-        let catalogue = Arc::new(Catalogue::build(&listed));
+        let catalogue = Arc::new(Catalogue::build_reserving(&listed, &self.reserved));
         *self
             .catalogue
             .write()

@@ -106,7 +106,12 @@ async fn a_tool_call_runs_shows_and_its_result_reaches_the_model_and_the_history
         .iter()
         .filter_map(|t| t["function"]["name"].as_str())
         .collect();
-    assert_eq!(offered.len(), TEST_TOOLS);
+    // The built-in memory tools first, then the server's.
+    assert_eq!(offered.len(), TEST_TOOLS + 3);
+    assert_eq!(
+        offered[..3],
+        ["memory_store", "memory_find", "memory_delete"]
+    );
     let second = bodies[1]["messages"].as_array().expect("messages");
     let result = second.last().expect("the tool result");
     assert_eq!(

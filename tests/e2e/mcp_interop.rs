@@ -20,6 +20,7 @@ async fn the_reference_time_server_lists_its_tools_and_answers_in_a_turn() {
         });
         let entry = serde_json::from_value(entry).expect("a valid entry");
         config.mcp.servers.insert("time".into(), entry);
+        config.memory.tools = false;
     })
     .await;
     wait_ready(&app, "time").await;

@@ -143,6 +143,13 @@ impl Session {
                 self.send(frame).await;
             }
             Ok(ClientFrame::Cancel { request_id }) => self.cancel(request_id).await,
+            Ok(ClientFrame::Search {
+                request_id,
+                payload,
+            }) => {
+                let frame = self.state.chat.search(&request_id, payload).await;
+                self.send(frame).await;
+            }
             Ok(ClientFrame::Chat {
                 request_id,
                 payload,

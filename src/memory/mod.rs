@@ -1,0 +1,210 @@
+//! Semantic memory: what the model (or an MCP client) asks to remember, found again by
+//! similarity; and history search over finished turns, embedded in the background.
+//!
+//! Vectors live in the same SQLite file (sqlite-vec `vec0` tables, `store::Memories`); the
+//! embedder is the built-in lexical one or a provider's embedding model (`embedder.rs`).
+
+mod embedder;
+mod indexer;
+mod lexical;
+pub mod tools;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::Serialize;
+use tokio::sync::Notify;
+
+pub use embedder::{EmbedError, TextEmbedder};
+pub use lexical::LexicalEmbedder;
+
+use crate::config::MemoryConfig;
+use crate::store::{Memory, MemoryCounts, MemoryHit, MessageHit, Store, StoreError};
+
+/// Characters a memory's text may have.
+pub const MAX_MEMORY_CHARS: usize = 8_000;
+/// Characters a query may have.
+pub const MAX_QUERY_CHARS: usize = 2_000;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl MemoryError {
+    /// A stable code for the wire.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Invalid(_) | Self::Embed(EmbedError::NoWords) => "invalid_request",
+            Self::Embed(EmbedError::Provider(e)) => e.code(),
+            Self::Embed(EmbedError::Dimensions { .. }) => "embedder_error",
+            Self::Store(e) => e.code(),
+        }
+    }
+
+    pub fn retryable(&self) -> bool {
+        match self {
+            Self::Invalid(_) => false,
+            Self::Embed(e) => e.retryable(),
+            Self::Store(e) => e.retryable(),
+        }
+    }
+}
+
+pub struct MemoryService {
+    store: Store,
+    embedder: TextEmbedder,
+    config: MemoryConfig,
+    /// Woken when a turn has finished, so its messages are embedded soon.
+    turn_finished: Notify,
+    stats: IndexerStats,
+}
+
+#[derive(Debug, Default)]
+struct IndexerStats {
+    embedded: AtomicU64,
+    batches: AtomicU64,
+    failures: AtomicU64,
+}
+
+/// `/health` `memory`.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemorySnapshot {
+    pub embedder: String,
+    pub dimensions: u32,
+    pub tools: bool,
+    pub history_search: bool,
+    #[serde(flatten)]
+    pub counts: MemoryCounts,
+    pub messages_embedded: u64,
+    pub embed_batches: u64,
+    pub embed_failures: u64,
+}
+
+impl MemoryService {
+    pub fn new(store: Store, embedder: TextEmbedder, config: MemoryConfig) -> Self {
+        Self {
+            store,
+            embedder,
+            config,
+            turn_finished: Notify::new(),
+            stats: IndexerStats::default(),
+        }
+    }
+
+    pub fn config(&self) -> &MemoryConfig {
+        &self.config
+    }
+
+    pub fn describe(&self) -> String {
+        self.embedder.describe()
+    }
+
+    /// Stores `text` with its vector, in one transaction.
+    pub async fn remember(
+        &self,
+        text: &str,
+        tags: Vec<String>,
+        conversation: Option<String>,
+    ) -> Result<Memory, MemoryError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(MemoryError::Invalid("text is empty".into()));
+        }
+        if text.chars().count() > MAX_MEMORY_CHARS {
+            return Err(MemoryError::Invalid(format!(
+                "text has over {MAX_MEMORY_CHARS} characters; store a summary"
+            )));
+        }
+        let vector = self.embedder.embed_one(text).await?;
+        Ok(self
+            .store
+            .memories()
+            .store(text.to_string(), tags, conversation, &vector)
+            .await?)
+    }
+
+    /// The `k` memories nearest `query`, filtered inside the KNN query.
+    pub async fn recall(
+        &self,
+        query: &str,
+        k: usize,
+        tags: Vec<String>,
+        conversation: Option<String>,
+    ) -> Result<Vec<MemoryHit>, MemoryError> {
+        let vector = self.query_vector(query, k).await?;
+        Ok(self
+            .store
+            .memories()
+            .find(&vector, k, tags, conversation)
+            .await?)
+    }
+
+    pub async fn forget(&self, id: i64) -> Result<(), MemoryError> {
+        Ok(self.store.memories().delete(id).await?)
+    }
+
+    /// The `k` stored messages nearest `query` (history search).
+    pub async fn search_history(
+        &self,
+        query: &str,
+        k: usize,
+        conversation: Option<String>,
+    ) -> Result<Vec<MessageHit>, MemoryError> {
+        if !self.config.history_search {
+            return Err(MemoryError::Invalid(
+                "history search is off (memory.history_search: false)".into(),
+            ));
+        }
+        let vector = self.query_vector(query, k).await?;
+        Ok(self
+            .store
+            .memories()
+            .search_messages(&vector, k, conversation, self.config.snippet_chars)
+            .await?)
+    }
+
+    async fn query_vector(&self, query: &str, k: usize) -> Result<Vec<f32>, MemoryError> {
+        let max = self.config.max_k;
+        if k == 0 || k > max {
+            return Err(MemoryError::Invalid(format!(
+                "k must be between 1 and {max} (got {k})"
+            )));
+        }
+        let query = query.trim();
+        if query.is_empty() {
+            return Err(MemoryError::Invalid("query is empty".into()));
+        }
+        if query.chars().count() > MAX_QUERY_CHARS {
+            return Err(MemoryError::Invalid(format!(
+                "query has over {MAX_QUERY_CHARS} characters"
+            )));
+        }
+        Ok(self.embedder.embed_one(query).await?)
+    }
+
+    /// A turn has stored its messages: embed them soon.
+    pub fn turn_finished(&self) {
+        if self.config.history_search {
+            self.turn_finished.notify_one();
+        }
+    }
+
+    pub async fn snapshot(&self) -> MemorySnapshot {
+        let counts = self.store.memories().counts().await.unwrap_or_default();
+        MemorySnapshot {
+            embedder: self.describe(),
+            dimensions: self.store.dimensions(),
+            tools: self.config.tools,
+            history_search: self.config.history_search,
+            counts,
+            messages_embedded: self.stats.embedded.load(Ordering::Relaxed),
+            embed_batches: self.stats.batches.load(Ordering::Relaxed),
+            embed_failures: self.stats.failures.load(Ordering::Relaxed),
+        }
+    }
+}
