@@ -4,6 +4,7 @@
 mod api;
 mod error;
 mod health;
+mod mcp;
 mod origin;
 mod ws;
 
@@ -77,6 +78,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let guarded = api::router()
         .merge(ws::router())
+        .merge(mcp::router(&state))
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -7,6 +7,7 @@
 mod embedder;
 mod indexer;
 mod lexical;
+pub mod mcp_server;
 pub mod tools;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -12,6 +12,7 @@ mod health;
 mod helpers;
 mod mcp_host;
 mod mcp_interop;
+mod mcp_server;
 mod memory;
 mod providers;
 mod python;

@@ -34,7 +34,7 @@ fn env(name: &str) -> Option<String> {
     }
 }
 
-fn host(servers: Vec<(&str, McpServerConfig)>, edit: impl FnOnce(&mut McpConfig)) -> McpHost {
+pub fn host(servers: Vec<(&str, McpServerConfig)>, edit: impl FnOnce(&mut McpConfig)) -> McpHost {
     let mut config = McpConfig::default();
     edit(&mut config);
     let servers: BTreeMap<String, McpServerConfig> = servers
@@ -47,7 +47,7 @@ fn host(servers: Vec<(&str, McpServerConfig)>, edit: impl FnOnce(&mut McpConfig)
 }
 
 /// Waits until `server` is in `state` with at least `tools` tools listed.
-async fn ready(host: &McpHost, server: &str, tools: usize) {
+pub async fn ready(host: &McpHost, server: &str, tools: usize) {
     for _ in 0..200 {
         let snapshot = host.snapshot();
         let s = &snapshot.servers[server];
@@ -62,7 +62,7 @@ async fn ready(host: &McpHost, server: &str, tools: usize) {
     );
 }
 
-async fn call(host: &McpHost, tool: &str, arguments: Value) -> (bool, String) {
+pub async fn call(host: &McpHost, tool: &str, arguments: Value) -> (bool, String) {
     let outcome = host
         .call(tool, &arguments.to_string(), &CancellationToken::new())
         .await;

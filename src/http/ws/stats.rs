@@ -128,6 +128,12 @@ impl Sockets {
         &self.closing
     }
 
+    /// Cancelled when shutdown begins (other long-lived connections, such as `/mcp`'s
+    /// streams, end with it).
+    pub fn shutdown_token(&self) -> &CancellationToken {
+        &self.closing
+    }
+
     pub(super) fn sessions(&self) -> &TaskTracker {
         &self.sessions
     }
