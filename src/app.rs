@@ -35,6 +35,44 @@ pub enum StartError {
     },
     #[error("runtime failure: {0}")]
     Runtime(std::io::Error),
+    #[error("re-embedding failed: {0}")]
+    Reembed(#[from] crate::memory::MemoryError),
+}
+
+/// `mcp-platform reembed`: rebuilds the vector tables for `config.memory`'s embedder. Run it
+/// with the server stopped. `progress` hears each batch.
+pub async fn reembed(
+    config: Config,
+    progress: impl Fn(&str, u64),
+) -> Result<
+    (
+        crate::config::VectorSpace,
+        crate::memory::reembed::ReembedReport,
+    ),
+    StartError,
+> {
+    let space = config.memory.vector_space(&config.llm);
+    let repository = config.chat.service.repository.clone();
+    let open_space = space.clone();
+    let store =
+        tokio::task::spawn_blocking(move || Store::open_for_reembed(&repository, &open_space))
+            .await
+            .map_err(|e| StoreError::Open {
+                path: "database".into(),
+                reason: e.to_string(),
+            })??;
+    let providers = Arc::new(Providers::new(&config.llm, |name| std::env::var(name).ok()));
+    let embedder = TextEmbedder::new(&config.memory, &space, providers);
+    let report = crate::memory::reembed::reembed(
+        &store,
+        &embedder,
+        &space,
+        config.memory.batch_size,
+        progress,
+    )
+    .await?;
+    store.close(std::time::Duration::from_secs(30)).await?;
+    Ok((space, report))
 }
 
 /// Binds `server.host:server.port`. Done before [`App::start`], so a busy port refuses the

@@ -22,6 +22,13 @@ struct Cli {
 enum Command {
     /// Run the server (the default): creates the database and serves HTTP and WebSocket.
     Serve(ServeArgs),
+    /// Rebuild the vector tables for the configured embedder (after changing memory.embedder or
+    /// memory.dimensions). Stop the server first.
+    Reembed {
+        /// Config file [default: ./config.yaml if present, else the built-in defaults]
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
     /// Validate the configuration and print it with defaults filled in and secrets redacted.
     CheckConfig {
         /// Config file [default: ./config.yaml if present, else the built-in defaults]
@@ -47,6 +54,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::CheckConfig { config }) => check_config(config.as_deref()),
+        Some(Command::Reembed { config }) => reembed(config.as_deref()),
         Some(Command::Serve(args)) => serve(args),
         None => serve(cli.serve),
     };
@@ -87,6 +95,26 @@ fn describe_server(server: &McpServerConfig) -> String {
         }
         (None, None) => format!("no command or url{state}"),
     }
+}
+
+fn reembed(path: Option<&Path>) -> Result<(), StartError> {
+    let (config, source) = Config::load(path)?;
+    mcp_platform::telemetry::init(&config.logging);
+    let db = config.chat.service.repository.path.display().to_string();
+    eprintln!("re-embedding {db} ({source}); keep the server stopped meanwhile");
+    let runtime = tokio::runtime::Runtime::new().map_err(StartError::Runtime)?;
+    let (space, report) = runtime.block_on(mcp_platform::app::reembed(config, |kind, done| {
+        eprintln!("  {done} {kind}");
+    }))?;
+    eprintln!(
+        "done: {} memories and {} messages re-embedded with {} ({} dimensions); {} without words skipped",
+        report.counts.memories,
+        report.counts.messages,
+        space.embedder,
+        space.dimensions,
+        report.skipped
+    );
+    Ok(())
 }
 
 fn serve(args: ServeArgs) -> Result<(), StartError> {

@@ -14,8 +14,6 @@ use super::{MemoryError, MemoryService};
 /// Checked this often even without a finished turn (messages written through `/api`).
 const IDLE_INTERVAL: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
-/// Characters of a message that are embedded; the rest rarely changes what it is about.
-const EMBED_CHARS: usize = 4_000;
 
 impl MemoryService {
     /// Runs until `shutdown`.
@@ -64,7 +62,7 @@ impl MemoryService {
             .collect();
         let texts: Vec<String> = pending
             .iter()
-            .map(|m| m.content.chars().take(EMBED_CHARS).collect())
+            .map(|m| m.content.chars().take(super::EMBED_CHARS).collect())
             .collect();
         let vectors = if texts.is_empty() {
             Vec::new()

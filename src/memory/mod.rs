@@ -8,6 +8,7 @@ mod embedder;
 mod indexer;
 mod lexical;
 pub mod mcp_server;
+pub mod reembed;
 pub mod tools;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +24,8 @@ use crate::store::{Memory, MemoryCounts, MemoryHit, MessageHit, Store, StoreErro
 
 /// Characters a memory's text may have.
 pub const MAX_MEMORY_CHARS: usize = 8_000;
+/// Characters of a text that are embedded; the rest rarely changes what it is about.
+pub(crate) const EMBED_CHARS: usize = 4_000;
 /// Characters a query may have.
 pub const MAX_QUERY_CHARS: usize = 2_000;
 

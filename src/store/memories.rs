@@ -42,6 +42,15 @@ pub struct MessageHit {
     pub created_at: i64,
 }
 
+/// A memory to store with its vector.
+#[derive(Debug, Clone)]
+pub struct NewMemory {
+    pub text: String,
+    pub tags: Vec<String>,
+    pub conversation_id: Option<String>,
+    pub vector: Vector,
+}
+
 /// One message to embed for history search.
 #[derive(Debug, Clone)]
 pub struct PendingMessage {
@@ -76,6 +85,36 @@ impl Memories {
         let blob = to_blob(vector, self.store.dimensions())?;
         self.store
             .write(move |tx| insert_memory(tx, text, tags, conversation_id, &blob))
+            .await
+    }
+
+    /// Stores several memories in one transaction (imports, benchmarks).
+    pub async fn store_many(&self, memories: Vec<NewMemory>) -> Result<Vec<i64>, StoreError> {
+        let dimensions = self.store.dimensions();
+        let rows = memories
+            .into_iter()
+            .map(|m| {
+                if m.text.trim().is_empty() {
+                    return Err(StoreError::InvalidInput(
+                        "the memory's text is empty".into(),
+                    ));
+                }
+                Ok((
+                    m.text,
+                    clean_tags(m.tags)?,
+                    m.conversation_id,
+                    to_blob(&m.vector, dimensions)?,
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.store
+            .write(move |tx| {
+                rows.into_iter()
+                    .map(|(text, tags, conversation, blob)| {
+                        insert_memory(tx, text, tags, conversation, &blob).map(|m| m.id)
+                    })
+                    .collect()
+            })
             .await
     }
 
@@ -292,15 +331,29 @@ fn pending_messages(
     conn: &Connection,
     limit: usize,
 ) -> Result<(Vec<PendingMessage>, Option<i64>), StoreError> {
+    let watermark: i64 = conn.query_row(
+        "SELECT messages_embedded_up_to FROM vector_space WHERE id = 1",
+        [],
+        |row| row.get(0),
+    )?;
+    messages_after(conn, watermark, limit)
+}
+
+/// Up to `limit` messages after id `after`, keeping those history search embeds (finished user
+/// and assistant text), and the last id looked at.
+pub(super) fn messages_after(
+    conn: &Connection,
+    after: i64,
+    limit: usize,
+) -> Result<(Vec<PendingMessage>, Option<i64>), StoreError> {
     let mut statement = conn.prepare_cached(
         "SELECT id, conversation_id, role, status, content FROM messages \
-         WHERE id > (SELECT messages_embedded_up_to FROM vector_space WHERE id = 1) \
-         ORDER BY id LIMIT ?1",
+         WHERE id > ?1 ORDER BY id LIMIT ?2",
     )?;
     let mut last = None;
     let mut wanted = Vec::new();
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut rows = statement.query([limit])?;
+    let mut rows = statement.query([after, limit])?;
     while let Some(row) = rows.next()? {
         let id: i64 = row.get(0)?;
         last = Some(id);

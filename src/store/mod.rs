@@ -13,6 +13,7 @@ mod lane;
 mod memories;
 mod migrate;
 mod model;
+pub mod reembed;
 mod retention;
 mod vectors;
 
@@ -27,10 +28,11 @@ pub use error::StoreError;
 pub use health::GateStats;
 pub use health::{HealthReport, StoreStats};
 pub use lane::PoolStats;
-pub use memories::{MAX_TAGS, Memories, Memory, MemoryHit, MessageHit, PendingMessage};
+pub use memories::{MAX_TAGS, Memories, Memory, MemoryHit, MessageHit, NewMemory, PendingMessage};
 pub use model::{
     Conversation, ConversationId, MessageStatus, NewMessage, Page, Role, StoredMessage,
 };
+pub use reembed::ReembedCounts;
 pub use retention::{RetentionReport, RetentionSnapshot};
 pub use vectors::{MemoryCounts, Vector};
 
@@ -74,6 +76,22 @@ impl Store {
     /// Opens (or creates) the database for vectors of `space`: a database whose vectors were
     /// made otherwise is refused, unchanged, with the command that rebuilds them.
     pub fn open_with(config: &RepositoryConfig, space: &VectorSpace) -> Result<Self, StoreError> {
+        Self::open_checked(config, space, true)
+    }
+
+    /// Opens the database for `mcp-platform reembed`: whatever its vector space.
+    pub fn open_for_reembed(
+        config: &RepositoryConfig,
+        space: &VectorSpace,
+    ) -> Result<Self, StoreError> {
+        Self::open_checked(config, space, false)
+    }
+
+    fn open_checked(
+        config: &RepositoryConfig,
+        space: &VectorSpace,
+        check_space: bool,
+    ) -> Result<Self, StoreError> {
         connection::register_sqlite_vec()?;
         let path = config.path.clone();
         connection::prepare_file(&path)?;
@@ -81,9 +99,10 @@ impl Store {
             let conn =
                 Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
             let pending = migrate::plan(&conn, migrate::MIGRATIONS, &path)?;
-            if !pending
-                .iter()
-                .any(|m| m.version == migrate::VECTOR_MIGRATION)
+            if check_space
+                && !pending
+                    .iter()
+                    .any(|m| m.version == migrate::VECTOR_MIGRATION)
             {
                 vectors::check_space(&conn, space, &path)?;
             }

@@ -336,3 +336,99 @@ async fn sigterm_the_moment_the_server_is_ready_still_shuts_down_gracefully() {
         );
     }
 }
+
+/// A database with memories and messages made by the built-in embedder at 384 dimensions.
+async fn seed_memories(db: &Path) {
+    use mcp_platform::config::{MemoryConfig, RepositoryConfig};
+    use mcp_platform::memory::LexicalEmbedder;
+    use mcp_platform::store::{NewMessage, Role, Store};
+    let config = RepositoryConfig {
+        path: db.to_path_buf(),
+        ..RepositoryConfig::default()
+    };
+    let space = MemoryConfig::default().vector_space(&mcp_platform::config::LlmConfig::default());
+    let store = Store::open_with(&config, &space).expect("open");
+    let embedder = LexicalEmbedder::new(space.dimensions);
+    for text in ["The printer is on the third floor", "Lunch is at noon"] {
+        let vector = embedder.embed(text).expect("words");
+        store
+            .memories()
+            .store(text.into(), vec!["office".into()], None, &vector)
+            .await
+            .expect("stored");
+    }
+    let conversation = store.conversations().create(None).await.expect("created");
+    let messages = vec![
+        NewMessage::new(Role::User, "where is the printer"),
+        NewMessage::new(Role::Assistant, "third floor"),
+    ];
+    store
+        .conversations()
+        .append(&conversation.id, messages)
+        .await
+        .expect("appended");
+    store.close(Duration::from_secs(5)).await.expect("closed");
+}
+
+#[tokio::test]
+async fn a_changed_embedding_size_is_refused_at_start_until_reembed_rebuilds_the_vectors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db = dir.path().join("data/chat.db");
+    std::fs::create_dir_all(db.parent().expect("dir")).expect("mkdir");
+    seed_memories(&db).await;
+    let config = write_config(dir.path(), "memory:\n  dimensions: 256\n");
+    let config = config.to_str().expect("utf-8");
+
+    let (code, _, stderr) = run_to_completion(&["--config", config]).await;
+    assert_eq!(code, 2);
+    assert_one_clear_line(&stderr, "run `mcp-platform reembed`");
+    assert!(
+        stderr.contains("(384 dimensions)") && stderr.contains("(256)"),
+        "{stderr}"
+    );
+
+    let (code, _, stderr) = run_to_completion(&["reembed", "--config", config]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("done: 2 memories and 2 messages re-embedded")
+            && stderr.contains("(256 dimensions)"),
+        "{stderr}"
+    );
+
+    // The new vectors answer queries of the new size.
+    let space = mcp_platform::config::VectorSpace {
+        embedder: mcp_platform::config::BUILTIN_LABEL.into(),
+        dimensions: 256,
+    };
+    let repository = mcp_platform::config::RepositoryConfig {
+        path: db.clone(),
+        ..mcp_platform::config::RepositoryConfig::default()
+    };
+    let store = mcp_platform::store::Store::open_with(&repository, &space)
+        .expect("the rebuilt database opens");
+    let query = mcp_platform::memory::LexicalEmbedder::new(256)
+        .embed("which floor is the printer on")
+        .expect("words");
+    let hits = store
+        .memories()
+        .find(&query, 1, vec!["office".into()], None)
+        .await
+        .expect("find");
+    assert_eq!(hits[0].memory.text, "The printer is on the third floor");
+    let messages = store
+        .memories()
+        .search_messages(&query, 1, None, 50)
+        .await
+        .expect("search");
+    assert_eq!(messages[0].snippet, "where is the printer");
+    let counts = store.memories().counts().await.expect("counts");
+    assert_eq!(
+        (
+            counts.memory_vectors,
+            counts.message_vectors,
+            counts.messages_pending
+        ),
+        (4, 2, 0)
+    );
+    store.close(Duration::from_secs(5)).await.expect("closed");
+}
