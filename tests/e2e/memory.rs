@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 
 use crate::chat_tools::{calls, chat_bodies, tool_frames};
 use crate::helpers::TestApp;
+use crate::providers::{entry, fake};
 use crate::ws::{Socket, chat, chat_app, connect, next_frame, send, text_of, turn_frames};
 
 /// The content of the tool result for `call_id` in a chat request body.
@@ -243,5 +244,81 @@ async fn finished_turns_become_searchable_and_bad_searches_get_clear_errors() {
     // The socket still works.
     let again = search(&mut socket, "s3", json!({"query": "bread"})).await;
     assert_eq!(again["status"], "complete");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_provider_embedder_is_used_and_when_it_is_down_the_turn_goes_on() {
+    let embed = fake().await;
+    let embed_url = embed.base_url.clone();
+    let (app, chat_fake) = chat_app(move |config| {
+        let mut provider = entry(&embed_url);
+        provider.api_key_env = None;
+        provider.embedding_model = Some("mock-embedding".into());
+        provider.http_client.max_retries = 0;
+        config.llm.providers.insert("embed".into(), provider);
+        config.memory.embedder = "embed".into();
+        config.memory.dimensions = Some(8);
+        // Only the tools use the embedder here, so its script is theirs.
+        config.memory.history_search = false;
+    })
+    .await;
+    let fact = "The wifi password is on the fridge";
+    embed.mock.push([Reply::Status {
+        status: 500,
+        retry_after: None,
+        body: "{\"error\": {\"message\": \"down\"}}".into(),
+    }]);
+    chat_fake.mock.push([
+        calls(&[("s1", "memory_store", json!({"text": fact}))]),
+        Reply::text("I could not store it."),
+        calls(&[("s2", "memory_store", json!({"text": fact}))]),
+        Reply::text("Stored."),
+        calls(&[("f1", "memory_find", json!({"query": fact}))]),
+        Reply::text("Found."),
+    ]);
+    let mut socket = connect(&app).await;
+    send(&mut socket, chat("r1", "remember the wifi", json!({}))).await;
+    let frames = turn_frames(&mut socket, "r1").await;
+    assert_eq!(
+        frames.last().expect("last")["status"],
+        "complete",
+        "{frames:?}"
+    );
+    let body = &chat_bodies(&chat_fake)[1];
+    let why = tool_result(body, "s1");
+    assert!(
+        why.as_str()
+            .expect("text")
+            .contains("embedder is unavailable"),
+        "{why}"
+    );
+
+    for id in ["r2", "r3"] {
+        send(&mut socket, chat(id, "again", json!({}))).await;
+        let frames = turn_frames(&mut socket, id).await;
+        assert_eq!(frames.last().expect("last")["status"], "complete");
+    }
+    let found = tool_result(&chat_bodies(&chat_fake)[5], "f1");
+    assert_eq!(found["memories"][0]["text"], fact, "{found}");
+    assert!(
+        found["memories"][0]["score"].as_f64() > Some(0.99),
+        "{found}"
+    );
+    let embedded = embed
+        .mock
+        .requests()
+        .into_iter()
+        .filter(|r| r.endpoint == "embeddings")
+        .count();
+    // The failed store and the stored one; the query for the same text came from the cache.
+    assert_eq!(embedded, 2);
+    let health = app.health().await.1;
+    assert_eq!(health["memory"]["dimensions"], 8, "{}", health["memory"]);
+    assert_eq!(
+        health["cache_stats"]["embeddings"]["hits"], 1,
+        "{}",
+        health["cache_stats"]
+    );
     app.shutdown().await;
 }
