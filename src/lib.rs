@@ -23,6 +23,7 @@ pub mod llm;
 pub mod mcp;
 pub mod memory;
 pub mod mock_provider;
+pub mod process;
 pub mod stats;
 pub mod store;
 pub mod telemetry;

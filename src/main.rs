@@ -29,12 +29,36 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+    /// Serve the OpenAI-compatible fake provider the tests use, for load tests without tokens.
+    MockProvider(MockArgs),
     /// Validate the configuration and print it with defaults filled in and secrets redacted.
     CheckConfig {
         /// Config file [default: ./config.yaml if present, else the built-in defaults]
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(clap::Args)]
+struct MockArgs {
+    /// Port to listen on (0 picks a free one)
+    #[arg(long, default_value_t = 8081)]
+    port: u16,
+    /// Interface to bind
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Text chunks per streamed answer
+    #[arg(long, default_value_t = 20)]
+    chunks: usize,
+    /// Delay between chunks, in milliseconds
+    #[arg(long, default_value_t = 0)]
+    chunk_delay_ms: u64,
+    /// Delay before the first byte of an answer, in milliseconds
+    #[arg(long, default_value_t = 0)]
+    first_byte_ms: u64,
+    /// Share of requests answered with HTTP 500, from 0 to 1
+    #[arg(long, default_value_t = 0.0)]
+    fail_rate: f64,
 }
 
 #[derive(clap::Args, Default)]
@@ -55,6 +79,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Some(Command::CheckConfig { config }) => check_config(config.as_deref()),
         Some(Command::Reembed { config }) => reembed(config.as_deref()),
+        Some(Command::MockProvider(args)) => mock_provider(&args),
         Some(Command::Serve(args)) => serve(args),
         None => serve(cli.serve),
     };
@@ -95,6 +120,31 @@ fn describe_server(server: &McpServerConfig) -> String {
         }
         (None, None) => format!("no command or url{state}"),
     }
+}
+
+fn mock_provider(args: &MockArgs) -> Result<(), StartError> {
+    use mcp_platform::mock_provider::{MockProvider, Reply};
+    use std::time::Duration;
+    let reply = Reply::Text {
+        pieces: (0..args.chunks.max(1)).map(|i| format!("w{i} ")).collect(),
+        first_byte_delay: Duration::from_millis(args.first_byte_ms),
+        chunk_delay: Duration::from_millis(args.chunk_delay_ms),
+    };
+    let mock = MockProvider::serving(reply, args.fail_rate);
+    let runtime = tokio::runtime::Runtime::new().map_err(StartError::Runtime)?;
+    runtime.block_on(async {
+        let addr = format!("{}:{}", args.host, args.port);
+        let listener = tokio::net::TcpListener::bind(&addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let local = listener.local_addr().map_err(StartError::Runtime)?;
+        println!("mock provider listening on http://{local}/v1");
+        let shutdown = shutdown_signal().map_err(StartError::Runtime)?;
+        axum::serve(listener, mock.router())
+            .with_graceful_shutdown(shutdown)
+            .await
+            .map_err(StartError::Runtime)
+    })
 }
 
 fn reembed(path: Option<&Path>) -> Result<(), StartError> {

@@ -13,6 +13,7 @@ use std::collections::BTreeMap;
 use crate::llm::{CacheSnapshot, ProviderSnapshot};
 use crate::mcp::McpSnapshot;
 use crate::memory::MemorySnapshot;
+use crate::process::ProcessSnapshot;
 use crate::store::StoreStats;
 
 #[derive(Serialize)]
@@ -26,6 +27,7 @@ pub struct Health {
     pub cache_stats: CacheStats,
     pub mcp_stats: McpSnapshot,
     pub memory: MemorySnapshot,
+    pub process: ProcessSnapshot,
 }
 
 #[derive(Serialize)]
@@ -56,6 +58,7 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
         },
         mcp_stats: state.mcp.snapshot(),
         memory: state.memory.snapshot().await,
+        process: ProcessSnapshot::read(),
     };
     let status = if healthy {
         StatusCode::OK

@@ -3,7 +3,10 @@
 //! connection, exact byte chunks. The tests use it; it records every request it receives and the
 //! peak number of requests it had in flight at once.
 //!
-//! When its script is empty it answers with its default reply (a streamed text).
+//! When its script is empty it answers with its default reply (a streamed text), or, when the
+//! last message is a user message `/tool NAME {json}` and the request offers tool `NAME`, with
+//! that tool call. `mcp-platform mock-provider` serves it for load tests: no recording, and an
+//! optional rate of random 500s.
 
 mod reply;
 
@@ -44,6 +47,10 @@ pub struct MockProvider {
 struct Inner {
     script: Mutex<VecDeque<Reply>>,
     default: Reply,
+    /// Requests are kept for inspection unless serving for load (`serving`).
+    record: bool,
+    /// The share of requests answered with a 500.
+    fail_rate: f64,
     requests: Mutex<Vec<Recorded>>,
     in_flight: Gauge,
 }
@@ -54,10 +61,42 @@ impl MockProvider {
             inner: Arc::new(Inner {
                 script: Mutex::new(VecDeque::new()),
                 default,
+                record: true,
+                fail_rate: 0.0,
                 requests: Mutex::new(Vec::new()),
                 in_flight: Gauge::default(),
             }),
         }
+    }
+
+    /// For `mcp-platform mock-provider`: the default reply for every request, `fail_rate` of
+    /// them answered with a 500, nothing recorded (memory stays flat under load).
+    pub fn serving(default: Reply, fail_rate: f64) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                script: Mutex::new(VecDeque::new()),
+                default,
+                record: false,
+                fail_rate: fail_rate.clamp(0.0, 1.0),
+                requests: Mutex::new(Vec::new()),
+                in_flight: Gauge::default(),
+            }),
+        }
+    }
+
+    fn record(&self, recorded: Recorded) {
+        if self.inner.record {
+            self.inner
+                .requests
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(recorded);
+        }
+    }
+
+    /// A random failure, at `fail_rate`.
+    fn fails(&self) -> bool {
+        self.inner.fail_rate > 0.0 && fastrand::f64() < self.inner.fail_rate
     }
 
     /// Queues replies for the next requests, in order.
@@ -97,14 +136,20 @@ impl MockProvider {
         })
     }
 
-    fn next_reply(&self) -> Reply {
+    fn next_reply(&self, body: &Value) -> Reply {
         let scripted = self
             .inner
             .script
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .pop_front();
-        scripted.unwrap_or_else(|| self.inner.default.clone())
+        if let Some(reply) = scripted {
+            return reply;
+        }
+        if self.fails() {
+            return Reply::status(500);
+        }
+        requested_tool_call(body).unwrap_or_else(|| self.inner.default.clone())
     }
 }
 
@@ -132,17 +177,13 @@ async fn chat(
     let guard = InFlight::enter(&mock.inner);
     let streaming = body["stream"].as_bool().unwrap_or(false);
     let prompt_tokens = body["messages"].as_array().map_or(0, Vec::len) * 10;
-    mock.inner
-        .requests
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push(Recorded {
-            endpoint: "chat/completions",
-            headers,
-            body,
-            at: tokio::time::Instant::now(),
-        });
-    let reply = mock.next_reply();
+    let reply = mock.next_reply(&body);
+    mock.record(Recorded {
+        endpoint: "chat/completions",
+        headers,
+        body,
+        at: tokio::time::Instant::now(),
+    });
     if let Reply::Status {
         status,
         retry_after,
@@ -163,6 +204,28 @@ async fn chat(
         return whole(&reply, prompt_tokens, guard).await;
     }
     stream(reply, prompt_tokens, guard)
+}
+
+/// `/tool NAME {json}` as the last (user) message, when the request offers tool `NAME`.
+fn requested_tool_call(body: &Value) -> Option<Reply> {
+    let last = body["messages"].as_array()?.last()?;
+    if last["role"] != "user" {
+        return None;
+    }
+    let command = last["content"].as_str()?.strip_prefix("/tool ")?;
+    let (name, arguments) = command.split_once(' ').unwrap_or((command, "{}"));
+    let offered = body["tools"]
+        .as_array()?
+        .iter()
+        .any(|t| t["function"]["name"] == name);
+    offered.then(|| Reply::ToolCalls {
+        calls: vec![MockCall {
+            id: "call_1".into(),
+            name: name.to_string(),
+            arguments: arguments.trim().to_string(),
+        }],
+        pieces: 2,
+    })
 }
 
 /// The fake's embedding of `text`: 8 dimensions derived from an FNV-1a hash, so equal texts
@@ -198,11 +261,14 @@ async fn embeddings(
         body,
         at: tokio::time::Instant::now(),
     };
-    mock.inner
-        .requests
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .push(record);
+    mock.record(record);
+    if mock.fails() {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{\"error\": {\"message\": \"mock failure\"}}",
+        )
+            .into_response();
+    }
     let scripted = mock
         .inner
         .script

@@ -432,3 +432,80 @@ async fn a_changed_embedding_size_is_refused_at_start_until_reembed_rebuilds_the
     );
     store.close(Duration::from_secs(5)).await.expect("closed");
 }
+
+/// Starts `mcp-platform mock-provider` with `args` and returns it with its base URL.
+async fn start_mock(args: &[&str]) -> (Child, String) {
+    let mut child = Command::new(BIN)
+        .arg("mock-provider")
+        .args(["--port", "0"])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("mock provider starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let line = BufReader::new(stdout)
+        .lines()
+        .next_line()
+        .await
+        .expect("read")
+        .expect("a line");
+    let url = line
+        .strip_prefix("mock provider listening on ")
+        .expect("the address line")
+        .to_string();
+    (child, url)
+}
+
+#[tokio::test]
+async fn the_mock_provider_command_streams_calls_tools_embeds_and_fails_on_request() {
+    let (_child, url) = start_mock(&["--chunks", "5"]).await;
+    let client = reqwest::Client::new();
+    let chat = |body: Value| {
+        client
+            .post(format!("{url}/chat/completions"))
+            .json(&body)
+            .send()
+    };
+    let streamed = chat(json!({"model": "m", "stream": true,
+        "messages": [{"role": "user", "content": "hi"}]}))
+    .await
+    .expect("chat")
+    .text()
+    .await
+    .expect("body");
+    assert_eq!(streamed.matches("\"content\"").count(), 5, "{streamed}");
+    assert!(streamed.contains("[DONE]"));
+    let tools = json!([{"type": "function", "function": {"name": "echo", "parameters": {}}}]);
+    let called: Value = chat(json!({"model": "m", "stream": false, "tools": tools,
+        "messages": [{"role": "user", "content": "/tool echo {\"text\": \"x\"}"}]}))
+    .await
+    .expect("chat")
+    .json()
+    .await
+    .expect("JSON");
+    let call = &called["choices"][0]["message"]["tool_calls"][0]["function"];
+    assert_eq!(call["name"], "echo", "{called}");
+    assert_eq!(call["arguments"], "{\"text\": \"x\"}", "{called}");
+    let embedded: Value = client
+        .post(format!("{url}/embeddings"))
+        .json(&json!({"model": "e", "input": ["a", "b"]}))
+        .send()
+        .await
+        .expect("embeddings")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(embedded["data"].as_array().map(Vec::len), Some(2));
+
+    let (_failing, url) = start_mock(&["--fail-rate", "1"]).await;
+    let status = client
+        .post(format!("{url}/chat/completions"))
+        .json(&json!({"model": "m", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("chat")
+        .status();
+    assert_eq!(status.as_u16(), 500);
+}

@@ -52,6 +52,18 @@ async fn health_reports_the_documented_shape() {
         serde_json::json!({"tools": 0, "servers": {}})
     );
     assert_eq!(body["cache_stats"]["schema"]["misses"], 0);
+    // The process: measured, not zero.
+    let process = &body["process"];
+    assert!(process["rss_bytes"].as_u64() > Some(1 << 20), "{process}");
+    assert!(
+        process["threads"].as_u64() > Some(1) && process["open_fds"].as_u64() > Some(3),
+        "{process}"
+    );
+    assert!(process["cpu_seconds"].is_number(), "{process}");
+    assert_eq!(
+        body["memory"]["embedder"],
+        "builtin (lexical feature hashing: shared words, not meaning)"
+    );
     app.shutdown().await;
 }
 
