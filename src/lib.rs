@@ -20,6 +20,7 @@ pub mod chat;
 pub mod config;
 pub mod http;
 pub mod llm;
+pub mod loadtest;
 pub mod mcp;
 pub mod memory;
 pub mod mock_provider;

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use mcp_platform::app::{App, StartError, bind, shutdown_signal};
 use mcp_platform::config::{Config, McpServerConfig};
+use mcp_platform::loadtest;
 
 /// Local-first MCP chat server: WebSocket chat, LLM providers, MCP tools, one SQLite file.
 #[derive(Parser)]
@@ -31,12 +32,46 @@ enum Command {
     },
     /// Serve the OpenAI-compatible fake provider the tests use, for load tests without tokens.
     MockProvider(MockArgs),
+    /// Drive a running server's /ws/chat with many clients and report latency, throughput,
+    /// errors and the server's CPU and memory; exit 1 when an SLO is missed.
+    Loadtest(LoadtestArgs),
     /// Validate the configuration and print it with defaults filled in and secrets redacted.
     CheckConfig {
         /// Config file [default: ./config.yaml if present, else the built-in defaults]
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(clap::Args)]
+struct LoadtestArgs {
+    /// The server's chat WebSocket
+    #[arg(long, default_value = "ws://127.0.0.1:8000/ws/chat")]
+    url: String,
+    /// smoke: 10×5, load: 100×20, stress: 1000×10, soak: 100 for 10 min (connections×turns)
+    #[arg(long, value_enum, default_value = "smoke")]
+    profile: loadtest::Profile,
+    /// Concurrent connections, overriding the profile
+    #[arg(long)]
+    connections: Option<usize>,
+    /// Turns per connection, overriding the profile
+    #[arg(long)]
+    turns: Option<usize>,
+    /// Run for this long instead of a number of turns (e.g. 60s, 10m)
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<std::time::Duration>,
+    /// Spread connection starts over this long (e.g. 10s)
+    #[arg(long, value_parser = humantime::parse_duration)]
+    ramp_up: Option<std::time::Duration>,
+    /// Objectives, e.g. p99_ms=20,error_rate=0.001 (also p50_ms, p95_ms, ttft_p99_ms, turns_per_s)
+    #[arg(long)]
+    slo: Option<String>,
+    /// Print the report as JSON on stdout (progress still goes to stderr)
+    #[arg(long)]
+    json: bool,
+    /// Hold this many idle connections and report the server's memory instead of chatting
+    #[arg(long)]
+    idle: Option<usize>,
 }
 
 #[derive(clap::Args)]
@@ -80,6 +115,7 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig { config }) => check_config(config.as_deref()),
         Some(Command::Reembed { config }) => reembed(config.as_deref()),
         Some(Command::MockProvider(args)) => mock_provider(&args),
+        Some(Command::Loadtest(args)) => return loadtest(args),
         Some(Command::Serve(args)) => serve(args),
         None => serve(cli.serve),
     };
@@ -119,6 +155,72 @@ fn describe_server(server: &McpServerConfig) -> String {
             format!("Streamable HTTP at {origin}{state}")
         }
         (None, None) => format!("no command or url{state}"),
+    }
+}
+
+/// Exit codes: 0 done (and SLOs met), 1 an SLO missed, 2 the test could not run.
+fn loadtest(args: LoadtestArgs) -> ExitCode {
+    match run_loadtest(args) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run_loadtest(args: LoadtestArgs) -> Result<bool, String> {
+    let slos = loadtest::parse_slos(args.slo.as_deref().unwrap_or(""))
+        .map_err(|e| format!("--slo: {e}"))?;
+    raise_open_files_limit();
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    if let Some(count) = args.idle {
+        let report = runtime.block_on(loadtest::run_idle(args.url, count))?;
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+            );
+        } else {
+            print!("{}", report.table());
+        }
+        return Ok(report.opened == count);
+    }
+    let mut plan = args.profile.plan();
+    plan.connections = args.connections.unwrap_or(plan.connections).max(1);
+    if args.turns.is_some() || args.duration.is_some() {
+        plan.turns = args.turns;
+        plan.duration = args.duration;
+    }
+    plan.ramp_up = args.ramp_up.unwrap_or(plan.ramp_up);
+    let options = loadtest::Options {
+        url: args.url,
+        plan,
+        slos,
+        progress: true,
+    };
+    let report = runtime.block_on(loadtest::run(options))?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+        );
+    } else {
+        print!("{}", report.table());
+    }
+    Ok(report.passed())
+}
+
+/// Sockets are files: many connections need the soft limit raised to the hard one.
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(error) = setrlimit(Resource::Nofile, limit) {
+            eprintln!("warning: cannot raise the open-files limit: {error}");
+        }
     }
 }
 
@@ -169,6 +271,7 @@ fn reembed(path: Option<&Path>) -> Result<(), StartError> {
 
 fn serve(args: ServeArgs) -> Result<(), StartError> {
     let (mut config, source) = Config::load(args.config.as_deref())?;
+    raise_open_files_limit();
     config.server.host = args.host.unwrap_or(config.server.host);
     config.server.port = args.port.unwrap_or(config.server.port);
     mcp_platform::telemetry::init(&config.logging);

@@ -43,9 +43,20 @@ pub fn router() -> Router<AppState> {
 
 #[tracing::instrument(level = "debug", skip_all)]
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let body = snapshot(&state).await;
+    let status = if body.repository_stats.healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, Json(body))
+}
+
+/// Every figure, as `/health` and `/metrics` show them.
+pub async fn snapshot(state: &AppState) -> Health {
     let repository_stats = state.store.stats();
     let healthy = repository_stats.healthy;
-    let body = Health {
+    Health {
         status: if healthy { "ok" } else { "unhealthy" },
         version: env!("CARGO_PKG_VERSION"),
         uptime_s: state.started.elapsed().as_secs(),
@@ -59,11 +70,5 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
         mcp_stats: state.mcp.snapshot(),
         memory: state.memory.snapshot().await,
         process: ProcessSnapshot::read(),
-    };
-    let status = if healthy {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (status, Json(body))
+    }
 }

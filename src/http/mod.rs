@@ -5,6 +5,7 @@ mod api;
 mod error;
 mod health;
 mod mcp;
+mod metrics;
 mod origin;
 mod ws;
 
@@ -87,6 +88,7 @@ pub fn router(state: AppState) -> Router {
     // One span per request (DEBUG: `RUST_LOG=tower_http=debug` shows them), so store and
     // provider work logged inside a request carries its method and path.
     health::router()
+        .merge(metrics::router())
         .merge(guarded)
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)

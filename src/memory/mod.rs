@@ -66,7 +66,12 @@ pub struct MemoryService {
     /// Woken when a turn has finished, so its messages are embedded soon.
     turn_finished: Notify,
     stats: IndexerStats,
+    /// Row counts for `/health`, recounted at most every [`COUNTS_TTL`].
+    counts: std::sync::Mutex<Option<(std::time::Instant, MemoryCounts)>>,
 }
+
+/// `/health` is polled often and must stay cheap: row counts are at most this old.
+const COUNTS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Debug, Default)]
 struct IndexerStats {
@@ -97,6 +102,7 @@ impl MemoryService {
             config,
             turn_finished: Notify::new(),
             stats: IndexerStats::default(),
+            counts: std::sync::Mutex::new(None),
         }
     }
 
@@ -198,8 +204,28 @@ impl MemoryService {
         }
     }
 
-    pub async fn snapshot(&self) -> MemorySnapshot {
+    async fn counts(&self) -> MemoryCounts {
+        let cached = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some((at, counts)) = cached
+            && at.elapsed() < COUNTS_TTL
+        {
+            return counts;
+        }
         let counts = self.store.memories().counts().await.unwrap_or_default();
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            Some((std::time::Instant::now(), counts.clone()));
+        counts
+    }
+
+    pub async fn snapshot(&self) -> MemorySnapshot {
+        let counts = self.counts().await;
         MemorySnapshot {
             embedder: self.describe(),
             dimensions: self.store.dimensions(),

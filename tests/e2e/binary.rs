@@ -509,3 +509,64 @@ async fn the_mock_provider_command_streams_calls_tools_embeds_and_fails_on_reque
         .status();
     assert_eq!(status.as_u16(), 500);
 }
+
+#[tokio::test]
+async fn loadtest_drives_a_server_reports_figures_and_judges_slos() {
+    let (app, _fake) = crate::ws::chat_app(|_| {}).await;
+    let url = format!("ws://{}/ws/chat", app.addr);
+    let (code, stdout, stderr) = run_to_completion(&[
+        "loadtest",
+        "--url",
+        &url,
+        "--connections",
+        "5",
+        "--turns",
+        "3",
+        "--json",
+        "--slo",
+        "p99_ms=60000,error_rate=0",
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).expect("JSON report");
+    assert_eq!(report["turns_completed"], 15, "{report}");
+    assert_eq!(report["errors"], json!({}), "{report}");
+    assert_eq!(report["turn_ms"]["count"], 15);
+    assert!(report["ttft_ms"]["p99"].as_f64() > Some(0.0), "{report}");
+    assert!(report["server"]["cpu_ms_per_turn"].is_number(), "{report}");
+    assert_eq!(report["slos"][0]["met"], true);
+
+    let (code, stdout, _) = run_to_completion(&[
+        "loadtest",
+        "--url",
+        &url,
+        "--connections",
+        "2",
+        "--turns",
+        "1",
+        "--slo",
+        "p99_ms=0",
+    ])
+    .await;
+    assert_eq!(code, 1, "a missed SLO exits 1: {stdout}");
+    assert!(
+        stdout.contains("SLO p99_ms <= 0") && stdout.contains("MISSED"),
+        "{stdout}"
+    );
+
+    let (code, stdout, stderr) =
+        run_to_completion(&["loadtest", "--url", &url, "--idle", "20", "--json"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let idle: Value = serde_json::from_str(&stdout).expect("JSON report");
+    assert_eq!(
+        (idle["opened"].as_u64(), idle["server_active"].as_u64()),
+        (Some(20), Some(20)),
+        "{idle}"
+    );
+    assert!(idle["rss_bytes_after_close"].as_u64() > Some(0), "{idle}");
+
+    let (code, _, stderr) = run_to_completion(&["loadtest", "--url", &url, "--slo", "p99=1"]).await;
+    assert_eq!(code, 2);
+    assert_one_clear_line(&stderr, "unknown SLO");
+    app.shutdown().await;
+}

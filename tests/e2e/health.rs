@@ -178,3 +178,74 @@ async fn retention_runs_in_the_background_and_shows_in_health() {
     assert_eq!(kept, ["m3", "m4"]);
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn metrics_show_the_health_figures_in_prometheus_format() {
+    let (app, fake) = crate::ws::chat_app(|_| {}).await;
+    fake.mock
+        .push([mcp_platform::mock_provider::Reply::words(3)]);
+    let mut socket = crate::ws::connect(&app).await;
+    crate::ws::send(
+        &mut socket,
+        crate::ws::chat("r1", "hi", serde_json::json!({})),
+    )
+    .await;
+    crate::ws::turn_frames(&mut socket, "r1").await;
+    let response = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .expect("GET /metrics");
+    assert_eq!(response.status().as_u16(), 200);
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
+    let text = response.text().await.expect("text");
+    let value = |series: &str| -> Option<f64> {
+        text.lines()
+            .find(|line| line.starts_with(series) && line[series.len()..].starts_with(' '))
+            .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+    };
+    assert_eq!(
+        value("mcp_platform_websocket_turns_completed"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(value("mcp_platform_websocket_active"), Some(1.0), "{text}");
+    assert_eq!(
+        value("mcp_platform_llm_requests{provider=\"mock\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value("mcp_platform_status_info{value=\"ok\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value("mcp_platform_llm_circuit_info{provider=\"mock\",value=\"closed\"}"),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(
+        value("mcp_platform_websocket_turns_turn_latency_ms{quantile=\"0.99\"}") > Some(0.0),
+        "{text}"
+    );
+    assert!(
+        value("mcp_platform_process_rss_bytes") > Some(1e6),
+        "{text}"
+    );
+    assert!(
+        value("mcp_platform_repository_readers_size") == Some(16.0),
+        "{text}"
+    );
+    assert!(!text.contains("sk-"), "no secrets");
+    drop(socket);
+    app.shutdown().await;
+}

@@ -1,0 +1,172 @@
+//! One simulated client: a WebSocket that chats turn after turn in one conversation, speaking
+//! only the documented protocol, timing each turn (first chunk, complete) and counting errors
+//! by their code.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_util::sync::CancellationToken;
+
+/// A turn that takes longer than this counts as a `timeout` error.
+const TURN_TIMEOUT: Duration = Duration::from_secs(60);
+
+pub type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Live counters the progress line reads.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub connected: AtomicU64,
+    pub turns: AtomicU64,
+    pub errors: AtomicU64,
+}
+
+/// What one client measured.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub ttft: Vec<Duration>,
+    pub latency: Vec<Duration>,
+    pub completed: u64,
+    pub errors: BTreeMap<String, u64>,
+}
+
+impl Outcome {
+    fn error(&mut self, code: &str, progress: &Progress) {
+        *self.errors.entry(code.to_string()).or_default() += 1;
+        progress.errors.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Opens a socket; a refusal is named by its HTTP status (`http_503`) or `connect`.
+pub async fn connect(url: &str) -> Result<Socket, String> {
+    match tokio_tungstenite::connect_async(url).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(format!("http_{}", response.status().as_u16()))
+        }
+        Err(_) => Err("connect".into()),
+    }
+}
+
+/// Chats `turns` turns (or until `stop`), after waiting `delay` (the ramp-up).
+pub async fn run(
+    url: String,
+    turns: Option<usize>,
+    delay: Duration,
+    stop: CancellationToken,
+    progress: &Progress,
+) -> Outcome {
+    let mut outcome = Outcome::default();
+    tokio::select! {
+        () = tokio::time::sleep(delay) => {}
+        () = stop.cancelled() => return outcome,
+    }
+    let mut socket = match connect(&url).await {
+        Ok(socket) => socket,
+        Err(code) => {
+            outcome.error(&code, progress);
+            return outcome;
+        }
+    };
+    progress.connected.fetch_add(1, Ordering::Relaxed);
+    let mut conversation: Option<String> = None;
+    let mut turn = 0;
+    while turns.is_none_or(|n| turn < n) && !stop.is_cancelled() {
+        let request_id = format!("t{turn}");
+        let mut payload = json!({"text": format!("load test turn {turn}")});
+        if let Some(id) = &conversation {
+            payload["conversation_id"] = json!(id);
+        }
+        let frame = json!({"action": "chat", "request_id": request_id, "payload": payload});
+        let started = Instant::now();
+        if socket
+            .send(Message::Text(frame.to_string().into()))
+            .await
+            .is_err()
+        {
+            outcome.error("closed", progress);
+            break;
+        }
+        match tokio::time::timeout(TURN_TIMEOUT, read_turn(&mut socket, &request_id, started)).await
+        {
+            Ok(Ok(done)) => {
+                conversation = conversation.or(done.conversation);
+                if let Some(ttft) = done.ttft {
+                    outcome.ttft.push(ttft);
+                }
+                outcome.latency.push(started.elapsed());
+                outcome.completed += 1;
+                progress.turns.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(Err(TurnFailure::Code(code))) => outcome.error(&code, progress),
+            Ok(Err(TurnFailure::Closed)) => {
+                outcome.error("closed", progress);
+                break;
+            }
+            Err(_) => {
+                outcome.error("timeout", progress);
+                break;
+            }
+        }
+        turn += 1;
+    }
+    let _ = socket.close(None).await;
+    progress.connected.fetch_sub(1, Ordering::Relaxed);
+    outcome
+}
+
+struct TurnDone {
+    conversation: Option<String>,
+    ttft: Option<Duration>,
+}
+
+enum TurnFailure {
+    Code(String),
+    Closed,
+}
+
+/// Reads frames until `request_id`'s `complete` or `error`.
+async fn read_turn(
+    socket: &mut Socket,
+    request_id: &str,
+    started: Instant,
+) -> Result<TurnDone, TurnFailure> {
+    let mut done = TurnDone {
+        conversation: None,
+        ttft: None,
+    };
+    loop {
+        let text = match socket.next().await {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Close(_)) | Err(_)) | None => return Err(TurnFailure::Closed),
+            Some(Ok(_)) => continue,
+        };
+        let Ok(frame) = serde_json::from_str::<Value>(text.as_str()) else {
+            return Err(TurnFailure::Code("bad_frame".into()));
+        };
+        if frame["request_id"] != request_id {
+            continue;
+        }
+        match frame["status"].as_str() {
+            Some("processing") => {
+                if let Some(id) = frame["chunk"]["metadata"]["conversation_id"].as_str() {
+                    done.conversation = Some(id.to_string());
+                }
+            }
+            Some("chunk") => {
+                done.ttft.get_or_insert_with(|| started.elapsed());
+            }
+            Some("complete") => return Ok(done),
+            Some("error") => {
+                let code = frame["chunk"]["code"].as_str().unwrap_or("error");
+                return Err(TurnFailure::Code(code.to_string()));
+            }
+            _ => {}
+        }
+    }
+}

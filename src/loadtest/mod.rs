@@ -1,0 +1,351 @@
+//! `mcp-platform loadtest`: drives a running server's `/ws/chat` with many simulated clients
+//! (`client.rs`), prints live progress, and ends with turns/s, time to first token and turn
+//! latency percentiles, errors by code, the server's own CPU per turn and memory (from its
+//! `/health`), and the verdict of each SLO. `--idle N` holds N idle sockets instead and reports
+//! the server's memory with them open and after they close.
+
+mod client;
+pub mod profile;
+pub mod report;
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde::Serialize;
+use serde_json::Value;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+pub use profile::{Plan, Profile, Slo, parse_slos};
+pub use report::{Percentiles, Report, ServerFigures};
+
+use client::{Outcome, Progress};
+
+/// How often `/health` is sampled during a run.
+const HEALTH_EVERY: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `ws://host:port/ws/chat`.
+    pub url: String,
+    pub plan: Plan,
+    pub slos: Vec<Slo>,
+    /// Live progress on stderr once a second.
+    pub progress: bool,
+}
+
+/// `ws://host:port/ws/chat` → `http://host:port/health`.
+pub fn health_url(ws_url: &str) -> Result<String, String> {
+    let mut url = reqwest::Url::parse(ws_url).map_err(|e| format!("`{ws_url}`: {e}"))?;
+    let scheme = match url.scheme() {
+        "ws" => "http",
+        "wss" => "https",
+        other => {
+            return Err(format!(
+                "`{ws_url}`: the scheme must be ws or wss, not {other}"
+            ));
+        }
+    };
+    url.set_scheme(scheme)
+        .map_err(|()| format!("`{ws_url}`: cannot use {scheme}"))?;
+    url.set_path("/health");
+    url.set_query(None);
+    Ok(url.to_string())
+}
+
+pub async fn run(options: Options) -> Result<Report, String> {
+    let health = health_url(&options.url)?;
+    let http = reqwest::Client::new();
+    let before = fetch_health(&http, &health).await;
+    let progress = Arc::new(Progress::default());
+    let stop = CancellationToken::new();
+    let done = CancellationToken::new();
+    let plan = &options.plan;
+    if let Some(duration) = plan.duration {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(duration).await;
+            stop.cancel();
+        });
+    }
+    let sampler = tokio::spawn(sample_health(http.clone(), health.clone(), done.clone()));
+    let printer = options.progress.then(|| {
+        tokio::spawn(print_progress(
+            progress.clone(),
+            plan.connections,
+            done.clone(),
+        ))
+    });
+    let started = Instant::now();
+    let tasks: Vec<_> = (0..plan.connections)
+        .map(|i| {
+            let delay = plan.ramp_up.mul_f64(ratio(i, plan.connections));
+            let (url, stop, progress) = (options.url.clone(), stop.clone(), progress.clone());
+            let turns = plan.turns;
+            tokio::spawn(async move { client::run(url, turns, delay, stop, &progress).await })
+        })
+        .collect();
+    let mut outcomes = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        outcomes.push(task.await.unwrap_or_default());
+    }
+    let elapsed = started.elapsed();
+    done.cancel();
+    let health_samples = sampler.await.unwrap_or_default();
+    if let Some(printer) = printer {
+        let _ = printer.await;
+    }
+    let after = fetch_health(&http, &health).await;
+    let mut report = summarize(&options, outcomes, elapsed);
+    report.server = server_figures(
+        before.as_ref(),
+        after.as_ref(),
+        report.turns_completed,
+        health_samples,
+    );
+    report.judge(&options.slos);
+    Ok(report)
+}
+
+#[allow(clippy::cast_precision_loss)] // small counts
+fn ratio(i: usize, n: usize) -> f64 {
+    i as f64 / n.max(1) as f64
+}
+
+#[allow(clippy::cast_precision_loss)] // counts far below 2^52
+fn summarize(options: &Options, outcomes: Vec<Outcome>, elapsed: Duration) -> Report {
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let (mut ttft, mut latency, mut completed) = (Vec::new(), Vec::new(), 0);
+    for outcome in outcomes {
+        ttft.extend(outcome.ttft);
+        latency.extend(outcome.latency);
+        completed += outcome.completed;
+        for (code, count) in outcome.errors {
+            *errors.entry(code).or_default() += count;
+        }
+    }
+    let failed: u64 = errors.values().sum();
+    let attempted = completed + failed;
+    Report {
+        url: options.url.clone(),
+        connections: options.plan.connections,
+        duration_s: (elapsed.as_secs_f64() * 100.0).round() / 100.0,
+        turns_completed: completed,
+        turns_failed: failed,
+        error_rate: if attempted == 0 {
+            0.0
+        } else {
+            failed as f64 / attempted as f64
+        },
+        turns_per_s: (completed as f64 / elapsed.as_secs_f64().max(1e-9) * 10.0).round() / 10.0,
+        errors,
+        ttft_ms: Percentiles::of(ttft),
+        turn_ms: Percentiles::of(latency),
+        server: ServerFigures::default(),
+        slos: Vec::new(),
+    }
+}
+
+#[allow(clippy::cast_precision_loss)] // counts far below 2^52
+fn server_figures(
+    before: Option<&Value>,
+    after: Option<&Value>,
+    turns: u64,
+    health_samples: Vec<Duration>,
+) -> ServerFigures {
+    let cpu = |h: Option<&Value>| h.and_then(|h| h["process"]["cpu_seconds"].as_f64());
+    let rss = |h: Option<&Value>| h.and_then(|h| h["process"]["rss_bytes"].as_u64());
+    let cpu_ms_per_turn = match (cpu(before), cpu(after)) {
+        (Some(b), Some(a)) if turns > 0 => {
+            Some(((a - b) * 1000.0 / turns as f64 * 1000.0).round() / 1000.0)
+        }
+        _ => None,
+    };
+    ServerFigures {
+        cpu_ms_per_turn,
+        rss_bytes_before: rss(before),
+        rss_bytes_after: rss(after),
+        health_ms: Percentiles::of(health_samples),
+    }
+}
+
+async fn fetch_health(http: &reqwest::Client, url: &str) -> Option<Value> {
+    http.get(url).send().await.ok()?.json().await.ok()
+}
+
+/// `/health` round trips until `done`.
+async fn sample_health(
+    http: reqwest::Client,
+    url: String,
+    done: CancellationToken,
+) -> Vec<Duration> {
+    let mut samples = Vec::new();
+    let mut tick = tokio::time::interval(HEALTH_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = done.cancelled() => return samples,
+        }
+        let started = Instant::now();
+        if let Ok(response) = http.get(&url).send().await
+            && response.bytes().await.is_ok()
+        {
+            samples.push(started.elapsed());
+        }
+    }
+}
+
+async fn print_progress(progress: Arc<Progress>, connections: usize, done: CancellationToken) {
+    let started = Instant::now();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.tick().await;
+    let mut last = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = done.cancelled() => return,
+        }
+        let turns = progress.turns.load(Ordering::Relaxed);
+        eprintln!(
+            "[{:>4}s] connected {}/{connections}  turns {turns} ({}/s)  errors {}",
+            started.elapsed().as_secs(),
+            progress.connected.load(Ordering::Relaxed),
+            turns - last,
+            progress.errors.load(Ordering::Relaxed),
+        );
+        last = turns;
+    }
+}
+
+/// `--idle N`: the server's memory with N idle sockets open, and after they close.
+#[derive(Debug, Clone, Serialize)]
+pub struct IdleReport {
+    pub url: String,
+    pub requested: usize,
+    pub opened: usize,
+    pub errors: BTreeMap<String, u64>,
+    pub server_active: Option<u64>,
+    pub rss_bytes_before: Option<u64>,
+    pub rss_bytes_open: Option<u64>,
+    pub rss_bytes_after_close: Option<u64>,
+    /// (open − before) ÷ opened.
+    pub bytes_per_connection: Option<u64>,
+}
+
+impl IdleReport {
+    pub fn table(&self) -> String {
+        let mb =
+            |b: Option<u64>| b.map_or_else(|| "?".into(), |b| format!("{:.1} MB", report::mb(b)));
+        let active = self
+            .server_active
+            .map_or_else(|| "?".into(), |n| n.to_string());
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "idle connections to {}: {} of {} open (the server counts {active})",
+            self.url, self.opened, self.requested
+        );
+        let _ = writeln!(
+            out,
+            "  server RSS before             {}",
+            mb(self.rss_bytes_before)
+        );
+        let _ = writeln!(
+            out,
+            "  server RSS with them open     {}",
+            mb(self.rss_bytes_open)
+        );
+        let _ = writeln!(
+            out,
+            "  server RSS after they closed  {}",
+            mb(self.rss_bytes_after_close)
+        );
+        if let Some(per) = self.bytes_per_connection {
+            let _ = writeln!(
+                out,
+                "  per connection                {:.1} KB",
+                report::mb(per) * 1024.0
+            );
+        }
+        for (code, count) in &self.errors {
+            let _ = writeln!(out, "  error `{code}`  {count}");
+        }
+        out
+    }
+}
+
+pub async fn run_idle(url: String, count: usize) -> Result<IdleReport, String> {
+    let health = health_url(&url)?;
+    let http = reqwest::Client::new();
+    let rss = |h: &Option<Value>| h.as_ref().and_then(|h| h["process"]["rss_bytes"].as_u64());
+    let before = fetch_health(&http, &health).await;
+    let close = CancellationToken::new();
+    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let opened: Vec<_> = futures::stream::iter(0..count)
+        .map(|_| client::connect(&url))
+        .buffer_unordered(256)
+        .collect()
+        .await;
+    let mut holders = Vec::new();
+    for socket in opened {
+        match socket {
+            Ok(socket) => holders.push(tokio::spawn(hold(socket, close.clone()))),
+            Err(code) => *errors.entry(code).or_default() += 1,
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let open = fetch_health(&http, &health).await;
+    let server_active = open
+        .as_ref()
+        .and_then(|h| h["websocket_stats"]["active"].as_u64());
+    close.cancel();
+    let opened = holders.len();
+    for holder in holders {
+        let _ = holder.await;
+    }
+    // Wait for the server to see them all closed, then for its allocator to settle.
+    for _ in 0..60 {
+        let h = fetch_health(&http, &health).await;
+        if h.as_ref()
+            .and_then(|h| h["websocket_stats"]["active"].as_u64())
+            == Some(0)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = fetch_health(&http, &health).await;
+    let per = match (rss(&before), rss(&open)) {
+        (Some(b), Some(o)) if opened > 0 => Some(o.saturating_sub(b) / opened as u64),
+        _ => None,
+    };
+    Ok(IdleReport {
+        url,
+        requested: count,
+        opened,
+        errors,
+        server_active,
+        rss_bytes_before: rss(&before),
+        rss_bytes_open: rss(&open),
+        rss_bytes_after_close: rss(&after),
+        bytes_per_connection: per,
+    })
+}
+
+/// Keeps a socket open and answering pings until `close`.
+async fn hold(mut socket: client::Socket, close: CancellationToken) {
+    loop {
+        tokio::select! {
+            message = socket.next() => if message.is_none() { return },
+            () = close.cancelled() => {
+                let _ = socket.close(None).await;
+                return;
+            }
+        }
+    }
+}
