@@ -225,7 +225,7 @@ impl App {
         let router = http::router(state);
         let stop_accepting = cancel.child_token();
         let server = axum::serve(
-            listener,
+            http::without_nagle(listener),
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());

@@ -63,6 +63,13 @@ struct LoadtestArgs {
     /// Spread connection starts over this long (e.g. 10s)
     #[arg(long, value_parser = humantime::parse_duration)]
     ramp_up: Option<std::time::Duration>,
+    /// Turns started per second across all connections (paced, open loop); by default each
+    /// connection sends its next turn as soon as the last one ends
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Turns per conversation before a connection starts a new one [default: 10]
+    #[arg(long)]
+    conversation_turns: Option<usize>,
     /// Objectives, e.g. p99_ms=20,error_rate=0.001 (also p50_ms, p95_ms, ttft_p99_ms, turns_per_s)
     #[arg(long)]
     slo: Option<String>,
@@ -194,6 +201,18 @@ fn run_loadtest(args: LoadtestArgs) -> Result<bool, String> {
         plan.duration = args.duration;
     }
     plan.ramp_up = args.ramp_up.unwrap_or(plan.ramp_up);
+    plan.conversation_turns = args
+        .conversation_turns
+        .unwrap_or(plan.conversation_turns)
+        .max(1);
+    if let Some(rate) = args.rate {
+        if !rate.is_finite() || rate <= 0.0 {
+            return Err(format!(
+                "--rate: {rate} is not a positive number of turns per second"
+            ));
+        }
+        plan.rate = Some(rate);
+    }
     let options = loadtest::Options {
         url: args.url,
         plan,
@@ -242,7 +261,7 @@ fn mock_provider(args: &MockArgs) -> Result<(), StartError> {
         let local = listener.local_addr().map_err(StartError::Runtime)?;
         println!("mock provider listening on http://{local}/v1");
         let shutdown = shutdown_signal().map_err(StartError::Runtime)?;
-        axum::serve(listener, mock.router())
+        axum::serve(mcp_platform::http::without_nagle(listener), mock.router())
             .with_graceful_shutdown(shutdown)
             .await
             .map_err(StartError::Runtime)

@@ -44,7 +44,7 @@ impl Outcome {
 
 /// Opens a socket; a refusal is named by its HTTP status (`http_503`) or `connect`.
 pub async fn connect(url: &str) -> Result<Socket, String> {
-    match tokio_tungstenite::connect_async(url).await {
+    match tokio_tungstenite::connect_async_with_config(url, None, true).await {
         Ok((socket, _)) => Ok(socket),
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             Err(format!("http_{}", response.status().as_u16()))
@@ -53,17 +53,28 @@ pub async fn connect(url: &str) -> Result<Socket, String> {
     }
 }
 
-/// Chats `turns` turns (or until `stop`), after waiting `delay` (the ramp-up).
+/// What one simulated client does.
+pub struct Shape {
+    /// Turns in all; `None`: until stopped.
+    pub turns: Option<usize>,
+    /// Start a turn every `pace` (a turn that takes longer delays the next, never two at once).
+    pub pace: Option<Duration>,
+    /// A new conversation after this many turns.
+    pub conversation_turns: usize,
+    /// Wait this long before connecting (the ramp-up).
+    pub delay: Duration,
+}
+
+/// Chats as `shape` says until its turns are done or `stop`.
 pub async fn run(
     url: String,
-    turns: Option<usize>,
-    delay: Duration,
+    shape: Shape,
     stop: CancellationToken,
     progress: &Progress,
 ) -> Outcome {
     let mut outcome = Outcome::default();
     tokio::select! {
-        () = tokio::time::sleep(delay) => {}
+        () = tokio::time::sleep(shape.delay) => {}
         () = stop.cancelled() => return outcome,
     }
     let mut socket = match connect(&url).await {
@@ -76,7 +87,21 @@ pub async fn run(
     progress.connected.fetch_add(1, Ordering::Relaxed);
     let mut conversation: Option<String> = None;
     let mut turn = 0;
-    while turns.is_none_or(|n| turn < n) && !stop.is_cancelled() {
+    let mut ticks = shape.pace.map(|every| {
+        let mut ticks = tokio::time::interval(every);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        ticks
+    });
+    while shape.turns.is_none_or(|n| turn < n) && !stop.is_cancelled() {
+        if turn % shape.conversation_turns == 0 {
+            conversation = None;
+        }
+        if let Some(ticks) = ticks.as_mut() {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = stop.cancelled() => break,
+            }
+        }
         let request_id = format!("t{turn}");
         let mut payload = json!({"text": format!("load test turn {turn}")});
         if let Some(id) = &conversation {

@@ -28,6 +28,12 @@ use client::{Outcome, Progress};
 /// How often `/health` is sampled during a run.
 const HEALTH_EVERY: Duration = Duration::from_millis(200);
 
+/// The server counts as idle after a run when it used less CPU than this between two samples.
+const SETTLED_CPU_SECONDS: f64 = 0.01;
+
+/// The longest wait for the server to go idle after a run.
+const SETTLE_AT_MOST: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone)]
 pub struct Options {
     /// `ws://host:port/ws/chat`.
@@ -85,8 +91,13 @@ pub async fn run(options: Options) -> Result<Report, String> {
         .map(|i| {
             let delay = plan.ramp_up.mul_f64(ratio(i, plan.connections));
             let (url, stop, progress) = (options.url.clone(), stop.clone(), progress.clone());
-            let turns = plan.turns;
-            tokio::spawn(async move { client::run(url, turns, delay, stop, &progress).await })
+            let shape = client::Shape {
+                turns: plan.turns,
+                pace: plan.pace(),
+                conversation_turns: plan.conversation_turns.max(1),
+                delay,
+            };
+            tokio::spawn(async move { client::run(url, shape, stop, &progress).await })
         })
         .collect();
     let mut outcomes = Vec::with_capacity(tasks.len());
@@ -99,7 +110,7 @@ pub async fn run(options: Options) -> Result<Report, String> {
     if let Some(printer) = printer {
         let _ = printer.await;
     }
-    let after = fetch_health(&http, &health).await;
+    let after = settled_health(&http, &health).await;
     let mut report = summarize(&options, outcomes, elapsed);
     report.server = server_figures(
         before.as_ref(),
@@ -133,6 +144,7 @@ fn summarize(options: &Options, outcomes: Vec<Outcome>, elapsed: Duration) -> Re
     Report {
         url: options.url.clone(),
         connections: options.plan.connections,
+        rate: options.plan.rate,
         duration_s: (elapsed.as_secs_f64() * 100.0).round() / 100.0,
         turns_completed: completed,
         turns_failed: failed,
@@ -171,6 +183,30 @@ fn server_figures(
         rss_bytes_after: rss(after),
         health_ms: Percentiles::of(health_samples),
     }
+}
+
+/// `/health` once the server has finished the work the run left (history indexing, writes):
+/// when its CPU seconds stop growing, or after [`SETTLE_AT_MOST`].
+async fn settled_health(http: &reqwest::Client, url: &str) -> Option<Value> {
+    let cpu = |h: &Option<Value>| {
+        h.as_ref()
+            .and_then(|h| h["process"]["cpu_seconds"].as_f64())
+    };
+    let deadline = Instant::now() + SETTLE_AT_MOST;
+    let mut last = fetch_health(http, url).await;
+    while Instant::now() < deadline {
+        tokio::time::sleep(HEALTH_EVERY).await;
+        let next = fetch_health(http, url).await;
+        let busy = match (cpu(&last), cpu(&next)) {
+            (Some(before), Some(after)) => after - before > SETTLED_CPU_SECONDS,
+            _ => false,
+        };
+        last = next;
+        if !busy {
+            break;
+        }
+    }
+    last
 }
 
 async fn fetch_health(http: &reqwest::Client, url: &str) -> Option<Value> {

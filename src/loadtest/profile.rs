@@ -24,6 +24,24 @@ pub struct Plan {
     pub turns: Option<usize>,
     pub duration: Option<Duration>,
     pub ramp_up: Duration,
+    /// Turns started per second across all connections (each connection paced to its share);
+    /// `None`: each connection starts its next turn as soon as the last one ends.
+    pub rate: Option<f64>,
+    /// Turns per conversation: a connection then starts a new one, as users do. Each turn reads
+    /// its conversation's history, so this sets how much history a turn carries.
+    pub conversation_turns: usize,
+}
+
+/// Turns per conversation unless `--conversation-turns` says otherwise.
+pub const CONVERSATION_TURNS: usize = 10;
+
+impl Plan {
+    /// How often one connection starts a turn under `rate`.
+    pub fn pace(&self) -> Option<Duration> {
+        let rate = self.rate.filter(|r| r.is_finite() && *r > 0.0)?;
+        #[allow(clippy::cast_precision_loss)] // connection counts are small
+        Duration::try_from_secs_f64(self.connections as f64 / rate).ok()
+    }
 }
 
 impl Profile {
@@ -39,6 +57,8 @@ impl Profile {
             turns,
             duration: duration.map(Duration::from_secs),
             ramp_up: Duration::from_secs(ramp_up),
+            rate: None,
+            conversation_turns: CONVERSATION_TURNS,
         }
     }
 }
@@ -136,6 +156,16 @@ mod tests {
                 .expect_err("nan")
                 .contains("not a number")
         );
+    }
+
+    #[test]
+    fn a_rate_is_shared_between_connections() {
+        let mut plan = Profile::Load.plan();
+        assert_eq!(plan.pace(), None);
+        plan.rate = Some(2000.0);
+        assert_eq!(plan.pace(), Some(Duration::from_millis(50)));
+        plan.rate = Some(0.0);
+        assert_eq!(plan.pace(), None);
     }
 
     #[test]

@@ -66,6 +66,8 @@ pub struct SloVerdict {
 pub struct Report {
     pub url: String,
     pub connections: usize,
+    /// The paced rate asked for (`--rate`), turns started per second.
+    pub rate: Option<f64>,
     pub duration_s: f64,
     pub turns_completed: u64,
     pub turns_failed: u64,
@@ -116,9 +118,13 @@ impl Report {
         let row = |out: &mut String, name: &str, value: String| {
             let _ = writeln!(out, "  {name:<26} {value}");
         };
+        let pace = self
+            .rate
+            .map(|rate| format!(", paced at {rate} turns/s"))
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "load test of {} ({} connections)",
+            "load test of {} ({} connections{pace})",
             self.url, self.connections
         );
         row(&mut out, "duration", format!("{:.1} s", self.duration_s));
@@ -198,6 +204,7 @@ mod tests {
     #[test]
     fn a_missed_slo_fails_the_run() {
         let mut report = Report {
+            rate: None,
             url: "ws://x".into(),
             connections: 1,
             duration_s: 1.0,

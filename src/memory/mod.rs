@@ -11,6 +11,7 @@ pub mod mcp_server;
 pub mod reembed;
 pub mod tools;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
@@ -66,8 +67,21 @@ pub struct MemoryService {
     /// Woken when a turn has finished, so its messages are embedded soon.
     turn_finished: Notify,
     stats: IndexerStats,
-    /// Row counts for `/health`, recounted at most every [`COUNTS_TTL`].
-    counts: std::sync::Mutex<Option<(std::time::Instant, MemoryCounts)>>,
+    /// Row counts for `/health`, recounted in the background at most every [`COUNTS_TTL`].
+    counts: Arc<std::sync::Mutex<CountsCache>>,
+}
+
+fn lock(cache: &std::sync::Mutex<CountsCache>) -> std::sync::MutexGuard<'_, CountsCache> {
+    cache
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+#[derive(Debug, Default)]
+struct CountsCache {
+    counted_at: Option<std::time::Instant>,
+    counts: MemoryCounts,
+    recounting: bool,
 }
 
 /// `/health` is polled often and must stay cheap: row counts are at most this old.
@@ -102,7 +116,7 @@ impl MemoryService {
             config,
             turn_finished: Notify::new(),
             stats: IndexerStats::default(),
-            counts: std::sync::Mutex::new(None),
+            counts: Arc::default(),
         }
     }
 
@@ -204,24 +218,37 @@ impl MemoryService {
         }
     }
 
+    /// The row counts: counted inline the first time, afterwards the last count, recounted in
+    /// the background when older than [`COUNTS_TTL`] (a `/health` poll never waits behind the
+    /// database under load).
     async fn counts(&self) -> MemoryCounts {
-        let cached = self
-            .counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone();
-        if let Some((at, counts)) = cached
-            && at.elapsed() < COUNTS_TTL
-        {
+        if let Some(counts) = self.cached_counts() {
             return counts;
         }
         let counts = self.store.memories().counts().await.unwrap_or_default();
-        *self
-            .counts
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some((std::time::Instant::now(), counts.clone()));
+        let mut cache = lock(&self.counts);
+        cache.counted_at = Some(std::time::Instant::now());
+        cache.counts = counts.clone();
         counts
+    }
+
+    /// The last count, if there is one; starts a recount when it is stale.
+    fn cached_counts(&self) -> Option<MemoryCounts> {
+        let mut cache = lock(&self.counts);
+        let counted_at = cache.counted_at?;
+        if counted_at.elapsed() >= COUNTS_TTL && !cache.recounting {
+            cache.recounting = true;
+            let (store, shared) = (self.store.clone(), self.counts.clone());
+            tokio::spawn(async move {
+                let counts = store.memories().counts().await.unwrap_or_default();
+                *lock(&shared) = CountsCache {
+                    counted_at: Some(std::time::Instant::now()),
+                    counts,
+                    recounting: false,
+                };
+            });
+        }
+        Some(cache.counts.clone())
     }
 
     pub async fn snapshot(&self) -> MemorySnapshot {

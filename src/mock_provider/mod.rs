@@ -132,7 +132,7 @@ impl MockProvider {
     pub fn spawn(&self, listener: tokio::net::TcpListener) -> tokio::task::JoinHandle<()> {
         let router = self.router();
         tokio::spawn(async move {
-            let _ = axum::serve(listener, router).await;
+            let _ = axum::serve(crate::http::without_nagle(listener), router).await;
         })
     }
 

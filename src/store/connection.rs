@@ -8,6 +8,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
 
 use super::StoreError;
@@ -88,6 +89,10 @@ impl Pragmas {
             self.autocheckpoint_pages,
         ))?;
         conn.set_prepared_statement_cache_capacity(64);
+        // Plans that never depend on bound values. Without this, SQLite expires a cached
+        // statement whenever a parameter it might plan on (a LIMIT ?, a range bound) is bound
+        // again, so every history read was parsed and planned anew.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
         Ok(())
     }
 }

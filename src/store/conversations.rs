@@ -35,10 +35,10 @@ impl Conversations {
         self.store
             .write(move |tx| {
                 let now = now_ms();
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO conversations (id, title, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)",
-                    params![id.as_str(), title, now],
-                )
+                )?
+                .execute(params![id.as_str(), title, now])
                 .map_err(|e| match &e {
                     rusqlite::Error::SqliteFailure(f, _)
                         if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
@@ -242,13 +242,12 @@ fn insert_messages(
     let count = i64::try_from(messages.len()).unwrap_or(i64::MAX);
     let tokens: i64 = messages.iter().map(|m| i64::from(m.token_count)).sum();
     let first_seq: i64 = tx
-        .query_row(
+        .prepare_cached(
             "UPDATE conversations SET next_seq = next_seq + ?2, message_count = message_count + ?2,
                  token_count = token_count + ?3, updated_at = ?4
              WHERE id = ?1 RETURNING next_seq - ?2",
-            params![id.as_str(), count, tokens, now],
-            |row| row.get(0),
-        )
+        )?
+        .query_row(params![id.as_str(), count, tokens, now], |row| row.get(0))
         .optional()?
         .ok_or(StoreError::NotFound("conversation"))?;
     let mut insert = tx.prepare_cached(

@@ -183,11 +183,11 @@ impl Memories {
                 for (id, conversation, blob) in &rows {
                     insert.execute(params![id, blob, conversation])?;
                 }
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE vector_space SET messages_embedded_up_to = max(messages_embedded_up_to, ?1), \
                      updated_at = ?2 WHERE id = 1",
-                    params![up_to, now_ms()],
-                )?;
+                )?
+                .execute(params![up_to, now_ms()])?;
                 Ok(())
             })
             .await
@@ -331,11 +331,9 @@ fn pending_messages(
     conn: &Connection,
     limit: usize,
 ) -> Result<(Vec<PendingMessage>, Option<i64>), StoreError> {
-    let watermark: i64 = conn.query_row(
-        "SELECT messages_embedded_up_to FROM vector_space WHERE id = 1",
-        [],
-        |row| row.get(0),
-    )?;
+    let watermark: i64 = conn
+        .prepare_cached("SELECT messages_embedded_up_to FROM vector_space WHERE id = 1")?
+        .query_row([], |row| row.get(0))?;
     messages_after(conn, watermark, limit)
 }
 

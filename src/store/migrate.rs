@@ -34,6 +34,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "memory",
         sql: include_str!("../../migrations/0003_memory.sql"),
     },
+    Migration {
+        version: 4,
+        name: "vector_chunks",
+        sql: include_str!("../../migrations/0004_vector_chunks.sql"),
+    },
 ];
 
 /// The version that creates the vector tables.
@@ -128,7 +133,9 @@ pub fn plan<'a>(
         .collect())
 }
 
-/// Applies `pending` in version order, each with its ledger row in one transaction.
+/// Applies `pending` in version order, each with its ledger row in one transaction. Templates
+/// are filled from the vector space the file records once it records one (so a later migration
+/// rebuilding vector tables keeps their size, whatever the configuration asks), else `space`.
 pub fn apply(
     conn: &mut Connection,
     pending: &[&Migration],
@@ -139,7 +146,8 @@ pub fn apply(
     ordered.sort_by_key(|m| m.version);
     for migration in ordered {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute_batch(&migration.sql_for(space))?;
+        let recorded = recorded_space(&tx)?;
+        tx.execute_batch(&migration.sql_for(recorded.as_ref().unwrap_or(space)))?;
         tx.execute(
             "INSERT INTO schema_migrations (version, name, checksum, applied_at) VALUES (?1, ?2, ?3, ?4)",
             (migration.version, migration.name, migration.checksum(), super::now_ms()),
@@ -152,6 +160,33 @@ pub fn apply(
         );
     }
     Ok(())
+}
+
+/// The vector space in the file, if migration 3 has made its table.
+fn recorded_space(conn: &Connection) -> Result<Option<VectorSpace>, StoreError> {
+    let has_table = conn
+        .query_row(
+            "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'vector_space'",
+            [],
+            |_| Ok(()),
+        )
+        .optional()?
+        .is_some();
+    if !has_table {
+        return Ok(None);
+    }
+    Ok(conn
+        .query_row(
+            "SELECT embedder, dimensions FROM vector_space WHERE id = 1",
+            [],
+            |row| {
+                Ok(VectorSpace {
+                    embedder: row.get(0)?,
+                    dimensions: row.get(1)?,
+                })
+            },
+        )
+        .optional()?)
 }
 
 #[cfg(test)]

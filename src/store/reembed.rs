@@ -123,7 +123,8 @@ impl Store {
     }
 }
 
-/// The vector tables, dropped and created anew with `dimensions` (as migration 0003 made them).
+/// The vector tables, dropped and created anew with `dimensions` (as migrations 0003 and 0004
+/// made them).
 fn vector_tables_sql(dimensions: u32) -> String {
     format!(
         "DROP TABLE memory_vectors;
@@ -131,12 +132,14 @@ fn vector_tables_sql(dimensions: u32) -> String {
          CREATE VIRTUAL TABLE memory_vectors USING vec0(
              embedding float[{dimensions}] distance_metric=cosine,
              tag text,
-             conversation_id text
+             conversation_id text,
+             chunk_size=64
          );
          CREATE VIRTUAL TABLE message_vectors USING vec0(
              message_id integer primary key,
              embedding float[{dimensions}] distance_metric=cosine,
-             conversation_id text
+             conversation_id text,
+             chunk_size=64
          );"
     )
 }

@@ -463,3 +463,75 @@ async fn a_panic_inside_a_store_call_reaches_the_caller() {
     // The permit and connection came back: the store still works.
     assert!(t.store.conversations().create(None).await.is_ok());
 }
+
+#[tokio::test]
+async fn migration_4_rebuilds_the_vector_tables_in_small_chunks_keeping_their_vectors() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = config_in(dir.path());
+    let recorded = VectorSpace {
+        embedder: "test".into(),
+        dimensions: 4,
+    };
+    // A file as the previous release left it: migrations 1 to 3, vectors stored.
+    connection::register_sqlite_vec().expect("sqlite-vec");
+    connection::prepare_file(&config.path).expect("file");
+    {
+        let mut conn = Connection::open(&config.path).expect("open");
+        let released: Vec<_> = migrate::MIGRATIONS
+            .iter()
+            .filter(|m| m.version <= 3)
+            .collect();
+        // A configuration asking for another size does not change what migration 4 builds.
+        migrate::apply(&mut conn, &released, &recorded).expect("migrations 1-3");
+        conn.execute_batch(
+            "INSERT INTO memory_vectors (rowid, embedding, tag, conversation_id)
+                 VALUES (16, '[1,0,0,0]', '', ''), (17, '[1,0,0,0]', 'work', 'c1'),
+                        (32, '[0,1,0,0]', '', '');
+             INSERT INTO message_vectors (message_id, embedding, conversation_id)
+                 VALUES (7, '[0,0,1,0]', 'c1'), (8, '[0,0,0,1]', 'c2');",
+        )
+        .expect("vectors");
+        let chunk4 = migrate::MIGRATIONS
+            .iter()
+            .find(|m| m.version == 4)
+            .expect("4");
+        let wider = VectorSpace {
+            embedder: "test".into(),
+            dimensions: 8,
+        };
+        migrate::apply(&mut conn, &[chunk4], &wider).expect("migration 4");
+    }
+    let store = Store::open_with(&config, &recorded).expect("store opens");
+    let (tables, nearest, tagged, messages) = store
+        .read(|conn| {
+            let tables: Vec<String> = conn
+                .prepare("SELECT sql FROM sqlite_schema WHERE name IN ('memory_vectors', 'message_vectors')")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            let nearest: Vec<i64> = conn
+                .prepare("SELECT rowid FROM memory_vectors WHERE embedding MATCH '[0,1,0,0]' AND k = 1")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            let tagged: Vec<i64> = conn
+                .prepare("SELECT rowid FROM memory_vectors WHERE embedding MATCH '[1,0,0,0]' AND k = 3 AND tag = 'work'")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            let messages: Vec<i64> = conn
+                .prepare("SELECT message_id FROM message_vectors WHERE embedding MATCH '[0,0,0,1]' AND k = 2 AND conversation_id = 'c2'")?
+                .query_map([], |r| r.get(0))?
+                .collect::<Result<_, _>>()?;
+            Ok((tables, nearest, tagged, messages))
+        })
+        .await
+        .expect("read");
+    assert_eq!(tables.len(), 2);
+    for sql in &tables {
+        assert!(
+            sql.contains("chunk_size=64") && sql.contains("float[4]"),
+            "{sql}"
+        );
+    }
+    assert_eq!(nearest, vec![32]);
+    assert_eq!(tagged, vec![17]);
+    assert_eq!(messages, vec![8]);
+}

@@ -19,6 +19,10 @@ use crate::chat::ServerFrame;
 /// How long the close frame may take to write before the connection is just dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
+/// Frames written before one flush at most: frames queued together (a streamed answer's
+/// chunks) go out in one write instead of one system call each.
+const MAX_BATCH: usize = 64;
+
 pub struct Keepalive {
     pub interval: Duration,
     pub timeout: Duration,
@@ -49,12 +53,7 @@ pub async fn run(
                 break;
             }
             frame = frames.recv() => match frame {
-                Some(frame) => {
-                    let text = frame.to_json();
-                    sockets.frames_out.fetch_add(1, Ordering::Relaxed);
-                    sockets.bytes_out.fetch_add(text.len() as u64, Ordering::Relaxed);
-                    Message::Text(text.into())
-                }
+                Some(frame) => encode(&frame, &sockets),
                 None => break,
             },
             _ = ping_timer.tick() => {
@@ -66,7 +65,7 @@ pub async fn run(
             }
         };
         let sent = tokio::select! {
-            sent = sink.send(message) => sent.is_ok(),
+            sent = write_batch(&mut sink, message, &mut frames, &sockets) => sent.is_ok(),
             () = closer.aborted() => false,
         };
         if !sent {
@@ -76,4 +75,28 @@ pub async fn run(
     }
     let close = Message::Close(Some(closer.reason().frame()));
     let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(close)).await;
+}
+
+fn encode(frame: &ServerFrame, sockets: &Sockets) -> Message {
+    let text = frame.to_json();
+    sockets.frames_out.fetch_add(1, Ordering::Relaxed);
+    sockets
+        .bytes_out
+        .fetch_add(text.len() as u64, Ordering::Relaxed);
+    Message::Text(text.into())
+}
+
+/// Writes `first` and the frames already queued behind it (up to [`MAX_BATCH`]), then flushes.
+async fn write_batch(
+    sink: &mut SplitSink<WebSocket, Message>,
+    first: Message,
+    frames: &mut mpsc::Receiver<ServerFrame>,
+    sockets: &Sockets,
+) -> Result<(), axum::Error> {
+    sink.feed(first).await?;
+    for _ in 1..MAX_BATCH {
+        let Ok(frame) = frames.try_recv() else { break };
+        sink.feed(encode(&frame, sockets)).await?;
+    }
+    sink.flush().await
 }
