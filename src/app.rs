@@ -19,6 +19,12 @@ use crate::memory::{MemoryService, TextEmbedder, tools as memory_tools};
 use crate::store::{CHECKPOINT_INTERVAL, Store, StoreError};
 
 /// Beyond the shutdown deadline: time for sockets to cancel their last turns and close.
+/// How often the server looks whether many sockets closed since it last released memory.
+const MEMORY_RELEASE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Closed sockets that make a memory release worth it (each held ~15 KB).
+const MEMORY_RELEASE_AFTER_CLOSED: u64 = 256;
+
 const SOCKET_CLOSE_GRACE: Duration = Duration::from_secs(6);
 
 /// Why the server could not start; `main` prints it on one line and exits with code 2.
@@ -222,6 +228,10 @@ impl App {
             local,
         );
         let sockets = state.sockets.clone();
+        tasks.spawn(release_memory_after_closes(
+            sockets.clone(),
+            cancel.child_token(),
+        ));
         let router = http::router(state);
         let stop_accepting = cancel.child_token();
         let server = axum::serve(
@@ -283,6 +293,20 @@ fn log_ready(store: &Store, providers: &Providers, local: SocketAddr, started: I
 
 /// Runs `tick` every `period` (the first at once) until cancelled; a slow tick delays the
 /// next rather than piling up.
+/// Once many sockets have closed, gives their freed memory back to the system.
+async fn release_memory_after_closes(sockets: Arc<http::Sockets>, cancel: CancellationToken) {
+    let mut released_at = 0;
+    every(MEMORY_RELEASE_INTERVAL, cancel, move || {
+        let closed = sockets.closed_total();
+        if closed.saturating_sub(released_at) >= MEMORY_RELEASE_AFTER_CLOSED {
+            released_at = closed;
+            crate::process::release_free_memory();
+        }
+        std::future::ready(())
+    })
+    .await;
+}
+
 async fn every<F, Fut>(period: Duration, cancel: CancellationToken, mut tick: F)
 where
     F: FnMut() -> Fut,

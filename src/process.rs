@@ -55,6 +55,20 @@ fn cpu_seconds(stat: &str) -> Option<f64> {
     Some((utime + stime) as f64 / USER_HZ)
 }
 
+/// Gives the allocator's free pages back to the system. glibc keeps the memory of freed
+/// objects in its arenas and returns it only from the top of each heap, so after thousands of
+/// sockets close the resident size would stay at its peak; `malloc_trim` releases every whole
+/// free page (it is reused either way). A no-op on other allocators.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own arenas under their locks; it has no
+    // preconditions and is safe to call from any thread at any time.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 fn fd_limit(limits: &str) -> Option<u64> {
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
     line["Max open files".len()..]

@@ -29,6 +29,13 @@ fn the_shipped_config_yaml_equals_the_built_in_defaults() {
 }
 
 #[test]
+fn the_load_test_config_in_benches_is_valid_and_uses_the_mock() {
+    let config = parse(include_str!("../../benches/loadtest.yaml")).expect("benches/loadtest.yaml");
+    assert_eq!(config.llm.active, "mock");
+    assert_eq!(config.chat.websocket.max_connections, 12_000);
+}
+
+#[test]
 fn an_empty_file_gives_the_defaults() {
     assert_eq!(parse("").expect("empty is fine"), Config::default());
     assert_eq!(

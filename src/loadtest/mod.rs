@@ -31,6 +31,10 @@ const HEALTH_EVERY: Duration = Duration::from_millis(200);
 /// The server counts as idle after a run when it used less CPU than this between two samples.
 const SETTLED_CPU_SECONDS: f64 = 0.01;
 
+/// `--idle`: how long after the server saw the sockets close its memory is read again (it
+/// gives freed memory back within a second or two).
+const AFTER_CLOSE: Duration = Duration::from_secs(5);
+
 /// The longest wait for the server to go idle after a run.
 const SETTLE_AT_MOST: Duration = Duration::from_secs(10);
 
@@ -297,7 +301,7 @@ impl IdleReport {
         );
         let _ = writeln!(
             out,
-            "  server RSS after they closed  {}",
+            "  server RSS 5 s after closing  {}",
             mb(self.rss_bytes_after_close)
         );
         if let Some(per) = self.bytes_per_connection {
@@ -354,7 +358,7 @@ pub async fn run_idle(url: String, count: usize) -> Result<IdleReport, String> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(AFTER_CLOSE).await;
     let after = fetch_health(&http, &health).await;
     let per = match (rss(&before), rss(&open)) {
         (Some(b), Some(o)) if opened > 0 => Some(o.saturating_sub(b) / opened as u64),

@@ -535,3 +535,40 @@ async fn migration_4_rebuilds_the_vector_tables_in_small_chunks_keeping_their_ve
     assert_eq!(tagged, vec![17]);
     assert_eq!(messages, vec![8]);
 }
+
+/// How often `sql` was re-prepared over three runs with a different LIMIT each.
+fn reprepares_over_limits(conn: &Connection, sql: &str) -> rusqlite::Result<i32> {
+    for limit in [5, 50, 500] {
+        conn.prepare_cached(sql)?
+            .query_map(rusqlite::params!["c", 10, limit], |r| r.get::<_, i64>(0))?
+            .for_each(drop);
+    }
+    Ok(conn
+        .prepare_cached(sql)?
+        .get_status(rusqlite::StatementStatus::RePrepare))
+}
+
+const RECENT_SQL: &str = "SELECT id FROM messages WHERE conversation_id = ?1 AND seq < ?2
+                          ORDER BY seq DESC LIMIT ?3";
+
+#[tokio::test]
+async fn a_cached_statement_is_not_prepared_again_when_its_limit_changes() {
+    // SQLite's default: a statement whose plan may depend on a bound LIMIT is re-prepared each
+    // time that parameter is bound again.
+    let plain = Connection::open_in_memory().expect("memory db");
+    plain
+        .execute_batch(
+            "CREATE TABLE messages (id INTEGER PRIMARY KEY, conversation_id TEXT, seq INTEGER);
+             CREATE UNIQUE INDEX m ON messages (conversation_id, seq);",
+        )
+        .expect("schema");
+    assert!(reprepares_over_limits(&plain, RECENT_SQL).expect("plain") > 0);
+    // The store's connections have the query planner stability guarantee on.
+    let t = open_temp();
+    let reprepared = t
+        .store
+        .read(|conn| Ok(reprepares_over_limits(conn, RECENT_SQL)?))
+        .await
+        .expect("read");
+    assert_eq!(reprepared, 0);
+}

@@ -120,6 +120,11 @@ impl Sockets {
         self.active.enter()
     }
 
+    /// Sockets closed since start, whatever the reason.
+    pub fn closed_total(&self) -> u64 {
+        self.closed.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
     pub(super) fn closed(&self, why: CloseReason) {
         self.closed[why as usize].fetch_add(1, Ordering::Relaxed);
     }
