@@ -12,9 +12,7 @@ use super::answer::Turn;
 use super::errors::{TurnError, internal};
 use super::tokens::Encoding;
 use super::{ChatPayload, ChatService, Outbox, ServerFrame, context};
-use crate::store::{
-    Conversation, ConversationId, MessageStatus, NewMessage, Role, StoreError, StoredMessage,
-};
+use crate::store::{ConversationId, MessageStatus, NewMessage, Role, StoreError, StoredMessage};
 
 /// History rows read at most per turn, whatever their token counts.
 const MAX_HISTORY_ROWS: u32 = 5000;
@@ -85,7 +83,7 @@ impl ChatService {
         let room = self.room_for_history(current_tokens, encoding)?;
         let repo = self.store.conversations();
         let conversation = self.conversation(payload.conversation_id.clone()).await?;
-        let Some(_claim) = self.in_flight.claim(&conversation.id, request_id) else {
+        let Some(_claim) = self.in_flight.claim(&conversation, request_id) else {
             return Err(TurnError {
                 code: "busy",
                 message: format!(
@@ -97,11 +95,11 @@ impl ChatService {
         let mut user =
             NewMessage::new(Role::User, payload.text.clone()).with_request_id(request_id);
         user.token_count = current_tokens;
-        let user = match repo.append(&conversation.id, vec![user]).await {
+        let user = match repo.append(&conversation, vec![user]).await {
             Ok(mut stored) if !stored.is_empty() => stored.remove(0),
             Ok(_) => return Err(internal("the store returned no message for an append")),
             Err(StoreError::DuplicateRequest { .. }) => {
-                match self.earlier(&conversation.id, request_id).await? {
+                match self.earlier(&conversation, request_id).await? {
                     Earlier::Answered(user, answer) => {
                         self.replay(request_id, &user, &answer, out).await;
                         return Ok(());
@@ -113,17 +111,17 @@ impl ChatService {
             }
             Err(other) => return Err(other.into()),
         };
-        let meta = json!({"conversation_id": conversation.id, "user_message_id": user.id});
+        let meta = json!({"conversation_id": conversation, "user_message_id": user.id});
         let _ = out.send(ServerFrame::processing(request_id, meta)).await;
 
         let candidates = repo
-            .recent(&conversation.id, user.seq, room, MAX_HISTORY_ROWS)
+            .recent(&conversation, user.seq, room, MAX_HISTORY_ROWS)
             .await?;
         let history = &candidates[context::first_kept(&candidates, room, encoding)..];
         let messages = context::messages(&self.config.chat.service.system_prompt, history, &user);
         let turn = Turn {
             request_id,
-            conversation: &conversation.id,
+            conversation: &conversation,
             user: &user,
             provider: payload.provider.as_deref(),
             model: payload.model.as_deref(),
@@ -209,11 +207,12 @@ impl ChatService {
         let _ = out.send(ServerFrame::complete(request_id, metadata)).await;
     }
 
-    async fn conversation(&self, id: Option<String>) -> Result<Conversation, TurnError> {
-        let repo = self.store.conversations();
+    /// The conversation to resume (not read here: appending the user message fails with
+    /// `not_found` for an unknown id, one database round trip fewer per turn) or a new one.
+    async fn conversation(&self, id: Option<String>) -> Result<ConversationId, TurnError> {
         match id {
-            Some(id) => Ok(repo.get(&ConversationId::try_from(id)?).await?),
-            None => Ok(repo.create(None).await?),
+            Some(id) => Ok(ConversationId::try_from(id)?),
+            None => Ok(self.store.conversations().create(None).await?.id),
         }
     }
 }

@@ -82,7 +82,7 @@ pub async fn run(options: Options) -> Result<Report, String> {
             stop.cancel();
         });
     }
-    let sampler = tokio::spawn(sample_health(http.clone(), health.clone(), done.clone()));
+    let sampler = spawn_sampler(health.clone(), done.clone());
     let printer = options.progress.then(|| {
         tokio::spawn(print_progress(
             progress.clone(),
@@ -215,6 +215,30 @@ async fn settled_health(http: &reqwest::Client, url: &str) -> Option<Value> {
 
 async fn fetch_health(http: &reqwest::Client, url: &str) -> Option<Value> {
     http.get(url).send().await.ok()?.json().await.ok()
+}
+
+/// Samples `/health` on a thread and runtime of its own: on the runtime that drives thousands
+/// of simulated clients, a sample would also measure how long the load generator took to poll
+/// it.
+fn spawn_sampler(
+    url: String,
+    done: CancellationToken,
+) -> tokio::sync::oneshot::Receiver<Vec<Duration>> {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new()
+        .name("health-sampler".into())
+        .spawn(move || {
+            let samples = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map(|runtime| runtime.block_on(sample_health(reqwest::Client::new(), url, done)))
+                .unwrap_or_default();
+            let _ = sender.send(samples);
+        });
+    if let Err(error) = spawned {
+        eprintln!("warning: no /health sampling: {error}");
+    }
+    receiver
 }
 
 /// `/health` round trips until `done`.
