@@ -35,6 +35,8 @@ pub struct CacheStats {
     pub embeddings: CacheSnapshot,
     /// MCP input schemas converted to provider function parameters.
     pub schema: CacheSnapshot,
+    /// Recent conversation history kept in memory for chat turns.
+    pub history: CacheSnapshot,
 }
 
 pub fn router() -> Router<AppState> {
@@ -66,6 +68,7 @@ pub async fn snapshot(state: &AppState) -> Health {
         cache_stats: CacheStats {
             embeddings: state.providers.cache_snapshot(),
             schema: state.mcp.schema_cache(),
+            history: state.store.history_cache_stats(),
         },
         mcp_stats: state.mcp.snapshot(),
         memory: state.memory.snapshot().await,

@@ -100,14 +100,19 @@ impl Conversations {
     /// Deletes the conversation and all its messages.
     pub async fn delete(&self, id: &ConversationId) -> Result<(), StoreError> {
         let id = id.clone();
-        self.store
+        let deleted = self
+            .store
             .write(move |tx| {
                 match tx.execute("DELETE FROM conversations WHERE id = ?1", [id.as_str()])? {
                     0 => Err(StoreError::NotFound("conversation")),
                     _ => Ok(()),
                 }
             })
-            .await
+            .await;
+        if deleted.is_ok() {
+            self.store.history_cache().invalidate();
+        }
+        deleted
     }
 
     /// Appends `messages` in one transaction, in the given order, after the conversation's
@@ -125,10 +130,13 @@ impl Conversations {
             self.get(id).await?;
             return Ok(Vec::new());
         }
-        let id = id.clone();
-        self.store
-            .write(move |tx| insert_messages(tx, &id, messages))
-            .await
+        let owned = id.clone();
+        let stored = self
+            .store
+            .write(move |tx| insert_messages(tx, &owned, messages))
+            .await?;
+        self.store.history_cache().appended(id, &stored);
+        Ok(stored)
     }
 
     /// Every message of the conversation, in order.
@@ -190,27 +198,48 @@ impl Conversations {
         token_limit: u32,
         max_rows: u32,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        let id = id.clone();
-        self.store
+        let cache = self.store.history_cache();
+        if let Some(cached) = cache.recent(id, before_seq, token_limit, max_rows) {
+            return Ok(cached);
+        }
+        let epoch = cache.epoch();
+        let owned = id.clone();
+        let (items, whole, newer) = self
+            .store
             .read(move |conn| {
                 let mut statement = conn.prepare_cached(&format!(
                     "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND seq < ?2
                      ORDER BY seq DESC LIMIT ?3"
                 ))?;
-                let mut rows = statement.query(params![id.as_str(), before_seq, max_rows])?;
-                let (mut items, mut tokens) = (Vec::new(), 0i64);
+                let mut rows = statement.query(params![owned.as_str(), before_seq, max_rows])?;
+                let (mut items, mut tokens, mut whole) = (Vec::new(), 0i64, true);
                 while let Some(row) = rows.next()? {
                     let message = message_from_row(row)?;
                     tokens += message.token_count;
                     items.push(message);
                     if tokens > i64::from(token_limit) {
+                        whole = false;
                         break;
                     }
                 }
                 items.reverse();
-                Ok(items)
+                // Every row was read unless the token limit or the row limit stopped it.
+                let whole = whole && items.len() < max_rows as usize;
+                // The messages from `before_seq` on (usually the turn's own), so that the tail
+                // kept in memory reaches the conversation's end and later appends extend it.
+                let mut statement = conn.prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND seq >= ?2
+                     ORDER BY seq"
+                ))?;
+                let newer =
+                    collect_messages(statement.query(params![owned.as_str(), before_seq])?)?;
+                Ok((items, whole, newer))
             })
-            .await
+            .await?;
+        let next_seq = newer.last().map_or(before_seq, |m| m.seq + 1);
+        let tail: Vec<StoredMessage> = items.iter().chain(&newer).cloned().collect();
+        cache.fill(id, &tail, next_seq, whole, epoch);
+        Ok(items)
     }
 
     /// The messages a request produced (its user message first), empty if it never arrived.

@@ -9,6 +9,7 @@ mod connection;
 mod conversations;
 mod error;
 mod health;
+mod history_cache;
 mod lane;
 mod memories;
 mod migrate;
@@ -58,6 +59,8 @@ struct Inner {
     checkpointer: Option<Lane>,
     health: health::HealthState,
     retention: retention::RetentionStats,
+    /// Recent history of active conversations, so turns need not read it back.
+    history: history_cache::HistoryCache,
     dimensions: u32,
 }
 
@@ -162,6 +165,7 @@ impl Store {
                 checkpointer,
                 health: health::HealthState::default(),
                 retention: retention::RetentionStats::default(),
+                history: history_cache::HistoryCache::default(),
                 dimensions: space.dimensions,
                 path,
             }),
@@ -170,6 +174,15 @@ impl Store {
 
     pub fn path(&self) -> &Path {
         &self.inner.path
+    }
+
+    fn history_cache(&self) -> &history_cache::HistoryCache {
+        &self.inner.history
+    }
+
+    /// Hits and misses of the in-memory history that chat turns read (`/health` `cache_stats`).
+    pub fn history_cache_stats(&self) -> crate::llm::CacheSnapshot {
+        self.inner.history.snapshot()
     }
 
     pub fn conversations(&self) -> Conversations {

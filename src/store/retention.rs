@@ -76,6 +76,8 @@ impl Store {
     ) -> Result<RetentionReport, StoreError> {
         let started = std::time::Instant::now();
         let result = self.retention_pass(policy).await;
+        // Messages may be gone (even from a pass that failed half-way).
+        self.inner.history.invalidate();
         let stats = &self.inner.retention;
         stats.runs.fetch_add(1, Ordering::Relaxed);
         if let Ok(report) = &result {

@@ -572,3 +572,42 @@ async fn a_cached_statement_is_not_prepared_again_when_its_limit_changes() {
         .expect("read");
     assert_eq!(reprepared, 0);
 }
+
+#[tokio::test]
+async fn recent_history_served_from_memory_matches_the_database() {
+    let t = open_temp();
+    let repo = t.store.conversations();
+    let c = repo.create(None).await.expect("create");
+    let first = repo
+        .append(&c.id, vec![user("a"), user("b")])
+        .await
+        .expect("append");
+    let next = first.last().expect("stored").seq + 1;
+    // The first read fills the cache from the database.
+    let read = repo.recent(&c.id, next, 10_000, 100).await.expect("recent");
+    assert_eq!(read, repo.history(&c.id).await.expect("history"));
+    for round in 0..3 {
+        let stored = repo
+            .append(
+                &c.id,
+                vec![user(&format!("q{round}")), user(&format!("r{round}"))],
+            )
+            .await
+            .expect("append");
+        let next = stored.last().expect("stored").seq + 1;
+        let served = repo.recent(&c.id, next, 10_000, 100).await.expect("recent");
+        assert_eq!(served, repo.history(&c.id).await.expect("history"));
+        // What a turn reads: the history before its own (already stored) message.
+        let before_own = repo
+            .recent(&c.id, next - 1, 10_000, 100)
+            .await
+            .expect("recent");
+        assert_eq!(before_own.len(), served.len() - 1);
+    }
+    let stats = t.store.history_cache_stats();
+    assert_eq!((stats.hits, stats.misses), (6, 1), "{stats:?}");
+    // Deleted history is never served from memory.
+    repo.delete(&c.id).await.expect("delete");
+    let after = repo.recent(&c.id, 100, 10_000, 100).await.expect("recent");
+    assert!(after.is_empty(), "{after:?}");
+}
