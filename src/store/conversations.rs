@@ -3,7 +3,7 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::model::{Conversation, ConversationId, NewMessage, Page, StoredMessage};
-use super::{Store, StoreError, now_ms};
+use super::{Store, StoreError, history_cache, now_ms};
 
 /// Largest page a listing returns, whatever the caller asks.
 pub const MAX_PAGE: u32 = 200;
@@ -100,19 +100,15 @@ impl Conversations {
     /// Deletes the conversation and all its messages.
     pub async fn delete(&self, id: &ConversationId) -> Result<(), StoreError> {
         let id = id.clone();
-        let deleted = self
-            .store
+        let _invalidate = self.store.history_cache().invalidate_on_drop();
+        self.store
             .write(move |tx| {
                 match tx.execute("DELETE FROM conversations WHERE id = ?1", [id.as_str()])? {
                     0 => Err(StoreError::NotFound("conversation")),
                     _ => Ok(()),
                 }
             })
-            .await;
-        if deleted.is_ok() {
-            self.store.history_cache().invalidate();
-        }
-        deleted
+            .await
     }
 
     /// Appends `messages` in one transaction, in the given order, after the conversation's
@@ -131,11 +127,12 @@ impl Conversations {
             return Ok(Vec::new());
         }
         let owned = id.clone();
+        let epoch = self.store.history_cache().epoch();
         let stored = self
             .store
             .write(move |tx| insert_messages(tx, &owned, messages))
             .await?;
-        self.store.history_cache().appended(id, &stored);
+        self.store.history_cache().appended(id, &stored, epoch);
         Ok(stored)
     }
 
@@ -229,16 +226,23 @@ impl Conversations {
                 // kept in memory reaches the conversation's end and later appends extend it.
                 let mut statement = conn.prepare_cached(&format!(
                     "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND seq >= ?2
-                     ORDER BY seq"
+                     ORDER BY seq LIMIT ?3"
                 ))?;
-                let newer =
-                    collect_messages(statement.query(params![owned.as_str(), before_seq])?)?;
+                let beyond = i64::try_from(history_cache::MAX_ROWS + 1).unwrap_or(i64::MAX);
+                let newer = collect_messages(statement.query(params![
+                    owned.as_str(),
+                    before_seq,
+                    beyond
+                ])?)?;
                 Ok((items, whole, newer))
             })
             .await?;
-        let next_seq = newer.last().map_or(before_seq, |m| m.seq + 1);
-        let tail: Vec<StoredMessage> = items.iter().chain(&newer).cloned().collect();
-        cache.fill(id, &tail, next_seq, whole, epoch);
+        // More newer messages than a tail holds (an old request answered again): keep nothing.
+        if newer.len() <= history_cache::MAX_ROWS {
+            let next_seq = newer.last().map_or(before_seq, |m| m.seq + 1);
+            let tail: Vec<StoredMessage> = items.iter().chain(&newer).cloned().collect();
+            cache.fill(id, &tail, next_seq, whole, epoch);
+        }
         Ok(items)
     }
 

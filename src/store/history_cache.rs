@@ -21,7 +21,7 @@ const CAPACITY_BYTES: u64 = 32 << 20;
 /// Conversations expected in the cache, for its initial sizing.
 const EXPECTED_ENTRIES: usize = 4096;
 /// Messages kept per conversation at most; a turn that needs more reads them from the database.
-const MAX_ROWS: usize = 512;
+pub const MAX_ROWS: usize = 512;
 /// Weight of a message besides its text: the struct and its other fields.
 const MESSAGE_OVERHEAD: u64 = 256;
 
@@ -70,6 +70,14 @@ impl Weighter<String, Arc<Tail>> for TailWeight {
     }
 }
 
+pub struct InvalidateOnDrop<'a>(&'a HistoryCache);
+
+impl Drop for InvalidateOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.invalidate();
+    }
+}
+
 pub struct HistoryCache {
     tails: quick_cache::sync::Cache<String, Arc<Tail>, TailWeight>,
     epoch: AtomicU64,
@@ -102,6 +110,12 @@ impl HistoryCache {
     pub fn invalidate(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.tails.clear();
+    }
+
+    /// Invalidates when dropped: hold it across a deletion, so that the cache is invalidated
+    /// even if the caller stops waiting after the commit.
+    pub fn invalidate_on_drop(&self) -> InvalidateOnDrop<'_> {
+        InvalidateOnDrop(self)
     }
 
     /// What [`super::Conversations::recent`] would read, if the cache holds all of it.
@@ -182,16 +196,18 @@ impl HistoryCache {
         self.tails.insert(id.as_str().to_string(), Arc::new(tail));
     }
 
-    /// `appended` were committed (in seq order): extends the conversation's tail if it ends
-    /// right before them, else forgets it.
-    pub fn appended(&self, id: &ConversationId, appended: &[StoredMessage]) {
+    /// `appended` were committed (in seq order) by a write that started at `epoch`: extends the
+    /// conversation's tail if it ends right before them, else forgets it. A write that raced a
+    /// deletion (the conversation deleted and created again under the same id) extends nothing.
+    pub fn appended(&self, id: &ConversationId, appended: &[StoredMessage], epoch: u64) {
         let (Some(first), Some(last)) = (appended.first(), appended.last()) else {
             return;
         };
         let Some(tail) = self.tails.get(id.as_str()) else {
             return;
         };
-        if tail.next_seq != first.seq || tail.epoch != self.epoch() {
+        let current = self.epoch();
+        if tail.next_seq != first.seq || tail.epoch != current || epoch != current {
             self.tails.remove(id.as_str());
             return;
         }
@@ -284,15 +300,36 @@ mod tests {
     fn appends_extend_a_tail_only_when_they_follow_it() {
         let cache = HistoryCache::default();
         cache.fill(&id(), &[message(0, 1)], 1, true, cache.epoch());
-        cache.appended(&id(), &[message(1, 1), message(2, 1)]);
+        cache.appended(&id(), &[message(1, 1), message(2, 1)], cache.epoch());
         assert_eq!(
             seqs(&cache.recent(&id(), 3, 100, 100).expect("hit")),
             [0, 1, 2]
         );
         // A gap (another writer's append was not seen): the tail is dropped.
-        cache.appended(&id(), &[message(5, 1)]);
+        cache.appended(&id(), &[message(5, 1)], cache.epoch());
         assert!(cache.recent(&id(), 6, 100, 100).is_none());
         assert!(cache.recent(&id(), 2, 100, 100).is_none());
+    }
+
+    #[test]
+    fn an_append_that_raced_a_deletion_extends_nothing() {
+        let cache = HistoryCache::default();
+        let before = cache.epoch();
+        cache.invalidate();
+        // The conversation was created again and its first message cached...
+        cache.fill(&id(), &[message(0, 1)], 1, true, cache.epoch());
+        // ...when the old conversation's append, started before the deletion, reports seq 1.
+        cache.appended(&id(), &[message(1, 1)], before);
+        assert!(cache.recent(&id(), 2, 100, 100).is_none());
+    }
+
+    /// Invalidates the cache when dropped: a deletion whose caller stops waiting still counts.
+    #[test]
+    fn an_invalidation_guard_invalidates_when_dropped() {
+        let cache = HistoryCache::default();
+        cache.fill(&id(), &[message(0, 1)], 1, true, cache.epoch());
+        drop(cache.invalidate_on_drop());
+        assert!(cache.recent(&id(), 1, 100, 100).is_none());
     }
 
     #[test]

@@ -119,6 +119,10 @@ impl Store {
             for id in page {
                 let (messages, deleted_conversation) =
                     self.write(move |tx| rule.trim(tx, &id)).await?;
+                if messages > 0 || deleted_conversation {
+                    // Not one turn may be served the deleted messages from memory.
+                    self.inner.history.invalidate();
+                }
                 report.conversations_trimmed += u64::from(messages > 0);
                 report.messages_deleted += messages;
                 report.conversations_deleted += u64::from(deleted_conversation);
