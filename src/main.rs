@@ -184,14 +184,7 @@ fn run_loadtest(args: LoadtestArgs) -> Result<bool, String> {
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     if let Some(count) = args.idle {
         let report = runtime.block_on(loadtest::run_idle(args.url, count))?;
-        if args.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
-            );
-        } else {
-            print!("{}", report.table());
-        }
+        print_report(&report, &report.table(), args.json)?;
         return Ok(report.opened == count);
     }
     let mut plan = args.profile.plan();
@@ -220,15 +213,21 @@ fn run_loadtest(args: LoadtestArgs) -> Result<bool, String> {
         progress: true,
     };
     let report = runtime.block_on(loadtest::run(options))?;
-    if args.json {
+    print_report(&report, &report.table(), args.json)?;
+    Ok(report.passed())
+}
+
+/// A load test's report on stdout: as JSON, or as its table.
+fn print_report(report: &impl serde::Serialize, table: &str, json: bool) -> Result<(), String> {
+    if json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?
+            serde_json::to_string_pretty(report).map_err(|e| e.to_string())?
         );
     } else {
-        print!("{}", report.table());
+        print!("{table}");
     }
-    Ok(report.passed())
+    Ok(())
 }
 
 /// Sockets are files: many connections need the soft limit raised to the hard one.

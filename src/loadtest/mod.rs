@@ -173,9 +173,7 @@ fn server_figures(
     turns: u64,
     health_samples: Vec<Duration>,
 ) -> ServerFigures {
-    let cpu = |h: Option<&Value>| h.and_then(|h| h["process"]["cpu_seconds"].as_f64());
-    let rss = |h: Option<&Value>| h.and_then(|h| h["process"]["rss_bytes"].as_u64());
-    let cpu_ms_per_turn = match (cpu(before), cpu(after)) {
+    let cpu_ms_per_turn = match (server_cpu_seconds(before), server_cpu_seconds(after)) {
         (Some(b), Some(a)) if turns > 0 => {
             Some(((a - b) * 1000.0 / turns as f64 * 1000.0).round() / 1000.0)
         }
@@ -183,8 +181,8 @@ fn server_figures(
     };
     ServerFigures {
         cpu_ms_per_turn,
-        rss_bytes_before: rss(before),
-        rss_bytes_after: rss(after),
+        rss_bytes_before: server_rss_bytes(before),
+        rss_bytes_after: server_rss_bytes(after),
         health_ms: Percentiles::of(health_samples),
     }
 }
@@ -192,16 +190,15 @@ fn server_figures(
 /// `/health` once the server has finished the work the run left (history indexing, writes):
 /// when its CPU seconds stop growing, or after [`SETTLE_AT_MOST`].
 async fn settled_health(http: &reqwest::Client, url: &str) -> Option<Value> {
-    let cpu = |h: &Option<Value>| {
-        h.as_ref()
-            .and_then(|h| h["process"]["cpu_seconds"].as_f64())
-    };
     let deadline = Instant::now() + SETTLE_AT_MOST;
     let mut last = fetch_health(http, url).await;
     while Instant::now() < deadline {
         tokio::time::sleep(HEALTH_EVERY).await;
         let next = fetch_health(http, url).await;
-        let busy = match (cpu(&last), cpu(&next)) {
+        let busy = match (
+            server_cpu_seconds(last.as_ref()),
+            server_cpu_seconds(next.as_ref()),
+        ) {
             (Some(before), Some(after)) => after - before > SETTLED_CPU_SECONDS,
             _ => false,
         };
@@ -211,6 +208,16 @@ async fn settled_health(http: &reqwest::Client, url: &str) -> Option<Value> {
         }
     }
     last
+}
+
+/// The server's `process.cpu_seconds` in a `/health` body.
+fn server_cpu_seconds(health: Option<&Value>) -> Option<f64> {
+    health.and_then(|h| h["process"]["cpu_seconds"].as_f64())
+}
+
+/// The server's `process.rss_bytes` in a `/health` body.
+fn server_rss_bytes(health: Option<&Value>) -> Option<u64> {
+    health.and_then(|h| h["process"]["rss_bytes"].as_u64())
 }
 
 async fn fetch_health(http: &reqwest::Client, url: &str) -> Option<Value> {
@@ -345,7 +352,7 @@ impl IdleReport {
 pub async fn run_idle(url: String, count: usize) -> Result<IdleReport, String> {
     let health = health_url(&url)?;
     let http = reqwest::Client::new();
-    let rss = |h: &Option<Value>| h.as_ref().and_then(|h| h["process"]["rss_bytes"].as_u64());
+    let rss = |h: &Option<Value>| server_rss_bytes(h.as_ref());
     let before = fetch_health(&http, &health).await;
     let close = CancellationToken::new();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();

@@ -209,19 +209,12 @@ impl Conversations {
                      ORDER BY seq DESC LIMIT ?3"
                 ))?;
                 let mut rows = statement.query(params![owned.as_str(), before_seq, max_rows])?;
-                let (mut items, mut tokens, mut whole) = (Vec::new(), 0i64, true);
-                while let Some(row) = rows.next()? {
-                    let message = message_from_row(row)?;
-                    tokens += message.token_count;
-                    items.push(message);
-                    if tokens > i64::from(token_limit) {
-                        whole = false;
-                        break;
-                    }
+                let mut window = HistoryWindow::new(token_limit, max_rows);
+                while window.wants_more() {
+                    let Some(row) = rows.next()? else { break };
+                    window.push(message_from_row(row)?);
                 }
-                items.reverse();
-                // Every row was read unless the token limit or the row limit stopped it.
-                let whole = whole && items.len() < max_rows as usize;
+                let (items, whole) = window.finish();
                 // The messages from `before_seq` on (usually the turn's own), so that the tail
                 // kept in memory reaches the conversation's end and later appends extend it.
                 let mut statement = conn.prepare_cached(&format!(
@@ -240,8 +233,8 @@ impl Conversations {
         // More newer messages than a tail holds (an old request answered again): keep nothing.
         if newer.len() <= history_cache::MAX_ROWS {
             let next_seq = newer.last().map_or(before_seq, |m| m.seq + 1);
-            let tail: Vec<StoredMessage> = items.iter().chain(&newer).cloned().collect();
-            cache.fill(id, &tail, next_seq, whole, epoch);
+            let tail = items.iter().cloned().chain(newer).collect();
+            cache.fill(id, tail, next_seq, whole, epoch);
         }
         Ok(items)
     }
@@ -382,6 +375,46 @@ fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<Conversation> {
         message_count: row.get(4)?,
         token_count: row.get(5)?,
     })
+}
+
+/// The messages a context window can use, given newest first: taken until their stored token
+/// counts pass `token_limit` (the message that passes it included) or `max_rows` are taken.
+/// The database read and the in-memory history both select with it, so they cannot disagree.
+pub(super) struct HistoryWindow {
+    items: Vec<StoredMessage>,
+    tokens: i64,
+    token_limit: i64,
+    max_rows: usize,
+}
+
+impl HistoryWindow {
+    pub(super) fn new(token_limit: u32, max_rows: u32) -> Self {
+        Self {
+            items: Vec::new(),
+            tokens: 0,
+            token_limit: i64::from(token_limit),
+            max_rows: max_rows as usize,
+        }
+    }
+
+    /// False once a limit is reached.
+    pub(super) fn wants_more(&self) -> bool {
+        self.items.len() < self.max_rows && self.tokens <= self.token_limit
+    }
+
+    pub(super) fn push(&mut self, message: StoredMessage) {
+        self.tokens += message.token_count;
+        self.items.push(message);
+    }
+
+    /// The messages oldest first, and whether no limit was reached (every message offered was
+    /// taken, so nothing older was left out).
+    pub(super) fn finish(self) -> (Vec<StoredMessage>, bool) {
+        let unlimited = self.wants_more();
+        let mut items = self.items;
+        items.reverse();
+        (items, unlimited)
+    }
 }
 
 fn collect_messages(mut rows: rusqlite::Rows<'_>) -> Result<Vec<StoredMessage>, StoreError> {

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use quick_cache::Weighter;
 
+use super::conversations::HistoryWindow;
 use super::{ConversationId, StoredMessage};
 use crate::llm::CacheSnapshot;
 
@@ -149,29 +150,19 @@ impl HistoryCache {
         if tail.epoch != self.epoch() || tail.next_seq < before_seq {
             return None;
         }
-        let (mut items, mut tokens) = (Vec::new(), 0i64);
-        let max_rows = max_rows as usize;
-        let older = tail
+        let mut window = HistoryWindow::new(token_limit, max_rows);
+        let mut older = tail
             .messages
             .iter()
             .rev()
             .skip_while(|m| m.seq >= before_seq);
-        for message in older {
-            if items.len() == max_rows {
-                break;
-            }
-            tokens += message.token_count;
-            items.push(StoredMessage::clone(message));
-            if tokens > i64::from(token_limit) {
-                break;
-            }
+        while window.wants_more() {
+            let Some(message) = older.next() else { break };
+            window.push(StoredMessage::clone(message));
         }
-        let satisfied = items.len() == max_rows || tokens > i64::from(token_limit) || tail.whole;
-        if !satisfied {
-            return None;
-        }
-        items.reverse();
-        Some(items)
+        let (items, unlimited) = window.finish();
+        // Taking every held message without reaching a limit answers only for a whole tail.
+        (!unlimited || tail.whole).then_some(items)
     }
 
     /// Keeps what a read of the database returned: the messages before `next_seq`, all of the
@@ -179,7 +170,7 @@ impl HistoryCache {
     pub fn fill(
         &self,
         id: &ConversationId,
-        messages: &[StoredMessage],
+        messages: Vec<StoredMessage>,
         next_seq: i64,
         whole: bool,
         epoch: u64,
@@ -191,7 +182,7 @@ impl HistoryCache {
         if !contiguous || epoch != self.epoch() {
             return;
         }
-        let messages = messages.iter().cloned().map(Arc::new).collect();
+        let messages = messages.into_iter().map(Arc::new).collect();
         let tail = Tail::new(messages, next_seq, whole, epoch);
         self.tails.insert(id.as_str().to_string(), Arc::new(tail));
     }
@@ -262,7 +253,7 @@ mod tests {
     fn a_filled_tail_serves_the_same_rows_as_the_database_would() {
         let cache = HistoryCache::default();
         let rows: Vec<_> = (0..4).map(|s| message(s, 10)).collect();
-        cache.fill(&id(), &rows, 4, true, cache.epoch());
+        cache.fill(&id(), rows, 4, true, cache.epoch());
         // The newest rows until their tokens pass the limit, the one passing it included.
         assert_eq!(seqs(&cache.recent(&id(), 4, 15, 100).expect("hit")), [2, 3]);
         assert_eq!(
@@ -285,7 +276,7 @@ mod tests {
     fn a_partial_tail_does_not_serve_more_than_it_holds() {
         let cache = HistoryCache::default();
         let rows: Vec<_> = (5..8).map(|s| message(s, 10)).collect();
-        cache.fill(&id(), &rows, 8, false, cache.epoch());
+        cache.fill(&id(), rows, 8, false, cache.epoch());
         assert_eq!(
             seqs(&cache.recent(&id(), 8, 25, 100).expect("hit")),
             [5, 6, 7]
@@ -299,7 +290,7 @@ mod tests {
     #[test]
     fn appends_extend_a_tail_only_when_they_follow_it() {
         let cache = HistoryCache::default();
-        cache.fill(&id(), &[message(0, 1)], 1, true, cache.epoch());
+        cache.fill(&id(), vec![message(0, 1)], 1, true, cache.epoch());
         cache.appended(&id(), &[message(1, 1), message(2, 1)], cache.epoch());
         assert_eq!(
             seqs(&cache.recent(&id(), 3, 100, 100).expect("hit")),
@@ -317,7 +308,7 @@ mod tests {
         let before = cache.epoch();
         cache.invalidate();
         // The conversation was created again and its first message cached...
-        cache.fill(&id(), &[message(0, 1)], 1, true, cache.epoch());
+        cache.fill(&id(), vec![message(0, 1)], 1, true, cache.epoch());
         // ...when the old conversation's append, started before the deletion, reports seq 1.
         cache.appended(&id(), &[message(1, 1)], before);
         assert!(cache.recent(&id(), 2, 100, 100).is_none());
@@ -327,7 +318,7 @@ mod tests {
     #[test]
     fn an_invalidation_guard_invalidates_when_dropped() {
         let cache = HistoryCache::default();
-        cache.fill(&id(), &[message(0, 1)], 1, true, cache.epoch());
+        cache.fill(&id(), vec![message(0, 1)], 1, true, cache.epoch());
         drop(cache.invalidate_on_drop());
         assert!(cache.recent(&id(), 1, 100, 100).is_none());
     }
@@ -336,11 +327,11 @@ mod tests {
     fn a_deletion_makes_older_tails_and_racing_reads_stale() {
         let cache = HistoryCache::default();
         let before = cache.epoch();
-        cache.fill(&id(), &[message(0, 1)], 1, true, before);
+        cache.fill(&id(), vec![message(0, 1)], 1, true, before);
         cache.invalidate();
         assert!(cache.recent(&id(), 1, 100, 100).is_none());
         // A read that started before the deletion is not kept.
-        cache.fill(&id(), &[message(0, 1)], 1, true, before);
+        cache.fill(&id(), vec![message(0, 1)], 1, true, before);
         assert!(cache.recent(&id(), 1, 100, 100).is_none());
         let snapshot = cache.snapshot();
         assert_eq!((snapshot.hits, snapshot.misses), (0, 2));
@@ -352,7 +343,7 @@ mod tests {
         let count = i64::try_from(MAX_ROWS).expect("small") + 10;
         let rows: Vec<_> = (0..count).map(|s| message(s, 1)).collect();
         let next = count;
-        cache.fill(&id(), &rows, next, true, cache.epoch());
+        cache.fill(&id(), rows, next, true, cache.epoch());
         let served = cache
             .recent(&id(), next, 5, 100)
             .expect("the newest rows are held");

@@ -77,15 +77,7 @@ pub fn plan<'a>(
     known: &'a [Migration],
     path: &Path,
 ) -> Result<Vec<&'a Migration>, StoreError> {
-    let has_ledger = conn
-        .query_row(
-            "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'schema_migrations'",
-            [],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some();
-    if !has_ledger {
+    if !table_exists(conn, "schema_migrations")? {
         let tables: i64 = conn.query_row(
             "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
             [],
@@ -164,29 +156,21 @@ pub fn apply(
 
 /// The vector space in the file, if migration 3 has made its table.
 fn recorded_space(conn: &Connection) -> Result<Option<VectorSpace>, StoreError> {
-    let has_table = conn
+    if !table_exists(conn, "vector_space")? {
+        return Ok(None);
+    }
+    super::vectors::stored_space(conn)
+}
+
+fn table_exists(conn: &Connection, name: &str) -> Result<bool, StoreError> {
+    Ok(conn
         .query_row(
-            "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'vector_space'",
-            [],
+            "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = ?1",
+            [name],
             |_| Ok(()),
         )
         .optional()?
-        .is_some();
-    if !has_table {
-        return Ok(None);
-    }
-    Ok(conn
-        .query_row(
-            "SELECT embedder, dimensions FROM vector_space WHERE id = 1",
-            [],
-            |row| {
-                Ok(VectorSpace {
-                    embedder: row.get(0)?,
-                    dimensions: row.get(1)?,
-                })
-            },
-        )
-        .optional()?)
+        .is_some())
 }
 
 #[cfg(test)]

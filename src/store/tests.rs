@@ -464,6 +464,14 @@ async fn a_panic_inside_a_store_call_reaches_the_caller() {
     assert!(t.store.conversations().create(None).await.is_ok());
 }
 
+/// The first column of every row `sql` returns.
+fn column<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> Result<Vec<T>, StoreError> {
+    Ok(conn
+        .prepare(sql)?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?)
+}
+
 #[tokio::test]
 async fn migration_4_rebuilds_the_vector_tables_in_small_chunks_keeping_their_vectors() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -504,22 +512,22 @@ async fn migration_4_rebuilds_the_vector_tables_in_small_chunks_keeping_their_ve
     let store = Store::open_with(&config, &recorded).expect("store opens");
     let (tables, nearest, tagged, messages) = store
         .read(|conn| {
-            let tables: Vec<String> = conn
-                .prepare("SELECT sql FROM sqlite_schema WHERE name IN ('memory_vectors', 'message_vectors')")?
-                .query_map([], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            let nearest: Vec<i64> = conn
-                .prepare("SELECT rowid FROM memory_vectors WHERE embedding MATCH '[0,1,0,0]' AND k = 1")?
-                .query_map([], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            let tagged: Vec<i64> = conn
-                .prepare("SELECT rowid FROM memory_vectors WHERE embedding MATCH '[1,0,0,0]' AND k = 3 AND tag = 'work'")?
-                .query_map([], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            let messages: Vec<i64> = conn
-                .prepare("SELECT message_id FROM message_vectors WHERE embedding MATCH '[0,0,0,1]' AND k = 2 AND conversation_id = 'c2'")?
-                .query_map([], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
+            let tables: Vec<String> = column(
+                conn,
+                "SELECT sql FROM sqlite_schema WHERE name IN ('memory_vectors', 'message_vectors')",
+            )?;
+            let nearest: Vec<i64> = column(
+                conn,
+                "SELECT rowid FROM memory_vectors WHERE embedding MATCH '[0,1,0,0]' AND k = 1",
+            )?;
+            let tagged: Vec<i64> = column(
+                conn,
+                "SELECT rowid FROM memory_vectors WHERE embedding MATCH '[1,0,0,0]' AND k = 3 AND tag = 'work'",
+            )?;
+            let messages: Vec<i64> = column(
+                conn,
+                "SELECT message_id FROM message_vectors WHERE embedding MATCH '[0,0,0,1]' AND k = 2 AND conversation_id = 'c2'",
+            )?;
             Ok((tables, nearest, tagged, messages))
         })
         .await
