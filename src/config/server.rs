@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::Secret;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
@@ -12,9 +14,17 @@ pub struct ServerConfig {
     /// Origins allowed to open browser connections; empty means the server's own loopback
     /// origins (`http://127.0.0.1:PORT`, `http://localhost:PORT`, `http://[::1]:PORT`).
     pub allowed_origins: Vec<String>,
+    /// Extra names a request's `Host` may carry (a reverse proxy's public name): `name`
+    /// (any port), `name:port`, or `*.example.com` (any subdomain). Loopback names and the
+    /// bound address are always allowed.
+    pub allowed_hosts: Vec<String>,
     /// How long a graceful shutdown waits for in-flight requests before closing them.
     #[serde(with = "super::duration")]
     pub shutdown_timeout: Duration,
+    pub auth: AuthConfig,
+    /// A bearer token that may read `/metrics` (for a Prometheus scraper) without an admin
+    /// key. Write it as `${VAR}` so that it stays out of the file.
+    pub metrics_token: Option<Secret>,
 }
 
 impl Default for ServerConfig {
@@ -23,9 +33,44 @@ impl Default for ServerConfig {
             host: "127.0.0.1".into(),
             port: 8000,
             allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             shutdown_timeout: Duration::from_secs(10),
+            auth: AuthConfig::default(),
+            metrics_token: None,
         }
     }
+}
+
+/// `server.auth`: who may use the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub mode: AuthMode,
+    /// How long a browser session (`POST /api/login`) lasts.
+    #[serde(with = "super::duration")]
+    pub session_ttl: Duration,
+    /// Failed credential attempts allowed per client address per minute; past it, 429.
+    pub max_failures_per_minute: u32,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            mode: AuthMode::Auto,
+            session_ttl: Duration::from_secs(7 * 24 * 3600),
+            max_failures_per_minute: 10,
+        }
+    }
+}
+
+/// `auto`: credentials are required once an API key exists, and always when the server is
+/// bound to a non-loopback address. `required`: always. `none`: never (logged at start).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    Auto,
+    Required,
+    None,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -123,6 +123,30 @@ impl Config {
                 format!("must be an origin like http://localhost:3000 (got `{origin}`)"),
             )?;
         }
+        for (i, host) in self.server.allowed_hosts.iter().enumerate() {
+            ensure(
+                crate::http::HostPattern::parse(host).is_some(),
+                format!("server.allowed_hosts[{i}]"),
+                format!(
+                    "must be a host name, `name:port` or `*.domain`, without scheme or path (got `{host}`)"
+                ),
+            )?;
+        }
+        let auth = &self.server.auth;
+        within(
+            "server.auth.max_failures_per_minute",
+            auth.max_failures_per_minute,
+            1,
+            100_000,
+        )?;
+        positive("server.auth.session_ttl", auth.session_ttl)?;
+        if let Some(token) = &self.server.metrics_token {
+            ensure(
+                token.expose().len() >= 16,
+                "server.metrics_token",
+                "must be at least 16 characters",
+            )?;
+        }
         Ok(())
     }
 }

@@ -7,7 +7,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
-use super::{AppState, SocketSnapshot};
+use super::{AccessSnapshot, AppState, SocketSnapshot};
 use std::collections::BTreeMap;
 
 use crate::llm::{CacheSnapshot, ProviderSnapshot};
@@ -28,6 +28,8 @@ pub struct Health {
     pub mcp_stats: McpSnapshot,
     pub memory: MemorySnapshot,
     pub process: ProcessSnapshot,
+    /// Requests refused before any handler ran.
+    pub access: AccessSnapshot,
 }
 
 #[derive(Serialize)]
@@ -73,5 +75,6 @@ pub async fn snapshot(state: &AppState) -> Health {
         mcp_stats: state.mcp.snapshot(),
         memory: state.memory.snapshot().await,
         process: ProcessSnapshot::read(),
+        access: state.counters.snapshot(),
     }
 }

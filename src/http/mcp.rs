@@ -23,12 +23,8 @@ const MAX_BODY: usize = 4 << 20;
 
 pub fn router(state: &AppState) -> Router<AppState> {
     let server = MemoryMcpServer::new(state.memory.clone());
-    let mut hosts = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
-    let host = state.config.server.host.clone();
-    if !hosts.contains(&host) && host != "0.0.0.0" && host != "::" {
-        hosts.push(host);
-    }
-    let mut config = StreamableHttpServerConfig::default().with_allowed_hosts(hosts);
+    // The router's own Host check (every route, `server.allowed_hosts` included) has run.
+    let mut config = StreamableHttpServerConfig::default().disable_allowed_hosts();
     config.cancellation_token = state.sockets.shutdown_token().child_token();
     let service = StreamableHttpService::new(
         move || Ok(server.clone()),

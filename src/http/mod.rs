@@ -4,6 +4,7 @@
 mod api;
 mod error;
 mod health;
+mod host;
 mod mcp;
 mod metrics;
 mod origin;
@@ -11,6 +12,7 @@ mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::Router;
@@ -18,6 +20,7 @@ use axum::serve::{ListenerExt, TapIo};
 use tokio::net::{TcpListener, TcpStream};
 
 pub use error::ApiError;
+pub use host::{AllowedHosts, HostPattern};
 pub use ws::{Rejection, SocketSnapshot, Sockets};
 
 use crate::chat::ChatService;
@@ -40,6 +43,33 @@ pub struct AppState {
     pub started: Instant,
     /// Browser origins allowed to call us, resolved against the bound port.
     pub allowed_origins: Arc<Vec<String>>,
+    /// Names a request's `Host` may carry.
+    pub allowed_hosts: Arc<AllowedHosts>,
+    pub counters: Arc<AccessCounters>,
+}
+
+/// Requests refused before any handler ran, for `/health`.
+#[derive(Debug, Default)]
+pub struct AccessCounters {
+    host_refused: AtomicU64,
+}
+
+/// `/health` `access`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AccessSnapshot {
+    pub host_refused: u64,
+}
+
+impl AccessCounters {
+    pub fn host_refused(&self) {
+        self.host_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> AccessSnapshot {
+        AccessSnapshot {
+            host_refused: self.host_refused.load(Ordering::Relaxed),
+        }
+    }
 }
 
 impl AppState {
@@ -56,6 +86,7 @@ impl AppState {
             &config.server.allowed_origins,
             local.port(),
         ));
+        let allowed_hosts = Arc::new(AllowedHosts::new(&config.server.allowed_hosts, local));
         let chat = Arc::new(ChatService::new(
             store.clone(),
             providers.clone(),
@@ -74,6 +105,8 @@ impl AppState {
             sockets,
             started,
             allowed_origins,
+            allowed_hosts,
+            counters: Arc::default(),
         }
     }
 }
@@ -89,9 +122,14 @@ pub fn router(state: AppState) -> Router {
         ));
     // One span per request (DEBUG: `RUST_LOG=tower_http=debug` shows them), so store and
     // provider work logged inside a request carries its method and path.
+    // The Host check runs first, before any handler or upgrade, on every route.
     health::router()
         .merge(metrics::router())
         .merge(guarded)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            host::check_host,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

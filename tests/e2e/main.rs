@@ -16,5 +16,6 @@ mod mcp_server;
 mod memory;
 mod providers;
 mod python;
+mod security;
 mod shutdown;
 mod ws;

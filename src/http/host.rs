@@ -1,0 +1,284 @@
+//! The `Host` check (DNS rebinding). A web page on `evil.example` whose name is rebound to
+//! 127.0.0.1 reaches this server as a same-origin request: no `Origin` header, but
+//! `Host: evil.example`. So every request, before any handler or upgrade, must name a host this
+//! server answers to: a loopback name, the bound address (bound to a wildcard address: this
+//! machine's interface addresses and hostname), or one of `server.allowed_hosts`.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::{ApiError, AppState};
+
+/// One entry of `server.allowed_hosts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostPattern {
+    /// `name`: any port.
+    Name(String),
+    /// `name:port`: that port only.
+    NameAndPort(String, u16),
+    /// `*.domain`: any subdomain of `domain` (not `domain` itself), any port.
+    Subdomains(String),
+}
+
+impl HostPattern {
+    /// Parses a configured entry; `None` if it is not a bare host (a scheme, a path, spaces).
+    pub fn parse(text: &str) -> Option<Self> {
+        let text = text.trim().to_ascii_lowercase();
+        if let Some(domain) = text.strip_prefix("*.") {
+            return is_host_name(domain).then(|| Self::Subdomains(domain.to_string()));
+        }
+        let (host, port) = split_authority(&text)?;
+        if !is_host_name(&host) && host.parse::<IpAddr>().is_err() {
+            return None;
+        }
+        Some(match port {
+            Some(port) => Self::NameAndPort(host, port),
+            None => Self::Name(host),
+        })
+    }
+
+    fn matches(&self, host: &str, port: Option<u16>) -> bool {
+        match self {
+            Self::Name(name) => name == host,
+            Self::NameAndPort(name, wanted) => name == host && port == Some(*wanted),
+            Self::Subdomains(domain) => host
+                .strip_suffix(domain.as_str())
+                .is_some_and(|rest| rest.len() > 1 && rest.ends_with('.')),
+        }
+    }
+}
+
+/// The hosts this server answers to, resolved once at start.
+#[derive(Debug, Clone)]
+pub struct AllowedHosts {
+    /// Loopback names, the bound address, and (on a wildcard bind) the machine's own.
+    own: Vec<String>,
+    configured: Vec<HostPattern>,
+}
+
+impl AllowedHosts {
+    pub fn new(configured: &[String], bound: SocketAddr) -> Self {
+        let mut own: Vec<String> = vec!["localhost".into()];
+        if bound.ip().is_unspecified() {
+            own.extend(machine_names());
+        } else {
+            own.push(bound.ip().to_string());
+        }
+        own.sort();
+        own.dedup();
+        Self {
+            own,
+            configured: configured
+                .iter()
+                .filter_map(|entry| HostPattern::parse(entry))
+                .collect(),
+        }
+    }
+
+    /// Whether an authority (`Host` header value) names this server.
+    pub fn allows(&self, authority: &str) -> bool {
+        let Some((host, port)) = split_authority(&authority.to_ascii_lowercase()) else {
+            return false;
+        };
+        let host = host.strip_suffix('.').unwrap_or(&host);
+        if host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()) {
+            return true;
+        }
+        self.own.iter().any(|name| name == host)
+            || self.configured.iter().any(|p| p.matches(host, port))
+    }
+}
+
+/// This machine's interface addresses and its hostname, for a server bound to `0.0.0.0`/`::`.
+fn machine_names() -> Vec<String> {
+    let mut names: Vec<String> = match if_addrs::get_if_addrs() {
+        Ok(interfaces) => interfaces.iter().map(|i| i.ip().to_string()).collect(),
+        Err(error) => {
+            tracing::warn!(%error, "cannot list this machine's addresses for the Host check");
+            Vec::new()
+        }
+    };
+    let uname = rustix::system::uname();
+    let hostname = uname.nodename().to_string_lossy().to_ascii_lowercase();
+    if !hostname.is_empty() {
+        names.push(hostname);
+    }
+    names
+}
+
+/// `host[:port]` or `[v6][:port]` → (host without brackets, port). `None` if malformed.
+fn split_authority(authority: &str) -> Option<(String, Option<u16>)> {
+    if authority.is_empty() || authority.contains(['/', '@', ' ', '?', '#']) {
+        return None;
+    }
+    if let Some(rest) = authority.strip_prefix('[') {
+        let (ip, after) = rest.split_once(']')?;
+        ip.parse::<std::net::Ipv6Addr>().ok()?;
+        let port = match after.strip_prefix(':') {
+            Some(port) => Some(port.parse().ok()?),
+            None if after.is_empty() => None,
+            None => return None,
+        };
+        return Some((ip.to_string(), port));
+    }
+    match authority.rsplit_once(':') {
+        Some((host, port)) if !host.contains(':') => {
+            Some((host.to_string(), Some(port.parse().ok()?)))
+        }
+        Some(_) => None,
+        None => Some((authority.to_string(), None)),
+    }
+}
+
+fn is_host_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        })
+}
+
+/// Refuses a request whose `Host` (or absolute-form authority) this server does not answer to.
+pub async fn check_host(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let header_host = request
+        .headers()
+        .get(header::HOST)
+        .map(|value| value.to_str().unwrap_or("\u{0}"));
+    let uri_host = request
+        .uri()
+        .authority()
+        .map(axum::http::uri::Authority::as_str);
+    let allowed = match (header_host, uri_host) {
+        (None, None) => false,
+        (header, uri) => {
+            header.is_none_or(|h| state.allowed_hosts.allows(h))
+                && uri.is_none_or(|u| state.allowed_hosts.allows(u))
+        }
+    };
+    if allowed {
+        return next.run(request).await;
+    }
+    state.counters.host_refused();
+    let shown: String = header_host
+        .or(uri_host)
+        .unwrap_or("")
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(100)
+        .collect();
+    tracing::debug!(host = %shown, path = %request.uri().path(), "refused a request for a foreign host");
+    ApiError::new(
+        StatusCode::MISDIRECTED_REQUEST,
+        "host_not_allowed",
+        format!(
+            "host `{shown}` is not served here; add it to server.allowed_hosts if this server is \
+             reached under that name"
+        ),
+    )
+    .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loopback() -> AllowedHosts {
+        AllowedHosts::new(&[], "127.0.0.1:8000".parse().expect("addr"))
+    }
+
+    #[test]
+    fn loopback_names_pass_with_any_port() {
+        let hosts = loopback();
+        for host in [
+            "127.0.0.1",
+            "127.0.0.1:8000",
+            "localhost:1",
+            "LOCALHOST",
+            "localhost.",
+            "[::1]:8000",
+            "[::1]",
+            "127.0.0.2:80",
+        ] {
+            assert!(hosts.allows(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn foreign_and_malformed_hosts_are_refused() {
+        let hosts = loopback();
+        for host in [
+            "evil.example:8000",
+            "evil.example",
+            "localhost.evil.example",
+            "127.0.0.1.nip.io",
+            "",
+            "user@localhost",
+            "localhost:port",
+            "[::1",
+            "::1",
+            "10.0.0.1",
+        ] {
+            assert!(!hosts.allows(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn configured_names_ports_and_subdomains_pass() {
+        let configured = [
+            "chat.example.com".to_string(),
+            "proxy.lan:8443".into(),
+            "*.corp.example".into(),
+        ];
+        let hosts = AllowedHosts::new(&configured, "127.0.0.1:8000".parse().expect("addr"));
+        assert!(hosts.allows("chat.example.com"));
+        assert!(hosts.allows("chat.example.com:443"));
+        assert!(hosts.allows("proxy.lan:8443"));
+        assert!(!hosts.allows("proxy.lan:8444"));
+        assert!(!hosts.allows("proxy.lan"));
+        assert!(hosts.allows("a.corp.example"));
+        assert!(hosts.allows("a.b.corp.example:1"));
+        assert!(!hosts.allows("corp.example"));
+        assert!(!hosts.allows("xcorp.example"));
+    }
+
+    #[test]
+    fn a_specific_bind_allows_its_own_address() {
+        let hosts = AllowedHosts::new(&[], "192.168.7.9:8000".parse().expect("addr"));
+        assert!(hosts.allows("192.168.7.9:8000"));
+        assert!(!hosts.allows("192.168.7.10:8000"));
+    }
+
+    #[test]
+    fn a_wildcard_bind_allows_the_machines_addresses() {
+        let hosts = AllowedHosts::new(&[], "0.0.0.0:8000".parse().expect("addr"));
+        let interfaces = if_addrs::get_if_addrs().expect("interfaces");
+        for interface in interfaces {
+            let ip = interface.ip();
+            let authority = match ip {
+                IpAddr::V6(v6) => format!("[{v6}]:8000"),
+                IpAddr::V4(v4) => format!("{v4}:8000"),
+            };
+            assert!(hosts.allows(&authority), "{authority}");
+        }
+        assert!(!hosts.allows("evil.example"));
+    }
+
+    #[test]
+    fn patterns_refuse_schemes_and_paths() {
+        assert_eq!(HostPattern::parse("https://x.example"), None);
+        assert_eq!(HostPattern::parse("x.example/path"), None);
+        assert_eq!(HostPattern::parse("*."), None);
+        assert_eq!(
+            HostPattern::parse("X.Example:80"),
+            Some(HostPattern::NameAndPort("x.example".into(), 80))
+        );
+    }
+}
