@@ -11,6 +11,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::auth::Auth;
 use crate::config::{Config, ConfigError, RetentionPolicy, ServerConfig};
 use crate::http::{self, AppState};
 use crate::llm::Providers;
@@ -43,6 +44,12 @@ pub enum StartError {
     Runtime(std::io::Error),
     #[error("re-embedding failed: {0}")]
     Reembed(#[from] crate::memory::MemoryError),
+    #[error(
+        "server.host `{host}` is not a loopback address and no API key exists yet: anyone on the \
+         network could use this server. Create one first with `mcp-platform keys create --name \
+         NAME --admin` (or bind 127.0.0.1; or set server.auth.mode: none to opt out, not advised)"
+    )]
+    NoKeys { host: String },
 }
 
 /// `mcp-platform reembed`: rebuilds the vector tables for `config.memory`'s embedder. Run it
@@ -97,6 +104,7 @@ pub struct App {
     providers: Arc<Providers>,
     mcp: Arc<McpHost>,
     memory: Arc<MemoryService>,
+    auth: Arc<Auth>,
     started: Instant,
 }
 
@@ -126,6 +134,15 @@ impl App {
                     path: "database".into(),
                     reason: e.to_string(),
                 })??;
+        let auth = Arc::new(
+            Auth::load(
+                store.clone(),
+                &config.server.auth,
+                is_loopback(&config.server.host),
+            )
+            .await?,
+        );
+        check_auth(&config.server, &auth, &store).await?;
         let providers = Arc::new(Providers::new(&config.llm, &*env));
         let mut mcp = McpHost::new(&config.mcp, mcp_servers, env);
         if config.memory.tools {
@@ -143,6 +160,7 @@ impl App {
             providers,
             mcp: Arc::new(mcp),
             memory,
+            auth,
             started,
         })
     }
@@ -158,6 +176,7 @@ impl App {
     /// The store's periodic work: health probes, WAL checkpoints, retention.
     fn spawn_background(&self, tasks: &TaskTracker, cancel: &CancellationToken) {
         tasks.spawn(self.memory.clone().run_indexer(cancel.child_token()));
+        tasks.spawn(self.auth.clone().run(cancel.child_token()));
         let retention = self.config.retention.clone();
         if retention.policy != RetentionPolicy::Unlimited {
             let store = self.store.clone();
@@ -218,15 +237,15 @@ impl App {
             tasks.spawn(crate::chat::Encoding::for_model(model).load());
         }
 
-        let state = AppState::new(
-            self.config.clone(),
-            self.store.clone(),
-            self.providers.clone(),
-            self.mcp.clone(),
-            self.memory.clone(),
-            self.started,
-            local,
-        );
+        let services = http::Services {
+            config: self.config.clone(),
+            store: self.store.clone(),
+            providers: self.providers.clone(),
+            mcp: self.mcp.clone(),
+            memory: self.memory.clone(),
+            auth: self.auth.clone(),
+        };
+        let state = AppState::new(services, self.started, local);
         let sockets = state.sockets.clone();
         tasks.spawn(release_memory_after_closes(
             sockets.clone(),
@@ -278,6 +297,38 @@ impl App {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Whether `host` (as configured) is a loopback address or name.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A server reachable from the network must not start without keys (under `auto` and
+/// `required`); `none` is allowed but warned about at every start.
+async fn check_auth(server: &ServerConfig, auth: &Auth, store: &Store) -> Result<(), StartError> {
+    let exposed = !is_loopback(&server.host);
+    match server.auth.mode {
+        crate::config::AuthMode::None => {
+            tracing::warn!(
+                host = %server.host,
+                "server.auth.mode is none: anyone who can reach this server uses it without a key"
+            );
+        }
+        _ if exposed && !auth.has_keys() => {
+            // A refused start leaves the database as it was, closed.
+            let _ = store.close(Duration::from_secs(5)).await;
+            return Err(StartError::NoKeys {
+                host: server.host.clone(),
+            });
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn log_ready(store: &Store, providers: &Providers, local: SocketAddr, started: Instant) {

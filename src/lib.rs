@@ -16,6 +16,7 @@
 //! - [`stats`]: lock-free histograms and gauges the components keep for `/health`.
 //! - [`telemetry`]: logging as text or JSON.
 pub mod app;
+pub mod auth;
 pub mod chat;
 pub mod config;
 pub mod http;
@@ -25,6 +26,7 @@ pub mod mcp;
 pub mod memory;
 pub mod mock_provider;
 pub mod process;
+pub mod scrub;
 pub mod stats;
 pub mod store;
 pub mod telemetry;

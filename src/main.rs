@@ -35,6 +35,12 @@ enum Command {
     /// Drive a running server's /ws/chat with many clients and report latency, throughput,
     /// errors and the server's CPU and memory; exit 1 when an SLO is missed.
     Loadtest(LoadtestArgs),
+    /// Create, list or revoke API keys (works whether or not the server is running; a running
+    /// server sees the change within a second).
+    Keys {
+        #[command(subcommand)]
+        command: mcp_platform::auth::cli::KeysCommand,
+    },
     /// Validate the configuration and print it with defaults filled in and secrets redacted.
     CheckConfig {
         /// Config file [default: ./config.yaml if present, else the built-in defaults]
@@ -120,6 +126,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Some(Command::CheckConfig { config }) => check_config(config.as_deref()),
+        Some(Command::Keys { command }) => {
+            return match mcp_platform::auth::cli::run(command) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Some(Command::Reembed { config }) => reembed(config.as_deref()),
         Some(Command::MockProvider(args)) => mock_provider(&args),
         Some(Command::Loadtest(args)) => return loadtest(args),

@@ -5,6 +5,7 @@ use serde_json::json;
 
 use super::frames::{ConversationAction, GetHistory, ListConversations, SearchPayload};
 use super::{ChatService, ServerFrame};
+use crate::auth::Caller;
 use crate::memory::MemoryError;
 use crate::store::{ConversationId, StoreError};
 
@@ -17,10 +18,11 @@ const DEFAULT_PAGE: u32 = 50;
 impl ChatService {
     pub async fn conversation_action(
         &self,
+        caller: &Caller,
         request_id: &str,
         action: ConversationAction,
     ) -> ServerFrame {
-        match self.run_action(request_id, action).await {
+        match self.run_action(caller, request_id, action).await {
             Ok(frame) => frame,
             Err(error) => {
                 let message = if error.code() == "internal" {
@@ -41,10 +43,11 @@ impl ChatService {
 
     async fn run_action(
         &self,
+        caller: &Caller,
         request_id: &str,
         action: ConversationAction,
     ) -> Result<ServerFrame, StoreError> {
-        let repo = self.store.conversations();
+        let repo = self.store.conversations_of(caller.owner());
         Ok(match action {
             ConversationAction::New(new) => {
                 let conversation = repo.create(new.title).await?;
@@ -93,8 +96,13 @@ fn parse_history_cursor(cursor: &str) -> Result<i64, StoreError> {
 
 impl ChatService {
     /// History search: the stored messages nearest the query, with snippet and score.
-    pub async fn search(&self, request_id: &str, payload: SearchPayload) -> ServerFrame {
-        match self.run_search(payload).await {
+    pub async fn search(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+        payload: SearchPayload,
+    ) -> ServerFrame {
+        match self.run_search(caller, payload).await {
             Ok(metadata) => ServerFrame::result(request_id, "search_results", metadata),
             Err(error) => {
                 let message = if error.code() == "internal" {
@@ -113,15 +121,19 @@ impl ChatService {
         }
     }
 
-    async fn run_search(&self, payload: SearchPayload) -> Result<serde_json::Value, MemoryError> {
+    async fn run_search(
+        &self,
+        caller: &Caller,
+        payload: SearchPayload,
+    ) -> Result<serde_json::Value, MemoryError> {
         if let Some(id) = &payload.conversation_id {
             let id = ConversationId::try_from(id.clone())?;
-            self.store.conversations().get(&id).await?;
+            self.store.conversations_of(caller.owner()).get(&id).await?;
         }
         let k = payload.k.unwrap_or(DEFAULT_HITS);
         let hits = self
             .memory
-            .search_history(&payload.query, k, payload.conversation_id)
+            .search_history(caller.id(), &payload.query, k, payload.conversation_id)
             .await?;
         Ok(json!({"query": payload.query, "hits": hits}))
     }

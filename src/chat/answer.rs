@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::errors::{TurnError, cancelled};
 use super::tokens::Encoding;
 use super::{ChatService, Outbox, ServerFrame};
+use crate::auth::Caller;
 use crate::llm::{ChatEvent, ChatMessage, ChatRequest, ChatStream, MessageRole, ToolCall, Usage};
 use crate::store::{ConversationId, MessageStatus, NewMessage, Role, StoredMessage};
 
@@ -23,6 +24,7 @@ const HOP_LIMIT_NOTICE: &str = "The tool-call limit for this request is reached.
 
 /// What one turn's answer needs.
 pub struct Turn<'a> {
+    pub caller: &'a Caller,
     pub request_id: &'a str,
     pub conversation: &'a ConversationId,
     pub user: &'a StoredMessage,
@@ -73,6 +75,10 @@ impl ChatService {
             };
             let model = turn.model.unwrap_or(provider.model()).to_string();
             let reply = self.relay(turn, stream).await;
+            if let Some(spent) = &reply.usage {
+                turn.caller
+                    .spent(spent.prompt_tokens, spent.completion_tokens);
+            }
             usage = add_usage(usage, reply.usage);
             if offer_tools && reply.end.is_ok() && !reply.tool_calls.is_empty() {
                 let results = self.tool_round(turn, &reply, &model).await?;
@@ -134,7 +140,7 @@ impl ChatService {
         assistant.token_count = turn.encoding.count(&reply.text);
         let mut stored = self
             .store
-            .conversations()
+            .conversations_of(turn.caller.owner())
             .append(turn.conversation, vec![assistant])
             .await?;
         Ok(stored.pop())

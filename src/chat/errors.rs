@@ -9,6 +9,30 @@ pub struct TurnError {
     pub code: &'static str,
     pub message: String,
     pub retryable: bool,
+    /// Seconds after which a retry may succeed, when known.
+    pub retry_after: Option<u64>,
+}
+
+impl TurnError {
+    pub fn new(code: &'static str, message: impl Into<String>, retryable: bool) -> Self {
+        Self {
+            code,
+            message: message.into(),
+            retryable,
+            retry_after: None,
+        }
+    }
+}
+
+impl From<crate::auth::QuotaExceeded> for TurnError {
+    fn from(error: crate::auth::QuotaExceeded) -> Self {
+        Self {
+            code: "quota_exceeded",
+            message: error.to_string(),
+            retryable: true,
+            retry_after: Some(error.retry_after_s),
+        }
+    }
 }
 
 impl From<StoreError> for TurnError {
@@ -19,11 +43,7 @@ impl From<StoreError> for TurnError {
         } else {
             error.to_string()
         };
-        Self {
-            code: error.code(),
-            message,
-            retryable: error.retryable(),
-        }
+        Self::new(error.code(), message, error.retryable())
     }
 }
 
@@ -33,23 +53,20 @@ impl From<ProviderError> for TurnError {
             code: error.code(),
             message: error.to_string(),
             retryable: error.retryable(),
+            retry_after: error.retry_after().map(|d| d.as_secs().max(1)),
         }
     }
 }
 
 pub fn internal(message: &str) -> TurnError {
     tracing::error!(message, "turn failed");
-    TurnError {
-        code: "internal",
-        message: "internal error; the server log has the details".into(),
-        retryable: true,
-    }
+    TurnError::new(
+        "internal",
+        "internal error; the server log has the details",
+        true,
+    )
 }
 
 pub fn cancelled() -> TurnError {
-    TurnError {
-        code: "cancelled",
-        message: "the turn was cancelled".into(),
-        retryable: false,
-    }
+    TurnError::new("cancelled", "the turn was cancelled", false)
 }

@@ -277,6 +277,9 @@ pub struct Chunk {
     pub code: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retryable: Option<bool>,
+    /// Seconds after which a retry may succeed (`quota_exceeded`, `rate_limited`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 impl ServerFrame {
@@ -381,6 +384,13 @@ impl ServerFrame {
                 ..Chunk::default()
             },
         }
+    }
+
+    /// An error frame that says when a retry may succeed.
+    #[must_use]
+    pub fn with_retry_after(mut self, seconds: Option<u64>) -> Self {
+        self.chunk.retry_after = seconds;
+        self
     }
 
     pub fn refused(error: FrameError) -> Self {

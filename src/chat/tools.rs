@@ -42,7 +42,7 @@ impl ChatService {
         let conversation = Some(turn.conversation.as_str());
         let started = std::time::Instant::now();
         tokio::select! {
-            outcome = memory_tools::call(&self.memory, &call.name, &call.arguments, conversation) => outcome,
+            outcome = memory_tools::call(&self.memory, turn.caller.id(), &call.name, &call.arguments, conversation) => outcome,
             () = turn.cancel.cancelled() => ToolOutcome::failed("the call was cancelled", started.elapsed()),
         }
     }
@@ -121,7 +121,7 @@ impl ChatService {
             batch.push(result);
         }
         self.store
-            .conversations()
+            .conversations_of(turn.caller.owner())
             .append(turn.conversation, batch)
             .await?;
         Ok(())

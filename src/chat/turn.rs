@@ -12,6 +12,7 @@ use super::answer::Turn;
 use super::errors::{TurnError, internal};
 use super::tokens::Encoding;
 use super::{ChatPayload, ChatService, Outbox, ServerFrame, context};
+use crate::auth::Caller;
 use crate::store::{ConversationId, MessageStatus, NewMessage, Role, StoreError, StoredMessage};
 
 /// History rows read at most per turn, whatever their token counts.
@@ -29,6 +30,7 @@ impl ChatService {
     #[tracing::instrument(skip_all, fields(request_id = %request_id))]
     pub async fn run_turn(
         &self,
+        caller: &Caller,
         request_id: &str,
         payload: ChatPayload,
         out: &Outbox,
@@ -36,7 +38,9 @@ impl ChatService {
     ) {
         self.stats.started.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
-        let result = self.turn(request_id, payload, out, cancel, started).await;
+        let result = self
+            .turn(caller, request_id, payload, out, cancel, started)
+            .await;
         // Its messages are stored: history search embeds them in the background.
         self.memory.turn_finished();
         match result {
@@ -56,7 +60,8 @@ impl ChatService {
                     error.code,
                     error.message,
                     error.retryable,
-                );
+                )
+                .with_retry_after(error.retry_after);
                 let _ = out.send(frame).await;
             }
         }
@@ -64,12 +69,15 @@ impl ChatService {
 
     async fn turn(
         &self,
+        caller: &Caller,
         request_id: &str,
         payload: ChatPayload,
         out: &Outbox,
         cancel: &CancellationToken,
         started: Instant,
     ) -> Result<(), TurnError> {
+        // Past a quota nothing is stored and no provider is called.
+        let _quota = caller.admit_turn()?;
         let model = match &payload.model {
             Some(model) => model.clone(),
             None => self
@@ -81,16 +89,16 @@ impl ChatService {
         encoding.load().await;
         let current_tokens = encoding.count(&payload.text);
         let room = self.room_for_history(current_tokens, encoding)?;
-        let repo = self.store.conversations();
-        let conversation = self.conversation(payload.conversation_id.clone()).await?;
+        let repo = self.store.conversations_of(caller.owner());
+        let conversation = self
+            .conversation(caller, payload.conversation_id.clone())
+            .await?;
         let Some(_claim) = self.in_flight.claim(&conversation, request_id) else {
-            return Err(TurnError {
-                code: "busy",
-                message: format!(
-                    "request `{request_id}` is already in flight in this conversation"
-                ),
-                retryable: true,
-            });
+            return Err(TurnError::new(
+                "busy",
+                format!("request `{request_id}` is already in flight in this conversation"),
+                true,
+            ));
         };
         let mut user =
             NewMessage::new(Role::User, payload.text.clone()).with_request_id(request_id);
@@ -99,7 +107,7 @@ impl ChatService {
             Ok(mut stored) if !stored.is_empty() => stored.remove(0),
             Ok(_) => return Err(internal("the store returned no message for an append")),
             Err(StoreError::DuplicateRequest { .. }) => {
-                match self.earlier(&conversation, request_id).await? {
+                match self.earlier(caller, &conversation, request_id).await? {
                     Earlier::Answered(user, answer) => {
                         self.replay(request_id, &user, &answer, out).await;
                         return Ok(());
@@ -120,6 +128,7 @@ impl ChatService {
         let history = &candidates[context::first_kept(&candidates, room, encoding)..];
         let messages = context::messages(&self.config.chat.service.system_prompt, history, &user);
         let turn = Turn {
+            caller,
             request_id,
             conversation: &conversation,
             user: &user,
@@ -145,24 +154,31 @@ impl ChatService {
             .max_tokens
             .saturating_sub(service.context.reserve_tokens);
         let fixed = context::fixed_cost(&service.system_prompt, current, encoding);
-        context::room(fixed, budget).map_err(|too_large| TurnError {
-            code: "context_too_large",
-            message: format!(
+        context::room(fixed, budget).map_err(|too_large| {
+            TurnError::new(
+                "context_too_large",
+                format!(
                 "the message needs {} tokens with the system prompt ({} encoding), over the context \
                  budget of {} (chat.service.context.max_tokens minus reserve_tokens); shorten it",
                 too_large.needed,
                 encoding.name(),
                 too_large.budget
-            ),
-            retryable: false,
+                ),
+                false,
+            )
         })
     }
 
     /// What is stored of a request id already used in the conversation.
-    async fn earlier(&self, id: &ConversationId, request_id: &str) -> Result<Earlier, TurnError> {
+    async fn earlier(
+        &self,
+        caller: &Caller,
+        id: &ConversationId,
+        request_id: &str,
+    ) -> Result<Earlier, TurnError> {
         let stored = self
             .store
-            .conversations()
+            .conversations_of(caller.owner())
             .find_by_request(id, request_id)
             .await?;
         let user = stored
@@ -209,10 +225,19 @@ impl ChatService {
 
     /// The conversation to resume (not read here: appending the user message fails with
     /// `not_found` for an unknown id, one database round trip fewer per turn) or a new one.
-    async fn conversation(&self, id: Option<String>) -> Result<ConversationId, TurnError> {
+    async fn conversation(
+        &self,
+        caller: &Caller,
+        id: Option<String>,
+    ) -> Result<ConversationId, TurnError> {
         match id {
             Some(id) => Ok(ConversationId::try_from(id)?),
-            None => Ok(self.store.conversations().create(None).await?.id),
+            None => Ok(self
+                .store
+                .conversations_of(caller.owner())
+                .create(None)
+                .await?
+                .id),
         }
     }
 }

@@ -1,4 +1,6 @@
-//! REST endpoints over stored conversations, for front ends that browse history and for imports:
+//! REST endpoints over stored conversations, for front ends that browse history and for imports.
+//! Each caller sees its own conversations (an admin's listing: everyone's, with owner names);
+//! another's id is `not_found`.
 //!
 //! - `GET    /api/conversations?limit&cursor`          most recently active first
 //! - `POST   /api/conversations` `{"title"?, "id"?}`   create
@@ -11,10 +13,11 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 
 use super::{ApiError, AppState};
+use crate::auth::Caller;
 use crate::store::{Conversation, ConversationId, NewMessage, Page, StoredMessage};
 
 pub fn router() -> Router<AppState> {
@@ -40,12 +43,13 @@ struct ListQuery {
 
 async fn list(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Page<Conversation>>, ApiError> {
     let Query(query) = query?;
     let page = state
         .store
-        .conversations()
+        .conversations_of(caller.owner())
         .list(query.limit.unwrap_or(50), query.cursor)
         .await?;
     Ok(Json(page))
@@ -60,10 +64,11 @@ struct CreateBody {
 
 async fn create(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     body: Result<Json<CreateBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Conversation>), ApiError> {
     let Json(body) = body?;
-    let repo = state.store.conversations();
+    let repo = state.store.conversations_of(caller.owner());
     let created = match body.id {
         Some(id) => repo.create_with_id(parse_id(id)?, body.title).await,
         None => repo.create(body.title).await,
@@ -73,16 +78,28 @@ async fn create(
 
 async fn fetch(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Conversation>, ApiError> {
-    Ok(Json(state.store.conversations().get(&parse_id(id)?).await?))
+    Ok(Json(
+        state
+            .store
+            .conversations_of(caller.owner())
+            .get(&parse_id(id)?)
+            .await?,
+    ))
 }
 
 async fn remove(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state.store.conversations().delete(&parse_id(id)?).await?;
+    state
+        .store
+        .conversations_of(caller.owner())
+        .delete(&parse_id(id)?)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -95,13 +112,14 @@ struct MessagesQuery {
 
 async fn messages(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     query: Result<Query<MessagesQuery>, QueryRejection>,
 ) -> Result<Json<Page<StoredMessage>>, ApiError> {
     let Query(query) = query?;
     let page = state
         .store
-        .conversations()
+        .conversations_of(caller.owner())
         .history_page(&parse_id(id)?, query.before, query.limit.unwrap_or(50))
         .await?;
     Ok(Json(page))
@@ -121,6 +139,7 @@ struct Appended {
 /// Returns only after the batch is committed: a `201` means the messages are durable.
 async fn append(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     body: Result<Json<AppendBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Appended>), ApiError> {
@@ -130,7 +149,7 @@ async fn append(
     }
     let messages = state
         .store
-        .conversations()
+        .conversations_of(caller.owner())
         .append(&parse_id(id)?, body.messages)
         .await?;
     Ok((StatusCode::CREATED, Json(Appended { messages })))

@@ -1,8 +1,11 @@
 //! `GET /health`: live figures from every part, `200` when the database is usable, `503` when not.
 //! Each section appears once its feature exists; nothing here is a placeholder.
 
-use axum::extract::State;
-use axum::http::StatusCode;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
@@ -10,6 +13,7 @@ use serde::Serialize;
 use super::{AccessSnapshot, AppState, SocketSnapshot};
 use std::collections::BTreeMap;
 
+use crate::auth::AuthSnapshot;
 use crate::llm::{CacheSnapshot, ProviderSnapshot};
 use crate::mcp::McpSnapshot;
 use crate::memory::MemorySnapshot;
@@ -30,6 +34,8 @@ pub struct Health {
     pub process: ProcessSnapshot,
     /// Requests refused before any handler ran.
     pub access: AccessSnapshot,
+    /// Authentication mode, keys with today's usage and quotas.
+    pub auth: AuthSnapshot,
 }
 
 #[derive(Serialize)]
@@ -45,15 +51,35 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/health", get(health))
 }
 
+/// With authentication on, only an admin sees the figures; anyone else (a load balancer's
+/// probe) gets `{"status", "version"}`.
 #[tracing::instrument(level = "debug", skip_all)]
-async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
-    let body = snapshot(&state).await;
-    let status = if body.repository_stats.healthy {
+async fn health(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let healthy = state.store.stats().healthy;
+    let status = if healthy {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(body))
+    let admin = super::auth::optional_caller(&state, &headers, peer).is_some_and(|c| c.is_admin());
+    if !admin {
+        let minimal = Minimal {
+            status: if healthy { "ok" } else { "unhealthy" },
+            version: env!("CARGO_PKG_VERSION"),
+        };
+        return (status, Json(minimal)).into_response();
+    }
+    (status, Json(snapshot(&state).await)).into_response()
+}
+
+#[derive(Serialize)]
+struct Minimal {
+    status: &'static str,
+    version: &'static str,
 }
 
 /// Every figure, as `/health` and `/metrics` show them.
@@ -76,5 +102,6 @@ pub async fn snapshot(state: &AppState) -> Health {
         memory: state.memory.snapshot().await,
         process: ProcessSnapshot::read(),
         access: state.counters.snapshot(),
+        auth: state.auth.snapshot(),
     }
 }

@@ -7,9 +7,11 @@
 //! in cardinality: they name configured providers and servers, nothing a client controls.
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use serde_json::Value;
@@ -25,7 +27,16 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(metrics))
 }
 
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+/// With authentication on: an admin key, or `server.metrics_token` as a bearer token.
+async fn metrics(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    if state.auth.required() && !may_scrape(&state, &headers, peer) {
+        state.counters.auth_refused();
+        return super::auth::refusal_response(crate::auth::Refusal::Unauthorized);
+    }
     let health = serde_json::to_value(super::health::snapshot(&state).await).unwrap_or(Value::Null);
     let recorder = PrometheusBuilder::new().build_recorder();
     let handle = recorder.handle();
@@ -37,6 +48,20 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         )],
         handle.render(),
     )
+        .into_response()
+}
+
+fn may_scrape(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> bool {
+    if let (Some(token), crate::auth::Credential::Bearer(sent)) = (
+        &state.config.server.metrics_token,
+        super::auth::credential(headers),
+    ) {
+        use crate::auth::secrets::{hash, same};
+        if same(&hash(token.expose()), &hash(sent)) {
+            return true;
+        }
+    }
+    super::auth::optional_caller(state, headers, peer).is_some_and(|c| c.is_admin())
 }
 
 /// Every number of the `/health` document as a gauge.

@@ -2,9 +2,11 @@
 //! `fn router() -> Router<AppState>`.
 
 mod api;
+mod auth;
 mod error;
 mod health;
 mod host;
+mod keys;
 mod mcp;
 mod metrics;
 mod origin;
@@ -23,6 +25,7 @@ pub use error::ApiError;
 pub use host::{AllowedHosts, HostPattern};
 pub use ws::{Rejection, SocketSnapshot, Sockets};
 
+use crate::auth::Auth;
 use crate::chat::ChatService;
 use crate::config::Config;
 use crate::llm::Providers;
@@ -46,18 +49,22 @@ pub struct AppState {
     /// Names a request's `Host` may carry.
     pub allowed_hosts: Arc<AllowedHosts>,
     pub counters: Arc<AccessCounters>,
+    pub auth: Arc<Auth>,
 }
 
 /// Requests refused before any handler ran, for `/health`.
 #[derive(Debug, Default)]
 pub struct AccessCounters {
     host_refused: AtomicU64,
+    auth_refused: AtomicU64,
 }
 
 /// `/health` `access`.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AccessSnapshot {
     pub host_refused: u64,
+    /// Requests refused for missing or wrong credentials (401) or throttled (429).
+    pub auth_refused: u64,
 }
 
 impl AccessCounters {
@@ -65,23 +72,38 @@ impl AccessCounters {
         self.host_refused.fetch_add(1, Ordering::Relaxed);
     }
 
+    pub fn auth_refused(&self) {
+        self.auth_refused.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn snapshot(&self) -> AccessSnapshot {
         AccessSnapshot {
             host_refused: self.host_refused.load(Ordering::Relaxed),
+            auth_refused: self.auth_refused.load(Ordering::Relaxed),
         }
     }
 }
 
+/// The application's parts the HTTP layer serves.
+pub struct Services {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub providers: Arc<Providers>,
+    pub mcp: Arc<McpHost>,
+    pub memory: Arc<MemoryService>,
+    pub auth: Arc<Auth>,
+}
+
 impl AppState {
-    pub fn new(
-        config: Arc<Config>,
-        store: Store,
-        providers: Arc<Providers>,
-        mcp: Arc<McpHost>,
-        memory: Arc<MemoryService>,
-        started: Instant,
-        local: SocketAddr,
-    ) -> Self {
+    pub fn new(services: Services, started: Instant, local: SocketAddr) -> Self {
+        let Services {
+            config,
+            store,
+            providers,
+            mcp,
+            memory,
+            auth,
+        } = services;
         let allowed_origins = Arc::new(origin::allowed_origins(
             &config.server.allowed_origins,
             local.port(),
@@ -107,15 +129,24 @@ impl AppState {
             allowed_origins,
             allowed_hosts,
             counters: Arc::default(),
+            auth,
         }
     }
 }
 
 pub fn router(state: AppState) -> Router {
-    let guarded = api::router()
+    // Everything but the open routes needs a caller (credentials, or auth off).
+    let protected = api::router()
+        .merge(keys::router())
         .merge(ws::router())
         .merge(mcp::router(&state))
         .fallback(error::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_caller,
+        ));
+    let guarded = auth::open_router()
+        .merge(protected)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             origin::check_origin,

@@ -412,7 +412,7 @@ impl Provider {
         let (errors, errors_by_kind, rate_limited) = self.stats.counters();
         ProviderSnapshot {
             configured: self.configured(),
-            base_url: self.config.base_url.clone(),
+            base_url: crate::scrub::endpoint(&self.config.base_url),
             model: self.config.model.clone(),
             in_flight: self.limits.in_flight(),
             waiting: self.limits.waiting(),

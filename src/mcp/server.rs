@@ -147,7 +147,10 @@ impl Server {
             transport: self.transport,
             tools: live.tools.len(),
             restarts: self.restarts.load(Ordering::Relaxed),
-            last_error: live.last_error.clone(),
+            last_error: live
+                .last_error
+                .as_deref()
+                .map(|e| crate::scrub::text(e, 300)),
             protocol_version: live.protocol_version.clone(),
             calls: self.calls.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),

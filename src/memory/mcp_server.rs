@@ -17,6 +17,8 @@ use rmcp::{ErrorData, RoleServer};
 use serde_json::{Map, Value, json};
 
 use super::{MemoryError, MemoryService, tools};
+use crate::auth::Caller;
+use crate::store::PrincipalId;
 
 pub const SEARCH: &str = "conversation_search";
 
@@ -69,15 +71,25 @@ impl MemoryMcpServer {
             .collect()
     }
 
-    async fn run(&self, name: &str, arguments: Map<String, Value>) -> Result<Value, MemoryError> {
+    async fn run(
+        &self,
+        owner: PrincipalId,
+        name: &str,
+        arguments: Map<String, Value>,
+    ) -> Result<Value, MemoryError> {
         if name != SEARCH {
-            return tools::run(&self.memory, name, arguments, None).await;
+            return tools::run(&self.memory, owner, name, arguments, None).await;
         }
         let args: SearchArgs = serde_json::from_value(Value::Object(arguments))
             .map_err(|e| MemoryError::Invalid(format!("invalid arguments for {SEARCH}: {e}")))?;
         let hits = self
             .memory
-            .search_history(&args.query, args.k.unwrap_or(10), args.conversation_id)
+            .search_history(
+                owner,
+                &args.query,
+                args.k.unwrap_or(10),
+                args.conversation_id,
+            )
             .await?;
         Ok(json!({"hits": hits}))
     }
@@ -121,8 +133,18 @@ impl ServerHandler for MemoryMcpServer {
     async fn call_tool(
         &self,
         request: CallToolRequestParams,
-        _context: RequestContext<RoleServer>,
+        context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
+        // The HTTP layer authenticated the request and put its caller in the request parts.
+        let owner = context
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Caller>())
+            .map(Caller::id)
+            .ok_or_else(|| {
+                tracing::error!("an /mcp tool call arrived without an authenticated caller");
+                ErrorData::internal_error("the request has no authenticated caller", None)
+            })?;
         let name = request.name.as_ref();
         if !(tools::NAMES.contains(&name) || name == SEARCH) {
             return Err(ErrorData::invalid_params(
@@ -131,7 +153,7 @@ impl ServerHandler for MemoryMcpServer {
             ));
         }
         let arguments = request.arguments.unwrap_or_default();
-        let result = match self.run(name, arguments).await {
+        let result = match self.run(owner, name, arguments).await {
             Ok(value) => CallToolResult::success(vec![ContentBlock::text(value.to_string())]),
             Err(error) => CallToolResult::error(vec![ContentBlock::text(error.to_string())]),
         };

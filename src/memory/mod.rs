@@ -21,7 +21,7 @@ pub use embedder::{EmbedError, TextEmbedder};
 pub use lexical::LexicalEmbedder;
 
 use crate::config::MemoryConfig;
-use crate::store::{Memory, MemoryCounts, MemoryHit, MessageHit, Store, StoreError};
+use crate::store::{Memory, MemoryCounts, MemoryHit, MessageHit, PrincipalId, Store, StoreError};
 
 /// Characters a memory's text may have.
 pub const MAX_MEMORY_CHARS: usize = 8_000;
@@ -131,6 +131,7 @@ impl MemoryService {
     /// Stores `text` with its vector, in one transaction.
     pub async fn remember(
         &self,
+        owner: PrincipalId,
         text: &str,
         tags: Vec<String>,
         conversation: Option<String>,
@@ -147,7 +148,7 @@ impl MemoryService {
         let vector = self.embedder.embed_one(text).await?;
         Ok(self
             .store
-            .memories()
+            .memories_of(owner)
             .store(text.to_string(), tags, conversation, &vector)
             .await?)
     }
@@ -155,6 +156,7 @@ impl MemoryService {
     /// The `k` memories nearest `query`, filtered inside the KNN query.
     pub async fn recall(
         &self,
+        owner: PrincipalId,
         query: &str,
         k: usize,
         tags: Vec<String>,
@@ -163,18 +165,20 @@ impl MemoryService {
         let vector = self.query_vector(query, k).await?;
         Ok(self
             .store
-            .memories()
+            .memories_of(owner)
             .find(&vector, k, tags, conversation)
             .await?)
     }
 
-    pub async fn forget(&self, id: i64) -> Result<(), MemoryError> {
-        Ok(self.store.memories().delete(id).await?)
+    /// Deletes one of `owner`'s memories; another principal's id is `not found`.
+    pub async fn forget(&self, owner: PrincipalId, id: i64) -> Result<(), MemoryError> {
+        Ok(self.store.memories_of(owner).delete(id).await?)
     }
 
     /// The `k` stored messages nearest `query` (history search).
     pub async fn search_history(
         &self,
+        owner: PrincipalId,
         query: &str,
         k: usize,
         conversation: Option<String>,
@@ -187,7 +191,7 @@ impl MemoryService {
         let vector = self.query_vector(query, k).await?;
         Ok(self
             .store
-            .memories()
+            .memories_of(owner)
             .search_messages(&vector, k, conversation, self.config.snippet_chars)
             .await?)
     }

@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 use super::{MemoryError, MemoryService};
 use crate::llm::ToolSpec;
 use crate::mcp::{ToolOutcome, parse_arguments};
+use crate::store::PrincipalId;
 
 pub const STORE: &str = "memory_store";
 pub const FIND: &str = "memory_find";
@@ -81,6 +82,7 @@ fn typed<T: for<'de> Deserialize<'de>>(
 /// Runs tool `name` (one of [`NAMES`]) and returns its JSON result.
 pub async fn run(
     memory: &MemoryService,
+    owner: PrincipalId,
     name: &str,
     arguments: Map<String, Value>,
     conversation: Option<&str>,
@@ -89,14 +91,20 @@ pub async fn run(
         STORE => {
             let args: StoreArgs = typed(name, arguments)?;
             let memory = memory
-                .remember(&args.text, args.tags, conversation.map(String::from))
+                .remember(owner, &args.text, args.tags, conversation.map(String::from))
                 .await?;
             Ok(json!({"id": memory.id, "text": memory.text, "tags": memory.tags}))
         }
         FIND => {
             let args: FindArgs = typed(name, arguments)?;
             let hits = memory
-                .recall(&args.query, args.k.unwrap_or(DEFAULT_K), args.tags, None)
+                .recall(
+                    owner,
+                    &args.query,
+                    args.k.unwrap_or(DEFAULT_K),
+                    args.tags,
+                    None,
+                )
                 .await?;
             let hits: Vec<Value> = hits
                 .into_iter()
@@ -109,7 +117,7 @@ pub async fn run(
         }
         DELETE => {
             let args: DeleteArgs = typed(name, arguments)?;
-            memory.forget(args.id).await?;
+            memory.forget(owner, args.id).await?;
             Ok(json!({"deleted": args.id}))
         }
         other => Err(MemoryError::Invalid(format!(
@@ -121,6 +129,7 @@ pub async fn run(
 /// A call from the chat's tool loop: the result, or the error, as the model reads it.
 pub async fn call(
     memory: &MemoryService,
+    owner: PrincipalId,
     name: &str,
     arguments: &str,
     conversation: Option<&str>,
@@ -130,7 +139,7 @@ pub async fn call(
         Ok(arguments) => arguments,
         Err(message) => return ToolOutcome::failed(message, started.elapsed()),
     };
-    match run(memory, name, arguments, conversation).await {
+    match run(memory, owner, name, arguments, conversation).await {
         Ok(result) => ToolOutcome {
             ok: true,
             content: result.to_string(),

@@ -3,22 +3,29 @@
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::model::{Conversation, ConversationId, NewMessage, Page, StoredMessage};
+use super::principals::Owner;
 use super::{Store, StoreError, history_cache, now_ms};
 
 /// Largest page a listing returns, whatever the caller asks.
 pub const MAX_PAGE: u32 = 200;
 
+/// Conversations and messages as one owner sees them: another owner's conversation is
+/// `NotFound`, exactly like one that does not exist.
 pub struct Conversations {
     store: Store,
+    owner: Owner,
 }
 
-const CONVERSATION_COLUMNS: &str = "id, title, created_at, updated_at, message_count, token_count";
+/// Conversation columns with the owner's name (`FROM conversations c JOIN principals p`).
+const CONVERSATION_COLUMNS: &str =
+    "c.id, c.title, c.created_at, c.updated_at, c.message_count, c.token_count, p.name";
+const CONVERSATION_FROM: &str = "conversations c JOIN principals p ON p.id = c.owner_id";
 const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, role, content, tool_calls, tool_call_id, \
      request_id, status, token_count, model, usage, created_at";
 
 impl Conversations {
-    pub(super) fn new(store: Store) -> Self {
-        Self { store }
+    pub(super) fn new(store: Store, owner: Owner) -> Self {
+        Self { store, owner }
     }
 
     pub async fn create(&self, title: Option<String>) -> Result<Conversation, StoreError> {
@@ -32,13 +39,14 @@ impl Conversations {
         id: ConversationId,
         title: Option<String>,
     ) -> Result<Conversation, StoreError> {
+        let owner = self.owner.id.0;
         self.store
             .write(move |tx| {
                 let now = now_ms();
                 tx.prepare_cached(
-                    "INSERT INTO conversations (id, title, created_at, updated_at) VALUES (?1, ?2, ?3, ?3)",
+                    "INSERT INTO conversations (id, title, created_at, updated_at, owner_id) VALUES (?1, ?2, ?3, ?3, ?4)",
                 )?
-                .execute(params![id.as_str(), title, now])
+                .execute(params![id.as_str(), title, now, owner])
                 .map_err(|e| match &e {
                     rusqlite::Error::SqliteFailure(f, _)
                         if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
@@ -47,16 +55,19 @@ impl Conversations {
                     }
                     _ => e.into(),
                 })?;
-                Ok(Conversation { id, title, created_at: now, updated_at: now, message_count: 0, token_count: 0 })
+                let owner = tx
+                    .prepare_cached("SELECT name FROM principals WHERE id = ?1")?
+                    .query_row([owner], |row| row.get(0))?;
+                Ok(Conversation { id, title, created_at: now, updated_at: now, message_count: 0, token_count: 0, owner })
             })
             .await
     }
 
     pub async fn get(&self, id: &ConversationId) -> Result<Conversation, StoreError> {
-        let id = id.clone();
+        let (id, owner) = (id.clone(), self.owner.filter());
         self.store
             .read(move |conn| {
-                find_conversation(conn, &id)?.ok_or(StoreError::NotFound("conversation"))
+                find_conversation(conn, &id, owner)?.ok_or(StoreError::NotFound("conversation"))
             })
             .await
     }
@@ -72,20 +83,29 @@ impl Conversations {
             .as_deref()
             .map(parse_conversation_cursor)
             .transpose()?;
+        let owner = self.owner.filter();
         self.store
             .read(move |conn| {
                 let (updated_at, id) = after.unwrap_or((i64::MAX, String::new()));
-                let mut statement = conn.prepare_cached(&format!(
-                    "SELECT {CONVERSATION_COLUMNS} FROM conversations
-                     WHERE (updated_at, id) < (?1, ?2)
-                     ORDER BY updated_at DESC, id DESC LIMIT ?3"
-                ))?;
-                let mut items = statement
-                    .query_map(
-                        params![updated_at, id, i64::from(limit) + 1],
-                        conversation_from_row,
-                    )?
-                    .collect::<Result<Vec<_>, _>>()?;
+                let rows = i64::from(limit) + 1;
+                // Two statements, so that each keeps its own plan (owner index or activity).
+                let mut items = if let Some(owner) = owner {
+                    conn.prepare_cached(&format!(
+                        "SELECT {CONVERSATION_COLUMNS} FROM {CONVERSATION_FROM}
+                         WHERE c.owner_id = ?4 AND (c.updated_at, c.id) < (?1, ?2)
+                         ORDER BY c.updated_at DESC, c.id DESC LIMIT ?3"
+                    ))?
+                    .query_map(params![updated_at, id, rows, owner], conversation_from_row)?
+                    .collect::<Result<Vec<_>, _>>()?
+                } else {
+                    conn.prepare_cached(&format!(
+                        "SELECT {CONVERSATION_COLUMNS} FROM {CONVERSATION_FROM}
+                         WHERE (c.updated_at, c.id) < (?1, ?2)
+                         ORDER BY c.updated_at DESC, c.id DESC LIMIT ?3"
+                    ))?
+                    .query_map(params![updated_at, id, rows], conversation_from_row)?
+                    .collect::<Result<Vec<_>, _>>()?
+                };
                 let next_cursor = if items.len() > limit as usize {
                     items.truncate(limit as usize);
                     items.last().map(|c| format!("{}:{}", c.updated_at, c.id))
@@ -99,11 +119,15 @@ impl Conversations {
 
     /// Deletes the conversation and all its messages.
     pub async fn delete(&self, id: &ConversationId) -> Result<(), StoreError> {
-        let id = id.clone();
+        let (id, owner) = (id.clone(), self.owner.filter());
         let _invalidate = self.store.history_cache().invalidate_on_drop();
         self.store
             .write(move |tx| {
-                match tx.execute("DELETE FROM conversations WHERE id = ?1", [id.as_str()])? {
+                let deleted = tx.execute(
+                    "DELETE FROM conversations WHERE id = ?1 AND (?2 IS NULL OR owner_id = ?2)",
+                    params![id.as_str(), owner],
+                )?;
+                match deleted {
                     0 => Err(StoreError::NotFound("conversation")),
                     _ => Ok(()),
                 }
@@ -126,11 +150,11 @@ impl Conversations {
             self.get(id).await?;
             return Ok(Vec::new());
         }
-        let owned = id.clone();
+        let (conversation, owner) = (id.clone(), self.owner.filter());
         let epoch = self.store.history_cache().epoch();
         let stored = self
             .store
-            .write(move |tx| insert_messages(tx, &owned, messages))
+            .write(move |tx| insert_messages(tx, &conversation, owner, messages))
             .await?;
         self.store.history_cache().appended(id, &stored, epoch);
         Ok(stored)
@@ -138,10 +162,10 @@ impl Conversations {
 
     /// Every message of the conversation, in order.
     pub async fn history(&self, id: &ConversationId) -> Result<Vec<StoredMessage>, StoreError> {
-        let id = id.clone();
+        let (id, owner) = (id.clone(), self.owner.filter());
         self.store
             .read(move |conn| {
-                require_conversation(conn, &id)?;
+                require_conversation(conn, &id, owner)?;
                 let mut statement = conn.prepare_cached(&format!(
                     "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 ORDER BY seq"
                 ))?;
@@ -158,11 +182,11 @@ impl Conversations {
         before_seq: Option<i64>,
         limit: u32,
     ) -> Result<Page<StoredMessage>, StoreError> {
-        let id = id.clone();
+        let (id, owner) = (id.clone(), self.owner.filter());
         let limit = limit.clamp(1, MAX_PAGE);
         self.store
             .read(move |conn| {
-                require_conversation(conn, &id)?;
+                require_conversation(conn, &id, owner)?;
                 let mut statement = conn.prepare_cached(&format!(
                     "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND seq < ?2
                      ORDER BY seq DESC LIMIT ?3"
@@ -246,9 +270,10 @@ impl Conversations {
         request_id: &str,
     ) -> Result<Vec<StoredMessage>, StoreError> {
         let (id, request_id) = (id.clone(), request_id.to_string());
+        let owner = self.owner.filter();
         self.store
             .read(move |conn| {
-                require_conversation(conn, &id)?;
+                require_conversation(conn, &id, owner)?;
                 let mut statement = conn.prepare_cached(&format!(
                     "SELECT {MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ?1 AND request_id = ?2
                      ORDER BY seq"
@@ -262,6 +287,7 @@ impl Conversations {
 fn insert_messages(
     tx: &rusqlite::Transaction<'_>,
     id: &ConversationId,
+    owner: Option<i64>,
     messages: Vec<NewMessage>,
 ) -> Result<Vec<StoredMessage>, StoreError> {
     let now = now_ms();
@@ -271,9 +297,11 @@ fn insert_messages(
         .prepare_cached(
             "UPDATE conversations SET next_seq = next_seq + ?2, message_count = message_count + ?2,
                  token_count = token_count + ?3, updated_at = ?4
-             WHERE id = ?1 RETURNING next_seq - ?2",
+             WHERE id = ?1 AND (?5 IS NULL OR owner_id = ?5) RETURNING next_seq - ?2",
         )?
-        .query_row(params![id.as_str(), count, tokens, now], |row| row.get(0))
+        .query_row(params![id.as_str(), count, tokens, now, owner], |row| {
+            row.get(0)
+        })
         .optional()?
         .ok_or(StoreError::NotFound("conversation"))?;
     let mut insert = tx.prepare_cached(
@@ -347,19 +375,27 @@ fn parse_conversation_cursor(cursor: &str) -> Result<(i64, String), StoreError> 
 fn find_conversation(
     conn: &Connection,
     id: &ConversationId,
+    owner: Option<i64>,
 ) -> Result<Option<Conversation>, StoreError> {
     let mut statement = conn.prepare_cached(&format!(
-        "SELECT {CONVERSATION_COLUMNS} FROM conversations WHERE id = ?1"
+        "SELECT {CONVERSATION_COLUMNS} FROM {CONVERSATION_FROM}
+         WHERE c.id = ?1 AND (?2 IS NULL OR c.owner_id = ?2)"
     ))?;
     Ok(statement
-        .query_row([id.as_str()], conversation_from_row)
+        .query_row(params![id.as_str(), owner], conversation_from_row)
         .optional()?)
 }
 
-fn require_conversation(conn: &Connection, id: &ConversationId) -> Result<(), StoreError> {
+fn require_conversation(
+    conn: &Connection,
+    id: &ConversationId,
+    owner: Option<i64>,
+) -> Result<(), StoreError> {
     let exists = conn
-        .prepare_cached("SELECT 1 FROM conversations WHERE id = ?1")?
-        .query_row([id.as_str()], |_| Ok(()))
+        .prepare_cached(
+            "SELECT 1 FROM conversations WHERE id = ?1 AND (?2 IS NULL OR owner_id = ?2)",
+        )?
+        .query_row(params![id.as_str(), owner], |_| Ok(()))
         .optional()?;
     exists.ok_or(StoreError::NotFound("conversation"))
 }
@@ -374,6 +410,7 @@ fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<Conversation> {
         updated_at: row.get(3)?,
         message_count: row.get(4)?,
         token_count: row.get(5)?,
+        owner: row.get(6)?,
     })
 }
 

@@ -8,6 +8,7 @@
 use rusqlite::{Connection, Transaction, params, params_from_iter};
 use serde::Serialize;
 
+use super::principals::PrincipalId;
 use super::vectors::{self, MemoryCounts, Vector, to_blob};
 use super::{Store, StoreError, now_ms};
 
@@ -59,13 +60,15 @@ pub struct PendingMessage {
     pub content: String,
 }
 
+/// One principal's memories and history search; other principals' rows are invisible.
 pub struct Memories {
     store: Store,
+    owner: PrincipalId,
 }
 
 impl Memories {
-    pub(super) fn new(store: Store) -> Self {
-        Self { store }
+    pub(super) fn new(store: Store, owner: PrincipalId) -> Self {
+        Self { store, owner }
     }
 
     /// Stores a memory and its vectors in one transaction.
@@ -83,8 +86,9 @@ impl Memories {
             ));
         }
         let blob = to_blob(vector, self.store.dimensions())?;
+        let owner = self.owner;
         self.store
-            .write(move |tx| insert_memory(tx, text, tags, conversation_id, &blob))
+            .write(move |tx| insert_memory(tx, owner, text, tags, conversation_id, &blob))
             .await
     }
 
@@ -107,11 +111,12 @@ impl Memories {
                 ))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
+        let owner = self.owner;
         self.store
             .write(move |tx| {
                 rows.into_iter()
                     .map(|(text, tags, conversation, blob)| {
-                        insert_memory(tx, text, tags, conversation, &blob).map(|m| m.id)
+                        insert_memory(tx, owner, text, tags, conversation, &blob).map(|m| m.id)
                     })
                     .collect()
             })
@@ -129,16 +134,21 @@ impl Memories {
     ) -> Result<Vec<MemoryHit>, StoreError> {
         let tags = clean_tags(tags)?;
         let blob = to_blob(vector, self.store.dimensions())?;
+        let owner = self.owner;
         self.store
-            .read(move |conn| find_memories(conn, &blob, k, &tags, conversation.as_deref()))
+            .read(move |conn| find_memories(conn, owner, &blob, k, &tags, conversation.as_deref()))
             .await
     }
 
     /// Deletes a memory and (by trigger, in the same transaction) its vectors.
     pub async fn delete(&self, id: i64) -> Result<(), StoreError> {
+        let owner = self.owner.0;
         self.store
             .write(move |tx| {
-                let deleted = tx.execute("DELETE FROM memories WHERE id = ?1", [id])?;
+                let deleted = tx.execute(
+                    "DELETE FROM memories WHERE id = ?1 AND owner_id = ?2",
+                    [id, owner],
+                )?;
                 if deleted == 0 {
                     return Err(StoreError::NotFound("memory"));
                 }
@@ -177,8 +187,9 @@ impl Memories {
         self.store
             .write(move |tx| {
                 let mut insert = tx.prepare_cached(
-                    "INSERT INTO message_vectors (message_id, embedding, conversation_id) \
-                     SELECT ?1, ?2, ?3 WHERE EXISTS (SELECT 1 FROM messages WHERE id = ?1)",
+                    "INSERT INTO message_vectors (message_id, embedding, conversation_id, owner_id) \
+                     SELECT ?1, ?2, ?3, c.owner_id FROM messages m \
+                     JOIN conversations c ON c.id = m.conversation_id WHERE m.id = ?1",
                 )?;
                 for (id, conversation, blob) in &rows {
                     insert.execute(params![id, blob, conversation])?;
@@ -202,9 +213,17 @@ impl Memories {
         snippet_chars: usize,
     ) -> Result<Vec<MessageHit>, StoreError> {
         let blob = to_blob(vector, self.store.dimensions())?;
+        let owner = self.owner;
         self.store
             .read(move |conn| {
-                search_messages(conn, &blob, k, conversation.as_deref(), snippet_chars)
+                search_messages(
+                    conn,
+                    owner,
+                    &blob,
+                    k,
+                    conversation.as_deref(),
+                    snippet_chars,
+                )
             })
             .await
     }
@@ -234,6 +253,7 @@ fn clean_tags(tags: Vec<String>) -> Result<Vec<String>, StoreError> {
 
 fn insert_memory(
     tx: &Transaction<'_>,
+    owner: PrincipalId,
     text: String,
     tags: Vec<String>,
     conversation_id: Option<String>,
@@ -242,17 +262,18 @@ fn insert_memory(
     let created_at = now_ms();
     let tags_json = serde_json::to_string(&tags).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     tx.execute(
-        "INSERT INTO memories (text, tags, conversation_id, created_at) VALUES (?1, ?2, ?3, ?4)",
-        params![text, tags_json, conversation_id, created_at],
+        "INSERT INTO memories (text, tags, conversation_id, created_at, owner_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![text, tags_json, conversation_id, created_at, owner.0],
     )?;
     let id = tx.last_insert_rowid();
     let mut insert = tx.prepare_cached(
-        "INSERT INTO memory_vectors (rowid, embedding, tag, conversation_id) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO memory_vectors (rowid, embedding, tag, conversation_id, owner_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     let conversation = conversation_id.clone().unwrap_or_default();
     let slots = std::iter::once(String::new()).chain(tags.iter().cloned());
     for (slot, tag) in (0_i64..).zip(slots) {
-        insert.execute(params![id * SLOTS + slot, blob, tag, conversation])?;
+        insert.execute(params![id * SLOTS + slot, blob, tag, conversation, owner.0])?;
     }
     Ok(Memory {
         id,
@@ -265,6 +286,7 @@ fn insert_memory(
 
 fn find_memories(
     conn: &Connection,
+    owner: PrincipalId,
     blob: &[u8],
     k: usize,
     tags: &[String],
@@ -280,13 +302,14 @@ fn find_memories(
     let placeholders = vec!["?"; wanted.len()].join(", ");
     let mut sql = format!(
         "SELECT rowid, distance FROM memory_vectors WHERE embedding MATCH ? AND k = ? \
-         AND tag IN ({placeholders})"
+         AND owner_id = ? AND tag IN ({placeholders})"
     );
     if conversation.is_some() {
         sql.push_str(" AND conversation_id = ?");
     }
     let fetch = i64::try_from(k * wanted.len()).unwrap_or(i64::MAX);
-    let mut values: Vec<rusqlite::types::Value> = vec![blob.to_vec().into(), fetch.into()];
+    let mut values: Vec<rusqlite::types::Value> =
+        vec![blob.to_vec().into(), fetch.into(), owner.0.into()];
     values.extend(
         wanted
             .iter()
@@ -374,6 +397,7 @@ pub(super) fn messages_after(
 
 fn search_messages(
     conn: &Connection,
+    owner: PrincipalId,
     blob: &[u8],
     k: usize,
     conversation: Option<&str>,
@@ -381,13 +405,13 @@ fn search_messages(
 ) -> Result<Vec<MessageHit>, StoreError> {
     let k = i64::try_from(k).unwrap_or(i64::MAX);
     let filter = if conversation.is_some() {
-        " AND conversation_id = ?3"
+        " AND conversation_id = ?4"
     } else {
         ""
     };
     let sql = format!(
         "WITH knn AS (SELECT message_id, distance FROM message_vectors \
-         WHERE embedding MATCH ?1 AND k = ?2{filter}) \
+         WHERE embedding MATCH ?1 AND k = ?2 AND owner_id = ?3{filter}) \
          SELECT m.id, m.conversation_id, m.role, m.content, knn.distance, m.created_at \
          FROM knn JOIN messages m ON m.id = knn.message_id ORDER BY knn.distance"
     );
@@ -404,8 +428,8 @@ fn search_messages(
         })
     };
     let hits = match conversation {
-        Some(c) => statement.query_map(params![blob, k, c], map)?,
-        None => statement.query_map(params![blob, k], map)?,
+        Some(c) => statement.query_map(params![blob, k, owner.0, c], map)?,
+        None => statement.query_map(params![blob, k, owner.0], map)?,
     };
     Ok(hits.collect::<Result<Vec<_>, _>>()?)
 }

@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "vector_chunks",
         sql: include_str!("../../migrations/0004_vector_chunks.sql"),
     },
+    Migration {
+        version: 5,
+        name: "principals",
+        sql: include_str!("../../migrations/0005_principals.sql"),
+    },
 ];
 
 /// The version that creates the vector tables.

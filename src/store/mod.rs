@@ -14,6 +14,7 @@ mod lane;
 mod memories;
 mod migrate;
 mod model;
+mod principals;
 pub mod reembed;
 mod retention;
 mod vectors;
@@ -32,6 +33,10 @@ pub use lane::PoolStats;
 pub use memories::{MAX_TAGS, Memories, Memory, MemoryHit, MessageHit, NewMemory, PendingMessage};
 pub use model::{
     Conversation, ConversationId, MessageStatus, NewMessage, Page, Role, StoredMessage,
+};
+pub use principals::{
+    AccessRole, KeyRecord, NewKey, Owner, PrincipalId, PrincipalRow, Principals, Quotas, Usage,
+    day_of,
 };
 pub use reembed::ReembedCounts;
 pub use retention::{RetentionReport, RetentionSnapshot};
@@ -80,6 +85,17 @@ impl Store {
     /// made otherwise is refused, unchanged, with the command that rebuilds them.
     pub fn open_with(config: &RepositoryConfig, space: &VectorSpace) -> Result<Self, StoreError> {
         Self::open_checked(config, space, true)
+    }
+
+    /// Opens the database for an administrative command (`mcp-platform keys`) that may run
+    /// beside the server: one reader, one writer, whatever the vector space.
+    pub fn open_for_admin(
+        config: &RepositoryConfig,
+        space: &VectorSpace,
+    ) -> Result<Self, StoreError> {
+        let mut config = config.clone();
+        config.connection_pool.enable_pooling = false;
+        Self::open_checked(&config, space, false)
     }
 
     /// Opens the database for `mcp-platform reembed`: whatever its vector space.
@@ -185,12 +201,35 @@ impl Store {
         self.inner.history.snapshot()
     }
 
+    /// Every conversation, new ones owned by `local`: for the server's own work (retention,
+    /// tests, benches), never for a request, which goes through [`Store::conversations_of`].
     pub fn conversations(&self) -> Conversations {
-        Conversations::new(self.clone())
+        Conversations::new(
+            self.clone(),
+            Owner {
+                id: PrincipalId::LOCAL,
+                sees_all: true,
+            },
+        )
     }
 
+    /// The conversations `owner` may see and touch.
+    pub fn conversations_of(&self, owner: Owner) -> Conversations {
+        Conversations::new(self.clone(), owner)
+    }
+
+    /// The memories of `local` (tests, benches, imports); requests use [`Store::memories_of`].
     pub fn memories(&self) -> Memories {
-        Memories::new(self.clone())
+        Memories::new(self.clone(), PrincipalId::LOCAL)
+    }
+
+    /// The memories (and history search) of one principal.
+    pub fn memories_of(&self, owner: PrincipalId) -> Memories {
+        Memories::new(self.clone(), owner)
+    }
+
+    pub fn principals(&self) -> Principals {
+        Principals::new(self.clone())
     }
 
     /// The size of the vectors the database holds.

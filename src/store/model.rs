@@ -61,6 +61,8 @@ pub struct Conversation {
     pub updated_at: i64,
     pub message_count: i64,
     pub token_count: i64,
+    /// The name of the principal (API key, or `local`) it belongs to.
+    pub owner: String,
 }
 
 /// Text forms shared by the enums stored as TEXT.

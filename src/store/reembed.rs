@@ -103,9 +103,10 @@ impl Store {
             tx.execute_batch(&vector_tables_sql(space.dimensions))?;
             let memories = fill_memory_vectors(tx)?;
             let messages = tx.execute(
-                "INSERT INTO message_vectors (message_id, embedding, conversation_id) \
-                 SELECT s.id, s.vector, m.conversation_id FROM reembed_staging s \
-                 JOIN messages m ON m.id = s.id WHERE s.kind = 'message'",
+                "INSERT INTO message_vectors (message_id, embedding, conversation_id, owner_id) \
+                 SELECT s.id, s.vector, m.conversation_id, c.owner_id FROM reembed_staging s \
+                 JOIN messages m ON m.id = s.id \
+                 JOIN conversations c ON c.id = m.conversation_id WHERE s.kind = 'message'",
                 [],
             )?;
             tx.execute(
@@ -123,7 +124,7 @@ impl Store {
     }
 }
 
-/// The vector tables, dropped and created anew with `dimensions` (as migrations 0003 and 0004
+/// The vector tables, dropped and created anew with `dimensions` (as migrations 0003 to 0005
 /// made them).
 fn vector_tables_sql(dimensions: u32) -> String {
     format!(
@@ -133,12 +134,14 @@ fn vector_tables_sql(dimensions: u32) -> String {
              embedding float[{dimensions}] distance_metric=cosine,
              tag text,
              conversation_id text,
+             owner_id integer,
              chunk_size=64
          );
          CREATE VIRTUAL TABLE message_vectors USING vec0(
              message_id integer primary key,
              embedding float[{dimensions}] distance_metric=cosine,
              conversation_id text,
+             owner_id integer,
              chunk_size=64
          );"
     )
@@ -147,11 +150,12 @@ fn vector_tables_sql(dimensions: u32) -> String {
 /// A staged memory vector goes in once untagged and once per tag (see `memories.rs`).
 fn fill_memory_vectors(conn: &Connection) -> Result<u64, StoreError> {
     let mut staged = conn.prepare(
-        "SELECT s.id, s.vector, m.tags, m.conversation_id FROM reembed_staging s \
+        "SELECT s.id, s.vector, m.tags, m.conversation_id, m.owner_id FROM reembed_staging s \
          JOIN memories m ON m.id = s.id WHERE s.kind = 'memory'",
     )?;
     let mut insert = conn.prepare(
-        "INSERT INTO memory_vectors (rowid, embedding, tag, conversation_id) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO memory_vectors (rowid, embedding, tag, conversation_id, owner_id) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     let mut rows = staged.query([])?;
     let mut count = 0;
@@ -160,9 +164,10 @@ fn fill_memory_vectors(conn: &Connection) -> Result<u64, StoreError> {
         let blob: Vec<u8> = row.get(1)?;
         let tags: Vec<String> = serde_json::from_str(&row.get::<_, String>(2)?).unwrap_or_default();
         let conversation: String = row.get::<_, Option<String>>(3)?.unwrap_or_default();
+        let owner: i64 = row.get(4)?;
         let slots = std::iter::once(String::new()).chain(tags.into_iter().take(MAX_TAGS));
         for (slot, tag) in (0_i64..).zip(slots) {
-            insert.execute(params![id * 16 + slot, blob, tag, conversation])?;
+            insert.execute(params![id * 16 + slot, blob, tag, conversation, owner])?;
         }
         count += 1;
     }

@@ -39,6 +39,27 @@ pub async fn connect(app: &TestApp) -> Socket {
     socket
 }
 
+/// Opens `/ws/chat` with `Authorization: Bearer key`; the HTTP status if the upgrade is refused.
+pub async fn connect_with_key(app: &TestApp, key: Option<&str>) -> Result<Socket, u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{}/ws/chat", app.addr)
+        .into_client_request()
+        .expect("request");
+    if let Some(key) = key {
+        request.headers_mut().insert(
+            "authorization",
+            format!("Bearer {key}").parse().expect("header"),
+        );
+    }
+    match tokio_tungstenite::connect_async(request).await {
+        Ok((socket, _)) => Ok(socket),
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            Err(response.status().as_u16())
+        }
+        Err(other) => panic!("upgrade failed without an HTTP answer: {other}"),
+    }
+}
+
 pub async fn send(socket: &mut Socket, frame: Value) {
     socket
         .send(Message::Text(frame.to_string().into()))

@@ -17,6 +17,9 @@ pub enum CloseReason {
     PingTimeout,
     /// The server is stopping: 1001 once the socket's turns have ended.
     Shutdown,
+    /// The socket's API key was revoked, or it was opened without a key and keys are now
+    /// required: 4401 at once, its turns cancelled.
+    Revoked,
 }
 
 impl CloseReason {
@@ -33,6 +36,10 @@ impl CloseReason {
             ),
             Self::PingTimeout => (close_code::ERROR, "keepalive ping timeout"),
             Self::Shutdown => (close_code::AWAY, "the server is shutting down"),
+            Self::Revoked => (
+                4401,
+                "the credentials of this connection are no longer valid (key revoked, or keys now required)",
+            ),
         };
         CloseFrame {
             code,

@@ -9,6 +9,7 @@ mod session;
 mod stats;
 mod writer;
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::State;
 use axum::extract::ws::WebSocketUpgrade;
@@ -19,12 +20,17 @@ use axum::routing::get;
 pub use stats::{Rejection, SocketSnapshot, Sockets};
 
 use super::{ApiError, AppState};
+use crate::auth::Caller;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/ws/chat", get(upgrade))
 }
 
-async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Response {
+async fn upgrade(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ws: WebSocketUpgrade,
+) -> Response {
     let permit = match state.sockets.admit() {
         Ok(permit) => permit,
         Err(why) => {
@@ -58,5 +64,7 @@ async fn upgrade(State(state): State<AppState>, ws: WebSocketUpgrade) -> Respons
         .max_write_buffer_size(1 << 20)
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
-        .on_upgrade(move |socket| sessions.track_future(session::run(socket, state, permit)))
+        .on_upgrade(move |socket| {
+            sessions.track_future(session::run(socket, state, caller, permit))
+        })
 }

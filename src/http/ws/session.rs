@@ -16,6 +16,7 @@ use tokio_util::task::TaskTracker;
 
 use super::close::{CloseReason, Closer};
 use super::writer::{self, Keepalive};
+use crate::auth::Caller;
 use crate::chat::{ClientFrame, Outbox, ServerFrame};
 use crate::http::AppState;
 
@@ -24,7 +25,7 @@ const WRITER_GRACE: Duration = Duration::from_secs(5);
 
 type Turns = Arc<Mutex<HashMap<String, CancellationToken>>>;
 
-pub async fn run(socket: WebSocket, state: AppState, _slot: OwnedSemaphorePermit) {
+pub async fn run(socket: WebSocket, state: AppState, caller: Caller, _slot: OwnedSemaphorePermit) {
     let sockets = state.sockets.clone();
     let _active = sockets.opened();
     let ws = &state.config.chat.websocket;
@@ -45,6 +46,7 @@ pub async fn run(socket: WebSocket, state: AppState, _slot: OwnedSemaphorePermit
         sockets.clone(),
     ));
     let session = Session {
+        caller: caller.clone(),
         state: state.clone(),
         out,
         turns: Turns::default(),
@@ -80,6 +82,11 @@ pub async fn run(socket: WebSocket, state: AppState, _slot: OwnedSemaphorePermit
                 break;
             }
             () = closer.aborted() => break,
+            () = caller.revoked() => {
+                tracing::info!(key = caller.name(), "closing a socket whose key was revoked");
+                closer.abort(CloseReason::Revoked);
+                break;
+            }
             () = sockets.closing().cancelled() => {
                 closer.set(CloseReason::Shutdown);
                 break;
@@ -111,6 +118,7 @@ fn is_over_size_limit(error: axum::Error) -> bool {
 }
 
 struct Session {
+    caller: Caller,
     state: AppState,
     out: Outbox,
     turns: Turns,
@@ -138,7 +146,7 @@ impl Session {
                 let frame = self
                     .state
                     .chat
-                    .conversation_action(&request_id, action)
+                    .conversation_action(&self.caller, &request_id, action)
                     .await;
                 self.send(frame).await;
             }
@@ -147,7 +155,11 @@ impl Session {
                 request_id,
                 payload,
             }) => {
-                let frame = self.state.chat.search(&request_id, payload).await;
+                let frame = self
+                    .state
+                    .chat
+                    .search(&self.caller, &request_id, payload)
+                    .await;
                 self.send(frame).await;
             }
             Ok(ClientFrame::Chat {
@@ -163,13 +175,15 @@ impl Session {
                         .refuse(ServerFrame::error(Some(request_id), "busy", message, true))
                         .await;
                 };
-                let (chat, out, turns) = (
+                let (chat, out, turns, caller) = (
                     self.state.chat.clone(),
                     self.out.clone(),
                     self.turns.clone(),
+                    self.caller.clone(),
                 );
                 self.tasks.spawn(async move {
-                    chat.run_turn(&request_id, payload, &out, &token).await;
+                    chat.run_turn(&caller, &request_id, payload, &out, &token)
+                        .await;
                     turns
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)

@@ -31,7 +31,7 @@ pub struct Sockets {
     active: Gauge,
     accepted: AtomicU64,
     rejected: [AtomicU64; 3],
-    closed: [AtomicU64; 5],
+    closed: [AtomicU64; 6],
     pub(super) frames_in: AtomicU64,
     pub(super) frames_out: AtomicU64,
     pub(super) bytes_in: AtomicU64,
@@ -75,6 +75,8 @@ pub struct ClosedByReason {
     pub slow_reader: u64,
     pub ping_timeout: u64,
     pub shutdown: u64,
+    /// Closed with 4401: the connection's API key was revoked.
+    pub revoked: u64,
 }
 
 impl Sockets {
@@ -159,8 +161,14 @@ impl Sockets {
     pub fn snapshot(&self, turns: TurnSnapshot) -> SocketSnapshot {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let [capacity, shutting_down, origin] = self.rejected.each_ref().map(load);
-        let [client, too_large, slow_reader, ping_timeout, shutdown] =
-            self.closed.each_ref().map(load);
+        let [
+            client,
+            too_large,
+            slow_reader,
+            ping_timeout,
+            shutdown,
+            revoked,
+        ] = self.closed.each_ref().map(load);
         SocketSnapshot {
             active: self.active.current(),
             peak: self.active.peak(),
@@ -178,6 +186,7 @@ impl Sockets {
                 slow_reader,
                 ping_timeout,
                 shutdown,
+                revoked,
             },
             messages_in: load(&self.frames_in),
             messages_out: load(&self.frames_out),
