@@ -72,6 +72,13 @@ CREATE UNIQUE INDEX messages_by_request
     ON messages (conversation_id, request_id)
     WHERE role = 'user' AND request_id IS NOT NULL;
 CREATE INDEX messages_by_age ON messages (created_at);
+-- The history indexer's watermark may be past the largest kept id (it saw messages deleted
+-- since): new ids start past it too, or they would never be indexed.
+INSERT INTO sqlite_sequence (name, seq)
+    SELECT 'messages', 0 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'messages');
+UPDATE sqlite_sequence
+    SET seq = max(seq, (SELECT messages_embedded_up_to FROM vector_space WHERE id = 1))
+    WHERE name = 'messages';
 
 -- Memories: AUTOINCREMENT too, and an owner (existing ones: `local`).
 CREATE TABLE memories_next (

@@ -88,6 +88,23 @@ pub async fn reembed(
     Ok((space, report))
 }
 
+/// Refuses, before anything is bound or written, a start that would expose the server to the
+/// network without any API key (`server.auth.mode` `auto` or `required` on a non-loopback
+/// host). [`App::start`] checks the same; this lets `main` refuse before binding.
+pub fn check_exposure(config: &Config) -> Result<(), StartError> {
+    let server = &config.server;
+    if server.auth.mode == crate::config::AuthMode::None || is_loopback(&server.host) {
+        return Ok(());
+    }
+    let path = &config.chat.service.repository.path;
+    if crate::store::count_active_keys(path)? == 0 {
+        return Err(StartError::NoKeys {
+            host: server.host.clone(),
+        });
+    }
+    Ok(())
+}
+
 /// Binds `server.host:server.port`. Done before [`App::start`], so a busy port refuses the
 /// start before the database is touched.
 pub async fn bind(server: &ServerConfig) -> Result<TcpListener, StartError> {

@@ -312,6 +312,7 @@ fn serve(args: ServeArgs) -> Result<(), StartError> {
     let runtime = tokio::runtime::Runtime::new().map_err(StartError::Runtime)?;
     runtime.block_on(async {
         let shutdown = shutdown_signal().map_err(StartError::Runtime)?;
+        mcp_platform::app::check_exposure(&config)?;
         let listener = bind(&config.server).await?;
         let app = App::start(config).await?;
         app.serve(listener, shutdown)

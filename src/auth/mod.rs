@@ -117,6 +117,8 @@ pub struct KeyInfo {
 
 #[derive(Debug, Default)]
 struct Registry {
+    /// A key was created once: under `auto`, revoking the last key does not open the server.
+    keys_ever: bool,
     keys: Vec<([u8; 32], Arc<Principal>)>,
     sessions: HashMap<[u8; 32], (PrincipalId, i64)>,
 }
@@ -170,7 +172,7 @@ impl Auth {
         Ok(auth)
     }
 
-    /// Whether keys exist that are not revoked.
+    /// Whether keys exist that are not revoked (a non-loopback start needs one).
     pub fn has_keys(&self) -> bool {
         !self.registry().keys.is_empty()
     }
@@ -180,7 +182,7 @@ impl Auth {
         match self.mode {
             AuthMode::None => false,
             AuthMode::Required => true,
-            AuthMode::Auto => !self.loopback_only || self.has_keys(),
+            AuthMode::Auto => !self.loopback_only || self.registry().keys_ever,
         }
     }
 
@@ -322,6 +324,7 @@ impl Auth {
             .write()
             .unwrap_or_else(PoisonError::into_inner);
         let mut next = Registry {
+            keys_ever: guard.keys_ever,
             keys: guard.keys.clone(),
             sessions: guard.sessions.clone(),
         };
@@ -334,6 +337,7 @@ impl Auth {
         let principals = self.store.principals();
         let records = principals.active_keys().await?;
         let sessions = principals.active_sessions().await?;
+        let keys_ever = principals.any_key_ever().await?;
         let previous = self.registry();
         let mut keys = Vec::with_capacity(records.len());
         for record in records {
@@ -375,7 +379,11 @@ impl Auth {
         *self
             .registry
             .write()
-            .unwrap_or_else(PoisonError::into_inner) = Arc::new(Registry { keys, sessions });
+            .unwrap_or_else(PoisonError::into_inner) = Arc::new(Registry {
+            keys_ever,
+            keys,
+            sessions,
+        });
         self.note_requirement();
         Ok(())
     }

@@ -152,5 +152,7 @@ async fn append(
         .conversations_of(caller.owner())
         .append(&parse_id(id)?, body.messages)
         .await?;
+    // Imported messages become searchable soon, as a turn's do.
+    state.memory.turn_finished();
     Ok((StatusCode::CREATED, Json(Appended { messages })))
 }

@@ -36,7 +36,7 @@ pub use model::{
 };
 pub use principals::{
     AccessRole, KeyRecord, NewKey, Owner, PrincipalId, PrincipalRow, Principals, Quotas, Usage,
-    day_of,
+    count_active_keys, day_of,
 };
 pub use reembed::ReembedCounts;
 pub use retention::{RetentionReport, RetentionSnapshot};
@@ -354,3 +354,6 @@ pub fn now_ms() -> i64 {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod principals_tests;

@@ -191,6 +191,17 @@ impl Principals {
         self.store.read(active_keys).await
     }
 
+    /// Whether any key was ever created (revoked ones count).
+    pub async fn any_key_ever(&self) -> Result<bool, StoreError> {
+        self.store
+            .read(|conn| {
+                Ok(conn
+                    .prepare_cached("SELECT 1 FROM principals WHERE key_hash IS NOT NULL LIMIT 1")?
+                    .exists([])?)
+            })
+            .await
+    }
+
     /// Revokes the key named `name`; its sessions end with it. `local` has no key.
     pub async fn revoke(&self, name: String) -> Result<PrincipalRow, StoreError> {
         self.store
@@ -337,6 +348,28 @@ impl Principals {
             })
             .await
     }
+}
+
+/// Keys not revoked in the database at `path`, read without changing anything (no file, or a
+/// database from before keys existed, has none): lets a start be refused before it binds.
+pub fn count_active_keys(path: &std::path::Path) -> Result<u64, StoreError> {
+    if !path.exists() {
+        return Ok(0);
+    }
+    super::connection::register_sqlite_vec()?;
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let has_table = conn
+        .prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'principals'")?
+        .exists([])?;
+    if !has_table {
+        return Ok(0);
+    }
+    let count: i64 = conn.query_row(
+        "SELECT count(*) FROM principals WHERE key_hash IS NOT NULL AND revoked_at IS NULL",
+        [],
+        |row| row.get(0),
+    )?;
+    Ok(u64::try_from(count).unwrap_or(0))
 }
 
 fn active_keys(conn: &Connection) -> Result<Vec<KeyRecord>, StoreError> {

@@ -479,3 +479,154 @@ async fn concurrent_turns_are_capped_per_key() {
     );
     app.shutdown().await;
 }
+
+/// Our own MCP host, calling `/mcp` with `key`.
+fn mcp_as(app: &TestApp, key: &str) -> mcp_platform::mcp::McpHost {
+    let entry: mcp_platform::config::McpServerConfig = serde_json::from_value(json!({
+        "type": "http",
+        "url": format!("http://{}/mcp", app.addr),
+        "headers": {"Authorization": format!("Bearer {key}")}
+    }))
+    .expect("entry");
+    crate::mcp_host::host(vec![("platform", entry)], |_| {})
+}
+
+async fn tool(host: &mcp_platform::mcp::McpHost, name: &str, arguments: Value) -> (bool, Value) {
+    let (ok, text) = crate::mcp_host::call(host, name, arguments).await;
+    (
+        ok,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[tokio::test]
+async fn memories_and_search_hits_belong_to_their_key_and_ids_are_never_reused() {
+    let app = spawn_app().await;
+    let admin = create_key(&app, None, json!({"name": "root", "admin": true})).await;
+    let alice_key = create_key(&app, Some(&admin), json!({"name": "alice"})).await;
+    let bob_key = create_key(&app, Some(&admin), json!({"name": "bob"})).await;
+    let alice = mcp_as(&app, &alice_key);
+    let bob = mcp_as(&app, &bob_key);
+    crate::mcp_host::ready(&alice, "platform", 4).await;
+    crate::mcp_host::ready(&bob, "platform", 4).await;
+
+    let (ok, first) = tool(
+        &alice,
+        "memory_store",
+        json!({"text": "Alice parks in bay 7"}),
+    )
+    .await;
+    assert!(ok, "{first}");
+    let (ok, _) = tool(&alice, "memory_delete", json!({"id": first["id"]})).await;
+    assert!(ok);
+    let (ok, second) = tool(
+        &alice,
+        "memory_store",
+        json!({"text": "Alice parks in bay 9"}),
+    )
+    .await;
+    assert!(ok, "{second}");
+    // The deleted id (the largest one) is not handed out again.
+    assert!(
+        second["id"].as_i64() > first["id"].as_i64(),
+        "{first} {second}"
+    );
+
+    // Bob neither finds nor deletes Alice's memory.
+    let (ok, found) = tool(
+        &bob,
+        "memory_find",
+        json!({"query": "where does Alice park"}),
+    )
+    .await;
+    assert!(ok, "{found}");
+    assert_eq!(found["memories"], json!([]), "{found}");
+    let (ok, why) = tool(&bob, "memory_delete", json!({"id": second["id"]})).await;
+    assert!(!ok, "bob deleted alice's memory: {why}");
+    assert!(why.to_string().contains("not found"), "{why}");
+    let (ok, found) = tool(
+        &alice,
+        "memory_find",
+        json!({"query": "where does Alice park"}),
+    )
+    .await;
+    assert!(ok);
+    assert_eq!(found["memories"][0]["id"], second["id"], "{found}");
+
+    // History search: Alice's messages are hers alone.
+    let (status, created) = send_json(
+        &app,
+        reqwest::Method::POST,
+        "/api/conversations",
+        &alice_key,
+        json!({"title": "plans"}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let id = created["id"].as_str().expect("id").to_string();
+    let (status, _) = send_json(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/conversations/{id}/messages"),
+        &alice_key,
+        json!({"messages": [{"role": "user", "content": "the launch code word is periwinkle"}]}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let query = json!({"query": "launch code word periwinkle"});
+    let mut hits = Value::Null;
+    for _ in 0..100 {
+        let (ok, searched) = tool(&alice, "conversation_search", query.clone()).await;
+        assert!(ok, "{searched}");
+        if searched["hits"].as_array().is_some_and(|h| !h.is_empty()) {
+            hits = searched["hits"].clone();
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        hits[0]["conversation_id"],
+        id.as_str(),
+        "never indexed: {hits}"
+    );
+    let (ok, searched) = tool(&bob, "conversation_search", query.clone()).await;
+    assert!(ok);
+    assert_eq!(searched["hits"], json!([]), "{searched}");
+    let (ok, searched) = tool(
+        &bob,
+        "conversation_search",
+        json!({"query": "periwinkle", "conversation_id": id}),
+    )
+    .await;
+    assert!(ok);
+    assert_eq!(searched["hits"], json!([]), "{searched}");
+    alice.shutdown(Duration::from_secs(5)).await;
+    bob.shutdown(Duration::from_secs(5)).await;
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn metrics_take_the_metrics_token_or_an_admin_key_once_auth_is_on() {
+    let token = "scrape-token-0123456789";
+    let app = crate::helpers::spawn_app_with(|config| {
+        config.server.metrics_token = Some(mcp_platform::config::Secret::new(token));
+    })
+    .await;
+    let user = create_key(&app, None, json!({"name": "user"})).await;
+    let scrape = |key: String| app.client.get(app.url("/metrics")).bearer_auth(key).send();
+    let ok = scrape(token.to_string()).await.expect("GET");
+    assert_eq!(ok.status().as_u16(), 200);
+    let text = ok.text().await.expect("text");
+    assert!(text.contains("mcp_platform_"), "{text}");
+    assert!(!text.contains(token));
+    assert_eq!(scrape(user).await.expect("GET").status().as_u16(), 401);
+    assert_eq!(
+        scrape("wrong-token".into())
+            .await
+            .expect("GET")
+            .status()
+            .as_u16(),
+        401
+    );
+    app.shutdown().await;
+}

@@ -12,9 +12,9 @@ use tokio::process::{Child, Command};
 
 use crate::helpers::get_json;
 
-const BIN: &str = env!("CARGO_BIN_EXE_mcp-platform");
+pub const BIN: &str = env!("CARGO_BIN_EXE_mcp-platform");
 
-fn write_config(dir: &Path, extra: &str) -> PathBuf {
+pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
     let path = dir.join("config.yaml");
     let db = dir.join("data/chat.db");
     let text = format!(
@@ -27,7 +27,7 @@ fn write_config(dir: &Path, extra: &str) -> PathBuf {
 
 /// Starts the server and returns it with its address, read from the JSON start-up log line.
 /// stderr keeps being drained so the child never blocks on a full pipe.
-async fn start_server(config: &Path) -> (Child, String) {
+pub async fn start_server(config: &Path) -> (Child, String) {
     let mut child = Command::new(BIN)
         .args(["serve", "--config"])
         .arg(config)
@@ -56,7 +56,7 @@ async fn start_server(config: &Path) -> (Child, String) {
     (child, address)
 }
 
-async fn run_to_completion(args: &[&str]) -> (i32, String, String) {
+pub async fn run_to_completion(args: &[&str]) -> (i32, String, String) {
     let output = Command::new(BIN)
         .args(args)
         .stdin(Stdio::null())
@@ -70,7 +70,7 @@ async fn run_to_completion(args: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn assert_one_clear_line(stderr: &str, mentions: &str) {
+pub fn assert_one_clear_line(stderr: &str, mentions: &str) {
     assert!(
         !stderr.contains("panicked") && !stderr.contains("backtrace"),
         "{stderr}"

@@ -4,6 +4,7 @@
 mod api;
 mod auth;
 mod binary;
+mod binary_keys;
 mod chat;
 mod chat_conversations;
 mod chat_sockets;
