@@ -276,7 +276,13 @@ impl App {
         )
         .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
         let mut server = tokio::spawn(server.into_future());
-        log_ready(&self.store, &self.providers, local, self.started);
+        log_ready(
+            &self.store,
+            &self.providers,
+            &self.auth,
+            local,
+            self.started,
+        );
         // After the server is up: MCP servers start in the background, in parallel.
         self.mcp.start();
 
@@ -288,17 +294,20 @@ impl App {
             }
         }
         let deadline = self.config.server.shutdown_timeout;
-        tracing::info!(deadline = ?deadline, "shutting down: no new connections, draining");
-        cancel.cancel();
-        // Sockets finish their turns (up to the deadline) and close with 1001, in parallel
-        // with HTTP connections finishing their requests.
+        tracing::info!(deadline = ?deadline, "shutting down: draining WebSocket sessions");
+        // While sockets finish their turns (up to the deadline) and close with 1001, the
+        // listener stays open: a new upgrade gets 503 `shutting_down` with Retry-After and
+        // `/health` answers 503, so a load balancer sees a clear "not here" (and stops sending)
+        // rather than refused connections it may count as a crash.
         sockets.begin_shutdown();
+        if !sockets.drained(deadline + SOCKET_CLOSE_GRACE).await {
+            tracing::warn!("WebSocket sessions still open after the shutdown deadline");
+        }
+        tracing::info!("sockets closed; no new connections, finishing HTTP requests");
+        cancel.cancel();
         if !server.is_finished() && tokio::time::timeout(deadline, &mut server).await.is_err() {
             tracing::warn!("connections still open at the shutdown deadline; closing them");
             server.abort();
-        }
-        if !sockets.drained(deadline + SOCKET_CLOSE_GRACE).await {
-            tracing::warn!("WebSocket sessions still open after the shutdown deadline");
         }
         self.mcp.shutdown(Duration::from_secs(5)).await;
         tasks.close();
@@ -348,11 +357,18 @@ async fn check_auth(server: &ServerConfig, auth: &Auth, store: &Store) -> Result
     Ok(())
 }
 
-fn log_ready(store: &Store, providers: &Providers, local: SocketAddr, started: Instant) {
+fn log_ready(
+    store: &Store,
+    providers: &Providers,
+    auth: &Auth,
+    local: SocketAddr,
+    started: Instant,
+) {
     tracing::info!(
         address = %format!("http://{local}"),
         database = %store.path().display(),
         providers = %providers.summary(),
+        auth = %auth.describe(),
         startup_ms = started.elapsed().as_millis(),
         "mcp-platform {} listening",
         env!("CARGO_PKG_VERSION"),

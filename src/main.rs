@@ -85,6 +85,10 @@ struct LoadtestArgs {
     /// Hold this many idle connections and report the server's memory instead of chatting
     #[arg(long)]
     idle: Option<usize>,
+    /// API key for a server that requires one (an admin key also gives the server's CPU and
+    /// memory figures from /health) [env: MCPP_API_KEY]
+    #[arg(long, env = "MCPP_API_KEY", hide_env_values = true)]
+    key: Option<String>,
 }
 
 #[derive(clap::Args)]
@@ -198,7 +202,7 @@ fn run_loadtest(args: LoadtestArgs) -> Result<bool, String> {
     raise_open_files_limit();
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     if let Some(count) = args.idle {
-        let report = runtime.block_on(loadtest::run_idle(args.url, count))?;
+        let report = runtime.block_on(loadtest::run_idle(args.url, args.key, count))?;
         print_report(&report, &report.table(), args.json)?;
         return Ok(report.opened == count);
     }
@@ -226,6 +230,7 @@ fn run_loadtest(args: LoadtestArgs) -> Result<bool, String> {
         plan,
         slos,
         progress: true,
+        key: args.key,
     };
     let report = runtime.block_on(loadtest::run(options))?;
     print_report(&report, &report.table(), args.json)?;

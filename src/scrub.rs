@@ -1,6 +1,9 @@
 //! Credentials out of text meant for people: URL user-info (`https://user:pass@host`) and the
-//! values of secret-looking query parameters (`?access_token=...`) in any URL inside a text,
-//! and whole query strings where only the endpoint matters.
+//! values of secret-looking query parameters (`?access_token=...`) wherever they appear in a
+//! text (an error message, a log line, JSON included), and whole query strings where only the
+//! endpoint matters. Every log line passes through [`credentials`] (see `telemetry`).
+
+use std::borrow::Cow;
 
 /// Query parameter names whose values are secrets (compared without case; a name containing
 /// one of these counts).
@@ -19,7 +22,8 @@ const SECRET_NAMES: [&str; 9] = [
 /// Replacement for what was removed.
 pub const HIDDEN: &str = "[redacted]";
 
-/// `url` without user-info and query string: what `/health` shows of an endpoint.
+/// `url` without user-info and query string: what `/health` and `check-config` show of an
+/// endpoint.
 pub fn endpoint(url: &str) -> String {
     match reqwest::Url::parse(url) {
         Ok(mut parsed) => {
@@ -29,66 +33,98 @@ pub fn endpoint(url: &str) -> String {
             parsed.set_fragment(None);
             parsed.to_string()
         }
-        Err(_) => url
-            .split(['?', '#'])
-            .next()
-            .map(hide_userinfo)
-            .unwrap_or_default(),
+        Err(_) => credentials(url.split(['?', '#']).next().unwrap_or_default()).into_owned(),
     }
 }
 
-/// `text` with the credentials of every URL in it hidden, cut to `max_chars`.
+/// `text` with credentials hidden, cut to `max_chars` characters.
 pub fn text(text: &str, max_chars: usize) -> String {
-    let mut out = String::with_capacity(text.len().min(max_chars * 4));
-    for (i, word) in text.split(' ').enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        if word.contains("://") || word.contains('?') || word.contains('@') {
-            out.push_str(&url_in_word(word));
-        } else {
-            out.push_str(word);
-        }
-    }
-    if out.chars().count() > max_chars {
-        let cut: String = out.chars().take(max_chars).collect();
+    let clean = credentials(text);
+    if clean.chars().count() > max_chars {
+        let cut: String = clean.chars().take(max_chars).collect();
         return format!("{cut}…");
     }
-    out
+    clean.into_owned()
 }
 
-/// One whitespace-free piece of text that holds a URL (perhaps quoted or in brackets).
-fn url_in_word(word: &str) -> String {
-    let hidden = hide_userinfo(word);
-    let Some((before, query)) = hidden.split_once('?') else {
-        return hidden;
-    };
-    let params: Vec<String> = query
-        .split('&')
-        .map(|pair| match pair.split_once('=') {
-            Some((name, _)) if is_secret_name(name) => format!("{name}={HIDDEN}"),
-            _ => pair.to_string(),
-        })
-        .collect();
-    format!("{before}?{}", params.join("&"))
+/// `text` with URL user-info and secret query values hidden; borrowed when there is nothing
+/// to hide (the common case, cheap: one scan for `://` and `=`).
+pub fn credentials(text: &str) -> Cow<'_, str> {
+    if !text.contains("://") && !text.contains('=') {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    let mut changed = false;
+    while i < text.len() {
+        let rest = &text[i..];
+        if let Some(after) = rest.strip_prefix("://") {
+            out.push_str("://");
+            let end = after.find(ends_authority).unwrap_or(after.len());
+            match after[..end].rfind('@') {
+                Some(at) => {
+                    out.push_str(HIDDEN);
+                    out.push_str(&after[at..end]);
+                    changed = true;
+                }
+                None => out.push_str(&after[..end]),
+            }
+            i += 3 + end;
+            continue;
+        }
+        if (rest.starts_with('?') || rest.starts_with('&'))
+            && let Some(skip) = secret_parameter(&rest[1..])
+        {
+            let name_and_equals = &rest[..=skip.0];
+            out.push_str(name_and_equals);
+            out.push_str(HIDDEN);
+            i += skip.1 + 1;
+            changed = true;
+            continue;
+        }
+        let c = rest.chars().next().unwrap_or(' ');
+        out.push(c);
+        i += c.len_utf8();
+    }
+    if changed {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// For `name=value…` whose name is secret: (index of `=`, index past the value), both counted
+/// from the start of `name`.
+fn secret_parameter(text: &str) -> Option<(usize, usize)> {
+    let equals =
+        text.find(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))?;
+    if equals == 0 || !text[equals..].starts_with('=') || !is_secret_name(&text[..equals]) {
+        return None;
+    }
+    let value = &text[equals + 1..];
+    let end = value.find(ends_value).unwrap_or(value.len());
+    Some((equals + 1, equals + 1 + end))
+}
+
+fn ends_authority(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '/' | '?' | '#' | '"' | '\'' | ')' | ']' | '>' | ',' | '\\' | '`'
+        )
+}
+
+fn ends_value(c: char) -> bool {
+    c.is_whitespace()
+        || matches!(
+            c,
+            '&' | '#' | '"' | '\'' | ')' | ']' | '>' | ',' | '\\' | '`' | ';'
+        )
 }
 
 fn is_secret_name(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
     SECRET_NAMES.iter().any(|secret| name.contains(secret))
-}
-
-/// `scheme://user:pass@host...` → `scheme://[redacted]@host...`.
-fn hide_userinfo(text: &str) -> String {
-    let Some(start) = text.find("://").map(|i| i + 3) else {
-        return text.to_string();
-    };
-    let rest = &text[start..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{}{HIDDEN}{}", &text[..start], &rest[at..]),
-        None => text.to_string(),
-    }
 }
 
 #[cfg(test)]
@@ -116,12 +152,38 @@ mod tests {
         assert!(!scrubbed.contains("hunter2"), "{scrubbed}");
         assert!(!scrubbed.contains("SECRET1"), "{scrubbed}");
         assert!(
-            scrubbed.contains("mcp.example/mcp?access_token=[redacted]&x=1"),
+            scrubbed
+                .contains("https://[redacted]@mcp.example/mcp?access_token=[redacted]&x=1 failed"),
             "{scrubbed}"
         );
-        assert!(scrubbed.ends_with("failed (error: 401)"));
         let quoted = text("url `http://h/p?apiKey=K2`", 300);
-        assert!(!quoted.contains("K2"), "{quoted}");
+        assert_eq!(quoted, "url `http://h/p?apiKey=[redacted]`");
+    }
+
+    #[test]
+    fn a_json_log_line_stays_json() {
+        let line = r#"{"level":"WARN","error":"error sending request for url (http://u:p@h:1/mcp?token=T0K&a=b)","server":"t"}"#;
+        let clean = credentials(line);
+        let parsed: serde_json::Value = serde_json::from_str(&clean).expect("still JSON");
+        assert_eq!(
+            parsed["error"],
+            "error sending request for url (http://[redacted]@h:1/mcp?token=[redacted]&a=b)"
+        );
+        assert_eq!(parsed["server"], "t");
+    }
+
+    #[test]
+    fn text_without_credentials_is_borrowed_unchanged() {
+        for plain in [
+            "no urls here",
+            "a=b and key_count=3 ok",
+            "http://127.0.0.1:8000/health",
+            "é=ü",
+        ] {
+            let clean = credentials(plain);
+            assert_eq!(clean, plain);
+        }
+        assert!(matches!(credentials("x = 1"), Cow::Borrowed(_)));
     }
 
     #[test]

@@ -186,6 +186,18 @@ impl Auth {
         }
     }
 
+    /// One phrase for the start-up line.
+    pub fn describe(&self) -> String {
+        let active = self.registry().keys.len();
+        match (self.mode, self.required()) {
+            (AuthMode::None, _) => "off (server.auth.mode: none)".into(),
+            (_, true) => format!("API keys required ({active} active)"),
+            (_, false) => {
+                "off until the first key (loopback; `mcp-platform keys create` turns it on)".into()
+            }
+        }
+    }
+
     /// The caller while authentication is off: `local`, who sees everything.
     pub fn local(&self) -> Caller {
         self.local

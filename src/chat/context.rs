@@ -48,8 +48,18 @@ pub fn room(fixed: u32, budget: u32) -> Result<u32, TooLarge> {
 }
 
 /// Index of the oldest message of `history` (oldest first) that is sent, keeping whole
-/// groups (an assistant message and the tool results that follow it) within `room`.
+/// groups (an assistant message and the tool results that follow it) within `room`, and
+/// whole exchanges: what is sent starts at a user message (some providers refuse a history
+/// that starts with the assistant, and an answer without its question misleads the model).
 pub fn first_kept(history: &[StoredMessage], room: u32, encoding: Encoding) -> usize {
+    let kept = first_fitting(history, room, encoding);
+    history[kept..]
+        .iter()
+        .position(|m| m.role == Role::User)
+        .map_or(history.len(), |offset| kept + offset)
+}
+
+fn first_fitting(history: &[StoredMessage], room: u32, encoding: Encoding) -> usize {
     let mut used = 0u32;
     let mut kept = history.len();
     let mut group = 0u32;
@@ -172,16 +182,43 @@ mod tests {
             message(5, Role::Assistant, 10),
         ];
         let group = cost(&history[1], Encoding::Cl100kBase) + 2 * 14;
-        // Room for the last answer and the results but not their call: none of the group.
-        assert_eq!(seqs(&history, 14 + 28), [5]);
-        assert_eq!(seqs(&history, 14 + group), [2, 3, 4, 5]);
+        // Room for the group but not its question: the exchange goes as a whole or not at all.
+        assert_eq!(seqs(&history, 14 + 28), Vec::<i64>::new());
+        assert_eq!(seqs(&history, 14 + group), Vec::<i64>::new());
         assert_eq!(seqs(&history, 14 + group + 14), [1, 2, 3, 4, 5]);
     }
 
     #[test]
+    fn the_kept_history_starts_at_a_user_message() {
+        // A trimmed exchange (its question dropped) is left out; the next one is kept.
+        let history = vec![
+            message(1, Role::User, 10),
+            message(2, Role::Assistant, 10),
+            message(3, Role::User, 10),
+            message(4, Role::Assistant, 10),
+        ];
+        for room in [14, 28, 41, 42, 55] {
+            let kept = seqs(&history, room);
+            assert!(
+                kept.first().is_none_or(|&seq| history
+                    .iter()
+                    .any(|m| m.seq == seq && m.role == Role::User)),
+                "room {room}: {kept:?}"
+            );
+        }
+        assert_eq!(seqs(&history, 42), [3, 4]);
+        assert_eq!(seqs(&history, 55), [3, 4]);
+        assert_eq!(seqs(&history, 56), [1, 2, 3, 4]);
+    }
+
+    #[test]
     fn results_without_their_call_in_the_window_are_dropped() {
-        let history = vec![message(3, Role::Tool, 1), message(4, Role::Assistant, 1)];
-        assert_eq!(seqs(&history, 1000), [4]);
+        let history = vec![
+            message(3, Role::Tool, 1),
+            message(4, Role::Assistant, 1),
+            message(5, Role::User, 1),
+        ];
+        assert_eq!(seqs(&history, 1000), [5]);
     }
 
     #[test]

@@ -26,6 +26,32 @@ pub(super) fn first_unset_variable(
     None
 }
 
+/// The values of the variables `${NAME}` / `${NAME:-default}` placeholders took (set and at
+/// least 4 characters: shorter ones would hide unrelated text), longest first.
+pub(super) fn used_values(text: &str, env: &HashMap<String, String>) -> Vec<String> {
+    let mut values: Vec<String> = Vec::new();
+    for line in text.lines() {
+        let mut rest = strip_comment(line);
+        while let Some(start) = rest.find("${") {
+            let after = &rest[start + 2..];
+            let Some(end) = after.find('}') else { break };
+            let name: String = after[..end]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            if let Some(value) = env.get(&name)
+                && value.chars().count() >= 4
+                && !values.contains(value)
+            {
+                values.push(value.clone());
+            }
+            rest = &after[end + 1..];
+        }
+    }
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    values
+}
+
 /// The line without its YAML comment: a `#` at the start or after whitespace, outside quotes.
 fn strip_comment(line: &str) -> &str {
     let (mut single, mut double) = (false, false);

@@ -63,6 +63,9 @@ pub struct Config {
     pub mcp: McpConfig,
     pub memory: MemoryConfig,
     pub logging: LoggingConfig,
+    /// The values `${VAR}` placeholders took, hidden wherever the configuration is shown.
+    #[serde(skip)]
+    pub interpolated: Vec<Secret>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,6 +147,7 @@ impl Config {
                 ),
             });
         }
+        let interpolated = interpolate::used_values(text, &env);
         let mut options = serde_saphyr::Options::default().with_properties(env);
         options.property_syntax = serde_saphyr::options::PropertySyntax::DockerCompose;
         options.with_snippet = false;
@@ -154,9 +158,10 @@ impl Config {
                 e.into_inner()
             })
         });
-        let config = parsed
+        let mut config: Self = parsed
             .map_err(|e| parse_error(origin, key, &e))?
             .unwrap_or_default();
+        config.interpolated = interpolated.into_iter().map(Secret::new).collect();
         config
             .validate()
             .map_err(|(key, message)| ConfigError::Invalid {
@@ -168,9 +173,28 @@ impl Config {
     }
 
     /// The effective configuration as YAML, secrets redacted (`check-config`).
+    ///
+    /// Hidden: secrets (`Secret` fields), every inline MCP server's `args` (they often carry
+    /// tokens), credentials in URLs (user-info, secret-named query parameters), and any value
+    /// that came from a `${VAR}` placeholder, wherever it appears.
     pub fn to_redacted_yaml(&self) -> String {
-        serde_saphyr::to_string(self)
-            .unwrap_or_else(|e| format!("# could not render the configuration: {e}\n"))
+        let mut shown = self.clone();
+        for server in shown.mcp.servers.values_mut() {
+            server.args = vec![secret::REDACTED.to_string(); server.args.len()];
+            server.url = server
+                .url
+                .as_deref()
+                .map(|url| crate::scrub::credentials(url).into_owned());
+        }
+        for provider in shown.llm.providers.values_mut() {
+            provider.base_url = crate::scrub::credentials(&provider.base_url).into_owned();
+        }
+        let mut text = serde_saphyr::to_string(&shown)
+            .unwrap_or_else(|e| format!("# could not render the configuration: {e}\n"));
+        for value in &self.interpolated {
+            text = text.replace(value.expose(), secret::REDACTED);
+        }
+        text
     }
 }
 

@@ -60,7 +60,8 @@ async fn health(
     headers: HeaderMap,
 ) -> Response {
     let healthy = state.store.stats().healthy;
-    let status = if healthy {
+    let stopping = state.sockets.shutting_down();
+    let status = if healthy && !stopping {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
@@ -68,12 +69,23 @@ async fn health(
     let admin = super::auth::optional_caller(&state, &headers, peer).is_some_and(|c| c.is_admin());
     if !admin {
         let minimal = Minimal {
-            status: if healthy { "ok" } else { "unhealthy" },
+            status: status_word(healthy, stopping),
             version: env!("CARGO_PKG_VERSION"),
         };
         return (status, Json(minimal)).into_response();
     }
-    (status, Json(snapshot(&state).await)).into_response()
+    let mut body = snapshot(&state).await;
+    body.status = status_word(healthy, stopping);
+    (status, Json(body)).into_response()
+}
+
+/// `shutting_down` while the server drains (503, so a load balancer stops sending).
+fn status_word(healthy: bool, stopping: bool) -> &'static str {
+    match (healthy, stopping) {
+        (_, true) => "shutting_down",
+        (true, false) => "ok",
+        (false, false) => "unhealthy",
+    }
 }
 
 #[derive(Serialize)]

@@ -42,9 +42,20 @@ impl Outcome {
     }
 }
 
-/// Opens a socket; a refusal is named by its HTTP status (`http_503`) or `connect`.
-pub async fn connect(url: &str) -> Result<Socket, String> {
-    match tokio_tungstenite::connect_async_with_config(url, None, true).await {
+/// Opens a socket (with `Authorization: Bearer key` when given); a refusal is named by its
+/// HTTP status (`http_503`, `http_401`) or `connect`.
+pub async fn connect(url: &str, key: Option<&str>) -> Result<Socket, String> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url
+        .into_client_request()
+        .map_err(|_| "connect".to_string())?;
+    if let Some(key) = key {
+        let value = format!("Bearer {key}")
+            .parse()
+            .map_err(|_| "invalid_key".to_string())?;
+        request.headers_mut().insert("authorization", value);
+    }
+    match tokio_tungstenite::connect_async_with_config(request, None, true).await {
         Ok((socket, _)) => Ok(socket),
         Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
             Err(format!("http_{}", response.status().as_u16()))
@@ -68,6 +79,7 @@ pub struct Shape {
 /// Chats as `shape` says until its turns are done or `stop`.
 pub async fn run(
     url: String,
+    key: Option<String>,
     shape: Shape,
     stop: CancellationToken,
     progress: &Progress,
@@ -77,7 +89,7 @@ pub async fn run(
         () = tokio::time::sleep(shape.delay) => {}
         () = stop.cancelled() => return outcome,
     }
-    let mut socket = match connect(&url).await {
+    let mut socket = match connect(&url, key.as_deref()).await {
         Ok(socket) => socket,
         Err(code) => {
             outcome.error(&code, progress);

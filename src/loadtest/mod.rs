@@ -46,6 +46,20 @@ pub struct Options {
     pub slos: Vec<Slo>,
     /// Live progress on stderr once a second.
     pub progress: bool,
+    /// An API key for the sockets and `/health` (an admin key gives the server's figures).
+    pub key: Option<String>,
+}
+
+/// An HTTP client that sends `key` as a bearer token on every request.
+fn http_client(key: Option<&str>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(value) = key.and_then(|k| format!("Bearer {k}").parse().ok()) {
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .unwrap_or_default()
 }
 
 /// `ws://host:port/ws/chat` → `http://host:port/health`.
@@ -69,7 +83,7 @@ pub fn health_url(ws_url: &str) -> Result<String, String> {
 
 pub async fn run(options: Options) -> Result<Report, String> {
     let health = health_url(&options.url)?;
-    let http = reqwest::Client::new();
+    let http = http_client(options.key.as_deref());
     let before = fetch_health(&http, &health).await;
     let progress = Arc::new(Progress::default());
     let stop = CancellationToken::new();
@@ -82,7 +96,7 @@ pub async fn run(options: Options) -> Result<Report, String> {
             stop.cancel();
         });
     }
-    let sampler = spawn_sampler(health.clone(), done.clone());
+    let sampler = spawn_sampler(health.clone(), options.key.clone(), done.clone());
     let printer = options.progress.then(|| {
         tokio::spawn(print_progress(
             progress.clone(),
@@ -95,13 +109,14 @@ pub async fn run(options: Options) -> Result<Report, String> {
         .map(|i| {
             let delay = plan.ramp_up.mul_f64(ratio(i, plan.connections));
             let (url, stop, progress) = (options.url.clone(), stop.clone(), progress.clone());
+            let key = options.key.clone();
             let shape = client::Shape {
                 turns: plan.turns,
                 pace: plan.pace(),
                 conversation_turns: plan.conversation_turns.max(1),
                 delay,
             };
-            tokio::spawn(async move { client::run(url, shape, stop, &progress).await })
+            tokio::spawn(async move { client::run(url, key, shape, stop, &progress).await })
         })
         .collect();
     let mut outcomes = Vec::with_capacity(tasks.len());
@@ -229,6 +244,7 @@ async fn fetch_health(http: &reqwest::Client, url: &str) -> Option<Value> {
 /// it.
 fn spawn_sampler(
     url: String,
+    key: Option<String>,
     done: CancellationToken,
 ) -> tokio::sync::oneshot::Receiver<Vec<Duration>> {
     let (sender, receiver) = tokio::sync::oneshot::channel();
@@ -238,7 +254,9 @@ fn spawn_sampler(
             let samples = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
-                .map(|runtime| runtime.block_on(sample_health(reqwest::Client::new(), url, done)))
+                .map(|runtime| {
+                    runtime.block_on(sample_health(http_client(key.as_deref()), url, done))
+                })
                 .unwrap_or_default();
             let _ = sender.send(samples);
         });
@@ -349,15 +367,19 @@ impl IdleReport {
     }
 }
 
-pub async fn run_idle(url: String, count: usize) -> Result<IdleReport, String> {
+pub async fn run_idle(
+    url: String,
+    key: Option<String>,
+    count: usize,
+) -> Result<IdleReport, String> {
     let health = health_url(&url)?;
-    let http = reqwest::Client::new();
+    let http = http_client(key.as_deref());
     let rss = |h: &Option<Value>| server_rss_bytes(h.as_ref());
     let before = fetch_health(&http, &health).await;
     let close = CancellationToken::new();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     let opened: Vec<_> = futures::stream::iter(0..count)
-        .map(|_| client::connect(&url))
+        .map(|_| client::connect(&url, key.as_deref()))
         .buffer_unordered(256)
         .collect()
         .await;

@@ -147,6 +147,35 @@ pub fn build_pool(
         })
 }
 
+/// Runs `f` on a read-only connection to `path`, then removes the `-wal` and `-shm` files
+/// that opening it created (a read-only connection to a WAL database leaves them behind, and a
+/// refused start must change nothing on disk). Files that existed before, or a WAL that holds
+/// data (another process wrote meanwhile), are left alone.
+pub fn read_untouched<T>(
+    path: &Path,
+    f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+) -> Result<T, StoreError> {
+    let sidecar = |suffix: &str| {
+        let mut name = path.as_os_str().to_os_string();
+        name.push(suffix);
+        std::path::PathBuf::from(name)
+    };
+    let (wal, shm) = (sidecar("-wal"), sidecar("-shm"));
+    let had = (wal.exists(), shm.exists());
+    let result = {
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        f(&conn)
+    };
+    let wal_empty = std::fs::metadata(&wal).map_or(true, |m| m.len() == 0);
+    if !had.0 && wal_empty {
+        let _ = std::fs::remove_file(&wal);
+        if !had.1 {
+            let _ = std::fs::remove_file(&shm);
+        }
+    }
+    result
+}
+
 /// Makes sure the file can be used, without modifying an existing one: creates the parent
 /// directory, creates a new file with mode 0600, or checks that an existing file is SQLite
 /// and writable.
@@ -179,19 +208,19 @@ pub fn prepare_file(path: &Path) -> Result<bool, StoreError> {
         .write(true)
         .open(path)
         .map_err(|e| open_error(e.to_string()))?;
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| open_error(e.to_string()))?;
-    match conn.query_row("SELECT count(*) FROM sqlite_schema", [], |row| {
-        row.get::<_, i64>(0)
-    }) {
-        Ok(_) => Ok(false),
-        Err(rusqlite::Error::SqliteFailure(e, _))
-            if e.code == rusqlite::ErrorCode::NotADatabase =>
-        {
-            Err(StoreError::NotADatabase {
-                path: path.to_path_buf(),
-            })
+    read_untouched(path, |conn| {
+        match conn.query_row("SELECT count(*) FROM sqlite_schema", [], |row| {
+            row.get::<_, i64>(0)
+        }) {
+            Ok(_) => Ok(false),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::NotADatabase =>
+            {
+                Err(StoreError::NotADatabase {
+                    path: path.to_path_buf(),
+                })
+            }
+            Err(e) => Err(open_error(e.to_string())),
         }
-        Err(e) => Err(open_error(e.to_string())),
-    }
+    })
 }

@@ -114,19 +114,17 @@ impl Store {
         connection::register_sqlite_vec()?;
         let path = config.path.clone();
         connection::prepare_file(&path)?;
-        let pending = {
-            let conn =
-                Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-            let pending = migrate::plan(&conn, migrate::MIGRATIONS, &path)?;
+        let pending = connection::read_untouched(&path, |conn| {
+            let pending = migrate::plan(conn, migrate::MIGRATIONS, &path)?;
             if check_space
                 && !pending
                     .iter()
                     .any(|m| m.version == migrate::VECTOR_MIGRATION)
             {
-                vectors::check_space(&conn, space, &path)?;
+                vectors::check_space(conn, space, &path)?;
             }
-            pending
-        };
+            Ok(pending)
+        })?;
         let mut conn = Connection::open(&path)?;
         Pragmas::from_config(config, false).apply(&conn)?;
         let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;

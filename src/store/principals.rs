@@ -357,19 +357,20 @@ pub fn count_active_keys(path: &std::path::Path) -> Result<u64, StoreError> {
         return Ok(0);
     }
     super::connection::register_sqlite_vec()?;
-    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
-    let has_table = conn
-        .prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'principals'")?
-        .exists([])?;
-    if !has_table {
-        return Ok(0);
-    }
-    let count: i64 = conn.query_row(
-        "SELECT count(*) FROM principals WHERE key_hash IS NOT NULL AND revoked_at IS NULL",
-        [],
-        |row| row.get(0),
-    )?;
-    Ok(u64::try_from(count).unwrap_or(0))
+    super::connection::read_untouched(path, |conn| {
+        let has_table = conn
+            .prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'principals'")?
+            .exists([])?;
+        if !has_table {
+            return Ok(0);
+        }
+        let count: i64 = conn.query_row(
+            "SELECT count(*) FROM principals WHERE key_hash IS NOT NULL AND revoked_at IS NULL",
+            [],
+            |row| row.get(0),
+        )?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    })
 }
 
 fn active_keys(conn: &Connection) -> Result<Vec<KeyRecord>, StoreError> {

@@ -382,6 +382,19 @@ async fn a_changed_embedding_size_is_refused_at_start_until_reembed_rebuilds_the
     let (code, _, stderr) = run_to_completion(&["--config", config]).await;
     assert_eq!(code, 2);
     assert_one_clear_line(&stderr, "run `mcp-platform reembed`");
+    // A refused start changes nothing on disk: no -wal or -shm left beside the file.
+    let mut files: Vec<String> = std::fs::read_dir(db.parent().expect("dir"))
+        .expect("list")
+        .map(|entry| {
+            entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned()
+        })
+        .collect();
+    files.sort();
+    assert_eq!(files, ["chat.db"], "left behind by a refused start");
     assert!(
         stderr.contains("(384 dimensions)") && stderr.contains("(256)"),
         "{stderr}"

@@ -131,6 +131,11 @@ impl Sockets {
         self.closed[why as usize].fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Whether shutdown has begun (sockets are draining).
+    pub fn shutting_down(&self) -> bool {
+        self.closing.is_cancelled()
+    }
+
     pub(super) fn closing(&self) -> &CancellationToken {
         &self.closing
     }
