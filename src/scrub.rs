@@ -47,10 +47,17 @@ pub fn text(text: &str, max_chars: usize) -> String {
     clean.into_owned()
 }
 
-/// `text` with URL user-info and secret query values hidden; borrowed when there is nothing
-/// to hide (the common case, cheap: one scan for `://` and `=`).
+/// Prefixes of this server's own secrets (API keys, session tokens) and of bearer tokens.
+const TOKEN_PREFIXES: [&str; 4] = ["mcpp_", "mcps_", "Bearer ", "bearer "];
+
+/// `text` with URL user-info, secret query values, bearer tokens and this server's keys
+/// hidden; borrowed when there is nothing to hide (the common case, one cheap scan).
 pub fn credentials(text: &str) -> Cow<'_, str> {
-    if !text.contains("://") && !text.contains('=') {
+    let suspicious = text.contains("://")
+        || text.contains('=')
+        || text.contains("mcp")
+        || text.contains("earer ");
+    if !suspicious {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len());
@@ -71,6 +78,22 @@ pub fn credentials(text: &str) -> Cow<'_, str> {
             }
             i += 3 + end;
             continue;
+        }
+        if let Some(prefix) = TOKEN_PREFIXES.iter().find(|p| rest.starts_with(**p)) {
+            let token = &rest[prefix.len()..];
+            let end = token
+                .find(|c: char| {
+                    !(c.is_ascii_alphanumeric()
+                        || matches!(c, '-' | '_' | '.' | '~' | '+' | '/' | '='))
+                })
+                .unwrap_or(token.len());
+            if end >= 8 {
+                out.push_str(prefix);
+                out.push_str(HIDDEN);
+                i += prefix.len() + end;
+                changed = true;
+                continue;
+            }
         }
         if (rest.starts_with('?') || rest.starts_with('&'))
             && let Some(skip) = secret_parameter(&rest[1..])
@@ -184,6 +207,21 @@ mod tests {
             assert_eq!(clean, plain);
         }
         assert!(matches!(credentials("x = 1"), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn keys_sessions_and_bearer_tokens_are_hidden() {
+        let key = "mcpp_Ab3dEf6hIj9kLm2nOp5qRs8tUv1wXy4zAb7cDe0fGh3";
+        let text = format!("auth with {key} failed; header Bearer sk-live-123456789 sent");
+        let clean = credentials(&text);
+        assert!(!clean.contains(&key[5..]), "{clean}");
+        assert!(!clean.contains("sk-live"), "{clean}");
+        assert!(clean.contains("mcpp_[redacted] failed"), "{clean}");
+        // Words that only start like a prefix are left alone.
+        assert_eq!(
+            credentials("the mcp_platform crate"),
+            "the mcp_platform crate"
+        );
     }
 
     #[test]

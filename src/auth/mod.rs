@@ -135,6 +135,8 @@ pub struct Auth {
     /// sockets close) when authentication turns on.
     local: RwLock<Caller>,
     was_required: std::sync::atomic::AtomicBool,
+    /// Serialises [`Auth::refresh`], logins and logouts.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 impl Auth {
@@ -167,6 +169,7 @@ impl Auth {
             throttle: Throttle::new(config.max_failures_per_minute),
             local: RwLock::new(local),
             was_required: std::sync::atomic::AtomicBool::new(false),
+            refreshing: tokio::sync::Mutex::new(()),
         };
         auth.refresh().await?;
         Ok(auth)
@@ -207,13 +210,18 @@ impl Auth {
     }
 
     /// Once keys become required (the first key was created), what was opened without one
-    /// is told to close.
+    /// is told to close: `local`'s token is cancelled and stays so while keys are required, so
+    /// a request that read "not required" just before still gets a caller that closes at once.
+    /// A fresh `local` is made only when keys stop being required.
     fn note_requirement(&self) {
         use std::sync::atomic::Ordering;
         let required = self.required();
-        if required && !self.was_required.swap(true, Ordering::Relaxed) {
+        let was = self.was_required.swap(required, Ordering::Relaxed);
+        if required && !was {
+            self.local().0.revoked.cancel();
+        } else if !required && was {
             let mut local = self.local.write().unwrap_or_else(PoisonError::into_inner);
-            let fresh = Caller(Arc::new(Principal {
+            *local = Caller(Arc::new(Principal {
                 id: local.0.id,
                 name: local.0.name.clone(),
                 role: local.0.role,
@@ -221,10 +229,6 @@ impl Auth {
                 meter: local.0.meter.clone(),
                 revoked: CancellationToken::new(),
             }));
-            let old = std::mem::replace(&mut *local, fresh);
-            old.0.revoked.cancel();
-        } else if !required {
-            self.was_required.store(false, Ordering::Relaxed);
         }
     }
 
@@ -306,6 +310,7 @@ impl Auth {
         let ttl_ms = i64::try_from(self.session_ttl.as_millis()).unwrap_or(i64::MAX);
         let expires_at = now_ms().saturating_add(ttl_ms);
         let hash = secrets::hash(&token);
+        let _serial = self.refreshing.lock().await;
         self.store
             .principals()
             .create_session(hash, caller.id(), expires_at)
@@ -320,10 +325,12 @@ impl Auth {
     /// Ends a browser session (unknown tokens are fine: the cookie is cleared anyway).
     pub async fn logout(&self, token: &str) -> Result<(), StoreError> {
         let hash = secrets::hash(token);
+        let _serial = self.refreshing.lock().await;
+        self.store.principals().delete_session(hash).await?;
         self.update(|registry| {
             registry.sessions.remove(&hash);
         });
-        self.store.principals().delete_session(hash).await
+        Ok(())
     }
 
     pub fn session_ttl(&self) -> Duration {
@@ -346,6 +353,9 @@ impl Auth {
 
     /// Reads keys and sessions again; principals whose key is gone or revoked are told.
     pub async fn refresh(&self) -> Result<(), StoreError> {
+        // One refresh at a time, and no login or logout in between: a slower refresh must not
+        // install an older view of keys and sessions over a newer one.
+        let _serial = self.refreshing.lock().await;
         let principals = self.store.principals();
         let records = principals.active_keys().await?;
         let sessions = principals.active_sessions().await?;

@@ -70,6 +70,13 @@ async fn create(
     let Json(body) = body?;
     let repo = state.store.conversations_of(caller.owner());
     let created = match body.id {
+        // Ids are global: answering "already exists" to a user would tell that another user
+        // has a conversation under that name. Imports under a chosen id are for admins.
+        Some(_) if !caller.is_admin() => {
+            return Err(ApiError::invalid(
+                "only an admin key may choose a conversation's id (imports); leave `id` out",
+            ));
+        }
         Some(id) => repo.create_with_id(parse_id(id)?, body.title).await,
         None => repo.create(body.title).await,
     };
@@ -125,6 +132,33 @@ async fn messages(
     Ok(Json(page))
 }
 
+/// Sets each message's `token_count` from its text, whatever the client said: the context
+/// budget of later turns relies on it (a large message stored as 1 token would overflow it).
+/// Counted with the default model's tokenizer, off the async runtime.
+async fn count_tokens(
+    state: &AppState,
+    mut messages: Vec<NewMessage>,
+) -> Result<Vec<NewMessage>, ApiError> {
+    let model = state.providers.default_model(None).unwrap_or("gpt-4o");
+    let encoding = crate::chat::Encoding::for_model(model);
+    encoding.load().await;
+    tokio::task::spawn_blocking(move || {
+        for message in &mut messages {
+            message.token_count = encoding.count(&message.content);
+        }
+        messages
+    })
+    .await
+    .map_err(|error| {
+        tracing::error!(%error, "counting tokens failed");
+        ApiError::new(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; the server log has the details",
+        )
+    })
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AppendBody {
@@ -147,10 +181,11 @@ async fn append(
     if body.messages.len() > 1000 {
         return Err(ApiError::invalid("at most 1000 messages per request"));
     }
+    let messages = count_tokens(&state, body.messages).await?;
     let messages = state
         .store
         .conversations_of(caller.owner())
-        .append(&parse_id(id)?, body.messages)
+        .append(&parse_id(id)?, messages)
         .await?;
     // Imported messages become searchable soon, as a turn's do.
     state.memory.turn_finished();

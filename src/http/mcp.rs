@@ -15,8 +15,13 @@ use rmcp::transport::streamable_http_server::session::local::LocalSessionManager
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::{Value, json};
 
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Mutex, PoisonError};
+
 use super::AppState;
+use crate::auth::Caller;
 use crate::memory::mcp_server::MemoryMcpServer;
+use crate::store::PrincipalId;
 
 /// The largest JSON-RPC body read.
 const MAX_BODY: usize = 4 << 20;
@@ -31,10 +36,93 @@ pub fn router(state: &AppState) -> Router<AppState> {
         Arc::new(LocalSessionManager::default()),
         config,
     );
+    let owners = Arc::new(SessionOwners::default());
     Router::new()
         .nest_service("/mcp", service)
         .layer(axum::middleware::from_fn(refuse_discover))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            bind_session(owners.clone(), request, next)
+        }))
 }
+
+/// Sessions at most remembered with their owner; past it the oldest are forgotten (and then
+/// answered as unknown sessions: the client initializes again).
+const MAX_SESSIONS: usize = 10_000;
+
+/// Which principal opened each `/mcp` session: a session id is usable only by its owner.
+#[derive(Default)]
+struct SessionOwners {
+    owners: Mutex<(HashMap<String, PrincipalId>, VecDeque<String>)>,
+}
+
+impl SessionOwners {
+    fn owner(&self, session: &str) -> Option<PrincipalId> {
+        let guard = self.owners.lock().unwrap_or_else(PoisonError::into_inner);
+        guard.0.get(session).copied()
+    }
+
+    fn record(&self, session: String, owner: PrincipalId) {
+        let mut guard = self.owners.lock().unwrap_or_else(PoisonError::into_inner);
+        let (map, order) = &mut *guard;
+        if map.insert(session.clone(), owner).is_none() {
+            order.push_back(session);
+        }
+        while order.len() > MAX_SESSIONS {
+            if let Some(oldest) = order.pop_front() {
+                map.remove(&oldest);
+            }
+        }
+    }
+
+    fn forget(&self, session: &str) {
+        let mut guard = self.owners.lock().unwrap_or_else(PoisonError::into_inner);
+        guard.0.remove(session);
+        guard.1.retain(|s| s != session);
+    }
+}
+
+/// A request naming a session (`Mcp-Session-Id`) must come from the principal that opened it;
+/// another principal's (or a forgotten) session is answered 404, as rmcp answers an unknown
+/// one, so that no one resumes, reads or ends someone else's session.
+async fn bind_session(owners: Arc<SessionOwners>, request: Request, next: Next) -> Response {
+    let caller = request.extensions().get::<Caller>().map(Caller::id);
+    let named = request
+        .headers()
+        .get(SESSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let deleting = request.method() == Method::DELETE;
+    if let Some(session) = &named
+        && owners.owner(session) != caller
+    {
+        return (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"jsonrpc": "2.0", "id": null, "error": {
+                "code": -32001, "message": "Session not found"}})),
+        )
+            .into_response();
+    }
+    let response = next.run(request).await;
+    if let (Some(session), Some(caller)) = (
+        response
+            .headers()
+            .get(SESSION_HEADER)
+            .and_then(|v| v.to_str().ok()),
+        caller,
+    ) && named.is_none()
+    {
+        owners.record(session.to_string(), caller);
+    }
+    if deleting
+        && response.status().is_success()
+        && let Some(session) = named
+    {
+        owners.forget(&session);
+    }
+    response
+}
+
+const SESSION_HEADER: &str = "mcp-session-id";
 
 /// Answers `server/discover` with -32601; passes everything else on unchanged.
 async fn refuse_discover(request: Request, next: Next) -> Response {

@@ -39,6 +39,7 @@ impl Conversations {
         id: ConversationId,
         title: Option<String>,
     ) -> Result<Conversation, StoreError> {
+        super::model::check_title(title.as_deref())?;
         let owner = self.owner.id.0;
         self.store
             .write(move |tx| {

@@ -95,6 +95,23 @@ macro_rules! text_enum {
 text_enum!(Role { System = "system", User = "user", Assistant = "assistant", Tool = "tool" });
 text_enum!(MessageStatus { Complete = "complete", Cancelled = "cancelled", Failed = "failed" });
 
+/// Longest `request_id`, `tool_call_id` or `model`, in bytes.
+pub const MAX_NAME_LEN: usize = 256;
+/// Longest conversation title, in characters.
+pub const MAX_TITLE_CHARS: usize = 512;
+const MAX_USAGE_LEN: usize = 4096;
+const MAX_TOOL_CALLS_LEN: usize = 1 << 20;
+
+/// Refuses a title longer than [`MAX_TITLE_CHARS`].
+pub fn check_title(title: Option<&str>) -> Result<(), StoreError> {
+    if title.is_some_and(|t| t.chars().count() > MAX_TITLE_CHARS) {
+        return Err(StoreError::InvalidInput(format!(
+            "a title has at most {MAX_TITLE_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
 /// A message to append. `seq`, `id` and `created_at` are assigned by the store.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -144,6 +161,22 @@ impl NewMessage {
 
     pub(super) fn check(&self) -> Result<(), StoreError> {
         let invalid = |m: &str| Err(StoreError::InvalidInput(m.into()));
+        let too_long = |value: &Option<String>| {
+            value
+                .as_ref()
+                .is_some_and(|v| v.is_empty() || v.len() > MAX_NAME_LEN)
+        };
+        if too_long(&self.request_id) || too_long(&self.tool_call_id) || too_long(&self.model) {
+            return invalid("request_id, tool_call_id and model must be 1-256 bytes");
+        }
+        let json_len =
+            |value: &Option<serde_json::Value>| value.as_ref().map_or(0, |v| v.to_string().len());
+        if json_len(&self.usage) > MAX_USAGE_LEN {
+            return invalid("usage must be a JSON value of at most 4096 bytes");
+        }
+        if json_len(&self.tool_calls) > MAX_TOOL_CALLS_LEN {
+            return invalid("tool_calls must be a JSON array of at most 1 MiB");
+        }
         match self.role {
             Role::Tool if self.tool_call_id.is_none() => {
                 invalid("a tool message needs tool_call_id")

@@ -230,3 +230,41 @@ async fn four_concurrent_writers_store_every_append_in_contiguous_order() {
     assert_eq!(health["repository_stats"]["write_gate"]["timeouts"], 0);
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn appends_count_tokens_themselves_and_bound_names() {
+    let app = spawn_app().await;
+    let id = app.create_conversation().await;
+    let url = app.url(&format!("/api/conversations/{id}/messages"));
+    let text = "word ".repeat(10_000);
+    let response = app
+        .client
+        .post(&url)
+        .json(&json!({"messages": [{"role": "user", "content": text, "token_count": 1}]}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status().as_u16(), 201);
+    let body: Value = response.json().await.expect("JSON");
+    let counted = body["messages"][0]["token_count"].as_i64().unwrap_or(0);
+    assert!(
+        counted >= 9_000,
+        "the client's token_count was trusted: {counted}"
+    );
+
+    for bad in [
+        json!({"role": "user", "content": "x", "request_id": "r".repeat(300)}),
+        json!({"role": "assistant", "content": "x", "model": "m".repeat(300)}),
+        json!({"role": "assistant", "content": "x", "usage": {"pad": "u".repeat(5000)}}),
+    ] {
+        let response = app
+            .client
+            .post(&url)
+            .json(&json!({"messages": [bad]}))
+            .send()
+            .await
+            .expect("POST");
+        assert_eq!(response.status().as_u16(), 400);
+    }
+    app.shutdown().await;
+}

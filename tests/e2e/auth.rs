@@ -630,3 +630,129 @@ async fn metrics_take_the_metrics_token_or_an_admin_key_once_auth_is_on() {
     );
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_mcp_session_is_usable_only_by_the_key_that_opened_it() {
+    let app = spawn_app().await;
+    let admin = create_key(&app, None, json!({"name": "root", "admin": true})).await;
+    let alice = create_key(&app, Some(&admin), json!({"name": "alice"})).await;
+    let bob = create_key(&app, Some(&admin), json!({"name": "bob"})).await;
+    let post = |key: &str, session: Option<&str>, body: Value| {
+        let mut request = app
+            .client
+            .post(app.url("/mcp"))
+            .bearer_auth(key)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2025-06-18")
+            .json(&body);
+        if let Some(session) = session {
+            request = request.header("mcp-session-id", session);
+        }
+        request.send()
+    };
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "e2e", "version": "1"}}});
+    let opened = post(&alice, None, init).await.expect("initialize");
+    assert_eq!(opened.status().as_u16(), 200);
+    let session = opened.headers()["mcp-session-id"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
+    assert!(
+        post(&alice, Some(&session), initialized)
+            .await
+            .expect("notify")
+            .status()
+            .is_success()
+    );
+
+    // Bob, with a valid key of his own, cannot use, resume or end Alice's session.
+    assert_eq!(
+        post(&bob, Some(&session), list.clone())
+            .await
+            .expect("POST")
+            .status()
+            .as_u16(),
+        404
+    );
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let response = app
+            .client
+            .request(method.clone(), app.url("/mcp"))
+            .bearer_auth(&bob)
+            .header("accept", "text/event-stream")
+            .header("mcp-session-id", &session)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status().as_u16(), 404, "{method}");
+    }
+    let mine = post(&alice, Some(&session), list).await.expect("POST");
+    assert_eq!(mine.status().as_u16(), 200, "alice's session survived");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn only_admins_choose_conversation_ids() {
+    let app = spawn_app().await;
+    let admin = create_key(&app, None, json!({"name": "root", "admin": true})).await;
+    let user = create_key(&app, Some(&admin), json!({"name": "user"})).await;
+    let body = json!({"id": "notes"});
+    let (status, refused) = send_json(
+        &app,
+        reqwest::Method::POST,
+        "/api/conversations",
+        &user,
+        body.clone(),
+    )
+    .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["error"]["code"], "invalid_request");
+    let (status, _) = send_json(
+        &app,
+        reqwest::Method::POST,
+        "/api/conversations",
+        &admin,
+        body,
+    )
+    .await;
+    assert_eq!(status, 201);
+    let long_title = json!({"title": "t".repeat(600)});
+    let (status, _) = send_json(
+        &app,
+        reqwest::Method::POST,
+        "/api/conversations",
+        &user,
+        long_title,
+    )
+    .await;
+    assert_eq!(status, 400);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn sockets_opened_without_a_key_close_when_keys_become_required() {
+    let app = spawn_app().await;
+    let mut socket = connect_with_key(&app, None)
+        .await
+        .expect("open while keys are off");
+    create_key(&app, None, json!({"name": "first"})).await;
+    let close = tokio::time::timeout(Duration::from_secs(3), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(frame))) => return frame,
+                Some(Ok(_)) => {}
+                other => panic!("socket ended without a close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("closed within 3 s")
+    .expect("a close frame");
+    assert_eq!(u16::from(close.code), 4401);
+    assert_eq!(connect_with_key(&app, None).await.err(), Some(401));
+    app.shutdown().await;
+}
