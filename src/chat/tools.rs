@@ -64,11 +64,26 @@ impl ChatService {
             );
             let _ = turn.out.send(frame).await;
         }
+        // Past the cap a call is not run: its result says so, and the model reads it.
+        let cap = self.config.chat.service.max_tool_calls_per_reply;
         let outcomes = join_all(
             reply
                 .tool_calls
                 .iter()
-                .map(|call| self.call_tool(turn, call)),
+                .enumerate()
+                .map(|(i, call)| async move {
+                    if i < cap {
+                        self.call_tool(turn, call).await
+                    } else {
+                        ToolOutcome::failed(
+                            format!(
+                                "not run: at most {cap} tool calls per reply \
+                         (chat.service.max_tool_calls_per_reply); call fewer at once"
+                            ),
+                            std::time::Duration::ZERO,
+                        )
+                    }
+                }),
         )
         .await;
         self.stats

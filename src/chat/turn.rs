@@ -39,7 +39,7 @@ impl ChatService {
         self.stats.started.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let result = self
-            .turn(caller, request_id, payload, out, cancel, started)
+            .turn_within_deadline(caller, request_id, payload, out, cancel, started)
             .await;
         // Its messages are stored: history search embeds them in the background.
         self.memory.turn_finished();
@@ -63,6 +63,39 @@ impl ChatService {
                 )
                 .with_retry_after(error.retry_after);
                 let _ = out.send(frame).await;
+            }
+        }
+    }
+
+    /// The turn, ended at `chat.service.turn_timeout`: cancelled then (what was answered is
+    /// stored, as on any cancel) and reported as `turn_timeout`.
+    async fn turn_within_deadline(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+        payload: ChatPayload,
+        out: &Outbox,
+        cancel: &CancellationToken,
+        started: Instant,
+    ) -> Result<(), TurnError> {
+        let deadline = self.config.chat.service.turn_timeout;
+        let turn_cancel = cancel.child_token();
+        let work = self.turn(caller, request_id, payload, out, &turn_cancel, started);
+        tokio::pin!(work);
+        tokio::select! {
+            result = &mut work => result,
+            () = tokio::time::sleep(deadline) => {
+                turn_cancel.cancel();
+                let _ = work.await;
+                Err(TurnError::new(
+                    "turn_timeout",
+                    format!(
+                        "the turn took longer than {} s (chat.service.turn_timeout); what was \
+                         answered is stored",
+                        deadline.as_secs_f32()
+                    ),
+                    true,
+                ))
             }
         }
     }

@@ -53,6 +53,12 @@ pub struct ServiceConfig {
     pub system_prompt: String,
     /// Model ↔ tool rounds per turn at most.
     pub max_tool_hops: u32,
+    /// Tool calls run per model reply at most; the rest get an error result the model reads.
+    pub max_tool_calls_per_reply: usize,
+    /// A whole turn (every model round and tool call) takes at most this long; past it the
+    /// turn ends with `turn_timeout`, what was answered stored.
+    #[serde(with = "super::duration")]
+    pub turn_timeout: std::time::Duration,
     pub context: ContextConfig,
     pub streaming: StreamingConfig,
     pub repository: RepositoryConfig,
@@ -65,6 +71,8 @@ impl Default for ServiceConfig {
                             answer the user's request."
                 .into(),
             max_tool_hops: 8,
+            max_tool_calls_per_reply: 32,
+            turn_timeout: std::time::Duration::from_secs(600),
             context: ContextConfig::default(),
             streaming: StreamingConfig::default(),
             repository: RepositoryConfig::default(),

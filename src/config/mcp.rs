@@ -22,6 +22,9 @@ pub struct McpConfig {
     pub tool_timeout: Duration,
     /// Tool results longer than this (in bytes) are truncated with a note.
     pub max_result_bytes: usize,
+    /// A server that has not answered `initialize` within this is restarted with the reason.
+    #[serde(with = "super::duration")]
+    pub initialize_timeout: Duration,
 }
 
 impl Default for McpConfig {
@@ -31,6 +34,7 @@ impl Default for McpConfig {
             servers: BTreeMap::new(),
             tool_timeout: Duration::from_secs(30),
             max_result_bytes: 32 * 1024,
+            initialize_timeout: Duration::from_secs(30),
         }
     }
 }

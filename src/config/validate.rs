@@ -178,6 +178,13 @@ fn validate_chat(chat: &chat::ChatConfig) -> Result<(), Invalid> {
 
     let service = &chat.service;
     within("chat.service.max_tool_hops", service.max_tool_hops, 0, 100)?;
+    within(
+        "chat.service.max_tool_calls_per_reply",
+        service.max_tool_calls_per_reply,
+        1,
+        1000,
+    )?;
+    positive("chat.service.turn_timeout", service.turn_timeout)?;
     let context = &service.context;
     within(
         "chat.service.context.max_tokens",
@@ -369,6 +376,7 @@ fn validate_provider(name: &str, p: &ProviderConfig) -> Result<(), Invalid> {
 
 fn validate_mcp(mcp: &McpConfig) -> Result<(), Invalid> {
     positive("mcp.tool_timeout", mcp.tool_timeout)?;
+    positive("mcp.initialize_timeout", mcp.initialize_timeout)?;
     within("mcp.max_result_bytes", mcp.max_result_bytes, 256, 16 << 20)?;
     for (name, server) in &mcp.servers {
         validate_mcp_server(&format!("mcp.servers.{name}"), name, server)?;

@@ -39,6 +39,11 @@ pub enum ConnectError {
     Initialize(String),
 }
 
+/// Connecting to a Streamable HTTP server takes at most this long.
+const HTTP_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// No byte from a Streamable HTTP server for this long ends the request.
+const HTTP_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 pub async fn connect(
     name: &str,
     server: &McpServerConfig,
@@ -138,8 +143,13 @@ fn http_transport(
         headers.insert(header_name, header_value);
     }
     let config = StreamableHttpClientTransportConfig::with_uri(url).custom_headers(headers);
-    Ok(StreamableHttpClientTransport::with_client(
-        reqwest::Client::new(),
-        config,
-    ))
+    // Bounded connects and reads: a server that accepts and goes silent fails the session
+    // (and is restarted) instead of holding it forever. Reads allow for long tool calls and
+    // quiet event streams.
+    let client = reqwest::Client::builder()
+        .connect_timeout(HTTP_CONNECT_TIMEOUT)
+        .read_timeout(HTTP_READ_TIMEOUT)
+        .build()
+        .map_err(|e| ConnectError::Initialize(format!("HTTP client: {e}")))?;
+    Ok(StreamableHttpClientTransport::with_client(client, config))
 }

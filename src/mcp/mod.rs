@@ -55,6 +55,7 @@ pub struct Shared {
     schemas: schema::SchemaCache,
     env: EnvLookup,
     max_result_bytes: usize,
+    initialize_timeout: Duration,
     /// Names MCP tools never get as is: the built-in tools'.
     reserved: Vec<String>,
 }
@@ -95,6 +96,7 @@ impl McpHost {
                 schemas: schema::SchemaCache::new(SCHEMA_CACHE_ENTRIES),
                 env,
                 max_result_bytes: config.max_result_bytes,
+                initialize_timeout: config.initialize_timeout,
                 reserved: Vec::new(),
             }),
             configs: servers,

@@ -90,8 +90,16 @@ impl Supervisor {
         let last_stderr = LastStderr::default();
         let env = &*self.shared.env;
         let connecting = connect(&self.server.name, &self.config, client, env, &last_stderr);
+        let limit = self.shared.initialize_timeout;
         let session = tokio::select! {
-            session = connecting => session.map_err(|e| with_stderr(e.to_string(), &last_stderr))?,
+            session = tokio::time::timeout(limit, connecting) => match session {
+                Ok(session) => session.map_err(|e| with_stderr(e.to_string(), &last_stderr))?,
+                // Dropping the attempt ends it (a child process is killed).
+                Err(_) => return Err(with_stderr(
+                    format!("no answer to initialize within {limit:?} (mcp.initialize_timeout)"),
+                    &last_stderr,
+                )),
+            },
             () = self.shutdown.cancelled() => return Ok(Ended::Shutdown),
         };
         let peer = session.peer().clone();
