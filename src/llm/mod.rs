@@ -6,6 +6,7 @@
 //! Owns the wire format and the stream parsing; knows nothing of conversations or storage.
 
 mod assemble;
+mod bounded;
 mod breaker;
 mod embeddings;
 mod error;

@@ -248,7 +248,7 @@ impl Provider {
             .get(RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let text = response.text().await.unwrap_or_default();
+        let text = super::bounded::error_text(response, super::bounded::MAX_ERROR_BODY).await;
         Err(status_error(
             &self.name,
             &self.config,
@@ -285,7 +285,7 @@ impl Provider {
             let response = self
                 .send(self.post("embeddings")?.json(&body), model)
                 .await?;
-            let bytes = response.bytes().await.map_err(|e| self.transport(&e))?;
+            let bytes = self.read_body(response).await?;
             super::wire::embeddings(&bytes, inputs.len()).map_err(|m| self.stream_fault(m, true))
         };
         let result = self.call(attempt).await;
@@ -303,15 +303,18 @@ impl Provider {
 
     async fn first_events(&self, response: reqwest::Response) -> Result<Opened, ProviderError> {
         let name = self.name.clone();
-        let mut source: EventSource =
-            Box::pin(response.bytes_stream().eventsource().map(move |item| {
-                item.map_err(|e| match e {
-                    eventsource_stream::EventStreamError::Transport(t) if t.is_timeout() => {
-                        format!("read timed out (provider `{name}`)")
-                    }
-                    other => other.to_string(),
-                })
-            }));
+        let mut source: EventSource = Box::pin(
+            super::bounded::event_bounded(response)
+                .eventsource()
+                .map(move |item| {
+                    item.map_err(|e| match e {
+                        eventsource_stream::EventStreamError::Transport(t) if t.is_timeout() => {
+                            format!("read timed out (provider `{name}`)")
+                        }
+                        other => other.to_string(),
+                    })
+                }),
+        );
         let mut assembler = Assembler::default();
         loop {
             let events = match source.next().await {
@@ -330,6 +333,16 @@ impl Provider {
         }
     }
 
+    /// A whole body, at most `MAX_BODY_BYTES` (with or without `Content-Length`).
+    async fn read_body(&self, response: reqwest::Response) -> Result<bytes::Bytes, ProviderError> {
+        super::bounded::read_capped(response, MAX_BODY_BYTES)
+            .await
+            .map_err(|fault| match fault {
+                super::bounded::ReadFault::Transport(e) => self.transport(&e),
+                other => self.stream_fault(other.to_string(), true),
+            })
+    }
+
     async fn whole_response(&self, response: reqwest::Response) -> Result<Opened, ProviderError> {
         if response
             .content_length()
@@ -339,7 +352,7 @@ impl Provider {
                 self.stream_fault(format!("response larger than {MAX_BODY_BYTES} bytes"), true)
             );
         }
-        let bytes = response.bytes().await.map_err(|e| self.transport(&e))?;
+        let bytes = self.read_body(response).await?;
         let completion: Completion = serde_json::from_slice(&bytes).map_err(|e| {
             self.stream_fault(
                 format!(

@@ -18,6 +18,7 @@ mod mcp_interop;
 mod mcp_limits;
 mod mcp_server;
 mod memory;
+mod provider_limits;
 mod providers;
 mod python;
 mod security;

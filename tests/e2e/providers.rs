@@ -52,11 +52,11 @@ pub fn entry(base_url: &str) -> ProviderConfig {
     config
 }
 
-fn provider(config: &ProviderConfig) -> Arc<Provider> {
+pub fn provider(config: &ProviderConfig) -> Arc<Provider> {
     Arc::new(Provider::new("local", config, Some(KEY.into())))
 }
 
-fn ask(text: &str) -> ChatRequest {
+pub fn ask(text: &str) -> ChatRequest {
     ChatRequest {
         messages: vec![ChatMessage::new(MessageRole::User, text)],
         stream: true,
@@ -65,7 +65,7 @@ fn ask(text: &str) -> ChatRequest {
 }
 
 /// All events, or the first error with the events before it.
-async fn collect(
+pub async fn collect(
     provider: &Arc<Provider>,
     request: ChatRequest,
 ) -> Result<Vec<ChatEvent>, (Vec<ChatEvent>, ProviderError)> {
