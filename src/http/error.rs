@@ -68,7 +68,9 @@ impl From<StoreError> for ApiError {
             StoreError::DuplicateRequest { .. } | StoreError::AlreadyExists(_) => {
                 StatusCode::CONFLICT
             }
-            StoreError::PoolTimeout { .. } | StoreError::Closed => StatusCode::SERVICE_UNAVAILABLE,
+            StoreError::PoolTimeout { .. } | StoreError::QueueFull { .. } | StoreError::Closed => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let message = if status == StatusCode::INTERNAL_SERVER_ERROR {

@@ -10,6 +10,8 @@ pub enum StoreError {
         pool: &'static str,
         waited: Duration,
     },
+    #[error("the database {pool} queue holds its maximum of {capacity} jobs; retry shortly")]
+    QueueFull { pool: &'static str, capacity: usize },
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("{0} already exists")]
@@ -69,7 +71,7 @@ impl StoreError {
     /// A stable machine code for the wire (`/api`, WebSocket error frames).
     pub fn code(&self) -> &'static str {
         match self {
-            Self::PoolTimeout { .. } => "busy",
+            Self::PoolTimeout { .. } | Self::QueueFull { .. } => "busy",
             Self::NotFound(_) => "not_found",
             Self::AlreadyExists(_) => "already_exists",
             Self::DuplicateRequest { .. } => "duplicate_request",
@@ -81,7 +83,10 @@ impl StoreError {
 
     /// Whether the same call may succeed if tried again later.
     pub fn retryable(&self) -> bool {
-        matches!(self, Self::PoolTimeout { .. } | Self::Closed)
+        matches!(
+            self,
+            Self::PoolTimeout { .. } | Self::QueueFull { .. } | Self::Closed
+        )
     }
 
     /// Whether this error says the database itself is unusable (I/O, corruption, full disk),

@@ -23,6 +23,9 @@ type Job = Box<dyn FnOnce(Result<PooledConnection, StoreError>) + Send>;
 
 const QUEUED: u8 = 0;
 const RUNNING: u8 = 1;
+
+/// Jobs queued per lane at most (each holds a closure and its data until a worker runs it).
+pub const QUEUE_CAPACITY: usize = 4096;
 const ABANDONED: u8 = 2;
 
 struct Queued {
@@ -81,7 +84,9 @@ impl Lane {
             wait: Histogram::new(),
             timeouts: AtomicU64::new(0),
         });
-        let (sender, receiver) = crossbeam_channel::unbounded::<Queued>();
+        // One slot more than callers may fill: kept for `close_with`'s last job (should a race
+        // of callers take it, `close_with` waits for a worker to free a slot: milliseconds).
+        let (sender, receiver) = crossbeam_channel::bounded::<Queued>(QUEUE_CAPACITY + 1);
         let mut threads = Vec::with_capacity(workers);
         for index in 0..workers {
             let (shared, receiver) = (shared.clone(), receiver.clone());
@@ -115,10 +120,28 @@ impl Lane {
             let Some(sender) = sender.as_ref() else {
                 return Err(StoreError::Closed);
             };
+            // Bounded: under a flood callers get `busy` at once instead of the queue (and the
+            // memory its jobs hold) growing without end.
+            if sender.len() >= QUEUE_CAPACITY {
+                return Err(StoreError::QueueFull {
+                    pool: self.shared.name,
+                    capacity: QUEUE_CAPACITY,
+                });
+            }
             self.shared.queued.add(1);
-            if sender.send(queued).is_err() {
-                self.shared.queued.add(-1);
-                return Err(StoreError::Closed);
+            match sender.try_send(queued) {
+                Ok(()) => {}
+                Err(crossbeam_channel::TrySendError::Full(_)) => {
+                    self.shared.queued.add(-1);
+                    return Err(StoreError::QueueFull {
+                        pool: self.shared.name,
+                        capacity: QUEUE_CAPACITY,
+                    });
+                }
+                Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
+                    self.shared.queued.add(-1);
+                    return Err(StoreError::Closed);
+                }
             }
         }
         ticket.outcome(answer).await
@@ -324,6 +347,41 @@ mod tests {
             Lane::start("writer", pool, workers, timeout).expect("lane"),
             dir,
         )
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once_with_busy() {
+        let (lane, _dir) = lane(1, Duration::from_secs(30));
+        let lane = Arc::new(lane);
+        let (release, hold) = std::sync::mpsc::channel::<()>();
+        let blocker = tokio::spawn({
+            let lane = lane.clone();
+            async move { lane.run(move |_| Ok(hold.recv().ok())).await }
+        });
+        while lane.stats().in_use == 0 {
+            tokio::task::yield_now().await;
+        }
+        let queued: Vec<_> = (0..QUEUE_CAPACITY)
+            .map(|_| {
+                let lane = lane.clone();
+                tokio::spawn(async move { lane.run(|_| Ok(())).await })
+            })
+            .collect();
+        while lane.stats().waiting < QUEUE_CAPACITY {
+            tokio::task::yield_now().await;
+        }
+        let refused = lane.run(|_| Ok(())).await;
+        assert!(
+            matches!(refused, Err(StoreError::QueueFull { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(refused.err().map(|e| e.code()), Some("busy"));
+        release.send(()).expect("release");
+        blocker.await.expect("join").expect("ran");
+        for job in queued {
+            job.await.expect("join").expect("every queued job ran");
+        }
+        assert!(lane.run(|_| Ok(())).await.is_ok(), "room again");
     }
 
     #[tokio::test]
