@@ -349,10 +349,14 @@ mod tests {
         )
     }
 
-    #[tokio::test]
-    async fn a_full_queue_refuses_at_once_with_busy() {
-        let (lane, _dir) = lane(1, Duration::from_secs(30));
-        let lane = Arc::new(lane);
+    /// Starts a job that keeps the lane's one worker busy until `release` is sent, and waits
+    /// until it runs: every later job is queued.
+    async fn hold_the_worker(
+        lane: &Arc<Lane>,
+    ) -> (
+        std::sync::mpsc::Sender<()>,
+        tokio::task::JoinHandle<Result<Option<()>, StoreError>>,
+    ) {
         let (release, hold) = std::sync::mpsc::channel::<()>();
         let blocker = tokio::spawn({
             let lane = lane.clone();
@@ -361,6 +365,14 @@ mod tests {
         while lane.stats().in_use == 0 {
             tokio::task::yield_now().await;
         }
+        (release, blocker)
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once_with_busy() {
+        let (lane, _dir) = lane(1, Duration::from_secs(30));
+        let lane = Arc::new(lane);
+        let (release, blocker) = hold_the_worker(&lane).await;
         let queued: Vec<_> = (0..QUEUE_CAPACITY)
             .map(|_| {
                 let lane = lane.clone();
@@ -389,15 +401,7 @@ mod tests {
         let (lane, _dir) = lane(1, Duration::from_secs(5));
         let lane = Arc::new(lane);
         let order = Arc::new(Mutex::new(Vec::new()));
-        let (release, hold) = std::sync::mpsc::channel::<()>();
-        // Block the worker so that every later job is queued before any runs.
-        let blocker = tokio::spawn({
-            let lane = lane.clone();
-            async move { lane.run(move |_| Ok(hold.recv().ok())).await }
-        });
-        while lane.stats().in_use == 0 {
-            tokio::task::yield_now().await;
-        }
+        let (release, blocker) = hold_the_worker(&lane).await;
         let mut tasks = Vec::new();
         for i in 0..20 {
             let (queued, order) = (lane.clone(), order.clone());
@@ -481,14 +485,7 @@ mod tests {
         let (lane, _dir) = lane(1, Duration::from_secs(5));
         let lane = Arc::new(lane);
         let order = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (release, hold) = std::sync::mpsc::channel::<()>();
-        let blocker = tokio::spawn({
-            let lane = lane.clone();
-            async move { lane.run(move |_| Ok(hold.recv().ok())).await }
-        });
-        while lane.stats().in_use == 0 {
-            tokio::task::yield_now().await;
-        }
+        let (release, blocker) = hold_the_worker(&lane).await;
         let queued: Vec<_> = (0..5)
             .map(|i| {
                 let (lane, order) = (lane.clone(), order.clone());
@@ -535,14 +532,7 @@ mod tests {
     async fn a_job_whose_caller_went_away_before_it_started_never_runs() {
         let (lane, _dir) = lane(1, Duration::from_secs(5));
         let lane = Arc::new(lane);
-        let (release, hold) = std::sync::mpsc::channel::<()>();
-        let blocker = tokio::spawn({
-            let lane = lane.clone();
-            async move { lane.run(move |_| Ok(hold.recv().ok())).await }
-        });
-        while lane.stats().in_use == 0 {
-            tokio::task::yield_now().await;
-        }
+        let (release, blocker) = hold_the_worker(&lane).await;
         let ran = Arc::new(AtomicBool::new(false));
         let flag = ran.clone();
         let gone = tokio::spawn({

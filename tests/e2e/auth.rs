@@ -2,10 +2,9 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio_tungstenite::tungstenite::Message;
 
+use crate::chat_sockets::close_code;
 use crate::helpers::{TestApp, spawn_app};
 use crate::ws::{chat, chat_app, connect_with_key, next_frame, send, turn_frames};
 
@@ -252,19 +251,10 @@ async fn a_revoked_key_is_refused_like_an_unknown_one_and_its_sockets_close_4401
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let close = tokio::time::timeout(Duration::from_secs(3), async {
-        loop {
-            match socket.next().await {
-                Some(Ok(Message::Close(frame))) => return frame,
-                Some(Ok(_)) => {}
-                other => panic!("socket ended without a close frame: {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("closed within 3 s")
-    .expect("a close frame");
-    assert_eq!(u16::from(close.code), 4401);
+    let code = tokio::time::timeout(Duration::from_secs(3), close_code(&mut socket))
+        .await
+        .expect("closed within 3 s");
+    assert_eq!(code.map(u16::from), Some(4401));
 
     let revoked = get(&app, "/api/conversations", Some(&user)).await;
     assert_eq!(revoked, unknown);
@@ -740,19 +730,10 @@ async fn sockets_opened_without_a_key_close_when_keys_become_required() {
         .await
         .expect("open while keys are off");
     create_key(&app, None, json!({"name": "first"})).await;
-    let close = tokio::time::timeout(Duration::from_secs(3), async {
-        loop {
-            match socket.next().await {
-                Some(Ok(Message::Close(frame))) => return frame,
-                Some(Ok(_)) => {}
-                other => panic!("socket ended without a close frame: {other:?}"),
-            }
-        }
-    })
-    .await
-    .expect("closed within 3 s")
-    .expect("a close frame");
-    assert_eq!(u16::from(close.code), 4401);
+    let code = tokio::time::timeout(Duration::from_secs(3), close_code(&mut socket))
+        .await
+        .expect("closed within 3 s");
+    assert_eq!(code.map(u16::from), Some(4401));
     assert_eq!(connect_with_key(&app, None).await.err(), Some(401));
     app.shutdown().await;
 }

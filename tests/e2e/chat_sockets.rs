@@ -13,7 +13,8 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use crate::ws::{Socket, chat, chat_app, connect, next_frame, send, text_of, turn_frames};
 
 /// Reads until the socket ends; the close code if a close frame came.
-async fn close_code(socket: &mut Socket) -> Option<CloseCode> {
+/// The close code the socket ends with (`None`: it ended without a close frame).
+pub async fn close_code(socket: &mut Socket) -> Option<CloseCode> {
     loop {
         let next = tokio::time::timeout(Duration::from_secs(30), socket.next())
             .await
