@@ -598,6 +598,9 @@ async fn no_api_key_reaches_the_logs_even_at_trace_level() {
         .with_writer(move || writer.clone())
         .finish();
     let _scope = tracing::subscriber::set_default(subscriber);
+    // Other tests' threads may have cached these callsites as uninteresting meanwhile:
+    // recompute, so this thread's subscriber sees them.
+    tracing::callsite::rebuild_interest_cache();
     let fake = fake().await;
     fake.mock
         .push([Reply::status(401), Reply::status(500), Reply::words(2)]);
