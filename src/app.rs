@@ -268,14 +268,17 @@ impl App {
             sockets.clone(),
             cancel.child_token(),
         ));
+        let connections = state.connections.clone();
         let router = http::router(state);
         let stop_accepting = cancel.child_token();
-        let server = axum::serve(
-            http::without_nagle(listener),
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(stop_accepting.clone().cancelled_owned());
-        let mut server = tokio::spawn(server.into_future());
+        let server = http::serve(
+            listener,
+            router,
+            connections,
+            self.config.server.http.clone(),
+            stop_accepting,
+        );
+        let mut server = tokio::spawn(server);
         log_ready(
             &self.store,
             &self.providers,

@@ -199,7 +199,8 @@ fn loadtest(args: LoadtestArgs) -> ExitCode {
 fn run_loadtest(args: LoadtestArgs) -> Result<bool, String> {
     let slos = loadtest::parse_slos(args.slo.as_deref().unwrap_or(""))
         .map_err(|e| format!("--slo: {e}"))?;
-    raise_open_files_limit();
+    // A load client holds one descriptor per connection it drives: as many as it may have.
+    let _ = mcp_platform::process::raise_open_files_limit(u64::MAX);
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     if let Some(count) = args.idle {
         let report = runtime.block_on(loadtest::run_idle(args.url, args.key, count))?;
@@ -250,15 +251,18 @@ fn print_report(report: &impl serde::Serialize, table: &str, json: bool) -> Resu
     Ok(())
 }
 
-/// Sockets are files: many connections need the soft limit raised to the hard one.
-fn raise_open_files_limit() {
-    use rustix::process::{Resource, getrlimit, setrlimit};
-    let mut limit = getrlimit(Resource::Nofile);
-    if limit.current < limit.maximum {
-        limit.current = limit.maximum;
-        if let Err(error) = setrlimit(Resource::Nofile, limit) {
-            eprintln!("warning: cannot raise the open-files limit: {error}");
-        }
+/// Sockets are files: the soft limit is raised to what the configured caps need (no further).
+fn raise_open_files_limit(config: &Config) {
+    use mcp_platform::process::{FilesLimit, files_needed, raise_open_files_limit};
+    let needed = files_needed(config, 1024);
+    match raise_open_files_limit(needed) {
+        Ok(FilesLimit::Short { hard, needed }) => eprintln!(
+            "warning: the open-files hard limit ({hard}) is below what the configured caps need \
+             ({needed}); lower chat.websocket.max_connections or server.http.max_connections, \
+             or raise the limit (ulimit -Hn)"
+        ),
+        Ok(_) => {}
+        Err(error) => eprintln!("warning: cannot raise the open-files limit: {error}"),
     }
 }
 
@@ -309,7 +313,7 @@ fn reembed(path: Option<&Path>) -> Result<(), StartError> {
 
 fn serve(args: ServeArgs) -> Result<(), StartError> {
     let (mut config, source) = Config::load(args.config.as_deref())?;
-    raise_open_files_limit();
+    raise_open_files_limit(&config);
     config.server.host = args.host.unwrap_or(config.server.host);
     config.server.port = args.port.unwrap_or(config.server.port);
     mcp_platform::telemetry::init(&config.logging);

@@ -25,6 +25,33 @@ pub struct ServerConfig {
     /// A bearer token that may read `/metrics` (for a Prometheus scraper) without an admin
     /// key. Write it as `${VAR}` so that it stays out of the file.
     pub metrics_token: Option<Secret>,
+    pub http: HttpConfig,
+}
+
+/// `server.http`: bounds on plain HTTP connections (upgraded WebSockets have their own, in
+/// `chat.websocket`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// How long a connection may take to send a request's head: from its opening, and again
+    /// after each response while it idles in keep-alive. Past it the connection is closed.
+    #[serde(with = "super::duration")]
+    pub header_read_timeout: Duration,
+    /// The longest pause allowed while a request body arrives.
+    #[serde(with = "super::duration")]
+    pub body_read_timeout: Duration,
+    /// Open HTTP connections at most; past it a new one gets `503` and is closed.
+    pub max_connections: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+            max_connections: 2048,
+        }
+    }
 }
 
 impl Default for ServerConfig {
@@ -37,6 +64,7 @@ impl Default for ServerConfig {
             shutdown_timeout: Duration::from_secs(10),
             auth: AuthConfig::default(),
             metrics_token: None,
+            http: HttpConfig::default(),
         }
     }
 }

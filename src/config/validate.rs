@@ -140,6 +140,15 @@ impl Config {
             100_000,
         )?;
         positive("server.auth.session_ttl", auth.session_ttl)?;
+        let http = &self.server.http;
+        positive("server.http.header_read_timeout", http.header_read_timeout)?;
+        positive("server.http.body_read_timeout", http.body_read_timeout)?;
+        within(
+            "server.http.max_connections",
+            http.max_connections,
+            1,
+            1_000_000,
+        )?;
         if let Some(token) = &self.server.metrics_token {
             ensure(
                 token.expose().len() >= 16,

@@ -10,7 +10,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
-use super::{AccessSnapshot, AppState, SocketSnapshot};
+use super::{AccessSnapshot, AppState, ConnectionsSnapshot, SocketSnapshot};
 use std::collections::BTreeMap;
 
 use crate::auth::AuthSnapshot;
@@ -26,6 +26,8 @@ pub struct Health {
     pub version: &'static str,
     pub uptime_s: u64,
     pub repository_stats: StoreStats,
+    /// Plain HTTP connections (`server.http`).
+    pub http: ConnectionsSnapshot,
     pub websocket_stats: SocketSnapshot,
     pub llm_client_stats: BTreeMap<String, ProviderSnapshot>,
     pub cache_stats: CacheStats,
@@ -103,6 +105,7 @@ pub async fn snapshot(state: &AppState) -> Health {
         version: env!("CARGO_PKG_VERSION"),
         uptime_s: state.started.elapsed().as_secs(),
         repository_stats,
+        http: state.connections.snapshot(),
         websocket_stats: state.sockets.snapshot(state.chat.snapshot()),
         llm_client_stats: state.providers.snapshot(),
         cache_stats: CacheStats {

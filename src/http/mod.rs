@@ -7,6 +7,7 @@ mod error;
 mod health;
 mod host;
 mod keys;
+mod listener;
 mod mcp;
 mod metrics;
 mod origin;
@@ -23,6 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 pub use error::ApiError;
 pub use host::{AllowedHosts, HostPattern};
+pub use listener::{ConnectionSlot, Connections, ConnectionsSnapshot, serve};
 pub use ws::{Rejection, SocketSnapshot, Sockets};
 
 use crate::auth::Auth;
@@ -50,6 +52,8 @@ pub struct AppState {
     pub allowed_hosts: Arc<AllowedHosts>,
     pub counters: Arc<AccessCounters>,
     pub auth: Arc<Auth>,
+    /// Open HTTP connections under `server.http.max_connections`.
+    pub connections: Arc<Connections>,
 }
 
 /// Requests refused before any handler ran, for `/health`.
@@ -117,6 +121,7 @@ impl AppState {
             config.clone(),
         ));
         let sockets = Arc::new(Sockets::new(config.chat.websocket.max_connections));
+        let connections = Arc::new(Connections::new(config.server.http.max_connections));
         Self {
             config,
             store,
@@ -130,6 +135,7 @@ impl AppState {
             allowed_hosts,
             counters: Arc::default(),
             auth,
+            connections,
         }
     }
 }
@@ -162,6 +168,9 @@ pub fn router(state: AppState) -> Router {
             host::check_host,
         ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(
+            state.config.server.http.body_read_timeout,
+        ))
         .with_state(state)
 }
 

@@ -61,7 +61,12 @@ pub async fn spawn_app_with(edit: impl FnOnce(&mut Config)) -> TestApp {
     }));
     TestApp {
         addr,
-        client: reqwest::Client::new(),
+        // Idle pooled connections are dropped before the server's keep-alive timeout (10 s)
+        // would close them under a request.
+        client: reqwest::Client::builder()
+            .pool_idle_timeout(std::time::Duration::from_secs(5))
+            .build()
+            .expect("HTTP client"),
         db_path,
         dir,
         stop: Some(stop),

@@ -12,6 +12,7 @@ mod chat_tools;
 mod chat_turns;
 mod health;
 mod helpers;
+mod http_limits;
 mod loose_ends;
 mod mcp_host;
 mod mcp_interop;

@@ -19,7 +19,7 @@ use axum::routing::get;
 
 pub use stats::{Rejection, SocketSnapshot, Sockets};
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ConnectionSlot};
 use crate::auth::Caller;
 
 pub fn router() -> Router<AppState> {
@@ -29,6 +29,7 @@ pub fn router() -> Router<AppState> {
 async fn upgrade(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    slot: Option<Extension<ConnectionSlot>>,
     ws: WebSocketUpgrade,
 ) -> Response {
     let permit = match state.sockets.admit() {
@@ -65,6 +66,10 @@ async fn upgrade(
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
         .on_upgrade(move |socket| {
+            // A WebSocket counts under chat.websocket.max_connections, not the HTTP cap.
+            if let Some(Extension(slot)) = slot {
+                slot.release();
+            }
             sessions.track_future(session::run(socket, state, caller, permit))
         })
 }
