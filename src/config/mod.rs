@@ -32,7 +32,9 @@ pub use memory::{
     known_dimensions,
 };
 pub use secret::Secret;
-pub use server::{AuthConfig, AuthMode, HttpConfig, LogFormat, LoggingConfig, ServerConfig};
+pub use server::{
+    AuthConfig, AuthMode, HttpConfig, LogFormat, LoggingConfig, McpEndpointConfig, ServerConfig,
+};
 
 /// The shipped `config.yaml`, used when no file is given or found.
 pub const EMBEDDED_CONFIG: &str = include_str!("../../config.yaml");

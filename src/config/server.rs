@@ -26,6 +26,30 @@ pub struct ServerConfig {
     /// key. Write it as `${VAR}` so that it stays out of the file.
     pub metrics_token: Option<Secret>,
     pub http: HttpConfig,
+    /// `/mcp`, this server's own MCP endpoint.
+    pub mcp: McpEndpointConfig,
+}
+
+/// `server.mcp`: sessions of the `/mcp` endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct McpEndpointConfig {
+    /// Open sessions at most. At the cap, the session idle longest is closed to make room if
+    /// it has been idle for half `session_idle_timeout` (30 s at most); otherwise a new
+    /// session gets `503 too_many_sessions`.
+    pub max_sessions: usize,
+    /// A session without any request for this long is closed (its client initializes again).
+    #[serde(with = "super::duration")]
+    pub session_idle_timeout: Duration,
+}
+
+impl Default for McpEndpointConfig {
+    fn default() -> Self {
+        Self {
+            max_sessions: 256,
+            session_idle_timeout: Duration::from_secs(300),
+        }
+    }
 }
 
 /// `server.http`: bounds on plain HTTP connections (upgraded WebSockets have their own, in
@@ -65,6 +89,7 @@ impl Default for ServerConfig {
             auth: AuthConfig::default(),
             metrics_token: None,
             http: HttpConfig::default(),
+            mcp: McpEndpointConfig::default(),
         }
     }
 }

@@ -143,6 +143,9 @@ impl Config {
         let http = &self.server.http;
         positive("server.http.header_read_timeout", http.header_read_timeout)?;
         positive("server.http.body_read_timeout", http.body_read_timeout)?;
+        let mcp = &self.server.mcp;
+        within("server.mcp.max_sessions", mcp.max_sessions, 1, 100_000)?;
+        positive("server.mcp.session_idle_timeout", mcp.session_idle_timeout)?;
         within(
             "server.http.max_connections",
             http.max_connections,

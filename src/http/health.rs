@@ -10,7 +10,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
 
-use super::{AccessSnapshot, AppState, ConnectionsSnapshot, SocketSnapshot};
+use super::{AccessSnapshot, AppState, ConnectionsSnapshot, McpSessionsSnapshot, SocketSnapshot};
 use std::collections::BTreeMap;
 
 use crate::auth::AuthSnapshot;
@@ -32,6 +32,8 @@ pub struct Health {
     pub llm_client_stats: BTreeMap<String, ProviderSnapshot>,
     pub cache_stats: CacheStats,
     pub mcp_stats: McpSnapshot,
+    /// Sessions of this server's own `/mcp` endpoint.
+    pub mcp_endpoint: McpSessionsSnapshot,
     pub memory: MemorySnapshot,
     pub process: ProcessSnapshot,
     /// Requests refused before any handler ran.
@@ -114,6 +116,7 @@ pub async fn snapshot(state: &AppState) -> Health {
             history: state.store.history_cache_stats(),
         },
         mcp_stats: state.mcp.snapshot(),
+        mcp_endpoint: state.mcp_sessions.snapshot().await,
         memory: state.memory.snapshot().await,
         process: ProcessSnapshot::read(),
         access: state.counters.snapshot(),

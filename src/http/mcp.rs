@@ -11,17 +11,13 @@ use axum::extract::Request;
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::{Value, json};
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Mutex, PoisonError};
-
-use super::AppState;
+use super::mcp_sessions::McpSessions;
+use super::{ApiError, AppState};
 use crate::auth::Caller;
 use crate::memory::mcp_server::MemoryMcpServer;
-use crate::store::PrincipalId;
 
 /// The largest JSON-RPC body read.
 const MAX_BODY: usize = 4 << 20;
@@ -31,60 +27,21 @@ pub fn router(state: &AppState) -> Router<AppState> {
     // The router's own Host check (every route, `server.allowed_hosts` included) has run.
     let mut config = StreamableHttpServerConfig::default().disable_allowed_hosts();
     config.cancellation_token = state.sockets.shutdown_token().child_token();
-    let service = StreamableHttpService::new(
-        move || Ok(server.clone()),
-        Arc::new(LocalSessionManager::default()),
-        config,
-    );
-    let owners = Arc::new(SessionOwners::default());
+    let sessions = state.mcp_sessions.clone();
+    let service =
+        StreamableHttpService::new(move || Ok(server.clone()), sessions.manager(), config);
     Router::new()
         .nest_service("/mcp", service)
         .layer(axum::middleware::from_fn(refuse_discover))
         .layer(axum::middleware::from_fn(move |request, next| {
-            bind_session(owners.clone(), request, next)
+            bind_session(sessions.clone(), request, next)
         }))
-}
-
-/// Sessions at most remembered with their owner; past it the oldest are forgotten (and then
-/// answered as unknown sessions: the client initializes again).
-const MAX_SESSIONS: usize = 10_000;
-
-/// Which principal opened each `/mcp` session: a session id is usable only by its owner.
-#[derive(Default)]
-struct SessionOwners {
-    owners: Mutex<(HashMap<String, PrincipalId>, VecDeque<String>)>,
-}
-
-impl SessionOwners {
-    fn owner(&self, session: &str) -> Option<PrincipalId> {
-        let guard = self.owners.lock().unwrap_or_else(PoisonError::into_inner);
-        guard.0.get(session).copied()
-    }
-
-    fn record(&self, session: String, owner: PrincipalId) {
-        let mut guard = self.owners.lock().unwrap_or_else(PoisonError::into_inner);
-        let (map, order) = &mut *guard;
-        if map.insert(session.clone(), owner).is_none() {
-            order.push_back(session);
-        }
-        while order.len() > MAX_SESSIONS {
-            if let Some(oldest) = order.pop_front() {
-                map.remove(&oldest);
-            }
-        }
-    }
-
-    fn forget(&self, session: &str) {
-        let mut guard = self.owners.lock().unwrap_or_else(PoisonError::into_inner);
-        guard.0.remove(session);
-        guard.1.retain(|s| s != session);
-    }
 }
 
 /// A request naming a session (`Mcp-Session-Id`) must come from the principal that opened it;
 /// another principal's (or a forgotten) session is answered 404, as rmcp answers an unknown
 /// one, so that no one resumes, reads or ends someone else's session.
-async fn bind_session(owners: Arc<SessionOwners>, request: Request, next: Next) -> Response {
+async fn bind_session(sessions: Arc<McpSessions>, request: Request, next: Next) -> Response {
     let caller = request.extensions().get::<Caller>().map(Caller::id);
     let named = request
         .headers()
@@ -93,7 +50,7 @@ async fn bind_session(owners: Arc<SessionOwners>, request: Request, next: Next) 
         .map(String::from);
     let deleting = request.method() == Method::DELETE;
     if let Some(session) = &named
-        && owners.owner(session) != caller
+        && sessions.use_session(session) != caller
     {
         return (
             StatusCode::NOT_FOUND,
@@ -101,6 +58,20 @@ async fn bind_session(owners: Arc<SessionOwners>, request: Request, next: Next) 
                 "code": -32001, "message": "Session not found"}})),
         )
             .into_response();
+    }
+    // A POST without a session may open one: within the cap.
+    let mut _creating = None;
+    if named.is_none() && request.method() == Method::POST {
+        let Ok(creating) = sessions.admit_new().await else {
+            let mut refusal = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_sessions",
+                "the /mcp endpoint holds its maximum of sessions, all in use; retry shortly",
+            );
+            refusal.retry_after_s = Some(5);
+            return refusal.into_response();
+        };
+        _creating = Some(creating);
     }
     let response = next.run(request).await;
     if let (Some(session), Some(caller)) = (
@@ -111,13 +82,13 @@ async fn bind_session(owners: Arc<SessionOwners>, request: Request, next: Next) 
         caller,
     ) && named.is_none()
     {
-        owners.record(session.to_string(), caller);
+        sessions.record(session, caller);
     }
     if deleting
         && response.status().is_success()
         && let Some(session) = named
     {
-        owners.forget(&session);
+        sessions.forget(&session);
     }
     response
 }

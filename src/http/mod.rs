@@ -9,6 +9,7 @@ mod host;
 mod keys;
 mod listener;
 mod mcp;
+mod mcp_sessions;
 mod metrics;
 mod origin;
 mod ws;
@@ -25,6 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 pub use error::ApiError;
 pub use host::{AllowedHosts, HostPattern};
 pub use listener::{ConnectionSlot, Connections, ConnectionsSnapshot, serve};
+pub use mcp_sessions::{McpSessions, McpSessionsSnapshot};
 pub use ws::{Rejection, SocketSnapshot, Sockets};
 
 use crate::auth::Auth;
@@ -54,6 +56,8 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     /// Open HTTP connections under `server.http.max_connections`.
     pub connections: Arc<Connections>,
+    /// Sessions of the `/mcp` endpoint.
+    pub mcp_sessions: Arc<McpSessions>,
 }
 
 /// Requests refused before any handler ran, for `/health`.
@@ -122,6 +126,7 @@ impl AppState {
         ));
         let sockets = Arc::new(Sockets::new(config.chat.websocket.max_connections));
         let connections = Arc::new(Connections::new(config.server.http.max_connections));
+        let mcp_sessions = Arc::new(McpSessions::new(&config.server.mcp));
         Self {
             config,
             store,
@@ -136,6 +141,7 @@ impl AppState {
             counters: Arc::default(),
             auth,
             connections,
+            mcp_sessions,
         }
     }
 }
