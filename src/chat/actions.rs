@@ -1,13 +1,15 @@
 //! The conversation actions of the protocol: create, list (paged), history (paged), delete.
 //! Each answers with one `complete` frame whose `metadata` carries the data, or one `error`.
 
-use serde_json::json;
+use serde::Serialize;
+use serde_json::{Value, json};
 
+use super::fit::{MAX_FRAME_BYTES, shrink_value};
 use super::frames::{ConversationAction, GetHistory, ListConversations, SearchPayload};
 use super::{ChatService, ServerFrame};
 use crate::auth::Caller;
 use crate::memory::MemoryError;
-use crate::store::{ConversationId, StoreError};
+use crate::store::{Conversation, ConversationId, Page, StoreError, StoredMessage};
 
 /// Search hits when the client names no `k`.
 const DEFAULT_HITS: usize = 10;
@@ -57,8 +59,8 @@ impl ChatService {
             }
             ConversationAction::List(ListConversations { limit, cursor }) => {
                 let page = repo.list(limit.unwrap_or(DEFAULT_PAGE), cursor).await?;
-                let metadata =
-                    json!({"conversations": page.items, "next_cursor": page.next_cursor});
+                let (conversations, next_cursor) = newest_first_within_budget(page);
+                let metadata = json!({"conversations": conversations, "next_cursor": next_cursor});
                 ServerFrame::result(request_id, "conversations", metadata)
             }
             ConversationAction::History(GetHistory {
@@ -71,10 +73,11 @@ impl ChatService {
                 let page = repo
                     .history_page(&id, before, limit.unwrap_or(DEFAULT_PAGE))
                     .await?;
+                let (messages, next_cursor) = latest_within_budget(page);
                 let metadata = json!({
                     "conversation_id": id,
-                    "messages": page.items,
-                    "next_cursor": page.next_cursor,
+                    "messages": messages,
+                    "next_cursor": next_cursor,
                 });
                 ServerFrame::result(request_id, "history", metadata)
             }
@@ -86,6 +89,60 @@ impl ChatService {
             }
         })
     }
+}
+
+/// Bytes of items one page carries at most: with its envelope, a page fits one frame.
+const PAGE_BUDGET: usize = MAX_FRAME_BYTES * 3 / 4;
+
+/// A single item larger than this is sent cut, with `truncated: true` (REST has it whole).
+const ITEM_BUDGET: usize = MAX_FRAME_BYTES / 2;
+
+/// An item as JSON, cut to [`ITEM_BUDGET`] if it is larger, and its size.
+fn fitted<T: Serialize>(item: &T) -> (Value, usize) {
+    let mut value = serde_json::to_value(item).unwrap_or(Value::Null);
+    if shrink_value(&mut value, ITEM_BUDGET)
+        && let Some(object) = value.as_object_mut()
+    {
+        object.insert("truncated".into(), Value::Bool(true));
+    }
+    let size = value.to_string().len();
+    (value, size)
+}
+
+/// A list page (newest first) cut to [`PAGE_BUDGET`]: it ends early, with a cursor to the
+/// rest, rather than make a frame too large.
+fn newest_first_within_budget(page: Page<Conversation>) -> (Vec<Value>, Option<String>) {
+    let mut kept = Vec::with_capacity(page.items.len());
+    let mut used = 0;
+    for conversation in &page.items {
+        let (value, size) = fitted(conversation);
+        if !kept.is_empty() && used + size > PAGE_BUDGET {
+            let cursor = page.items[kept.len() - 1].page_cursor();
+            return (kept, Some(cursor));
+        }
+        used += size;
+        kept.push(value);
+    }
+    (kept, page.next_cursor)
+}
+
+/// A history page (oldest first) cut to [`PAGE_BUDGET`], keeping its latest messages: the
+/// cursor then points before the oldest one kept.
+fn latest_within_budget(page: Page<StoredMessage>) -> (Vec<Value>, Option<String>) {
+    let mut kept = Vec::with_capacity(page.items.len());
+    let mut used = 0;
+    for message in page.items.iter().rev() {
+        let (value, size) = fitted(message);
+        if !kept.is_empty() && used + size > PAGE_BUDGET {
+            kept.reverse();
+            let oldest = page.items.len() - kept.len();
+            return (kept, Some(page.items[oldest].seq.to_string()));
+        }
+        used += size;
+        kept.push(value);
+    }
+    kept.reverse();
+    (kept, page.next_cursor)
 }
 
 fn parse_history_cursor(cursor: &str) -> Result<i64, StoreError> {

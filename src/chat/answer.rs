@@ -86,7 +86,7 @@ impl ChatService {
                 messages.extend(results);
                 hops += 1;
                 if hops >= max_hops {
-                    self.hop_limit_notice(turn, max_hops).await;
+                    Self::hop_limit_notice(turn, max_hops);
                     messages.push(ChatMessage::new(MessageRole::System, HOP_LIMIT_NOTICE));
                 }
                 continue;
@@ -96,8 +96,7 @@ impl ChatService {
             if !turn.streaming {
                 let _ = turn
                     .out
-                    .send(ServerFrame::text(turn.request_id, reply.text))
-                    .await;
+                    .send(&ServerFrame::text(turn.request_id, reply.text));
             }
             let metadata = json!({
                 "conversation_id": turn.conversation,
@@ -110,8 +109,7 @@ impl ChatService {
             });
             let _ = turn
                 .out
-                .send(ServerFrame::complete(turn.request_id, metadata))
-                .await;
+                .send(&ServerFrame::complete(turn.request_id, metadata));
             return Ok(());
         }
     }
@@ -146,12 +144,12 @@ impl ChatService {
         Ok(stored.pop())
     }
 
-    async fn hop_limit_notice(&self, turn: &Turn<'_>, max_hops: u32) {
+    fn hop_limit_notice(turn: &Turn<'_>, max_hops: u32) {
         let message = format!(
             "the tool-call limit ({max_hops} rounds) was reached; the model answers without tools"
         );
         let frame = ServerFrame::notice(turn.request_id, "tool_limit_reached", message);
-        let _ = turn.out.send(frame).await;
+        let _ = turn.out.send(&frame);
     }
 
     /// Forwards the provider's stream as frames until it ends, fails or is cancelled.
@@ -178,10 +176,7 @@ impl ChatService {
                     }
                     reply.text.push_str(&text);
                     if turn.streaming {
-                        let _ = turn
-                            .out
-                            .send(ServerFrame::text(turn.request_id, text))
-                            .await;
+                        let _ = turn.out.send(&ServerFrame::text(turn.request_id, text));
                     }
                 }
                 Some(Ok(ChatEvent::ToolCall(call))) => reply.tool_calls.push(call),

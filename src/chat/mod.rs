@@ -6,6 +6,7 @@ mod actions;
 mod answer;
 mod context;
 mod errors;
+mod fit;
 mod frames;
 mod in_flight;
 mod outbox;
@@ -28,8 +29,9 @@ use crate::mcp::McpHost;
 use crate::memory::MemoryService;
 use crate::stats::{Histogram, LatencySummary};
 use crate::store::Store;
+pub use fit::MAX_FRAME_BYTES;
 use in_flight::InFlight;
-pub use outbox::Outbox;
+pub use outbox::{Outbox, OutboxLimits, OutboxReceiver};
 pub use tokens::Encoding;
 
 /// Runs turns; shared by every socket.

@@ -62,7 +62,7 @@ impl ChatService {
                 json!({"tool": call.name, "call_id": call.id, "status": "running",
                        "arguments": arguments_value(call)}),
             );
-            let _ = turn.out.send(frame).await;
+            let _ = turn.out.send(&frame);
         }
         // Past the cap a call is not run: its result says so, and the model reads it.
         let cap = self.config.chat.service.max_tool_calls_per_reply;
@@ -92,8 +92,7 @@ impl ChatService {
         for (call, outcome) in reply.tool_calls.iter().zip(&outcomes) {
             let _ = turn
                 .out
-                .send(finished_frame(turn.request_id, call, outcome))
-                .await;
+                .send(&finished_frame(turn.request_id, call, outcome));
         }
         self.store_round(turn, reply, &outcomes, model).await?;
         if turn.cancel.is_cancelled() {

@@ -62,7 +62,7 @@ impl ChatService {
                     error.retryable,
                 )
                 .with_retry_after(error.retry_after);
-                let _ = out.send(frame).await;
+                let _ = out.send(&frame);
             }
         }
     }
@@ -142,7 +142,7 @@ impl ChatService {
             Err(StoreError::DuplicateRequest { .. }) => {
                 match self.earlier(caller, &conversation, request_id).await? {
                     Earlier::Answered(user, answer) => {
-                        self.replay(request_id, &user, &answer, out).await;
+                        self.replay(request_id, &user, &answer, out);
                         return Ok(());
                     }
                     // Asked before but never answered in full (cancelled, failed, or the
@@ -153,7 +153,7 @@ impl ChatService {
             Err(other) => return Err(other.into()),
         };
         let meta = json!({"conversation_id": conversation, "user_message_id": user.id});
-        let _ = out.send(ServerFrame::processing(request_id, meta)).await;
+        let _ = out.send(&ServerFrame::processing(request_id, meta));
 
         let candidates = repo
             .recent(&conversation, user.seq, room, MAX_HISTORY_ROWS)
@@ -231,21 +231,13 @@ impl ChatService {
     }
 
     /// Sends a stored answer again, without calling a provider.
-    async fn replay(
-        &self,
-        request_id: &str,
-        user: &StoredMessage,
-        answer: &StoredMessage,
-        out: &Outbox,
-    ) {
+    fn replay(&self, request_id: &str, user: &StoredMessage, answer: &StoredMessage, out: &Outbox) {
         self.stats.replayed.fetch_add(1, Ordering::Relaxed);
         let conversation = &user.conversation_id;
         let meta =
             json!({"conversation_id": conversation, "user_message_id": user.id, "replayed": true});
-        let _ = out.send(ServerFrame::processing(request_id, meta)).await;
-        let _ = out
-            .send(ServerFrame::text(request_id, answer.content.clone()))
-            .await;
+        let _ = out.send(&ServerFrame::processing(request_id, meta));
+        let _ = out.send(&ServerFrame::text(request_id, answer.content.clone()));
         let metadata = json!({
             "conversation_id": conversation,
             "usage": answer.usage,
@@ -253,7 +245,7 @@ impl ChatService {
             "message_ids": {"user": user.id, "assistant": answer.id},
             "replayed": true,
         });
-        let _ = out.send(ServerFrame::complete(request_id, metadata)).await;
+        let _ = out.send(&ServerFrame::complete(request_id, metadata));
     }
 
     /// The conversation to resume (not read here: appending the user message fails with

@@ -23,10 +23,14 @@ pub struct WebSocketConfig {
     pub ping_interval: Duration,
     #[serde(with = "super::duration")]
     pub ping_timeout: Duration,
-    /// Outbound frames queued per socket; a full queue holds the turn back.
+    /// Outbound frames waiting to be written that make a socket's queue count as full (it
+    /// stays full until it drains to half).
     pub send_queue: usize,
-    /// How long a full queue may stay full before the client counts as too slow: its socket
-    /// is closed (1008) and its turns cancelled.
+    /// Outbound bytes waiting per socket at most; a frame past it closes the socket as a slow
+    /// reader (1008). Turns never wait on their socket: they read their provider at its pace.
+    pub send_buffer: usize,
+    /// How long the queue may stay full before the client counts as too slow: its socket is
+    /// closed (1008) and its turns cancelled (they store what was answered).
     #[serde(with = "super::duration")]
     pub slow_reader_timeout: Duration,
     /// Turns one socket may have in flight at once; past it a new turn gets `busy`.
@@ -41,6 +45,7 @@ impl Default for WebSocketConfig {
             ping_interval: Duration::from_secs(20),
             ping_timeout: Duration::from_secs(20),
             send_queue: 256,
+            send_buffer: 4 << 20,
             slow_reader_timeout: Duration::from_secs(10),
             max_turns_per_connection: 4,
         }

@@ -66,6 +66,11 @@ pub struct HttpConfig {
     pub body_read_timeout: Duration,
     /// Open HTTP connections at most; past it a new one gets `503` and is closed.
     pub max_connections: usize,
+    /// The kernel's send buffer per accepted connection (`SO_SNDBUF`, in bytes; Linux holds
+    /// twice this). It bounds what the kernel keeps for a client that does not read, which
+    /// autotuning would grow to `tcp_wmem`'s maximum (4 MB by default) per socket. 0 leaves
+    /// the kernel's autotuning on.
+    pub socket_send_buffer: usize,
 }
 
 impl Default for HttpConfig {
@@ -74,6 +79,7 @@ impl Default for HttpConfig {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(10),
             max_connections: 2048,
+            socket_send_buffer: 256 << 10,
         }
     }
 }

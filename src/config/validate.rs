@@ -146,6 +146,11 @@ impl Config {
         let mcp = &self.server.mcp;
         within("server.mcp.max_sessions", mcp.max_sessions, 1, 100_000)?;
         positive("server.mcp.session_idle_timeout", mcp.session_idle_timeout)?;
+        ensure(
+            http.socket_send_buffer == 0 || (4096..=64 << 20).contains(&http.socket_send_buffer),
+            "server.http.socket_send_buffer",
+            "must be 0 (the kernel's autotuning) or between 4096 and 67108864 bytes",
+        )?;
         within(
             "server.http.max_connections",
             http.max_connections,
@@ -180,6 +185,12 @@ fn validate_chat(chat: &chat::ChatConfig) -> Result<(), Invalid> {
     positive("chat.websocket.ping_interval", ws.ping_interval)?;
     positive("chat.websocket.ping_timeout", ws.ping_timeout)?;
     positive("chat.websocket.slow_reader_timeout", ws.slow_reader_timeout)?;
+    within(
+        "chat.websocket.send_buffer",
+        ws.send_buffer,
+        64 << 10,
+        1 << 30,
+    )?;
     within("chat.websocket.send_queue", ws.send_queue, 1, 65536)?;
     within(
         "chat.websocket.max_turns_per_connection",

@@ -148,6 +148,7 @@ pub async fn serve(
             permit: Arc::new(Mutex::new(Some(permit))),
             connections: connections.clone(),
         };
+        prepare(&stream, &limits);
         open.spawn(serve_connection(
             stream,
             peer,
@@ -161,6 +162,21 @@ pub async fn serve(
     while open.join_next().await.is_some() {}
 }
 
+/// Socket options of an accepted connection: no Nagle delay (a streamed answer is many small
+/// writes, each of which would otherwise wait up to 40 ms for an ACK), and a bounded kernel
+/// send buffer.
+fn prepare(stream: &TcpStream, limits: &HttpConfig) {
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::debug!(%error, "cannot set TCP_NODELAY on an accepted socket");
+    }
+    if limits.socket_send_buffer > 0
+        && let Err(error) =
+            rustix::net::sockopt::set_socket_send_buffer_size(stream, limits.socket_send_buffer)
+    {
+        tracing::debug!(%error, "cannot set SO_SNDBUF on an accepted socket");
+    }
+}
+
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
@@ -169,9 +185,6 @@ async fn serve_connection(
     header_read_timeout: Duration,
     stop: CancellationToken,
 ) {
-    if let Err(error) = stream.set_nodelay(true) {
-        tracing::debug!(%error, "cannot set TCP_NODELAY on an accepted socket");
-    }
     let connections = slot.connections.clone();
     let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));

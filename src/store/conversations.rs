@@ -109,7 +109,7 @@ impl Conversations {
                 };
                 let next_cursor = if items.len() > limit as usize {
                     items.truncate(limit as usize);
-                    items.last().map(|c| format!("{}:{}", c.updated_at, c.id))
+                    items.last().map(Conversation::page_cursor)
                 } else {
                     None
                 };

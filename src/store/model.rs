@@ -65,6 +65,13 @@ pub struct Conversation {
     pub owner: String,
 }
 
+impl Conversation {
+    /// The `cursor` that lists the conversations after this one (less recently active).
+    pub fn page_cursor(&self) -> String {
+        format!("{}:{}", self.updated_at, self.id)
+    }
+}
+
 /// Text forms shared by the enums stored as TEXT.
 macro_rules! text_enum {
     ($name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {

@@ -42,15 +42,21 @@ async fn wait_for(app: &crate::helpers::TestApp, what: impl Fn(&serde_json::Valu
 
 const PIECES: usize = 1500;
 
-async fn connect_with_small_buffer(app: &crate::helpers::TestApp) -> Socket {
+pub async fn connect_with_small_buffer(app: &crate::helpers::TestApp) -> Socket {
     let tcp = tokio::net::TcpSocket::new_v4().expect("socket");
     tcp.set_recv_buffer_size(16 * 1024).expect("SO_RCVBUF");
     let stream = tcp.connect(app.addr).await.expect("connect");
     let url = format!("ws://{}/ws/chat", app.addr);
-    let (socket, _) =
-        tokio_tungstenite::client_async(url, tokio_tungstenite::MaybeTlsStream::Plain(stream))
-            .await
-            .expect("upgrade");
+    // A small read buffer too: each read takes little more than a frame from the kernel.
+    let config =
+        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096);
+    let (socket, _) = tokio_tungstenite::client_async_with_config(
+        url,
+        tokio_tungstenite::MaybeTlsStream::Plain(stream),
+        Some(config),
+    )
+    .await
+    .expect("upgrade");
     socket
 }
 

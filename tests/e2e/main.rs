@@ -19,6 +19,7 @@ mod mcp_interop;
 mod mcp_limits;
 mod mcp_server;
 mod memory;
+mod no_silent_closes;
 mod provider_limits;
 mod providers;
 mod python;

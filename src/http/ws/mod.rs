@@ -21,6 +21,7 @@ pub use stats::{Rejection, SocketSnapshot, Sockets};
 
 use super::{ApiError, AppState, ConnectionSlot};
 use crate::auth::Caller;
+use crate::chat::MAX_FRAME_BYTES;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/ws/chat", get(upgrade))
@@ -62,7 +63,9 @@ async fn upgrade(
     let sessions = state.sockets.sessions().clone();
     ws.read_buffer_size(4096)
         .write_buffer_size(0)
-        .max_write_buffer_size(1 << 20)
+        // One frame beyond what the socket took is buffered at most, and frames are fitted
+        // to MAX_FRAME_BYTES: a large frame never overflows the buffer.
+        .max_write_buffer_size(2 * MAX_FRAME_BYTES)
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
         .on_upgrade(move |socket| {

@@ -1,6 +1,6 @@
 //! One socket: the reader loop (this task), its writer task, and one task per turn in flight.
-//! A client that leaves, or reads too slowly, has its turns cancelled; they still store what
-//! was answered. At shutdown the socket stops reading, lets its turns finish (up to
+//! A client that leaves, or reads too slowly (its outbox stalled), has its turns cancelled;
+//! they still store what was answered. At shutdown the socket stops reading, lets its turns finish (up to
 //! `server.shutdown_timeout`), then closes with 1001.
 
 use std::collections::HashMap;
@@ -17,7 +17,7 @@ use tokio_util::task::TaskTracker;
 use super::close::{CloseReason, Closer};
 use super::writer::{self, Keepalive};
 use crate::auth::Caller;
-use crate::chat::{ClientFrame, Outbox, ServerFrame};
+use crate::chat::{ClientFrame, Outbox, OutboxLimits, ServerFrame};
 use crate::http::AppState;
 
 /// How long the writer may take to flush the last frames and the close frame.
@@ -30,7 +30,14 @@ pub async fn run(socket: WebSocket, state: AppState, caller: Caller, _slot: Owne
     let _active = sockets.opened();
     let ws = &state.config.chat.websocket;
     let (sink, mut inbound) = socket.split();
-    let (out, frames, stalled) = Outbox::channel(ws.send_queue, ws.slow_reader_timeout);
+    let (out, frames) = Outbox::channel(OutboxLimits {
+        queue_frames: ws.send_queue,
+        buffer_bytes: ws.send_buffer,
+        stall_limit: ws.slow_reader_timeout,
+    });
+    let watch = out.stall_watch();
+    let stalled = watch.stalled();
+    tokio::pin!(stalled);
     let closer = Arc::new(Closer::default());
     let pong = Arc::new(Notify::new());
     let keepalive = Keepalive {
@@ -63,7 +70,7 @@ pub async fn run(socket: WebSocket, state: AppState, caller: Caller, _slot: Owne
                         "binary frames are not supported; send JSON text",
                         false,
                     );
-                    session.refuse(refusal).await;
+                    session.refuse(&refusal);
                 }
                 Some(Ok(Message::Pong(_))) => pong.notify_one(),
                 Some(Ok(Message::Ping(_))) => {}
@@ -76,7 +83,7 @@ pub async fn run(socket: WebSocket, state: AppState, caller: Caller, _slot: Owne
                     break;
                 }
             },
-            () = stalled.cancelled() => {
+            () = &mut stalled => {
                 tracing::info!("closing a socket whose client reads too slowly");
                 closer.abort(CloseReason::SlowReader);
                 break;
@@ -135,22 +142,20 @@ impl Session {
         let limit = self.state.config.chat.websocket.max_message_size;
         if text.len() > limit {
             let message = format!("the frame has {} bytes; the limit is {limit}", text.len());
-            return self
-                .refuse(ServerFrame::error(None, "too_large", message, false))
-                .await;
+            return self.refuse(&ServerFrame::error(None, "too_large", message, false));
         }
         match ClientFrame::parse(text) {
-            Err(error) => self.refuse(ServerFrame::refused(error)).await,
-            Ok(ClientFrame::Ping { request_id }) => self.send(ServerFrame::pong(request_id)).await,
+            Err(error) => self.refuse(&ServerFrame::refused(error)),
+            Ok(ClientFrame::Ping { request_id }) => self.send(&ServerFrame::pong(request_id)),
             Ok(ClientFrame::Conversations { request_id, action }) => {
                 let frame = self
                     .state
                     .chat
                     .conversation_action(&self.caller, &request_id, action)
                     .await;
-                self.send(frame).await;
+                self.send(&frame);
             }
-            Ok(ClientFrame::Cancel { request_id }) => self.cancel(request_id).await,
+            Ok(ClientFrame::Cancel { request_id }) => self.cancel(request_id),
             Ok(ClientFrame::Search {
                 request_id,
                 payload,
@@ -160,7 +165,7 @@ impl Session {
                     .chat
                     .search(&self.caller, &request_id, payload)
                     .await;
-                self.send(frame).await;
+                self.send(&frame);
             }
             Ok(ClientFrame::Chat {
                 request_id,
@@ -171,9 +176,12 @@ impl Session {
                     let message = format!(
                         "turn `{request_id}` is already in flight, or {max} turns are (the limit per connection)"
                     );
-                    return self
-                        .refuse(ServerFrame::error(Some(request_id), "busy", message, true))
-                        .await;
+                    return self.refuse(&ServerFrame::error(
+                        Some(request_id),
+                        "busy",
+                        message,
+                        true,
+                    ));
                 };
                 let (chat, out, turns, caller) = (
                     self.state.chat.clone(),
@@ -193,7 +201,7 @@ impl Session {
         }
     }
 
-    async fn cancel(&self, request_id: String) {
+    fn cancel(&self, request_id: String) {
         let token = self
             .turns
             .lock()
@@ -204,13 +212,12 @@ impl Session {
             token.cancel();
         } else {
             let message = format!("no turn `{request_id}` is in flight on this connection");
-            self.refuse(ServerFrame::error(
+            self.refuse(&ServerFrame::error(
                 Some(request_id),
                 "not_found",
                 message,
                 false,
-            ))
-            .await;
+            ));
         }
     }
 
@@ -226,16 +233,16 @@ impl Session {
         Some(token)
     }
 
-    async fn send(&self, frame: ServerFrame) {
-        self.out.send(frame).await;
+    fn send(&self, frame: &ServerFrame) {
+        self.out.send(frame);
     }
 
-    async fn refuse(&self, frame: ServerFrame) {
+    fn refuse(&self, frame: &ServerFrame) {
         self.state
             .sockets
             .refused_frames
             .fetch_add(1, Ordering::Relaxed);
-        self.send(frame).await;
+        self.send(frame);
     }
 
     /// Ends the socket's turns: at once (cancelled, they store what they have), or given up

@@ -9,12 +9,12 @@ use std::time::Duration;
 use axum::extract::ws::{Message, WebSocket};
 use futures::SinkExt;
 use futures::stream::SplitSink;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use super::Sockets;
 use super::close::{CloseReason, Closer};
-use crate::chat::ServerFrame;
+use crate::chat::OutboxReceiver;
 
 /// How long the close frame may take to write before the connection is just dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
@@ -30,7 +30,7 @@ pub struct Keepalive {
 
 pub async fn run(
     mut sink: SplitSink<WebSocket, Message>,
-    mut frames: mpsc::Receiver<ServerFrame>,
+    mut frames: OutboxReceiver,
     closer: Arc<Closer>,
     pong: Arc<Notify>,
     keepalive: Keepalive,
@@ -53,7 +53,7 @@ pub async fn run(
                 break;
             }
             frame = frames.recv() => match frame {
-                Some(frame) => encode(&frame, &sockets),
+                Some(text) => message(text, &sockets),
                 None => break,
             },
             _ = ping_timer.tick() => {
@@ -77,8 +77,7 @@ pub async fn run(
     let _ = tokio::time::timeout(CLOSE_GRACE, sink.send(close)).await;
 }
 
-fn encode(frame: &ServerFrame, sockets: &Sockets) -> Message {
-    let text = frame.to_json();
+fn message(text: String, sockets: &Sockets) -> Message {
     sockets.frames_out.fetch_add(1, Ordering::Relaxed);
     sockets
         .bytes_out
@@ -90,13 +89,13 @@ fn encode(frame: &ServerFrame, sockets: &Sockets) -> Message {
 async fn write_batch(
     sink: &mut SplitSink<WebSocket, Message>,
     first: Message,
-    frames: &mut mpsc::Receiver<ServerFrame>,
+    frames: &mut OutboxReceiver,
     sockets: &Sockets,
 ) -> Result<(), axum::Error> {
     sink.feed(first).await?;
     for _ in 1..MAX_BATCH {
-        let Ok(frame) = frames.try_recv() else { break };
-        sink.feed(encode(&frame, sockets)).await?;
+        let Some(text) = frames.try_recv() else { break };
+        sink.feed(message(text, sockets)).await?;
     }
     sink.flush().await
 }
