@@ -9,6 +9,7 @@
 //! - `GET    /api/conversations/{id}/messages?limit&before`   newest page, in order
 //! - `POST   /api/conversations/{id}/messages` `{"messages": [...]}`   append in one transaction
 
+use axum::extract::DefaultBodyLimit;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -28,7 +29,11 @@ pub fn router() -> Router<AppState> {
             "/api/conversations/{id}/messages",
             get(messages).post(append),
         )
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
 }
+
+/// The largest request body read (an append of messages); larger → 413.
+pub const BODY_LIMIT: usize = 2 << 20;
 
 fn parse_id(id: String) -> Result<ConversationId, ApiError> {
     Ok(ConversationId::try_from(id)?)

@@ -29,6 +29,9 @@ pub fn open_router() -> Router<AppState> {
     Router::new()
         .route("/api/login", post(login))
         .route("/api/logout", post(logout))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            super::SMALL_BODY_LIMIT,
+        ))
 }
 
 /// What the request presents: a bearer token first, else the session cookie.

@@ -22,6 +22,9 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/keys", get(list).post(create))
         .route("/api/keys/{name}", delete(revoke))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            super::SMALL_BODY_LIMIT,
+        ))
 }
 
 fn require_admin(caller: &Caller) -> Result<(), ApiError> {

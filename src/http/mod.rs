@@ -37,6 +37,9 @@ use crate::mcp::McpHost;
 use crate::memory::MemoryService;
 use crate::store::Store;
 
+/// The largest body of a login or key request; larger → 413.
+pub const SMALL_BODY_LIMIT: usize = 64 << 10;
+
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {

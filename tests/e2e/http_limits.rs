@@ -134,3 +134,47 @@ async fn the_http_cap_refuses_new_connections_with_503_but_does_not_count_websoc
     drop(sockets);
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_body_that_stalls_is_given_up_and_oversized_bodies_are_refused_per_route() {
+    let app = spawn_app_with(|config| {
+        config.server.http.body_read_timeout = Duration::from_millis(500);
+    })
+    .await;
+    // Half a body, then nothing: the request fails instead of holding the connection.
+    let mut stream = TcpStream::connect(app.addr).await.expect("connect");
+    stream
+        .write_all(
+            b"POST /api/conversations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"title\":",
+        )
+        .await
+        .expect("write");
+    let mut response = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let mut buffer = [0u8; 4096];
+    while let Ok(Ok(n)) = tokio::time::timeout_at(deadline, stream.read(&mut buffer)).await {
+        if n == 0 {
+            break;
+        }
+        response.extend_from_slice(&buffer[..n]);
+        if response.windows(4).any(|w| w == b"\r\n\r\n") {
+            break;
+        }
+    }
+    let text = String::from_utf8_lossy(&response);
+    let status: u16 = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("not received within"), "{text}");
+    // A login body has no business being large.
+    let big = format!(r#"{{"key": "{}"}}"#, "k".repeat(100_000));
+    let request = format!(
+        "POST /api/login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{big}",
+        big.len()
+    );
+    assert_eq!(raw_request(app.addr, &request).await.0, 413);
+    app.shutdown().await;
+}
