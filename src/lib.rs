@@ -15,6 +15,7 @@
 //!   migrations, and the repositories (conversations and messages).
 //! - [`stats`]: lock-free histograms and gauges the components keep for `/health`.
 //! - [`telemetry`]: logging as text or JSON.
+//! - [`wire`]: the error codes clients see, and where internals are masked.
 pub mod app;
 pub mod auth;
 pub mod chat;
@@ -30,3 +31,4 @@ pub mod scrub;
 pub mod stats;
 pub mod store;
 pub mod telemetry;
+pub mod wire;

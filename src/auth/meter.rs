@@ -19,6 +19,20 @@ pub struct QuotaExceeded {
     pub retry_after_s: u64,
 }
 
+impl crate::wire::WireFault for QuotaExceeded {
+    fn code(&self) -> crate::wire::ErrorCode {
+        crate::wire::ErrorCode::QuotaExceeded
+    }
+
+    fn retryable(&self) -> bool {
+        true
+    }
+
+    fn retry_after(&self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::from_secs(self.retry_after_s.max(1)))
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Meter {
     state: Mutex<State>,

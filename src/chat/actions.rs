@@ -10,6 +10,7 @@ use super::{ChatService, ServerFrame};
 use crate::auth::Caller;
 use crate::memory::MemoryError;
 use crate::store::{Conversation, ConversationId, Page, StoreError, StoredMessage};
+use crate::wire::WireError;
 
 /// Search hits when the client names no `k`.
 const DEFAULT_HITS: usize = 10;
@@ -26,20 +27,7 @@ impl ChatService {
     ) -> ServerFrame {
         match self.run_action(caller, request_id, action).await {
             Ok(frame) => frame,
-            Err(error) => {
-                let message = if error.code() == "internal" {
-                    tracing::error!(%error, "conversation action failed in the store");
-                    "internal error; the server log has the details".to_string()
-                } else {
-                    error.to_string()
-                };
-                ServerFrame::error(
-                    Some(request_id.into()),
-                    error.code(),
-                    message,
-                    error.retryable(),
-                )
-            }
+            Err(error) => ServerFrame::failed(Some(request_id.into()), &WireError::from(error)),
         }
     }
 
@@ -161,20 +149,7 @@ impl ChatService {
     ) -> ServerFrame {
         match self.run_search(caller, payload).await {
             Ok(metadata) => ServerFrame::result(request_id, "search_results", metadata),
-            Err(error) => {
-                let message = if error.code() == "internal" {
-                    tracing::error!(%error, "search failed");
-                    "internal error; the server log has the details".to_string()
-                } else {
-                    error.to_string()
-                };
-                ServerFrame::error(
-                    Some(request_id.into()),
-                    error.code(),
-                    message,
-                    error.retryable(),
-                )
-            }
+            Err(error) => ServerFrame::failed(Some(request_id.into()), &WireError::from(error)),
         }
     }
 

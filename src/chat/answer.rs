@@ -11,12 +11,12 @@ use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::errors::{TurnError, cancelled};
 use super::tokens::Encoding;
 use super::{ChatService, Outbox, ServerFrame};
 use crate::auth::Caller;
 use crate::llm::{ChatEvent, ChatMessage, ChatRequest, ChatStream, MessageRole, ToolCall, Usage};
 use crate::store::{ConversationId, MessageStatus, NewMessage, Role, StoredMessage};
+use crate::wire::{ErrorCode, WireError};
 
 /// Told to the model when the tool rounds are used up.
 const HOP_LIMIT_NOTICE: &str = "The tool-call limit for this request is reached. Answer now \
@@ -43,7 +43,7 @@ pub struct Reply {
     pub text: String,
     pub tool_calls: Vec<ToolCall>,
     pub usage: Option<Usage>,
-    pub end: Result<(), TurnError>,
+    pub end: Result<(), WireError>,
 }
 
 impl ChatService {
@@ -51,7 +51,7 @@ impl ChatService {
         &self,
         turn: &Turn<'_>,
         mut messages: Vec<ChatMessage>,
-    ) -> Result<(), TurnError> {
+    ) -> Result<(), WireError> {
         let tools = self.offered_tools();
         let max_hops = self.config.chat.service.max_tool_hops;
         let mut usage: Option<Usage> = None;
@@ -71,7 +71,7 @@ impl ChatService {
             };
             let (provider, stream) = tokio::select! {
                 opened = self.providers.chat(turn.provider, request) => opened?,
-                () = turn.cancel.cancelled() => return Err(cancelled()),
+                () = turn.cancel.cancelled() => return Err(WireError::cancelled()),
             };
             let model = turn.model.unwrap_or(provider.model()).to_string();
             let reply = self.relay(turn, stream).await;
@@ -122,7 +122,7 @@ impl ChatService {
         reply: &Reply,
         model: &str,
         usage: Option<Usage>,
-    ) -> Result<Option<StoredMessage>, TurnError> {
+    ) -> Result<Option<StoredMessage>, WireError> {
         if reply.end.is_err() && reply.text.is_empty() {
             return Ok(None);
         }
@@ -130,7 +130,7 @@ impl ChatService {
             NewMessage::new(Role::Assistant, reply.text.clone()).with_request_id(turn.request_id);
         assistant.status = match &reply.end {
             Ok(()) => MessageStatus::Complete,
-            Err(e) if e.code == "cancelled" => MessageStatus::Cancelled,
+            Err(e) if e.code == ErrorCode::Cancelled => MessageStatus::Cancelled,
             Err(_) => MessageStatus::Failed,
         };
         assistant.model = Some(model.to_string());
@@ -164,7 +164,7 @@ impl ChatService {
             let item = tokio::select! {
                 item = stream.next() => item,
                 () = turn.cancel.cancelled() => {
-                    reply.end = Err(cancelled());
+                    reply.end = Err(WireError::cancelled());
                     return reply;
                 }
             };

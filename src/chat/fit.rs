@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use super::ServerFrame;
+use crate::wire::ErrorCode;
 
 /// The largest frame written, in bytes of JSON text.
 pub const MAX_FRAME_BYTES: usize = 1 << 20;
@@ -94,7 +95,13 @@ fn too_large(frame: &ServerFrame) -> String {
         "a `{}` frame was too large to send (over {MAX_FRAME_BYTES} bytes)",
         frame.status
     );
-    ServerFrame::error(frame.request_id.clone(), "too_large", message, false).to_json()
+    ServerFrame::error(
+        frame.request_id.clone(),
+        ErrorCode::TooLarge,
+        message,
+        false,
+    )
+    .to_json()
 }
 
 /// Truncates `value` in place to fit `max` bytes of JSON, cutting its longest strings first.

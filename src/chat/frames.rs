@@ -2,6 +2,7 @@
 //! so that every kind of bad input gets its own clear error: JSON at all, an object, an
 //! `action`, a known action, then the action's typed fields.
 
+use crate::wire::{ErrorCode, WireError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -103,7 +104,7 @@ pub struct ChatPayload {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FrameError {
     pub request_id: Option<String>,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
 }
 
@@ -120,14 +121,14 @@ impl ClientFrame {
         let value: Value = serde_json::from_str(text).map_err(|e| {
             refuse(
                 None,
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 format!("the frame is not valid JSON: {e}"),
             )
         })?;
         let Value::Object(object) = value else {
             return Err(refuse(
                 None,
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 "a frame must be a JSON object".into(),
             ));
         };
@@ -137,7 +138,7 @@ impl ClientFrame {
             Some(_) => {
                 return Err(refuse(
                     None,
-                    "invalid_request",
+                    ErrorCode::InvalidRequest,
                     "request_id must be a string of 1-256 characters".into(),
                 ));
             }
@@ -147,14 +148,14 @@ impl ClientFrame {
             Some(_) => {
                 return Err(refuse(
                     request_id,
-                    "invalid_request",
+                    ErrorCode::InvalidRequest,
                     "action must be a string".into(),
                 ));
             }
             None => {
                 return Err(refuse(
                     request_id,
-                    "invalid_request",
+                    ErrorCode::InvalidRequest,
                     format!("the frame has no action (one of {ACTIONS})"),
                 ));
             }
@@ -163,7 +164,7 @@ impl ClientFrame {
             id.ok_or_else(|| {
                 refuse(
                     None,
-                    "invalid_request",
+                    ErrorCode::InvalidRequest,
                     format!("`{action}` needs a request_id"),
                 )
             })
@@ -171,7 +172,7 @@ impl ClientFrame {
         match action {
             "chat" => {
                 let payload = chat_payload(&object)
-                    .map_err(|m| refuse(request_id.clone(), "invalid_request", m))?;
+                    .map_err(|m| refuse(request_id.clone(), ErrorCode::InvalidRequest, m))?;
                 Ok(Self::Chat {
                     request_id: required(request_id)?,
                     payload,
@@ -188,7 +189,7 @@ impl ClientFrame {
                     .and_then(|p| {
                         SearchPayload::deserialize(p).map_err(|e| format!("invalid payload: {e}"))
                     })
-                    .map_err(|m| refuse(request_id.clone(), "invalid_request", m))?;
+                    .map_err(|m| refuse(request_id.clone(), ErrorCode::InvalidRequest, m))?;
                 Ok(Self::Search {
                     request_id: required(request_id)?,
                     payload,
@@ -196,7 +197,7 @@ impl ClientFrame {
             }
             "new_conversation" | "list_conversations" | "get_history" | "delete_conversation" => {
                 let action = conversation_action(action, &object)
-                    .map_err(|m| refuse(request_id.clone(), "invalid_request", m))?;
+                    .map_err(|m| refuse(request_id.clone(), ErrorCode::InvalidRequest, m))?;
                 Ok(Self::Conversations {
                     request_id: required(request_id)?,
                     action,
@@ -204,7 +205,7 @@ impl ClientFrame {
             }
             other => Err(refuse(
                 request_id,
-                "unknown_action",
+                ErrorCode::UnknownAction,
                 format!("unknown action `{other}` (one of {ACTIONS})"),
             )),
         }
@@ -370,7 +371,7 @@ impl ServerFrame {
 
     pub fn error(
         request_id: Option<String>,
-        code: &'static str,
+        code: ErrorCode,
         message: impl Into<String>,
         retryable: bool,
     ) -> Self {
@@ -379,7 +380,7 @@ impl ServerFrame {
             status: "error",
             chunk: Chunk {
                 error: Some(message.into()),
-                code: Some(code),
+                code: Some(code.as_str()),
                 retryable: Some(retryable),
                 ..Chunk::default()
             },
@@ -391,6 +392,17 @@ impl ServerFrame {
     pub fn with_retry_after(mut self, seconds: Option<u64>) -> Self {
         self.chunk.retry_after = seconds;
         self
+    }
+
+    /// A request's failure, as its last frame.
+    pub fn failed(request_id: Option<String>, error: &WireError) -> Self {
+        Self::error(
+            request_id,
+            error.code,
+            error.message.clone(),
+            error.retryable,
+        )
+        .with_retry_after(error.retry_after)
     }
 
     pub fn refused(error: FrameError) -> Self {
@@ -407,7 +419,7 @@ impl ServerFrame {
 mod tests {
     use super::*;
 
-    fn code_of(text: &str) -> &'static str {
+    fn code_of(text: &str) -> ErrorCode {
         ClientFrame::parse(text).expect_err("refused").code
     }
 
@@ -435,27 +447,27 @@ mod tests {
 
     #[test]
     fn every_kind_of_bad_frame_has_a_code() {
-        assert_eq!(code_of("{nope"), "invalid_request");
-        assert_eq!(code_of("[1,2]"), "invalid_request");
-        assert_eq!(code_of(r#"{"request_id":"r"}"#), "invalid_request");
+        assert_eq!(code_of("{nope"), ErrorCode::InvalidRequest);
+        assert_eq!(code_of("[1,2]"), ErrorCode::InvalidRequest);
+        assert_eq!(code_of(r#"{"request_id":"r"}"#), ErrorCode::InvalidRequest);
         assert_eq!(
             code_of(r#"{"action":"dance","request_id":"r"}"#),
-            "unknown_action"
+            ErrorCode::UnknownAction
         );
-        assert_eq!(code_of(r#"{"action":7}"#), "invalid_request");
+        assert_eq!(code_of(r#"{"action":7}"#), ErrorCode::InvalidRequest);
         assert_eq!(
             code_of(r#"{"action":"chat","payload":{"text":"hi"}}"#),
-            "invalid_request"
+            ErrorCode::InvalidRequest
         );
         assert_eq!(
             code_of(r#"{"action":"chat","request_id":"r","payload":{"text":"  "}}"#),
-            "invalid_request"
+            ErrorCode::InvalidRequest
         );
         assert_eq!(
             code_of(r#"{"action":"chat","request_id":"r","payload":{"text":5}}"#),
-            "invalid_request"
+            ErrorCode::InvalidRequest
         );
-        assert_eq!(code_of(r#"{"action":"cancel"}"#), "invalid_request");
+        assert_eq!(code_of(r#"{"action":"cancel"}"#), ErrorCode::InvalidRequest);
     }
 
     #[test]

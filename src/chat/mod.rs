@@ -5,7 +5,6 @@
 mod actions;
 mod answer;
 mod context;
-mod errors;
 mod fit;
 mod frames;
 mod in_flight;

@@ -10,13 +10,13 @@ use futures::future::join_all;
 use serde_json::{Value, json};
 
 use super::answer::{Reply, Turn};
-use super::errors::{TurnError, cancelled};
 use super::{ChatService, ServerFrame};
 use crate::llm::ToolSpec;
 use crate::llm::{ChatMessage, MessageRole, ToolCall};
 use crate::mcp::ToolOutcome;
 use crate::memory::tools as memory_tools;
 use crate::store::{NewMessage, Role};
+use crate::wire::WireError;
 
 impl ChatService {
     /// The tools offered to the model: the built-in memory tools (when on), then the MCP
@@ -54,7 +54,7 @@ impl ChatService {
         turn: &Turn<'_>,
         reply: &Reply,
         model: &str,
-    ) -> Result<Vec<ChatMessage>, TurnError> {
+    ) -> Result<Vec<ChatMessage>, WireError> {
         for call in &reply.tool_calls {
             let frame = ServerFrame::tool_execution(
                 turn.request_id,
@@ -96,7 +96,7 @@ impl ChatService {
         }
         self.store_round(turn, reply, &outcomes, model).await?;
         if turn.cancel.is_cancelled() {
-            return Err(cancelled());
+            return Err(WireError::cancelled());
         }
         Ok(reply
             .tool_calls
@@ -116,7 +116,7 @@ impl ChatService {
         reply: &Reply,
         outcomes: &[ToolOutcome],
         model: &str,
-    ) -> Result<(), TurnError> {
+    ) -> Result<(), WireError> {
         let mut assistant =
             NewMessage::new(Role::Assistant, reply.text.clone()).with_request_id(turn.request_id);
         assistant.tool_calls = Some(json!(reply.tool_calls));

@@ -9,11 +9,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::answer::Turn;
-use super::errors::{TurnError, internal};
 use super::tokens::Encoding;
 use super::{ChatPayload, ChatService, Outbox, ServerFrame, context};
 use crate::auth::Caller;
 use crate::store::{ConversationId, MessageStatus, NewMessage, Role, StoreError, StoredMessage};
+use crate::wire::{ErrorCode, WireError};
 
 /// History rows read at most per turn, whatever their token counts.
 const MAX_HISTORY_ROWS: u32 = 5000;
@@ -49,20 +49,13 @@ impl ChatService {
                 self.stats.latency.record(started.elapsed());
             }
             Err(error) => {
-                let counter = if error.code == "cancelled" {
+                let counter = if error.code == ErrorCode::Cancelled {
                     &self.stats.cancelled
                 } else {
                     &self.stats.failed
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
-                let frame = ServerFrame::error(
-                    Some(request_id.into()),
-                    error.code,
-                    error.message,
-                    error.retryable,
-                )
-                .with_retry_after(error.retry_after);
-                let _ = out.send(&frame);
+                let _ = out.send(&ServerFrame::failed(Some(request_id.into()), &error));
             }
         }
     }
@@ -77,7 +70,7 @@ impl ChatService {
         out: &Outbox,
         cancel: &CancellationToken,
         started: Instant,
-    ) -> Result<(), TurnError> {
+    ) -> Result<(), WireError> {
         let deadline = self.config.chat.service.turn_timeout;
         let turn_cancel = cancel.child_token();
         let work = self.turn(caller, request_id, payload, out, &turn_cancel, started);
@@ -87,8 +80,8 @@ impl ChatService {
             () = tokio::time::sleep(deadline) => {
                 turn_cancel.cancel();
                 let _ = work.await;
-                Err(TurnError::new(
-                    "turn_timeout",
+                Err(WireError::new(
+                    ErrorCode::TurnTimeout,
                     format!(
                         "the turn took longer than {} s (chat.service.turn_timeout); what was \
                          answered is stored",
@@ -108,7 +101,7 @@ impl ChatService {
         out: &Outbox,
         cancel: &CancellationToken,
         started: Instant,
-    ) -> Result<(), TurnError> {
+    ) -> Result<(), WireError> {
         // Past a quota nothing is stored and no provider is called.
         let _quota = caller.admit_turn()?;
         let model = match &payload.model {
@@ -127,8 +120,8 @@ impl ChatService {
             .conversation(caller, payload.conversation_id.clone())
             .await?;
         let Some(_claim) = self.in_flight.claim(&conversation, request_id) else {
-            return Err(TurnError::new(
-                "busy",
+            return Err(WireError::new(
+                ErrorCode::Busy,
                 format!("request `{request_id}` is already in flight in this conversation"),
                 true,
             ));
@@ -138,7 +131,11 @@ impl ChatService {
         user.token_count = current_tokens;
         let user = match repo.append(&conversation, vec![user]).await {
             Ok(mut stored) if !stored.is_empty() => stored.remove(0),
-            Ok(_) => return Err(internal("the store returned no message for an append")),
+            Ok(_) => {
+                return Err(WireError::internal(
+                    "the store returned no message for an append",
+                ));
+            }
             Err(StoreError::DuplicateRequest { .. }) => {
                 match self.earlier(caller, &conversation, request_id).await? {
                     Earlier::Answered(user, answer) => {
@@ -180,7 +177,7 @@ impl ChatService {
     }
 
     /// Tokens left for history once the system prompt and the current message are counted.
-    fn room_for_history(&self, current: u32, encoding: Encoding) -> Result<u32, TurnError> {
+    fn room_for_history(&self, current: u32, encoding: Encoding) -> Result<u32, WireError> {
         let service = &self.config.chat.service;
         let budget = service
             .context
@@ -188,8 +185,8 @@ impl ChatService {
             .saturating_sub(service.context.reserve_tokens);
         let fixed = context::fixed_cost(&service.system_prompt, current, encoding);
         context::room(fixed, budget).map_err(|too_large| {
-            TurnError::new(
-                "context_too_large",
+            WireError::new(
+                ErrorCode::ContextTooLarge,
                 format!(
                 "the message needs {} tokens with the system prompt ({} encoding), over the context \
                  budget of {} (chat.service.context.max_tokens minus reserve_tokens); shorten it",
@@ -208,7 +205,7 @@ impl ChatService {
         caller: &Caller,
         id: &ConversationId,
         request_id: &str,
-    ) -> Result<Earlier, TurnError> {
+    ) -> Result<Earlier, WireError> {
         let stored = self
             .store
             .conversations_of(caller.owner())
@@ -218,7 +215,7 @@ impl ChatService {
             .iter()
             .find(|m| m.role == Role::User)
             .cloned()
-            .ok_or_else(|| internal("a duplicate request has no stored user message"))?;
+            .ok_or_else(|| WireError::internal("a duplicate request has no stored user message"))?;
         let answer = stored.into_iter().rev().find(|m| {
             m.role == Role::Assistant
                 && m.status == MessageStatus::Complete
@@ -254,7 +251,7 @@ impl ChatService {
         &self,
         caller: &Caller,
         id: Option<String>,
-    ) -> Result<ConversationId, TurnError> {
+    ) -> Result<ConversationId, WireError> {
         match id {
             Some(id) => Ok(ConversationId::try_from(id)?),
             None => Ok(self

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use super::{ApiError, AppState};
 use crate::auth::Caller;
 use crate::store::{Conversation, ConversationId, NewMessage, Page, StoredMessage};
+use crate::wire::WireError;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -155,12 +156,9 @@ async fn count_tokens(
     })
     .await
     .map_err(|error| {
-        tracing::error!(%error, "counting tokens failed");
-        ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error; the server log has the details",
-        )
+        ApiError::from(WireError::internal(&format!(
+            "counting tokens failed: {error}"
+        )))
     })
 }
 

@@ -6,6 +6,7 @@
 //! - `POST /api/login` `{"key": "mcpp_..."}` → 200 `{"name", "role"}` and an `HttpOnly`,
 //!   `SameSite=Strict` cookie; `POST /api/logout` ends the session.
 
+use crate::wire::{ErrorCode, WireError};
 use std::net::SocketAddr;
 
 use axum::extract::rejection::JsonRejection;
@@ -96,7 +97,7 @@ pub fn refusal_response(refusal: Refusal) -> Response {
         Refusal::Unauthorized => {
             let mut response = ApiError::new(
                 StatusCode::UNAUTHORIZED,
-                "unauthorized",
+                ErrorCode::Unauthorized,
                 refusal.to_string(),
             )
             .into_response();
@@ -109,7 +110,7 @@ pub fn refusal_response(refusal: Refusal) -> Response {
         Refusal::Throttled(seconds) => {
             let mut error = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "too_many_attempts",
+                ErrorCode::TooManyAttempts,
                 refusal.to_string(),
             );
             error.retry_after_s = Some(seconds);
@@ -139,12 +140,10 @@ async fn login(
         }
         Err(LoginError::Store(error)) => return Err(error.into()),
         Err(LoginError::Random(error)) => {
-            tracing::error!(%error, "no random numbers for a session token");
-            return Err(ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "internal error; the server log has the details",
-            ));
+            return Err(WireError::internal(&format!(
+                "no random numbers for a session token: {error}"
+            ))
+            .into());
         }
     };
     let max_age = state.auth.session_ttl().as_secs();

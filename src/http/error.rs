@@ -7,11 +7,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::store::StoreError;
+use crate::wire::{ErrorCode, WireError};
 
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
-    pub code: &'static str,
+    pub code: ErrorCode,
     pub message: String,
     pub retry_after_s: Option<u64>,
 }
@@ -28,7 +29,7 @@ struct Detail<'a> {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -38,7 +39,7 @@ impl ApiError {
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+        Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
     }
 }
 
@@ -46,7 +47,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = Body {
             error: Detail {
-                code: self.code,
+                code: self.code.as_str(),
                 message: &self.message,
             },
         };
@@ -62,29 +63,19 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
-        let status = match &error {
-            StoreError::NotFound(_) => StatusCode::NOT_FOUND,
-            StoreError::InvalidInput(_) => StatusCode::BAD_REQUEST,
-            StoreError::DuplicateRequest { .. } | StoreError::AlreadyExists(_) => {
-                StatusCode::CONFLICT
-            }
-            StoreError::PoolTimeout { .. } | StoreError::QueueFull { .. } | StoreError::Closed => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
-            tracing::error!(error = %error, "request failed");
-            "internal error; the server log has the details".to_string()
-        } else {
-            error.to_string()
-        };
-        let retry_after_s = error.retryable().then_some(1);
+        Self::from(WireError::from(error))
+    }
+}
+
+impl From<WireError> for ApiError {
+    /// The status follows the code ([`ErrorCode::http_status`]); internals are already masked.
+    fn from(error: WireError) -> Self {
         Self {
-            status,
-            code: error.code(),
-            message,
-            retry_after_s,
+            status: StatusCode::from_u16(error.code.http_status())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            code: error.code,
+            message: error.message,
+            retry_after_s: error.retry_after,
         }
     }
 }
@@ -93,9 +84,9 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(rejection: axum::extract::rejection::JsonRejection) -> Self {
         let status = rejection.status();
         let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            "too_large"
+            ErrorCode::TooLarge
         } else {
-            "invalid_request"
+            ErrorCode::InvalidRequest
         };
         Self::new(status, code, rejection.body_text())
     }
@@ -108,5 +99,9 @@ impl From<axum::extract::rejection::QueryRejection> for ApiError {
 }
 
 pub async fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        ErrorCode::NotFound,
+        "no such endpoint",
+    )
 }

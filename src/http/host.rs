@@ -4,6 +4,7 @@
 //! server answers to: a loopback name, the bound address (bound to a wildcard address: this
 //! machine's interface addresses and hostname), or one of `server.allowed_hosts`.
 
+use crate::wire::ErrorCode;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{Request, State};
@@ -177,7 +178,7 @@ pub async fn check_host(State(state): State<AppState>, request: Request, next: N
     tracing::debug!(host = %shown, path = %request.uri().path(), "refused a request for a foreign host");
     ApiError::new(
         StatusCode::MISDIRECTED_REQUEST,
-        "host_not_allowed",
+        ErrorCode::HostNotAllowed,
         format!(
             "host `{shown}` is not served here; add it to server.allowed_hosts if this server is \
              reached under that name"

@@ -6,6 +6,7 @@
 //!   "concurrent_turns"?}` → 201 with the new `key`, shown this once
 //! - `DELETE /api/keys/{name}`     revoke: its sessions end, its sockets close (4401)
 
+use crate::wire::ErrorCode;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -33,7 +34,7 @@ fn require_admin(caller: &Caller) -> Result<(), ApiError> {
     } else {
         Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "forbidden",
+            ErrorCode::Forbidden,
             "managing keys needs an admin key",
         ))
     }

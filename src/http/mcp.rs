@@ -3,6 +3,7 @@
 //! is answered here with JSON-RPC error -32601, so they fall back to `initialize` (2025-06-18
 //! or 2025-11-25), whatever rmcp's own discovery support does.
 
+use crate::wire::ErrorCode;
 use std::sync::Arc;
 
 use axum::Router;
@@ -65,7 +66,7 @@ async fn bind_session(sessions: Arc<McpSessions>, request: Request, next: Next) 
         let Ok(creating) = sessions.admit_new().await else {
             let mut refusal = ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "too_many_sessions",
+                ErrorCode::TooManySessions,
                 "the /mcp endpoint holds its maximum of sessions, all in use; retry shortly",
             );
             refusal.retry_after_s = Some(5);

@@ -1,6 +1,7 @@
 //! Browsers let any web page reach a loopback server, so requests that carry an `Origin`
 //! header must come from an allowed origin. Requests without one (CLIs, other servers) pass.
 
+use crate::wire::ErrorCode;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::Next;
@@ -33,7 +34,7 @@ pub async fn check_origin(State(state): State<AppState>, request: Request, next:
             }
             return ApiError::new(
                 StatusCode::FORBIDDEN,
-                "origin_not_allowed",
+                ErrorCode::OriginNotAllowed,
                 format!("origin `{origin}` is not in server.allowed_origins"),
             )
             .into_response();

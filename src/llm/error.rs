@@ -1,6 +1,7 @@
 //! `ProviderError`: every way a provider call fails, classified where it happens (by status code
 //! and transport error kind, never by message text), with a stable wire code.
 
+use crate::wire::ErrorCode;
 use std::time::Duration;
 
 /// Why a provider call failed. Messages never contain an API key.
@@ -77,18 +78,18 @@ pub const ERROR_KINDS: [&str; 11] = [
 
 impl ProviderError {
     /// The stable wire code.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::NotConfigured { .. } => "provider_not_configured",
-            Self::UnknownProvider(_) | Self::InvalidRequest { .. } => "invalid_request",
-            Self::RateLimited { .. } | Self::ProviderRateLimited { .. } => "rate_limited",
-            Self::Auth { .. } => "auth_error",
-            Self::ModelNotFound { .. } => "model_not_found",
-            Self::Unavailable { .. } => "provider_unavailable",
+            Self::NotConfigured { .. } => ErrorCode::ProviderNotConfigured,
+            Self::UnknownProvider(_) | Self::InvalidRequest { .. } => ErrorCode::InvalidRequest,
+            Self::RateLimited { .. } | Self::ProviderRateLimited { .. } => ErrorCode::RateLimited,
+            Self::Auth { .. } => ErrorCode::AuthError,
+            Self::ModelNotFound { .. } => ErrorCode::ModelNotFound,
+            Self::Unavailable { .. } => ErrorCode::ProviderUnavailable,
             Self::Timeout { .. }
             | Self::Connect { .. }
             | Self::Server { .. }
-            | Self::Stream { .. } => "provider_error",
+            | Self::Stream { .. } => ErrorCode::ProviderError,
         }
     }
 
@@ -144,5 +145,19 @@ impl ProviderError {
             Self::Unavailable { retry_after, .. } => Some(*retry_after),
             _ => None,
         }
+    }
+}
+
+impl crate::wire::WireFault for ProviderError {
+    fn code(&self) -> ErrorCode {
+        ProviderError::code(self)
+    }
+
+    fn retryable(&self) -> bool {
+        ProviderError::retryable(self)
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        ProviderError::retry_after(self)
     }
 }

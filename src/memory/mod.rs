@@ -11,6 +11,7 @@ pub mod mcp_server;
 pub mod reembed;
 pub mod tools;
 
+use crate::wire::{ErrorCode, WireFault};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -42,11 +43,11 @@ pub enum MemoryError {
 
 impl MemoryError {
     /// A stable code for the wire.
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::Invalid(_) | Self::Embed(EmbedError::NoWords) => "invalid_request",
+            Self::Invalid(_) | Self::Embed(EmbedError::NoWords) => ErrorCode::InvalidRequest,
             Self::Embed(EmbedError::Provider(e)) => e.code(),
-            Self::Embed(EmbedError::Dimensions { .. }) => "embedder_error",
+            Self::Embed(EmbedError::Dimensions { .. }) => ErrorCode::EmbedderError,
             Self::Store(e) => e.code(),
         }
     }
@@ -57,6 +58,16 @@ impl MemoryError {
             Self::Embed(e) => e.retryable(),
             Self::Store(e) => e.retryable(),
         }
+    }
+}
+
+impl WireFault for MemoryError {
+    fn code(&self) -> ErrorCode {
+        MemoryError::code(self)
+    }
+
+    fn retryable(&self) -> bool {
+        MemoryError::retryable(self)
     }
 }
 

@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::wire::{ErrorCode, WireFault};
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("no database {pool} connection became free within {waited:?}")]
@@ -69,15 +71,15 @@ pub enum StoreError {
 
 impl StoreError {
     /// A stable machine code for the wire (`/api`, WebSocket error frames).
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> ErrorCode {
         match self {
-            Self::PoolTimeout { .. } | Self::QueueFull { .. } => "busy",
-            Self::NotFound(_) => "not_found",
-            Self::AlreadyExists(_) => "already_exists",
-            Self::DuplicateRequest { .. } => "duplicate_request",
-            Self::InvalidInput(_) => "invalid_request",
-            Self::Closed => "unavailable",
-            _ => "internal",
+            Self::PoolTimeout { .. } | Self::QueueFull { .. } => ErrorCode::Busy,
+            Self::NotFound(_) => ErrorCode::NotFound,
+            Self::AlreadyExists(_) => ErrorCode::AlreadyExists,
+            Self::DuplicateRequest { .. } => ErrorCode::DuplicateRequest,
+            Self::InvalidInput(_) => ErrorCode::InvalidRequest,
+            Self::Closed => ErrorCode::Unavailable,
+            _ => ErrorCode::Internal,
         }
     }
 
@@ -107,5 +109,19 @@ impl StoreError {
             Self::Pool(_) | Self::Corrupt(_) => true,
             _ => false,
         }
+    }
+}
+
+impl WireFault for StoreError {
+    fn code(&self) -> ErrorCode {
+        StoreError::code(self)
+    }
+
+    fn retryable(&self) -> bool {
+        StoreError::retryable(self)
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        self.retryable().then_some(Duration::from_secs(1))
     }
 }

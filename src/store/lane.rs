@@ -387,7 +387,10 @@ mod tests {
             matches!(refused, Err(StoreError::QueueFull { .. })),
             "{refused:?}"
         );
-        assert_eq!(refused.err().map(|e| e.code()), Some("busy"));
+        assert_eq!(
+            refused.err().map(|e| e.code()),
+            Some(crate::wire::ErrorCode::Busy)
+        );
         release.send(()).expect("release");
         blocker.await.expect("join").expect("ran");
         for job in queued {

@@ -244,7 +244,10 @@ async fn server_errors_are_retried_then_reported() {
         matches!(error, ProviderError::Server { status: 503, .. }),
         "{error}"
     );
-    assert_eq!((error.code(), error.retryable()), ("provider_error", true));
+    assert_eq!(
+        (error.code().as_str(), error.retryable()),
+        ("provider_error", true)
+    );
     assert_eq!(
         fake.mock.requests().len(),
         3,
@@ -322,7 +325,7 @@ async fn a_slow_first_byte_times_out() {
     let (_, error) = collect(&provider(&config), ask("hi"))
         .await
         .expect_err("times out");
-    assert_eq!(error.code(), "provider_error");
+    assert_eq!(error.code().as_str(), "provider_error");
     assert!(error.to_string().contains("timed out"), "{error}");
 }
 
@@ -366,13 +369,13 @@ async fn auth_and_model_errors_are_not_retried_and_never_show_the_key() {
     fake.mock.push([Reply::status(401), Reply::status(404)]);
     let provider = provider(&entry(&fake.base_url));
     let (_, auth) = collect(&provider, ask("hi")).await.expect_err("401");
-    assert_eq!(auth.code(), "auth_error");
+    assert_eq!(auth.code().as_str(), "auth_error");
     assert!(
         auth.to_string().contains("FAKE_API_KEY") && !auth.to_string().contains(KEY),
         "{auth}"
     );
     let (_, missing) = collect(&provider, ask("hi")).await.expect_err("404");
-    assert_eq!(missing.code(), "model_not_found");
+    assert_eq!(missing.code().as_str(), "model_not_found");
     assert_eq!(fake.mock.requests().len(), 2);
     assert!(!format!("{provider:?}").contains(KEY));
     assert!(
@@ -397,7 +400,7 @@ async fn the_breaker_opens_after_repeated_outages_and_fails_fast() {
     let (_, error) = collect(&provider, ask("hi"))
         .await
         .expect_err("circuit open");
-    assert_eq!(error.code(), "provider_unavailable");
+    assert_eq!(error.code().as_str(), "provider_unavailable");
     assert_eq!(
         fake.mock.requests().len(),
         2,
@@ -448,7 +451,7 @@ async fn a_missing_key_means_not_configured_and_fallback_answers() {
     });
     let primary = providers.get("primary").expect("primary");
     let (_, error) = collect(primary, ask("hi")).await.expect_err("no key");
-    assert_eq!(error.code(), "provider_not_configured");
+    assert_eq!(error.code().as_str(), "provider_not_configured");
     assert!(error.to_string().contains("FAKE_API_KEY"), "{error}");
 
     let (answered, mut stream) = providers
@@ -552,13 +555,13 @@ async fn embedding_errors_and_empty_texts_are_clear() {
         .embed(&["ok".into(), "  ".into()])
         .await
         .expect_err("empty text");
-    assert_eq!(empty.code(), "invalid_request");
+    assert_eq!(empty.code().as_str(), "invalid_request");
     fake.mock.push([Reply::status(400)]);
     let refused = embedder
         .embed(&["x".into()])
         .await
         .expect_err("provider refused");
-    assert_eq!(refused.code(), "invalid_request");
+    assert_eq!(refused.code().as_str(), "invalid_request");
     assert!(
         embedder.embed(&["x".into()]).await.is_ok(),
         "the embedder goes on after an error"

@@ -22,6 +22,7 @@ pub use stats::{Rejection, SocketSnapshot, Sockets};
 use super::{ApiError, AppState, ConnectionSlot};
 use crate::auth::Caller;
 use crate::chat::MAX_FRAME_BYTES;
+use crate::wire::ErrorCode;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/ws/chat", get(upgrade))
@@ -47,8 +48,8 @@ async fn upgrade(
             let mut refusal = ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 match why {
-                    Rejection::ShuttingDown => "shutting_down",
-                    _ => "too_many_connections",
+                    Rejection::ShuttingDown => ErrorCode::ShuttingDown,
+                    _ => ErrorCode::TooManyConnections,
                 },
                 message,
             );

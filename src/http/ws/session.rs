@@ -3,6 +3,7 @@
 //! they still store what was answered. At shutdown the socket stops reading, lets its turns finish (up to
 //! `server.shutdown_timeout`), then closes with 1001.
 
+use crate::wire::ErrorCode;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -66,7 +67,7 @@ pub async fn run(socket: WebSocket, state: AppState, caller: Caller, _slot: Owne
                 Some(Ok(Message::Binary(_))) => {
                     let refusal = ServerFrame::error(
                         None,
-                        "invalid_request",
+                        ErrorCode::InvalidRequest,
                         "binary frames are not supported; send JSON text",
                         false,
                     );
@@ -142,7 +143,12 @@ impl Session {
         let limit = self.state.config.chat.websocket.max_message_size;
         if text.len() > limit {
             let message = format!("the frame has {} bytes; the limit is {limit}", text.len());
-            return self.refuse(&ServerFrame::error(None, "too_large", message, false));
+            return self.refuse(&ServerFrame::error(
+                None,
+                ErrorCode::TooLarge,
+                message,
+                false,
+            ));
         }
         match ClientFrame::parse(text) {
             Err(error) => self.refuse(&ServerFrame::refused(error)),
@@ -178,7 +184,7 @@ impl Session {
                     );
                     return self.refuse(&ServerFrame::error(
                         Some(request_id),
-                        "busy",
+                        ErrorCode::Busy,
                         message,
                         true,
                     ));
@@ -214,7 +220,7 @@ impl Session {
             let message = format!("no turn `{request_id}` is in flight on this connection");
             self.refuse(&ServerFrame::error(
                 Some(request_id),
-                "not_found",
+                ErrorCode::NotFound,
                 message,
                 false,
             ));
