@@ -11,8 +11,9 @@ use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::ChatService;
+use super::events::{Completion, NoticeCode, TurnEvent, TurnSink};
 use super::tokens::Encoding;
-use super::{ChatService, Outbox, ServerFrame};
 use crate::auth::Caller;
 use crate::llm::{ChatEvent, ChatMessage, ChatRequest, ChatStream, MessageRole, ToolCall, Usage};
 use crate::store::{ConversationId, MessageStatus, NewMessage, Role, StoredMessage};
@@ -32,7 +33,7 @@ pub struct Turn<'a> {
     pub model: Option<&'a str>,
     pub streaming: bool,
     pub encoding: Encoding,
-    pub out: &'a Outbox,
+    pub sink: &'a dyn TurnSink,
     pub cancel: &'a CancellationToken,
     pub started: Instant,
     pub first_token: AtomicBool,
@@ -94,22 +95,19 @@ impl ChatService {
             let stored = self.store_final(turn, &reply, &model, usage).await?;
             reply.end?;
             if !turn.streaming {
-                let _ = turn
-                    .out
-                    .send(&ServerFrame::text(turn.request_id, reply.text));
+                turn.sink.emit(TurnEvent::TextDelta(reply.text));
             }
-            let metadata = json!({
-                "conversation_id": turn.conversation,
-                "usage": usage,
-                "provider": provider.name(),
-                "model": model,
-                "tool_rounds": hops,
-                "tool_limit_reached": hops >= max_hops && max_hops > 0 && !tools.is_empty(),
-                "message_ids": {"user": turn.user.id, "assistant": stored.map(|m| m.id)},
-            });
-            let _ = turn
-                .out
-                .send(&ServerFrame::complete(turn.request_id, metadata));
+            turn.sink.emit(TurnEvent::Completed(Box::new(Completion {
+                conversation: turn.conversation.clone(),
+                user_message_id: turn.user.id,
+                assistant_message_id: stored.map(|m| m.id),
+                usage,
+                provider: Some(provider.name().to_string()),
+                model: Some(model),
+                tool_rounds: Some(hops),
+                tool_limit_reached: hops >= max_hops && max_hops > 0 && !tools.is_empty(),
+                replayed: false,
+            })));
             return Ok(());
         }
     }
@@ -148,8 +146,10 @@ impl ChatService {
         let message = format!(
             "the tool-call limit ({max_hops} rounds) was reached; the model answers without tools"
         );
-        let frame = ServerFrame::notice(turn.request_id, "tool_limit_reached", message);
-        let _ = turn.out.send(&frame);
+        turn.sink.emit(TurnEvent::Notice {
+            code: NoticeCode::ToolLimitReached,
+            message,
+        });
     }
 
     /// Forwards the provider's stream as frames until it ends, fails or is cancelled.
@@ -176,7 +176,7 @@ impl ChatService {
                     }
                     reply.text.push_str(&text);
                     if turn.streaming {
-                        let _ = turn.out.send(&ServerFrame::text(turn.request_id, text));
+                        turn.sink.emit(TurnEvent::TextDelta(text));
                     }
                 }
                 Some(Ok(ChatEvent::ToolCall(call))) => reply.tool_calls.push(call),

@@ -5,6 +5,7 @@
 mod actions;
 mod answer;
 mod context;
+mod events;
 mod fit;
 mod frames;
 mod in_flight;
@@ -28,6 +29,7 @@ use crate::mcp::McpHost;
 use crate::memory::MemoryService;
 use crate::stats::{Histogram, LatencySummary};
 use crate::store::Store;
+pub use events::{Completion, NoticeCode, TurnEvent, TurnSink};
 pub use fit::MAX_FRAME_BYTES;
 use in_flight::InFlight;
 pub use outbox::{Outbox, OutboxLimits, OutboxReceiver};

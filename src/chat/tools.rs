@@ -7,10 +7,11 @@
 use std::sync::atomic::Ordering;
 
 use futures::future::join_all;
-use serde_json::{Value, json};
+use serde_json::json;
 
+use super::ChatService;
 use super::answer::{Reply, Turn};
-use super::{ChatService, ServerFrame};
+use super::events::TurnEvent;
 use crate::llm::ToolSpec;
 use crate::llm::{ChatMessage, MessageRole, ToolCall};
 use crate::mcp::ToolOutcome;
@@ -56,13 +57,11 @@ impl ChatService {
         model: &str,
     ) -> Result<Vec<ChatMessage>, WireError> {
         for call in &reply.tool_calls {
-            let frame = ServerFrame::tool_execution(
-                turn.request_id,
-                call.arguments.clone(),
-                json!({"tool": call.name, "call_id": call.id, "status": "running",
-                       "arguments": arguments_value(call)}),
-            );
-            let _ = turn.out.send(&frame);
+            turn.sink.emit(TurnEvent::ToolCallStarted {
+                call_id: call.id.clone(),
+                tool: call.name.clone(),
+                arguments: call.arguments.clone(),
+            });
         }
         // Past the cap a call is not run: its result says so, and the model reads it.
         let cap = self.config.chat.service.max_tool_calls_per_reply;
@@ -90,9 +89,13 @@ impl ChatService {
             .tool_calls
             .fetch_add(outcomes.len() as u64, Ordering::Relaxed);
         for (call, outcome) in reply.tool_calls.iter().zip(&outcomes) {
-            let _ = turn
-                .out
-                .send(&finished_frame(turn.request_id, call, outcome));
+            turn.sink.emit(TurnEvent::ToolCallFinished {
+                call_id: call.id.clone(),
+                tool: call.name.clone(),
+                ok: outcome.ok,
+                summary: outcome.summary(),
+                took: outcome.took,
+            });
         }
         self.store_round(turn, reply, &outcomes, model).await?;
         if turn.cancel.is_cancelled() {
@@ -140,23 +143,4 @@ impl ChatService {
             .await?;
         Ok(())
     }
-}
-
-/// The arguments as JSON when they are, else the raw text.
-fn arguments_value(call: &ToolCall) -> Value {
-    serde_json::from_str(&call.arguments).unwrap_or_else(|_| Value::String(call.arguments.clone()))
-}
-
-fn finished_frame(request_id: &str, call: &ToolCall, outcome: &ToolOutcome) -> ServerFrame {
-    let took_ms = outcome.took.as_secs_f64() * 1000.0;
-    ServerFrame::tool_execution(
-        request_id,
-        outcome.summary(),
-        json!({
-            "tool": call.name,
-            "call_id": call.id,
-            "status": if outcome.ok { "ok" } else { "error" },
-            "duration_ms": (took_ms * 10.0).round() / 10.0,
-        }),
-    )
 }

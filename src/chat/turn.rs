@@ -4,13 +4,13 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use serde_json::json;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::answer::Turn;
+use super::events::{Completion, TurnEvent, TurnSink};
 use super::tokens::Encoding;
-use super::{ChatPayload, ChatService, Outbox, ServerFrame, context};
+use super::{ChatPayload, ChatService, context};
 use crate::auth::Caller;
 use crate::store::{ConversationId, MessageStatus, NewMessage, Role, StoreError, StoredMessage};
 use crate::wire::{ErrorCode, WireError};
@@ -25,7 +25,7 @@ enum Earlier {
 }
 
 impl ChatService {
-    /// Runs a turn to its end, sending its frames to `out`. `cancel` stops the provider
+    /// Runs a turn to its end, telling `sink` what happens. `cancel` stops the provider
     /// request; what was answered is still stored.
     #[tracing::instrument(skip_all, fields(request_id = %request_id))]
     pub async fn run_turn(
@@ -33,13 +33,13 @@ impl ChatService {
         caller: &Caller,
         request_id: &str,
         payload: ChatPayload,
-        out: &Outbox,
+        sink: &dyn TurnSink,
         cancel: &CancellationToken,
     ) {
         self.stats.started.fetch_add(1, Ordering::Relaxed);
         let started = Instant::now();
         let result = self
-            .turn_within_deadline(caller, request_id, payload, out, cancel, started)
+            .turn_within_deadline(caller, request_id, payload, sink, cancel, started)
             .await;
         // Its messages are stored: history search embeds them in the background.
         self.memory.turn_finished();
@@ -55,7 +55,7 @@ impl ChatService {
                     &self.stats.failed
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
-                let _ = out.send(&ServerFrame::failed(Some(request_id.into()), &error));
+                sink.emit(TurnEvent::Failed(error));
             }
         }
     }
@@ -67,13 +67,13 @@ impl ChatService {
         caller: &Caller,
         request_id: &str,
         payload: ChatPayload,
-        out: &Outbox,
+        sink: &dyn TurnSink,
         cancel: &CancellationToken,
         started: Instant,
     ) -> Result<(), WireError> {
         let deadline = self.config.chat.service.turn_timeout;
         let turn_cancel = cancel.child_token();
-        let work = self.turn(caller, request_id, payload, out, &turn_cancel, started);
+        let work = self.turn(caller, request_id, payload, sink, &turn_cancel, started);
         tokio::pin!(work);
         tokio::select! {
             result = &mut work => result,
@@ -98,7 +98,7 @@ impl ChatService {
         caller: &Caller,
         request_id: &str,
         payload: ChatPayload,
-        out: &Outbox,
+        sink: &dyn TurnSink,
         cancel: &CancellationToken,
         started: Instant,
     ) -> Result<(), WireError> {
@@ -139,7 +139,7 @@ impl ChatService {
             Err(StoreError::DuplicateRequest { .. }) => {
                 match self.earlier(caller, &conversation, request_id).await? {
                     Earlier::Answered(user, answer) => {
-                        self.replay(request_id, &user, &answer, out);
+                        self.replay(&user, &answer, sink);
                         return Ok(());
                     }
                     // Asked before but never answered in full (cancelled, failed, or the
@@ -149,8 +149,11 @@ impl ChatService {
             }
             Err(other) => return Err(other.into()),
         };
-        let meta = json!({"conversation_id": conversation, "user_message_id": user.id});
-        let _ = out.send(&ServerFrame::processing(request_id, meta));
+        sink.emit(TurnEvent::Accepted {
+            conversation: conversation.clone(),
+            user_message_id: user.id,
+            replayed: false,
+        });
 
         let candidates = repo
             .recent(&conversation, user.seq, room, MAX_HISTORY_ROWS)
@@ -168,7 +171,7 @@ impl ChatService {
                 .streaming
                 .unwrap_or(self.config.chat.service.streaming.enabled),
             encoding,
-            out,
+            sink,
             cancel,
             started,
             first_token: AtomicBool::new(false),
@@ -227,22 +230,31 @@ impl ChatService {
         })
     }
 
-    /// Sends a stored answer again, without calling a provider.
-    fn replay(&self, request_id: &str, user: &StoredMessage, answer: &StoredMessage, out: &Outbox) {
+    /// Tells a stored answer again, without calling a provider: the same events as a live
+    /// turn.
+    fn replay(&self, user: &StoredMessage, answer: &StoredMessage, sink: &dyn TurnSink) {
         self.stats.replayed.fetch_add(1, Ordering::Relaxed);
-        let conversation = &user.conversation_id;
-        let meta =
-            json!({"conversation_id": conversation, "user_message_id": user.id, "replayed": true});
-        let _ = out.send(&ServerFrame::processing(request_id, meta));
-        let _ = out.send(&ServerFrame::text(request_id, answer.content.clone()));
-        let metadata = json!({
-            "conversation_id": conversation,
-            "usage": answer.usage,
-            "model": answer.model,
-            "message_ids": {"user": user.id, "assistant": answer.id},
-            "replayed": true,
+        let conversation = user.conversation_id.clone();
+        sink.emit(TurnEvent::Accepted {
+            conversation: conversation.clone(),
+            user_message_id: user.id,
+            replayed: true,
         });
-        let _ = out.send(&ServerFrame::complete(request_id, metadata));
+        sink.emit(TurnEvent::TextDelta(answer.content.clone()));
+        sink.emit(TurnEvent::Completed(Box::new(Completion {
+            conversation,
+            user_message_id: user.id,
+            assistant_message_id: Some(answer.id),
+            usage: answer
+                .usage
+                .as_ref()
+                .and_then(|u| serde_json::from_value(u.clone()).ok()),
+            provider: None,
+            model: answer.model.clone(),
+            tool_rounds: None,
+            tool_limit_reached: false,
+            replayed: true,
+        })));
     }
 
     /// The conversation to resume (not read here: appending the user message fails with

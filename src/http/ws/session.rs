@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::close::{CloseReason, Closer};
+use super::render::SocketTurn;
 use super::writer::{self, Keepalive};
 use crate::auth::Caller;
 use crate::chat::{ClientFrame, Outbox, OutboxLimits, ServerFrame};
@@ -196,7 +197,11 @@ impl Session {
                     self.caller.clone(),
                 );
                 self.tasks.spawn(async move {
-                    chat.run_turn(&caller, &request_id, payload, &out, &token)
+                    let sink = SocketTurn {
+                        out,
+                        request_id: request_id.clone(),
+                    };
+                    chat.run_turn(&caller, &request_id, payload, &sink, &token)
                         .await;
                     turns
                         .lock()

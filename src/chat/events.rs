@@ -1,0 +1,83 @@
+//! What a turn tells its door, typed: the engine emits [`TurnEvent`]s to a [`TurnSink`]; each
+//! door (the WebSocket, the OpenAI-compatible API) renders them in its own wire format. A
+//! replayed answer produces the same events as a live one.
+//!
+//! Order: `Accepted` first (the user message is committed), then any number of `TextDelta`,
+//! `ToolCallStarted`, `ToolCallFinished` and `Notice`, and last exactly one of `Completed` or
+//! `Failed`. A turn refused before its message is stored emits `Failed` alone.
+
+use std::time::Duration;
+
+use crate::llm::Usage;
+use crate::store::ConversationId;
+use crate::wire::WireError;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum TurnEvent {
+    Accepted {
+        conversation: ConversationId,
+        user_message_id: i64,
+        /// The request was answered before: what follows comes from storage.
+        replayed: bool,
+    },
+    /// A piece of the answer, in order.
+    TextDelta(String),
+    ToolCallStarted {
+        call_id: String,
+        tool: String,
+        /// As the model wrote them (JSON, or not).
+        arguments: String,
+    },
+    ToolCallFinished {
+        call_id: String,
+        tool: String,
+        ok: bool,
+        /// A one-line summary of the result.
+        summary: String,
+        took: Duration,
+    },
+    Notice {
+        code: NoticeCode,
+        message: String,
+    },
+    Completed(Box<Completion>),
+    Failed(WireError),
+}
+
+/// Something to show that is neither answer text nor a tool call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NoticeCode {
+    /// `chat.service.max_tool_hops` rounds were used: the model answers without tools.
+    ToolLimitReached,
+}
+
+impl NoticeCode {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::ToolLimitReached => "tool_limit_reached",
+        }
+    }
+}
+
+/// A turn's end, its answer stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub conversation: ConversationId,
+    pub user_message_id: i64,
+    /// `None` when nothing was stored (an answer without text).
+    pub assistant_message_id: Option<i64>,
+    /// Summed over the turn's model calls, when the provider reported it.
+    pub usage: Option<Usage>,
+    /// The provider that answered; `None` for a replay (not stored).
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    /// Model ↔ tools rounds; `None` for a replay.
+    pub tool_rounds: Option<u32>,
+    pub tool_limit_reached: bool,
+    pub replayed: bool,
+}
+
+/// Where a turn's events go. Emitting never waits: a door buffers (bounded) or drops.
+pub trait TurnSink: Send + Sync {
+    fn emit(&self, event: TurnEvent);
+}

@@ -1,0 +1,215 @@
+//! The WebSocket door's rendering of a turn's events as frames (docs/protocol.md, "Server
+//! frames"). This is the one place turn frames are made; live and replayed turns go through it
+//! alike.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::chat::{Completion, Outbox, ServerFrame, TurnEvent, TurnSink};
+use crate::llm::Usage;
+use crate::store::ConversationId;
+
+/// A turn on a socket: its events become frames in the socket's outbox.
+pub struct SocketTurn {
+    pub out: Outbox,
+    pub request_id: String,
+}
+
+impl TurnSink for SocketTurn {
+    fn emit(&self, event: TurnEvent) {
+        self.out.send(&frame(&self.request_id, event));
+    }
+}
+
+/// `processing` metadata of the first frame.
+#[derive(Serialize)]
+struct Accepted<'a> {
+    conversation_id: &'a ConversationId,
+    user_message_id: i64,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    replayed: bool,
+}
+
+/// `complete` metadata.
+#[derive(Serialize)]
+struct Complete<'a> {
+    conversation_id: &'a ConversationId,
+    usage: Option<Usage>,
+    provider: Option<&'a str>,
+    model: Option<&'a str>,
+    tool_rounds: Option<u32>,
+    tool_limit_reached: bool,
+    message_ids: MessageIds,
+    replayed: bool,
+}
+
+#[derive(Serialize)]
+struct MessageIds {
+    user: i64,
+    assistant: Option<i64>,
+}
+
+/// `tool_execution` metadata.
+#[derive(Serialize)]
+struct ToolCall<'a> {
+    tool: &'a str,
+    call_id: &'a str,
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    arguments: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    duration_ms: Option<f64>,
+}
+
+pub fn frame(request_id: &str, event: TurnEvent) -> ServerFrame {
+    match event {
+        TurnEvent::Accepted {
+            conversation,
+            user_message_id,
+            replayed,
+        } => ServerFrame::processing(
+            request_id,
+            metadata(&Accepted {
+                conversation_id: &conversation,
+                user_message_id,
+                replayed,
+            }),
+        ),
+        TurnEvent::TextDelta(text) => ServerFrame::text(request_id, text),
+        TurnEvent::ToolCallStarted {
+            call_id,
+            tool,
+            arguments,
+        } => {
+            let parsed = serde_json::from_str(&arguments)
+                .unwrap_or_else(|_| Value::String(arguments.clone()));
+            let meta = metadata(&ToolCall {
+                tool: &tool,
+                call_id: &call_id,
+                status: "running",
+                arguments: Some(parsed),
+                duration_ms: None,
+            });
+            ServerFrame::tool_execution(request_id, arguments, meta)
+        }
+        TurnEvent::ToolCallFinished {
+            call_id,
+            tool,
+            ok,
+            summary,
+            took,
+        } => {
+            let took_ms = took.as_secs_f64() * 1000.0;
+            let meta = metadata(&ToolCall {
+                tool: &tool,
+                call_id: &call_id,
+                status: if ok { "ok" } else { "error" },
+                arguments: None,
+                duration_ms: Some((took_ms * 10.0).round() / 10.0),
+            });
+            ServerFrame::tool_execution(request_id, summary, meta)
+        }
+        TurnEvent::Notice { code, message } => {
+            ServerFrame::notice(request_id, code.as_str(), message)
+        }
+        TurnEvent::Completed(completion) => {
+            ServerFrame::complete(request_id, metadata(&complete(&completion)))
+        }
+        TurnEvent::Failed(error) => ServerFrame::failed(Some(request_id.into()), &error),
+    }
+}
+
+fn complete(done: &Completion) -> Complete<'_> {
+    Complete {
+        conversation_id: &done.conversation,
+        usage: done.usage,
+        provider: done.provider.as_deref(),
+        model: done.model.as_deref(),
+        tool_rounds: done.tool_rounds,
+        tool_limit_reached: done.tool_limit_reached,
+        message_ids: MessageIds {
+            user: done.user_message_id,
+            assistant: done.assistant_message_id,
+        },
+        replayed: done.replayed,
+    }
+}
+
+/// Serializing these plain structs cannot fail.
+fn metadata(value: &impl Serialize) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn id() -> ConversationId {
+        ConversationId::try_from("c1".to_string()).expect("id")
+    }
+
+    fn done(replayed: bool) -> TurnEvent {
+        TurnEvent::Completed(Box::new(Completion {
+            conversation: id(),
+            user_message_id: 1,
+            assistant_message_id: Some(2),
+            usage: None,
+            provider: (!replayed).then(|| "mock".to_string()),
+            model: Some("m".into()),
+            tool_rounds: (!replayed).then_some(0),
+            tool_limit_reached: false,
+            replayed,
+        }))
+    }
+
+    #[test]
+    fn live_and_replayed_completions_have_the_same_fields() {
+        let keys = |event| {
+            let frame = serde_json::to_value(frame("r", event)).expect("json");
+            let mut keys: Vec<String> = frame["chunk"]["metadata"]
+                .as_object()
+                .expect("metadata")
+                .keys()
+                .cloned()
+                .collect();
+            keys.sort();
+            keys
+        };
+        assert_eq!(keys(done(false)), keys(done(true)));
+        let live = serde_json::to_value(frame("r", done(false))).expect("json");
+        assert_eq!(live["status"], "complete");
+        assert_eq!(live["chunk"]["metadata"]["message_ids"]["assistant"], 2);
+        assert_eq!(live["chunk"]["metadata"]["provider"], "mock");
+    }
+
+    #[test]
+    fn tool_calls_render_as_tool_execution_frames() {
+        let started = serde_json::to_value(frame(
+            "r",
+            TurnEvent::ToolCallStarted {
+                call_id: "c".into(),
+                tool: "t".into(),
+                arguments: r#"{"x":1}"#.into(),
+            },
+        ))
+        .expect("json");
+        assert_eq!(started["chunk"]["type"], "tool_execution");
+        assert_eq!(started["chunk"]["metadata"]["status"], "running");
+        assert_eq!(started["chunk"]["metadata"]["arguments"]["x"], 1);
+        let finished = serde_json::to_value(frame(
+            "r",
+            TurnEvent::ToolCallFinished {
+                call_id: "c".into(),
+                tool: "t".into(),
+                ok: false,
+                summary: "boom".into(),
+                took: Duration::from_micros(1234),
+            },
+        ))
+        .expect("json");
+        assert_eq!(finished["chunk"]["metadata"]["status"], "error");
+        assert_eq!(finished["chunk"]["metadata"]["duration_ms"], 1.2);
+        assert_eq!(finished["chunk"]["data"], "boom");
+    }
+}
