@@ -102,15 +102,9 @@ impl ChatService {
         cancel: &CancellationToken,
         started: Instant,
     ) -> Result<(), WireError> {
-        // Past a quota nothing is stored and no provider is called.
+        // A model no provider offers, or a quota used up: nothing stored, no provider called.
+        let (provider, model) = self.choose_model(&payload)?;
         let _quota = caller.admit_turn()?;
-        let model = match &payload.model {
-            Some(model) => model.clone(),
-            None => self
-                .providers
-                .default_model(payload.provider.as_deref())?
-                .to_string(),
-        };
         let encoding = Encoding::for_model(&model);
         encoding.load().await;
         let current_tokens = encoding.count(&payload.text);
@@ -165,8 +159,8 @@ impl ChatService {
             request_id,
             conversation: &conversation,
             user: &user,
-            provider: payload.provider.as_deref(),
-            model: payload.model.as_deref(),
+            provider: provider.as_deref(),
+            model: payload.model.is_some().then_some(model.as_str()),
             streaming: payload
                 .streaming
                 .unwrap_or(self.config.chat.service.streaming.enabled),
@@ -177,6 +171,39 @@ impl ChatService {
             first_token: AtomicBool::new(false),
         };
         self.answer(&turn, messages).await
+    }
+
+    /// The provider and model of a turn: the payload's `provider` (its `model` must be one it
+    /// offers, `PROVIDER/` prefix allowed), else the provider `model` routes to
+    /// ([`crate::llm::Providers::route`]), else the active provider's model.
+    fn choose_model(
+        &self,
+        payload: &ChatPayload,
+    ) -> Result<(Option<String>, String), crate::llm::ProviderError> {
+        use crate::llm::ProviderError;
+        let Some(model) = &payload.model else {
+            let model = self.providers.default_model(payload.provider.as_deref())?;
+            return Ok((payload.provider.clone(), model.to_string()));
+        };
+        let Some(name) = &payload.provider else {
+            let (name, model) = self.providers.route(model)?;
+            return Ok((Some(name.to_string()), model));
+        };
+        let provider = self
+            .providers
+            .get(name)
+            .ok_or_else(|| ProviderError::UnknownProvider(name.clone()))?;
+        let bare = model
+            .strip_prefix(name.as_str())
+            .and_then(|rest| rest.strip_prefix('/'))
+            .unwrap_or(model);
+        if provider.accepts(bare) {
+            Ok((Some(name.clone()), bare.to_string()))
+        } else {
+            Err(ProviderError::ModelNotOffered {
+                model: model.clone(),
+            })
+        }
     }
 
     /// Tokens left for history once the system prompt and the current message are counted.

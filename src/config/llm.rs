@@ -66,6 +66,76 @@ pub struct ProviderConfig {
     pub x_title: Option<String>,
     pub http_client: HttpClientConfig,
     pub circuit_breaker: CircuitBreakerConfig,
+    /// The models a request may name for this provider (`/v1/chat/completions`, a chat's
+    /// `model`): a list (empty: just `model`), or `"*"` for any name (OpenRouter).
+    pub models: Models,
+}
+
+/// `models` of a provider entry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Models {
+    /// These names, and the provider's `model`.
+    #[default]
+    Configured,
+    Listed(Vec<String>),
+    /// Any name: the provider says whether it knows it.
+    Any,
+}
+
+impl Models {
+    /// Whether a request may name `model` for a provider whose own model is `configured`.
+    pub fn accepts(&self, model: &str, configured: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Configured => model == configured,
+            Self::Listed(names) => model == configured || names.iter().any(|n| n == model),
+        }
+    }
+
+    /// The names to list (`GET /v1/models`): the configured model first.
+    pub fn names<'a>(&'a self, configured: &'a str) -> Vec<&'a str> {
+        let mut names = vec![configured];
+        if let Self::Listed(listed) = self {
+            names.extend(
+                listed
+                    .iter()
+                    .map(String::as_str)
+                    .filter(|n| *n != configured),
+            );
+        }
+        names
+    }
+}
+
+impl Serialize for Models {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Configured => serializer.collect_seq(std::iter::empty::<&str>()),
+            Self::Listed(names) => names.serialize(serializer),
+            Self::Any => serializer.serialize_str("*"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Models {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Star(String),
+            Names(Vec<String>),
+        }
+        match Raw::deserialize(deserializer)
+            .map_err(|_| serde::de::Error::custom("expected a list of model names or \"*\""))?
+        {
+            Raw::Star(star) if star == "*" => Ok(Self::Any),
+            Raw::Star(other) => Err(serde::de::Error::custom(format!(
+                "expected a list of model names or \"*\" (got `{other}`)"
+            ))),
+            Raw::Names(names) if names.is_empty() => Ok(Self::Configured),
+            Raw::Names(names) => Ok(Self::Listed(names)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -115,6 +185,7 @@ impl ProviderConfig {
             x_title: None,
             http_client: HttpClientConfig::with_limits(conns, concurrent, rpm),
             circuit_breaker: CircuitBreakerConfig::default(),
+            models: Models::Configured,
         };
         match name {
             "openai" => ProviderConfig {
@@ -143,6 +214,8 @@ impl ProviderConfig {
             "openrouter" => ProviderConfig {
                 http_referer: Some("https://github.com/mcp-platform/mcp-platform".into()),
                 x_title: Some("mcp-platform".into()),
+                // OpenRouter routes hundreds of models: any name may be asked for.
+                models: Models::Any,
                 ..base(
                     "https://openrouter.ai/api/v1",
                     "openai/gpt-4o-mini",
@@ -250,6 +323,7 @@ struct RawProvider {
     x_title: Option<String>,
     http_client: RawHttpClient,
     circuit_breaker: RawCircuitBreaker,
+    models: Option<Models>,
 }
 
 impl RawProvider {
@@ -266,6 +340,7 @@ impl RawProvider {
             x_title: self.x_title.or(preset.x_title),
             http_client: self.http_client.resolve(&preset.http_client),
             circuit_breaker: self.circuit_breaker.resolve(&preset.circuit_breaker),
+            models: self.models.unwrap_or(preset.models),
         }
     }
 }

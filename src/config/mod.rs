@@ -24,7 +24,7 @@ pub use chat::{
     ServiceConfig, StreamingConfig, Synchronous, WebSocketConfig,
 };
 pub use llm::{
-    CircuitBreakerConfig, EmbeddingsConfig, HttpClientConfig, LlmConfig, ProviderConfig,
+    CircuitBreakerConfig, EmbeddingsConfig, HttpClientConfig, LlmConfig, Models, ProviderConfig,
 };
 pub use mcp::{McpConfig, McpServerConfig};
 pub use memory::{

@@ -194,3 +194,27 @@ fn durations_accept_seconds_and_humane_strings() {
         Duration::from_millis(1500)
     );
 }
+
+#[test]
+fn a_provider_lists_its_models_or_takes_any_name() {
+    let yaml = r#"
+llm:
+  active: local
+  providers:
+    local: {base_url: "http://127.0.0.1:1/v1", model: "small", api_key_env: null, models: ["big"]}
+    router: {base_url: "http://127.0.0.1:2/v1", model: "a/b", api_key_env: null, models: "*"}
+"#;
+    let config = parse(yaml).expect("valid");
+    let local = &config.llm.providers["local"];
+    assert_eq!(local.models, Models::Listed(vec!["big".into()]));
+    assert!(local.models.accepts("small", &local.model));
+    assert!(local.models.accepts("big", &local.model));
+    assert!(!local.models.accepts("huge", &local.model));
+    assert_eq!(config.llm.providers["router"].models, Models::Any);
+    let wrong = "llm:\n  providers:\n    local: {base_url: \"http://x/v1\", models: \"all\"}\n";
+    let error = error_of(wrong);
+    assert!(
+        error.contains("models") && error.contains("\"*\""),
+        "{error}"
+    );
+}

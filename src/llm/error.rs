@@ -34,6 +34,11 @@ pub enum ProviderError {
     InvalidRequest { provider: String, message: String },
     #[error("provider `{provider}` does not know model `{model}`")]
     ModelNotFound { provider: String, model: String },
+    #[error(
+        "no configured provider offers model `{model}` (name it as PROVIDER/MODEL, or add it to \
+         the provider's `models`; GET /v1/models lists them)"
+    )]
+    ModelNotOffered { model: String },
     #[error("provider `{provider}` is unavailable (circuit open after repeated failures)")]
     Unavailable {
         provider: String,
@@ -84,7 +89,7 @@ impl ProviderError {
             Self::UnknownProvider(_) | Self::InvalidRequest { .. } => ErrorCode::InvalidRequest,
             Self::RateLimited { .. } | Self::ProviderRateLimited { .. } => ErrorCode::RateLimited,
             Self::Auth { .. } => ErrorCode::AuthError,
-            Self::ModelNotFound { .. } => ErrorCode::ModelNotFound,
+            Self::ModelNotFound { .. } | Self::ModelNotOffered { .. } => ErrorCode::ModelNotFound,
             Self::Unavailable { .. } => ErrorCode::ProviderUnavailable,
             Self::Timeout { .. }
             | Self::Connect { .. }
@@ -101,7 +106,7 @@ impl ProviderError {
             Self::ProviderRateLimited { .. } => "provider_rate_limited",
             Self::Auth { .. } => "auth",
             Self::InvalidRequest { .. } => "invalid_request",
-            Self::ModelNotFound { .. } => "model_not_found",
+            Self::ModelNotFound { .. } | Self::ModelNotOffered { .. } => "model_not_found",
             Self::Unavailable { .. } => "unavailable",
             Self::Timeout { .. } => "timeout",
             Self::Connect { .. } => "connect",

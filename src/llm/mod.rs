@@ -97,6 +97,48 @@ impl Providers {
             .ok_or_else(|| ProviderError::UnknownProvider(name.to_string()))
     }
 
+    /// Which provider answers a request naming `model`: `PROVIDER/MODEL` when the text before
+    /// the first `/` names a configured provider, else a model of the active provider. The
+    /// provider must accept the name (`models`); no provider is called to find out.
+    pub fn route(&self, model: &str) -> Result<(&str, String), ProviderError> {
+        if let Some((prefix, rest)) = model.split_once('/')
+            && let Some((name, provider)) = self.by_name.get_key_value(prefix)
+        {
+            return if provider.accepts(rest) {
+                Ok((name.as_str(), rest.to_string()))
+            } else {
+                Err(ProviderError::ModelNotOffered {
+                    model: model.to_string(),
+                })
+            };
+        }
+        match self.by_name.get_key_value(self.active.as_str()) {
+            Some((name, provider)) if provider.accepts(model) => {
+                Ok((name.as_str(), model.to_string()))
+            }
+            _ => Err(ProviderError::ModelNotOffered {
+                model: model.to_string(),
+            }),
+        }
+    }
+
+    /// Every model a request may name: `PROVIDER/MODEL` for each provider's listed models,
+    /// and the active provider's bare names; `(id, provider, any)` where `any` says the
+    /// provider takes any name besides these.
+    pub fn model_ids(&self) -> Vec<(String, &str, bool)> {
+        let mut ids = Vec::new();
+        for (name, provider) in &self.by_name {
+            let (names, any) = provider.model_names();
+            for model in names {
+                if *name == self.active {
+                    ids.push((model.to_string(), name.as_str(), any));
+                }
+                ids.push((format!("{name}/{model}"), name.as_str(), any));
+            }
+        }
+        ids
+    }
+
     /// Sends `request` to `provider` (or the active one). If it cannot answer before its first
     /// event (circuit open, limits, outage, no key), the providers of `llm.fallback` are tried
     /// in order, each with its own configured model. Returns the provider that answered.
@@ -178,5 +220,61 @@ impl Providers {
     /// `/health` `cache_stats.embeddings`.
     pub fn cache_snapshot(&self) -> CacheSnapshot {
         self.cache.snapshot()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Models, ProviderConfig};
+
+    fn providers() -> Providers {
+        let mut local = ProviderConfig::preset("local");
+        local.base_url = "http://127.0.0.1:1/v1".into();
+        local.model = "small".into();
+        local.models = Models::Listed(vec!["big".into()]);
+        let mut router = ProviderConfig::preset("router");
+        router.base_url = "http://127.0.0.1:2/v1".into();
+        router.model = "openai/gpt-4o-mini".into();
+        router.models = Models::Any;
+        let config = LlmConfig {
+            active: "local".into(),
+            fallback: Vec::new(),
+            providers: [("local".into(), local), ("router".into(), router)].into(),
+            embeddings: EmbeddingsConfig::default(),
+        };
+        Providers::new(&config, |_| None)
+    }
+
+    #[test]
+    fn a_model_routes_by_provider_prefix_or_to_the_active_provider() {
+        let providers = providers();
+        assert_eq!(
+            providers.route("big").expect("listed"),
+            ("local", "big".into())
+        );
+        assert_eq!(
+            providers.route("local/small").expect("prefixed"),
+            ("local", "small".into())
+        );
+        assert_eq!(
+            providers.route("router/openai/gpt-4o").expect("any name"),
+            ("router", "openai/gpt-4o".into())
+        );
+        for refused in ["huge", "local/huge", "openai/gpt-4o"] {
+            let error = providers.route(refused).expect_err(refused);
+            assert_eq!(
+                error.code(),
+                crate::wire::ErrorCode::ModelNotFound,
+                "{refused}"
+            );
+        }
+        let ids: Vec<String> = providers.model_ids().into_iter().map(|m| m.0).collect();
+        assert!(ids.contains(&"small".into()) && ids.contains(&"local/big".into()));
+        assert!(ids.contains(&"router/openai/gpt-4o-mini".into()));
+        assert!(
+            !ids.contains(&"openai/gpt-4o-mini".into()),
+            "not the active provider's"
+        );
     }
 }

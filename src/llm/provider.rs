@@ -105,6 +105,17 @@ impl Provider {
         &self.config.model
     }
 
+    /// Whether a request may name `model` here (`models` of the entry).
+    pub fn accepts(&self, model: &str) -> bool {
+        self.config.models.accepts(model, &self.config.model)
+    }
+
+    /// The models to list: the configured one first; `any` when any name is accepted.
+    pub fn model_names(&self) -> (Vec<&str>, bool) {
+        let any = self.config.models == crate::config::Models::Any;
+        (self.config.models.names(&self.config.model), any)
+    }
+
     pub fn embedding_model(&self) -> Option<&str> {
         self.config.embedding_model.as_deref()
     }
