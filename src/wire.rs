@@ -76,6 +76,18 @@ impl ErrorCode {
         }
     }
 
+    /// The kind of error, in the vocabulary OpenAI's clients know (`error.type`).
+    pub const fn category(self) -> &'static str {
+        match self.http_status() {
+            400 | 404 | 409 | 413 | 421 => "invalid_request_error",
+            401 => "authentication_error",
+            403 => "permission_error",
+            429 => "rate_limit_error",
+            500 => "server_error",
+            _ => "api_error",
+        }
+    }
+
     /// The HTTP status a door answers with for this code.
     pub const fn http_status(self) -> u16 {
         match self {

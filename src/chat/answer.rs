@@ -15,7 +15,9 @@ use super::ChatService;
 use super::events::{Completion, NoticeCode, TurnEvent, TurnSink};
 use super::tokens::Encoding;
 use crate::auth::Caller;
-use crate::llm::{ChatEvent, ChatMessage, ChatRequest, ChatStream, MessageRole, ToolCall, Usage};
+use crate::llm::{
+    ChatEvent, ChatMessage, ChatRequest, ChatStream, FinishReason, MessageRole, ToolCall, Usage,
+};
 use crate::store::{ConversationId, MessageStatus, NewMessage, Role, StoredMessage};
 use crate::wire::{ErrorCode, WireError};
 
@@ -27,10 +29,12 @@ const HOP_LIMIT_NOTICE: &str = "The tool-call limit for this request is reached.
 pub struct Turn<'a> {
     pub caller: &'a Caller,
     pub request_id: &'a str,
-    pub conversation: &'a ConversationId,
-    pub user: &'a StoredMessage,
+    /// Where the turn is stored; `None` for an exchange whose history came with the request
+    /// (nothing is read or written).
+    pub record: Option<Record<'a>>,
     pub provider: Option<&'a str>,
     pub model: Option<&'a str>,
+    pub sampling: Sampling,
     pub streaming: bool,
     pub encoding: Encoding,
     pub sink: &'a dyn TurnSink,
@@ -39,11 +43,28 @@ pub struct Turn<'a> {
     pub first_token: AtomicBool,
 }
 
+/// The stored conversation of a turn and its committed user message.
+#[derive(Clone, Copy)]
+pub struct Record<'a> {
+    pub conversation: &'a ConversationId,
+    pub user: &'a StoredMessage,
+}
+
+/// Sampling a request sets for itself (unset: the provider's configured values).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sampling {
+    pub temperature: Option<f32>,
+    pub max_tokens: Option<u32>,
+    pub top_p: Option<f32>,
+}
+
 /// One model reply.
 pub struct Reply {
     pub text: String,
     pub tool_calls: Vec<ToolCall>,
     pub usage: Option<Usage>,
+    /// Why the model stopped, when it said.
+    pub finish: Option<FinishReason>,
     pub end: Result<(), WireError>,
 }
 
@@ -68,6 +89,9 @@ impl ChatService {
                 },
                 stream: turn.streaming,
                 model: turn.model.map(String::from),
+                temperature: turn.sampling.temperature,
+                max_tokens: turn.sampling.max_tokens,
+                top_p: turn.sampling.top_p,
                 ..ChatRequest::default()
             };
             let (provider, stream) = tokio::select! {
@@ -98,8 +122,9 @@ impl ChatService {
                 turn.sink.emit(TurnEvent::TextDelta(reply.text));
             }
             turn.sink.emit(TurnEvent::Completed(Box::new(Completion {
-                conversation: turn.conversation.clone(),
-                user_message_id: turn.user.id,
+                conversation: turn.record.map(|r| r.conversation.clone()),
+                user_message_id: turn.record.map(|r| r.user.id),
+                finish_reason: reply.finish.clone(),
                 assistant_message_id: stored.map(|m| m.id),
                 usage,
                 provider: Some(provider.name().to_string()),
@@ -121,6 +146,9 @@ impl ChatService {
         model: &str,
         usage: Option<Usage>,
     ) -> Result<Option<StoredMessage>, WireError> {
+        let Some(record) = turn.record else {
+            return Ok(None);
+        };
         if reply.end.is_err() && reply.text.is_empty() {
             return Ok(None);
         }
@@ -137,7 +165,7 @@ impl ChatService {
         let mut stored = self
             .store
             .conversations_of(turn.caller.owner())
-            .append(turn.conversation, vec![assistant])
+            .append(record.conversation, vec![assistant])
             .await?;
         Ok(stored.pop())
     }
@@ -158,6 +186,7 @@ impl ChatService {
             text: String::new(),
             tool_calls: Vec::new(),
             usage: None,
+            finish: None,
             end: Ok(()),
         };
         loop {
@@ -181,7 +210,7 @@ impl ChatService {
                 }
                 Some(Ok(ChatEvent::ToolCall(call))) => reply.tool_calls.push(call),
                 Some(Ok(ChatEvent::Usage(usage))) => reply.usage = Some(usage),
-                Some(Ok(ChatEvent::Finish(_))) => {}
+                Some(Ok(ChatEvent::Finish(reason))) => reply.finish = Some(reason),
                 Some(Err(error)) => {
                     reply.end = Err(error.into());
                     return reply;

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::llm::Usage;
+use crate::llm::{FinishReason, Usage};
 use crate::store::ConversationId;
 use crate::wire::WireError;
 
@@ -62,8 +62,11 @@ impl NoticeCode {
 /// A turn's end, its answer stored.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Completion {
-    pub conversation: ConversationId,
-    pub user_message_id: i64,
+    /// `None` for an exchange that is not stored.
+    pub conversation: Option<ConversationId>,
+    pub user_message_id: Option<i64>,
+    /// Why the model stopped its last reply, when it said.
+    pub finish_reason: Option<FinishReason>,
     /// `None` when nothing was stored (an answer without text).
     pub assistant_message_id: Option<i64>,
     /// Summed over the turn's model calls, when the provider reported it.

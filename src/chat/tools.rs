@@ -40,7 +40,7 @@ impl ChatService {
                 .call(&call.name, &call.arguments, turn.cancel)
                 .await;
         }
-        let conversation = Some(turn.conversation.as_str());
+        let conversation = turn.record.map(|r| r.conversation.as_str());
         let started = std::time::Instant::now();
         tokio::select! {
             outcome = memory_tools::call(&self.memory, turn.caller.id(), &call.name, &call.arguments, conversation) => outcome,
@@ -120,6 +120,9 @@ impl ChatService {
         outcomes: &[ToolOutcome],
         model: &str,
     ) -> Result<(), WireError> {
+        let Some(record) = turn.record else {
+            return Ok(());
+        };
         let mut assistant =
             NewMessage::new(Role::Assistant, reply.text.clone()).with_request_id(turn.request_id);
         assistant.tool_calls = Some(json!(reply.tool_calls));
@@ -139,7 +142,7 @@ impl ChatService {
         }
         self.store
             .conversations_of(turn.caller.owner())
-            .append(turn.conversation, batch)
+            .append(record.conversation, batch)
             .await?;
         Ok(())
     }

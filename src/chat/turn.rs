@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::answer::Turn;
+use super::answer::{Record, Sampling, Turn};
 use super::events::{Completion, TurnEvent, TurnSink};
 use super::tokens::Encoding;
 use super::{ChatPayload, ChatService, context};
@@ -157,8 +157,11 @@ impl ChatService {
         let turn = Turn {
             caller,
             request_id,
-            conversation: &conversation,
-            user: &user,
+            record: Some(Record {
+                conversation: &conversation,
+                user: &user,
+            }),
+            sampling: Sampling::default(),
             provider: provider.as_deref(),
             model: payload.model.is_some().then_some(model.as_str()),
             streaming: payload
@@ -269,8 +272,9 @@ impl ChatService {
         });
         sink.emit(TurnEvent::TextDelta(answer.content.clone()));
         sink.emit(TurnEvent::Completed(Box::new(Completion {
-            conversation,
-            user_message_id: user.id,
+            conversation: Some(conversation),
+            user_message_id: Some(user.id),
+            finish_reason: Some(crate::llm::FinishReason::Stop),
             assistant_message_id: Some(answer.id),
             usage: answer
                 .usage

@@ -26,6 +26,9 @@ struct Body<'a> {
 struct Detail<'a> {
     code: &'a str,
     message: &'a str,
+    /// The kind of error, as OpenAI's clients read it.
+    #[serde(rename = "type")]
+    kind: &'a str,
 }
 
 impl ApiError {
@@ -49,6 +52,7 @@ impl IntoResponse for ApiError {
             error: Detail {
                 code: self.code.as_str(),
                 message: &self.message,
+                kind: self.code.category(),
             },
         };
         let mut response = (self.status, Json(body)).into_response();

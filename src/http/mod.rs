@@ -11,6 +11,7 @@ mod listener;
 mod mcp;
 mod mcp_sessions;
 mod metrics;
+mod openai;
 mod origin;
 mod ws;
 
@@ -155,6 +156,7 @@ pub fn router(state: AppState) -> Router {
         .merge(keys::router())
         .merge(ws::router())
         .merge(mcp::router(&state))
+        .merge(openai::router())
         .fallback(error::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

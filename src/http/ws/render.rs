@@ -33,7 +33,7 @@ struct Accepted<'a> {
 /// `complete` metadata.
 #[derive(Serialize)]
 struct Complete<'a> {
-    conversation_id: &'a ConversationId,
+    conversation_id: Option<&'a ConversationId>,
     usage: Option<Usage>,
     provider: Option<&'a str>,
     model: Option<&'a str>,
@@ -45,7 +45,7 @@ struct Complete<'a> {
 
 #[derive(Serialize)]
 struct MessageIds {
-    user: i64,
+    user: Option<i64>,
     assistant: Option<i64>,
 }
 
@@ -121,7 +121,7 @@ pub fn frame(request_id: &str, event: TurnEvent) -> ServerFrame {
 
 fn complete(done: &Completion) -> Complete<'_> {
     Complete {
-        conversation_id: &done.conversation,
+        conversation_id: done.conversation.as_ref(),
         usage: done.usage,
         provider: done.provider.as_deref(),
         model: done.model.as_deref(),
@@ -151,8 +151,9 @@ mod tests {
 
     fn done(replayed: bool) -> TurnEvent {
         TurnEvent::Completed(Box::new(Completion {
-            conversation: id(),
-            user_message_id: 1,
+            conversation: Some(id()),
+            user_message_id: Some(1),
+            finish_reason: None,
             assistant_message_id: Some(2),
             usage: None,
             provider: (!replayed).then(|| "mock".to_string()),

@@ -1,0 +1,122 @@
+//! An exchange: a turn whose history comes with the request (the OpenAI-compatible door) and
+//! that nothing stores. The same engine as a chat turn: routing, quotas, limits, fallback,
+//! server-side tools and their rounds, the turn deadline, typed events to the door.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::ChatService;
+use super::answer::{Sampling, Turn};
+use super::events::{TurnEvent, TurnSink};
+use super::tokens::Encoding;
+use crate::auth::Caller;
+use crate::llm::ChatMessage;
+use crate::wire::{ErrorCode, WireError};
+
+/// What an exchange asks.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    /// The conversation so far, as the client sends it (system messages included).
+    pub messages: Vec<ChatMessage>,
+    /// As the client names it (`PROVIDER/MODEL` or a model of the active provider).
+    pub model: String,
+    pub stream: bool,
+    pub sampling: Sampling,
+}
+
+impl ChatService {
+    /// Runs an exchange to its end, telling `sink` what happens (its last event is `Completed`
+    /// or `Failed`). `cancel` stops it.
+    pub async fn run_exchange(
+        &self,
+        caller: &Caller,
+        id: &str,
+        exchange: Exchange,
+        sink: &dyn TurnSink,
+        cancel: &CancellationToken,
+    ) {
+        self.stats.started.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let deadline = self.config.chat.service.turn_timeout;
+        let turn_cancel = cancel.child_token();
+        let work = self.exchange(caller, id, exchange, sink, &turn_cancel, started);
+        tokio::pin!(work);
+        let result = tokio::select! {
+            result = &mut work => result,
+            () = tokio::time::sleep(deadline) => {
+                turn_cancel.cancel();
+                let _ = work.await;
+                Err(WireError::new(
+                    ErrorCode::TurnTimeout,
+                    format!("the request took longer than {} s (chat.service.turn_timeout)", deadline.as_secs_f32()),
+                    true,
+                ))
+            }
+        };
+        match result {
+            Ok(()) => {
+                self.stats.completed.fetch_add(1, Ordering::Relaxed);
+                self.stats.latency.record(started.elapsed());
+            }
+            Err(error) => {
+                let counter = if error.code == ErrorCode::Cancelled {
+                    &self.stats.cancelled
+                } else {
+                    &self.stats.failed
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                sink.emit(TurnEvent::Failed(error));
+            }
+        }
+    }
+
+    async fn exchange(
+        &self,
+        caller: &Caller,
+        id: &str,
+        exchange: Exchange,
+        sink: &dyn TurnSink,
+        cancel: &CancellationToken,
+        started: Instant,
+    ) -> Result<(), WireError> {
+        if exchange.messages.is_empty() {
+            return Err(WireError::new(
+                ErrorCode::InvalidRequest,
+                "messages must hold at least one message",
+                false,
+            ));
+        }
+        // A model no provider offers, or a quota used up: no provider is called.
+        let (provider, model) = self.providers.route(&exchange.model)?;
+        let provider = provider.to_string();
+        let _quota = caller.admit_turn()?;
+        let encoding = Encoding::for_model(&model);
+        encoding.load().await;
+        let mut messages = exchange.messages;
+        let system = &self.config.chat.service.system_prompt;
+        if !system.is_empty() && !messages.iter().any(is_system) {
+            messages.insert(0, ChatMessage::new(crate::llm::MessageRole::System, system));
+        }
+        let turn = Turn {
+            caller,
+            request_id: id,
+            record: None,
+            provider: Some(&provider),
+            model: Some(&model),
+            sampling: exchange.sampling,
+            streaming: exchange.stream,
+            encoding,
+            sink,
+            cancel,
+            started,
+            first_token: AtomicBool::new(false),
+        };
+        self.answer(&turn, messages).await
+    }
+}
+
+fn is_system(message: &ChatMessage) -> bool {
+    message.role == crate::llm::MessageRole::System
+}

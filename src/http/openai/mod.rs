@@ -1,0 +1,197 @@
+//! `/v1`: the OpenAI-compatible door. `POST /v1/chat/completions` (streamed or not) runs an
+//! exchange on the same engine as `/ws/chat` (routing, keys and quotas, limits, retries,
+//! fallback, breakers, and the server's MCP and memory tools run server-side); `GET /v1/models`
+//! lists the models a request may name. Stateless: the client sends the history.
+
+mod render;
+mod request;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use super::AppState;
+use crate::auth::Caller;
+use crate::chat::{TurnEvent, TurnSink};
+use crate::wire::{ErrorCode, WireError};
+use render::{Envelope, activity, error_body};
+use request::CompletionRequest;
+
+/// The largest request body read (a long history); larger → 413.
+const BODY_LIMIT: usize = 8 << 20;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/chat/completions", post(completions))
+        .route("/v1/models", get(models))
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+}
+
+/// A turn's events, handed to the response as they come.
+struct ChannelSink(mpsc::UnboundedSender<TurnEvent>);
+
+impl TurnSink for ChannelSink {
+    fn emit(&self, event: TurnEvent) {
+        let _ = self.0.send(event);
+    }
+}
+
+async fn completions(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    body: Result<Json<CompletionRequest>, JsonRejection>,
+) -> Response {
+    let request = match body {
+        Ok(Json(request)) => request,
+        Err(rejection) => {
+            let code = if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ErrorCode::TooLarge
+            } else {
+                ErrorCode::InvalidRequest
+            };
+            return failure(&WireError::new(code, rejection.body_text(), false));
+        }
+    };
+    let exchange = match request.exchange() {
+        Ok(exchange) => exchange,
+        Err(error) => return failure(&error),
+    };
+    let envelope = Envelope {
+        id: format!("chatcmpl-{}", uuid::Uuid::now_v7().simple()),
+        created: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+        model: request.model.clone(),
+    };
+    let (tx, mut events) = mpsc::unbounded_channel();
+    let cancel = CancellationToken::new();
+    let (chat, id, turn_cancel) = (state.chat.clone(), envelope.id.clone(), cancel.clone());
+    tokio::spawn(async move {
+        chat.run_exchange(&caller, &id, exchange, &ChannelSink(tx), &turn_cancel)
+            .await;
+    });
+    // The client leaving (this future or the body dropped) cancels the exchange.
+    let guard = cancel.drop_guard();
+    // Wait for the first event: an exchange refused at once (unknown model, quota, provider
+    // down after retries) is answered with its HTTP status, streamed or not.
+    let Some(first) = events.recv().await else {
+        return failure(&WireError::internal(
+            "an exchange ended without a last event",
+        ));
+    };
+    if let TurnEvent::Failed(error) = &first {
+        return failure(error);
+    }
+    if request.stream {
+        stream(envelope, first, events, guard, request.include_usage())
+    } else {
+        whole(&envelope, first, events).await
+    }
+}
+
+/// The answer as server-sent events.
+fn stream(
+    envelope: Envelope,
+    first: TurnEvent,
+    events: mpsc::UnboundedReceiver<TurnEvent>,
+    guard: DropGuard,
+    include_usage: bool,
+) -> Response {
+    let opening = envelope.opening() + &envelope.stream_event(first, include_usage);
+    let state = (events, envelope, guard, false);
+    let rest = futures::stream::unfold(
+        state,
+        move |(mut events, envelope, guard, ended)| async move {
+            if ended {
+                return None;
+            }
+            let event = events.recv().await?;
+            let last = matches!(event, TurnEvent::Completed(_) | TurnEvent::Failed(_));
+            let text = envelope.stream_event(event, include_usage);
+            Some((
+                Ok::<_, std::convert::Infallible>(Bytes::from(text)),
+                (events, envelope, guard, last),
+            ))
+        },
+    );
+    let body = futures::stream::once(async move { Ok(Bytes::from(opening)) }).chain(rest);
+    let mut response = Body::from_stream(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    response
+}
+
+/// The whole answer as one `chat.completion`.
+async fn whole(
+    envelope: &Envelope,
+    first: TurnEvent,
+    mut events: mpsc::UnboundedReceiver<TurnEvent>,
+) -> Response {
+    let mut text = String::new();
+    let mut tools: Vec<Value> = Vec::new();
+    let mut next = Some(first);
+    loop {
+        let event = match next.take() {
+            Some(event) => event,
+            None => match events.recv().await {
+                Some(event) => event,
+                None => break,
+            },
+        };
+        if let Some(step) = activity(&event) {
+            tools.push(step);
+            continue;
+        }
+        match event {
+            TurnEvent::TextDelta(piece) => text.push_str(&piece),
+            TurnEvent::Completed(done) => {
+                return Json(envelope.completion(&text, &done, &tools)).into_response();
+            }
+            TurnEvent::Failed(error) => return failure(&error),
+            _ => {}
+        }
+    }
+    failure(&WireError::internal(
+        "an exchange ended without a last event",
+    ))
+}
+
+/// An error in OpenAI's shape with the status its code maps to.
+fn failure(error: &WireError) -> Response {
+    let status =
+        StatusCode::from_u16(error.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut response = (status, Json(error_body(error))).into_response();
+    if let Some(seconds) = error.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+    }
+    response
+}
+
+/// `GET /v1/models`.
+async fn models(State(state): State<AppState>) -> Json<Value> {
+    let data: Vec<Value> = state
+        .providers
+        .model_ids()
+        .into_iter()
+        .map(|(id, provider, _)| {
+            json!({"id": id, "object": "model", "created": 0, "owned_by": provider})
+        })
+        .collect();
+    Json(json!({"object": "list", "data": data}))
+}
