@@ -26,7 +26,7 @@ pub fn calls(list: &[(&str, &str, Value)]) -> Reply {
 }
 
 /// The app with the test server as MCP server `test`, ready.
-async fn tool_app(edit: impl FnOnce(&mut mcp_platform::config::Config)) -> (TestApp, Fake) {
+pub async fn tool_app(edit: impl FnOnce(&mut mcp_platform::config::Config)) -> (TestApp, Fake) {
     let (app, fake) = chat_app(|config| {
         config
             .mcp

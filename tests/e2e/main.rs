@@ -20,6 +20,7 @@ mod mcp_limits;
 mod mcp_server;
 mod memory;
 mod no_silent_closes;
+mod openai_sdk;
 mod provider_limits;
 mod providers;
 mod python;
