@@ -8,11 +8,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::ChatService;
-use super::answer::{Sampling, Turn};
+use super::answer::{Record, Sampling, Turn};
 use super::events::{TurnEvent, TurnSink};
 use super::tokens::Encoding;
 use crate::auth::Caller;
-use crate::llm::ChatMessage;
+use crate::llm::{ChatMessage, MessageRole};
+use crate::store::{ConversationId, NewMessage, Role, StoredMessage};
 use crate::wire::{ErrorCode, WireError};
 
 /// What an exchange asks.
@@ -24,6 +25,9 @@ pub struct Exchange {
     pub model: String,
     pub stream: bool,
     pub sampling: Sampling,
+    /// Store the exchange (its last user message and the answer) in a conversation, so that it
+    /// appears in history and search: `Some(None)` creates one.
+    pub store_in: Option<Option<String>>,
 }
 
 impl ChatService {
@@ -94,6 +98,23 @@ impl ChatService {
         let _quota = caller.admit_turn()?;
         let encoding = Encoding::for_model(&model);
         encoding.load().await;
+        let stored = match &exchange.store_in {
+            Some(target) => Some(
+                self.store_exchange(caller, id, target.clone(), &exchange.messages, encoding)
+                    .await?,
+            ),
+            None => None,
+        };
+        if let Some((conversation, user)) = &stored {
+            sink.emit(TurnEvent::Accepted {
+                conversation: conversation.clone(),
+                user_message_id: user.id,
+                replayed: false,
+            });
+        }
+        let record = stored
+            .as_ref()
+            .map(|(conversation, user)| Record { conversation, user });
         let mut messages = exchange.messages;
         let system = &self.config.chat.service.system_prompt;
         if !system.is_empty() && !messages.iter().any(is_system) {
@@ -102,7 +123,7 @@ impl ChatService {
         let turn = Turn {
             caller,
             request_id: id,
-            record: None,
+            record,
             provider: Some(&provider),
             model: Some(&model),
             sampling: exchange.sampling,
@@ -114,6 +135,45 @@ impl ChatService {
             first_token: AtomicBool::new(false),
         };
         self.answer(&turn, messages).await
+    }
+}
+
+impl ChatService {
+    /// Stores the exchange's last message, the user's, in the conversation `target` (a new
+    /// one for `None`): the earlier messages are the client's copy of what is stored already.
+    async fn store_exchange(
+        &self,
+        caller: &Caller,
+        id: &str,
+        target: Option<String>,
+        messages: &[ChatMessage],
+        encoding: Encoding,
+    ) -> Result<(ConversationId, StoredMessage), WireError> {
+        let text = match messages.last() {
+            Some(last) if last.role == MessageRole::User => {
+                last.content.clone().unwrap_or_default()
+            }
+            _ => {
+                return Err(WireError::new(
+                    ErrorCode::InvalidRequest,
+                    "to store an exchange (X-Conversation-Id), its last message must be the user's",
+                    false,
+                ));
+            }
+        };
+        let repo = self.store.conversations_of(caller.owner());
+        let conversation = match target {
+            Some(id) => ConversationId::try_from(id)?,
+            None => repo.create(None).await?.id,
+        };
+        let mut user = NewMessage::new(Role::User, text).with_request_id(id);
+        user.token_count = encoding.count(user.content.as_str());
+        let stored = repo
+            .append(&conversation, vec![user])
+            .await?
+            .pop()
+            .ok_or_else(|| WireError::internal("the store returned no message for an append"))?;
+        Ok((conversation, stored))
     }
 }
 

@@ -110,3 +110,70 @@ async fn unknown_models_bad_keys_and_provider_429s_become_the_sdks_errors() {
     assert_eq!(allowed["text"], "with a key", "{allowed}");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_exchange_with_x_conversation_id_is_stored_and_continues_the_conversation() {
+    let (app, fake) = chat_app(|_| {}).await;
+    fake.mock
+        .push([Reply::text("First answer."), Reply::text("Second answer.")]);
+    let post = |conversation: &str, messages: Value| {
+        app.client
+            .post(app.url("/v1/chat/completions"))
+            .header("x-conversation-id", conversation)
+            .json(&json!({"model": "mock-model", "messages": messages}))
+            .send()
+    };
+    let first = post("new", json!([{"role": "user", "content": "one"}]))
+        .await
+        .expect("POST");
+    assert_eq!(first.status().as_u16(), 200);
+    let id = first.headers()["x-conversation-id"]
+        .to_str()
+        .expect("ascii")
+        .to_string();
+    let history = json!([
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": "First answer."},
+        {"role": "user", "content": "two"}
+    ]);
+    let second = post(&id, history).await.expect("POST");
+    assert_eq!(
+        second.headers()["x-conversation-id"].to_str().ok(),
+        Some(id.as_str())
+    );
+    let body: Value = second.json().await.expect("JSON");
+    assert_eq!(body["choices"][0]["message"]["content"], "Second answer.");
+    // Stored once each: the new user message and the answer, in order.
+    let stored: Vec<(String, String)> = app
+        .history(&id)
+        .await
+        .iter()
+        .map(|m| {
+            (
+                m["role"].as_str().unwrap_or_default().to_string(),
+                m["content"].as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    let expected = [
+        ("user", "one"),
+        ("assistant", "First answer."),
+        ("user", "two"),
+        ("assistant", "Second answer."),
+    ]
+    .map(|(r, c)| (r.to_string(), c.to_string()));
+    assert_eq!(stored, expected);
+    // An unknown conversation is 404, with nothing sent to the provider.
+    let before = chat_bodies(&fake).len();
+    let unknown = post(
+        "0193aaaa-0000-7000-8000-000000000000",
+        json!([{"role": "user", "content": "x"}]),
+    )
+    .await
+    .expect("POST");
+    assert_eq!(unknown.status().as_u16(), 404);
+    let error: Value = unknown.json().await.expect("JSON");
+    assert_eq!(error["error"]["code"], "not_found");
+    assert_eq!(chat_bodies(&fake).len(), before);
+    app.shutdown().await;
+}

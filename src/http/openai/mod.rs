@@ -11,7 +11,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
@@ -49,6 +49,7 @@ impl TurnSink for ChannelSink {
 async fn completions(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
     body: Result<Json<CompletionRequest>, JsonRejection>,
 ) -> Response {
     let request = match body {
@@ -62,7 +63,11 @@ async fn completions(
             return failure(&WireError::new(code, rejection.body_text(), false));
         }
     };
-    let exchange = match request.exchange() {
+    let store_in = match conversation_header(&headers) {
+        Ok(store_in) => store_in,
+        Err(error) => return failure(&error),
+    };
+    let exchange = match request.exchange(store_in) {
         Ok(exchange) => exchange,
         Err(error) => return failure(&error),
     };
@@ -84,19 +89,52 @@ async fn completions(
     let guard = cancel.drop_guard();
     // Wait for the first event: an exchange refused at once (unknown model, quota, provider
     // down after retries) is answered with its HTTP status, streamed or not.
-    let Some(first) = events.recv().await else {
-        return failure(&WireError::internal(
-            "an exchange ended without a last event",
-        ));
+    let mut stored_in = None;
+    let first = loop {
+        match events.recv().await {
+            None => {
+                return failure(&WireError::internal(
+                    "an exchange ended without a last event",
+                ));
+            }
+            Some(TurnEvent::Failed(error)) => return failure(&error),
+            // Stored: the user's message is committed in this conversation.
+            Some(TurnEvent::Accepted { conversation, .. }) => stored_in = Some(conversation),
+            Some(event) => break event,
+        }
     };
-    if let TurnEvent::Failed(error) = &first {
-        return failure(error);
-    }
-    if request.stream {
+    let mut response = if request.stream {
         stream(envelope, first, events, guard, request.include_usage())
     } else {
         whole(&envelope, first, events).await
+    };
+    if let Some(id) = stored_in
+        && let Ok(value) = HeaderValue::from_str(id.as_str())
+    {
+        response.headers_mut().insert(CONVERSATION_HEADER, value);
     }
+    response
+}
+
+/// Names the conversation an exchange is stored in: an id, or `new`.
+const CONVERSATION_HEADER: &str = "x-conversation-id";
+
+/// `X-Conversation-Id`: absent → stateless; `new` → a new conversation; else its id.
+fn conversation_header(headers: &HeaderMap) -> Result<Option<Option<String>>, WireError> {
+    let Some(value) = headers.get(CONVERSATION_HEADER) else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| {
+        WireError::new(
+            ErrorCode::InvalidRequest,
+            "X-Conversation-Id must be ASCII: an id, or `new`",
+            false,
+        )
+    })?;
+    let value = value.trim();
+    Ok(Some(
+        (!value.eq_ignore_ascii_case("new") && !value.is_empty()).then(|| value.to_string()),
+    ))
 }
 
 /// The answer as server-sent events.

@@ -91,8 +91,9 @@ impl CompletionRequest {
             .is_some_and(|o| o.include_usage)
     }
 
-    /// The exchange to run, or why this request cannot be served.
-    pub fn exchange(&self) -> Result<Exchange, WireError> {
+    /// The exchange to run (stored in a conversation when `store_in` says so), or why this
+    /// request cannot be served.
+    pub fn exchange(&self, store_in: Option<Option<String>>) -> Result<Exchange, WireError> {
         if self.n.is_some_and(|n| n != 1) {
             return Err(invalid("n: only one choice per request is supported"));
         }
@@ -129,6 +130,7 @@ impl CompletionRequest {
                 max_tokens: self.max_completion_tokens.or(self.max_tokens),
                 top_p: self.top_p,
             },
+            store_in,
         })
     }
 }
@@ -215,7 +217,7 @@ mod tests {
                     {"id": "c1", "type": "function", "function": {"name": "t", "arguments": "{}"}}]},
                 {"role": "tool", "tool_call_id": "c1", "content": "42"}
             ]}))
-        .exchange()
+        .exchange(None)
         .expect("valid");
         assert_eq!(exchange.messages.len(), 4);
         assert_eq!(exchange.messages[0].role, MessageRole::System);
@@ -228,7 +230,7 @@ mod tests {
 
     #[test]
     fn what_cannot_be_honoured_is_refused_clearly() {
-        let refused = |body: Value| request(body).exchange().expect_err("refused").message;
+        let refused = |body: Value| request(body).exchange(None).expect_err("refused").message;
         let user = json!([{"role": "user", "content": "hi"}]);
         assert!(refused(json!({"model": "m", "messages": user, "n": 2})).contains("n:"));
         assert!(
