@@ -25,9 +25,16 @@ pub struct Exchange {
     pub model: String,
     pub stream: bool,
     pub sampling: Sampling,
-    /// Store the exchange (its last user message and the answer) in a conversation, so that it
-    /// appears in history and search: `Some(None)` creates one.
-    pub store_in: Option<Option<String>>,
+    pub store_in: StoreIn,
+}
+
+/// Whether an exchange is stored (its last user message and the answer), so that it appears in
+/// history and search.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreIn {
+    Nothing,
+    NewConversation,
+    Conversation(String),
 }
 
 impl ChatService {
@@ -98,9 +105,14 @@ impl ChatService {
         let _quota = caller.admit_turn()?;
         let encoding = Encoding::for_model(&model);
         encoding.load().await;
-        let stored = match &exchange.store_in {
+        let target = match &exchange.store_in {
+            StoreIn::Nothing => None,
+            StoreIn::NewConversation => Some(None),
+            StoreIn::Conversation(id) => Some(Some(id.clone())),
+        };
+        let stored = match target {
             Some(target) => Some(
-                self.store_exchange(caller, id, target.clone(), &exchange.messages, encoding)
+                self.store_exchange(caller, id, target, &exchange.messages, encoding)
                     .await?,
             ),
             None => None,

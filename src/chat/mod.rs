@@ -32,7 +32,7 @@ use crate::stats::{Histogram, LatencySummary};
 use crate::store::Store;
 pub use answer::Sampling;
 pub use events::{Completion, NoticeCode, TurnEvent, TurnSink};
-pub use exchange::Exchange;
+pub use exchange::{Exchange, StoreIn};
 pub use fit::MAX_FRAME_BYTES;
 use in_flight::InFlight;
 pub use outbox::{Outbox, OutboxLimits, OutboxReceiver};

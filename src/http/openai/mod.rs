@@ -22,7 +22,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::AppState;
 use crate::auth::Caller;
-use crate::chat::{TurnEvent, TurnSink};
+use crate::chat::{StoreIn, TurnEvent, TurnSink};
 use crate::wire::{ErrorCode, WireError};
 use render::{Envelope, activity, error_body};
 use request::CompletionRequest;
@@ -89,7 +89,7 @@ async fn completions(
     let guard = cancel.drop_guard();
     // Wait for the first event: an exchange refused at once (unknown model, quota, provider
     // down after retries) is answered with its HTTP status, streamed or not.
-    let mut stored_in = None;
+    let mut conversation_id = None;
     let first = loop {
         match events.recv().await {
             None => {
@@ -99,7 +99,9 @@ async fn completions(
             }
             Some(TurnEvent::Failed(error)) => return failure(&error),
             // Stored: the user's message is committed in this conversation.
-            Some(TurnEvent::Accepted { conversation, .. }) => stored_in = Some(conversation),
+            Some(TurnEvent::Accepted { conversation, .. }) => {
+                conversation_id = Some(conversation);
+            }
             Some(event) => break event,
         }
     };
@@ -108,7 +110,7 @@ async fn completions(
     } else {
         whole(&envelope, first, events).await
     };
-    if let Some(id) = stored_in
+    if let Some(id) = conversation_id
         && let Ok(value) = HeaderValue::from_str(id.as_str())
     {
         response.headers_mut().insert(CONVERSATION_HEADER, value);
@@ -120,9 +122,9 @@ async fn completions(
 const CONVERSATION_HEADER: &str = "x-conversation-id";
 
 /// `X-Conversation-Id`: absent → stateless; `new` → a new conversation; else its id.
-fn conversation_header(headers: &HeaderMap) -> Result<Option<Option<String>>, WireError> {
+fn conversation_header(headers: &HeaderMap) -> Result<StoreIn, WireError> {
     let Some(value) = headers.get(CONVERSATION_HEADER) else {
-        return Ok(None);
+        return Ok(StoreIn::Nothing);
     };
     let value = value.to_str().map_err(|_| {
         WireError::new(
@@ -132,9 +134,11 @@ fn conversation_header(headers: &HeaderMap) -> Result<Option<Option<String>>, Wi
         )
     })?;
     let value = value.trim();
-    Ok(Some(
-        (!value.eq_ignore_ascii_case("new") && !value.is_empty()).then(|| value.to_string()),
-    ))
+    if value.eq_ignore_ascii_case("new") || value.is_empty() {
+        Ok(StoreIn::NewConversation)
+    } else {
+        Ok(StoreIn::Conversation(value.to_string()))
+    }
 }
 
 /// The answer as server-sent events.

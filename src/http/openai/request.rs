@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::chat::{Exchange, Sampling};
+use crate::chat::{Exchange, Sampling, StoreIn};
 use crate::llm::{ChatMessage, MessageRole, ToolCall};
 use crate::wire::{ErrorCode, WireError};
 
@@ -93,7 +93,7 @@ impl CompletionRequest {
 
     /// The exchange to run (stored in a conversation when `store_in` says so), or why this
     /// request cannot be served.
-    pub fn exchange(&self, store_in: Option<Option<String>>) -> Result<Exchange, WireError> {
+    pub fn exchange(&self, store_in: StoreIn) -> Result<Exchange, WireError> {
         if self.n.is_some_and(|n| n != 1) {
             return Err(invalid("n: only one choice per request is supported"));
         }
@@ -217,7 +217,7 @@ mod tests {
                     {"id": "c1", "type": "function", "function": {"name": "t", "arguments": "{}"}}]},
                 {"role": "tool", "tool_call_id": "c1", "content": "42"}
             ]}))
-        .exchange(None)
+        .exchange(StoreIn::Nothing)
         .expect("valid");
         assert_eq!(exchange.messages.len(), 4);
         assert_eq!(exchange.messages[0].role, MessageRole::System);
@@ -230,7 +230,12 @@ mod tests {
 
     #[test]
     fn what_cannot_be_honoured_is_refused_clearly() {
-        let refused = |body: Value| request(body).exchange(None).expect_err("refused").message;
+        let refused = |body: Value| {
+            request(body)
+                .exchange(StoreIn::Nothing)
+                .expect_err("refused")
+                .message
+        };
         let user = json!([{"role": "user", "content": "hi"}]);
         assert!(refused(json!({"model": "m", "messages": user, "n": 2})).contains("n:"));
         assert!(
