@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::auth::Auth;
+use crate::chat::ChatService;
 use crate::config::{Config, ConfigError, RetentionPolicy, ServerConfig};
 use crate::http::{self, AppState};
 use crate::llm::Providers;
@@ -114,7 +115,9 @@ pub async fn bind(server: &ServerConfig) -> Result<TcpListener, StartError> {
         .map_err(|source| StartError::Bind { addr, source })
 }
 
-/// A started application: the store is open and migrated; nothing is served yet.
+/// A started application: the store is open and migrated; nothing is served yet. The one
+/// place its parts are built, and the root of its shutdown: every long-lived part stops with
+/// `shutdown` (sockets drain on a child of it first, see [`App::serve`]).
 pub struct App {
     config: Arc<Config>,
     store: Store,
@@ -122,6 +125,9 @@ pub struct App {
     mcp: Arc<McpHost>,
     memory: Arc<MemoryService>,
     auth: Arc<Auth>,
+    chat: Arc<ChatService>,
+    sockets: Arc<http::Sockets>,
+    shutdown: CancellationToken,
     started: Instant,
 }
 
@@ -161,7 +167,8 @@ impl App {
         );
         check_auth(&config.server, &auth, &store).await?;
         let providers = Arc::new(Providers::new(&config.llm, &*env));
-        let mut mcp = McpHost::new(&config.mcp, mcp_servers, env);
+        let shutdown = CancellationToken::new();
+        let mut mcp = McpHost::new(&config.mcp, mcp_servers, env).within(&shutdown);
         if config.memory.tools {
             mcp.reserve_names(&memory_tools::NAMES);
         }
@@ -171,13 +178,29 @@ impl App {
             embedder,
             config.memory.clone(),
         ));
+        let config = Arc::new(config);
+        let mcp = Arc::new(mcp);
+        let chat = Arc::new(ChatService::new(
+            store.clone(),
+            providers.clone(),
+            mcp.clone(),
+            memory.clone(),
+            config.clone(),
+        ));
+        let sockets = Arc::new(http::Sockets::new(
+            config.chat.websocket.max_connections,
+            shutdown.child_token(),
+        ));
         Ok(Self {
-            config: Arc::new(config),
+            config,
             store,
             providers,
-            mcp: Arc::new(mcp),
+            mcp,
             memory,
             auth,
+            chat,
+            sockets,
+            shutdown,
             started,
         })
     }
@@ -246,7 +269,7 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let local = listener.local_addr()?;
-        let cancel = CancellationToken::new();
+        let cancel = self.shutdown.clone();
         let tasks = TaskTracker::new();
         self.spawn_background(&tasks, &cancel);
         // Build the tokenizer tables of the default model now rather than in the first turn.
@@ -261,6 +284,8 @@ impl App {
             mcp: self.mcp.clone(),
             memory: self.memory.clone(),
             auth: self.auth.clone(),
+            chat: self.chat.clone(),
+            sockets: self.sockets.clone(),
         };
         let state = AppState::new(services, self.started, local);
         let sockets = state.sockets.clone();
@@ -276,7 +301,7 @@ impl App {
             router,
             connections,
             self.config.server.http.clone(),
-            stop_accepting,
+            stop_accepting.clone(),
         );
         let mut server = tokio::spawn(server);
         log_ready(
@@ -307,11 +332,13 @@ impl App {
             tracing::warn!("WebSocket sessions still open after the shutdown deadline");
         }
         tracing::info!("sockets closed; no new connections, finishing HTTP requests");
-        cancel.cancel();
+        stop_accepting.cancel();
         if !server.is_finished() && tokio::time::timeout(deadline, &mut server).await.is_err() {
             tracing::warn!("connections still open at the shutdown deadline; closing them");
             server.abort();
         }
+        // Requests are done (their tools may have needed the MCP servers): the rest stops.
+        cancel.cancel();
         self.mcp.shutdown(Duration::from_secs(5)).await;
         tasks.close();
         if tokio::time::timeout(Duration::from_secs(5), tasks.wait())

@@ -1,21 +1,39 @@
 //! mcp-platform: a local-first MCP chat server in one process, one binary, one SQLite file.
 //!
-//! Data flows one way: a client reaches [`http`], which reads and writes through [`store`].
-//! Later parts (LLM providers, the WebSocket chat, the MCP host) slot in between.
+//! Requests flow one way, from the doors down to the store:
 //!
-//! - [`chat`]: a chat turn: context from the store, the provider's stream out as frames, the
-//!   answer stored.
-//! - [`app`]: start-up, serving on a bound listener, graceful shutdown, background tasks.
-//! - [`config`]: the typed `config.yaml` tree, `${VAR}` interpolation, validation by key path.
+//! ```text
+//! http (doors: /ws/chat, /v1, /api, /mcp, /health)  ─┐
+//!   └─ chat (the turn engine: typed events out)       │ auth (keys, sessions, quotas)
+//!        ├─ llm (providers)    ├─ mcp (MCP host)       │ wire (error codes)
+//!        └─ memory (sqlite-vec, embedders) ─ store (SQLite)
+//! ```
+//!
+//! - [`app`]: the one place the parts are built, serving on a bound listener, the shutdown
+//!   tree (sockets drain, HTTP requests finish, then everything else), background tasks.
+//! - [`http`]: the doors: the accept loop with its limits, the Host and Origin checks,
+//!   credentials, `/ws/chat` (frames rendered from turn events), `/v1` (the OpenAI-compatible
+//!   API), `/api` (REST), `/mcp` (the memory as an MCP server), `/health`, `/metrics`.
+//! - [`chat`]: the turn engine: a chat turn (context from the store, the answer stored) or an
+//!   exchange (history from the request), tool rounds, and the [`chat::TurnEvent`]s a door
+//!   renders.
 //! - [`llm`]: the LLM providers: HTTP clients, enforced limits, retries, circuit breakers,
-//!   stream parsing, fallback.
-//! - [`mock_provider`]: a scriptable OpenAI-compatible fake, for tests and load tests.
-//! - [`http`]: the axum router: `/health` and the conversations REST API, behind an Origin check.
+//!   stream parsing, fallback, model routing, embeddings.
+//! - [`mcp`]: the MCP host: servers from the `mcpServers` config, supervised; the tool
+//!   catalogue and calls.
+//! - [`memory`]: memories and history search on sqlite-vec, the embedders, the built-in
+//!   memory tools, the background indexer.
+//! - [`auth`]: API keys, browser sessions, roles, per-key quotas, the `keys` CLI.
 //! - [`store`]: SQLite in WAL mode behind reader and writer pools, a fair write gate,
-//!   migrations, and the repositories (conversations and messages).
+//!   migrations, and the repositories (conversations, messages, memories, principals).
+//! - [`wire`]: the error codes clients see, and the one place internals are masked.
+//! - [`config`]: the typed `config.yaml` tree, `${VAR}` interpolation, validation by key path.
+//! - [`loadtest`]: `mcp-platform loadtest`, a load client for `/ws/chat`.
+//! - [`mock_provider`]: a scriptable OpenAI-compatible fake, for tests and load tests.
 //! - [`stats`]: lock-free histograms and gauges the components keep for `/health`.
-//! - [`telemetry`]: logging as text or JSON.
-//! - [`wire`]: the error codes clients see, and where internals are masked.
+//! - [`process`]: the process's own figures (RSS, CPU, descriptors) and its open-files limit.
+//! - [`scrub`]: credentials found in text (logs, `/health`) and redacted.
+//! - [`telemetry`]: logging as text or JSON, scrubbed.
 pub mod app;
 pub mod auth;
 pub mod chat;

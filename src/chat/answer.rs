@@ -161,7 +161,7 @@ impl ChatService {
         };
         assistant.model = Some(model.to_string());
         assistant.usage = usage.map(|u| json!(u));
-        assistant.token_count = turn.encoding.count(&reply.text);
+        assistant.token_count = turn.encoding.count_long(&reply.text).await;
         let mut stored = self
             .store
             .conversations_of(turn.caller.owner())

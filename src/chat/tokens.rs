@@ -14,6 +14,9 @@ pub const PER_MESSAGE: u32 = 4;
 /// Tokens that prime the model's reply.
 pub const REPLY_PRIMING: u32 = 3;
 
+/// Texts from this many bytes are counted off the runtime's threads.
+const LONG_TEXT: usize = 64 << 10;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Encoding {
     O200kBase,
@@ -62,6 +65,18 @@ impl Encoding {
     pub fn count(self, text: &str) -> u32 {
         let tokens = self.bpe().encode_ordinary(text).len();
         u32::try_from(tokens).unwrap_or(u32::MAX)
+    }
+
+    /// Like [`Encoding::count`], on a blocking thread for a long text (counting a few
+    /// megabytes takes long enough to stall the other tasks of a runtime thread).
+    pub async fn count_long(self, text: &str) -> u32 {
+        if text.len() < LONG_TEXT {
+            return self.count(text);
+        }
+        let text = text.to_string();
+        tokio::task::spawn_blocking(move || self.count(&text))
+            .await
+            .unwrap_or(u32::MAX)
     }
 
     /// Builds the tables on a blocking thread if they are not built yet.

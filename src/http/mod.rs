@@ -104,6 +104,8 @@ pub struct Services {
     pub mcp: Arc<McpHost>,
     pub memory: Arc<MemoryService>,
     pub auth: Arc<Auth>,
+    pub chat: Arc<ChatService>,
+    pub sockets: Arc<Sockets>,
 }
 
 impl AppState {
@@ -115,20 +117,14 @@ impl AppState {
             mcp,
             memory,
             auth,
+            chat,
+            sockets,
         } = services;
         let allowed_origins = Arc::new(origin::allowed_origins(
             &config.server.allowed_origins,
             local.port(),
         ));
         let allowed_hosts = Arc::new(AllowedHosts::new(&config.server.allowed_hosts, local));
-        let chat = Arc::new(ChatService::new(
-            store.clone(),
-            providers.clone(),
-            mcp.clone(),
-            memory.clone(),
-            config.clone(),
-        ));
-        let sockets = Arc::new(Sockets::new(config.chat.websocket.max_connections));
         let connections = Arc::new(Connections::new(config.server.http.max_connections));
         let mcp_sessions = Arc::new(McpSessions::new(&config.server.mcp));
         Self {

@@ -106,6 +106,13 @@ impl McpHost {
         }
     }
 
+    /// Stops with `parent` (the application's shutdown), as well as on [`McpHost::shutdown`].
+    #[must_use]
+    pub fn within(mut self, parent: &CancellationToken) -> Self {
+        self.shutdown = parent.child_token();
+        self
+    }
+
     /// Names the catalogue never gives an MCP tool as is (the built-in tools'): a server's tool
     /// of such a name gets its server's prefix. Call before [`McpHost::start`].
     pub fn reserve_names(&mut self, names: &[&str]) {

@@ -124,11 +124,11 @@ async fn sockets_reading_a_frame_now_and_then_cost_only_themselves() {
         provider.http_client.pool_timeout = Duration::from_secs(10);
     })
     .await;
-    // Long answers (2.8 MB each: more than the kernel buffers for a client that does not read,
-    // about 1.4 MB on loopback; the clients' receive buffers are small). What they do not
-    // read waits on the server.
+    // Long answers (1.6 MB each: more than the kernel buffers for a client that does not
+    // read, under 600 KB with server.http.socket_send_buffer's default and the clients' small
+    // receive buffers). What they do not read waits on the server.
     let long = Reply::Text {
-        pieces: (0..700)
+        pieces: (0..400)
             .map(|i| format!("{i:04} {}", "lorem ipsum dolor sit amet ".repeat(150)))
             .collect(),
         first_byte_delay: Duration::ZERO,

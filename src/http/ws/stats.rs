@@ -80,7 +80,8 @@ pub struct ClosedByReason {
 }
 
 impl Sockets {
-    pub fn new(max: usize) -> Self {
+    /// `closing` is cancelled when shutdown begins (a child of the application's shutdown).
+    pub fn new(max: usize, closing: CancellationToken) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(max)),
             max,
@@ -93,7 +94,7 @@ impl Sockets {
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             refused_frames: AtomicU64::new(0),
-            closing: CancellationToken::new(),
+            closing,
             sessions: TaskTracker::new(),
         }
     }
