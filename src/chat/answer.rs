@@ -16,7 +16,8 @@ use super::events::{Completion, NoticeCode, TurnEvent, TurnSink};
 use super::tokens::Encoding;
 use crate::auth::Caller;
 use crate::llm::{
-    ChatEvent, ChatMessage, ChatRequest, ChatStream, FinishReason, MessageRole, ToolCall, Usage,
+    ChatEvent, ChatMessage, ChatRequest, ChatStream, FinishReason, MessageRole, ToolCall, ToolSpec,
+    Usage,
 };
 use crate::store::{ConversationId, MessageStatus, NewMessage, Role, StoredMessage};
 use crate::wire::{ErrorCode, WireError};
@@ -35,6 +36,11 @@ pub struct Turn<'a> {
     pub provider: Option<&'a str>,
     pub model: Option<&'a str>,
     pub sampling: Sampling,
+    /// Tools the client defined (the OpenAI door): offered with the server's, and a call to
+    /// one ends the turn with the call returned to the client.
+    pub client_tools: &'a [ToolSpec],
+    /// `false`: no tool is offered at all (`tool_choice: "none"`).
+    pub tools_allowed: bool,
     pub streaming: bool,
     pub encoding: Encoding,
     pub sink: &'a dyn TurnSink,
@@ -74,7 +80,14 @@ impl ChatService {
         turn: &Turn<'_>,
         mut messages: Vec<ChatMessage>,
     ) -> Result<(), WireError> {
-        let tools = self.offered_tools();
+        let mut tools = if turn.tools_allowed {
+            self.offered_tools()
+        } else {
+            Vec::new()
+        };
+        if turn.tools_allowed {
+            tools.extend(turn.client_tools.iter().cloned());
+        }
         let max_hops = self.config.chat.service.max_tool_hops;
         let mut usage: Option<Usage> = None;
         let mut hops = 0;
@@ -105,6 +118,11 @@ impl ChatService {
                     .spent(spent.prompt_tokens, spent.completion_tokens);
             }
             usage = add_usage(usage, reply.usage);
+            if offer_tools && reply.end.is_ok() && Self::calls_client(turn, &reply) {
+                return self
+                    .return_client_calls(turn, reply, &provider, &model, usage, hops)
+                    .await;
+            }
             if offer_tools && reply.end.is_ok() && !reply.tool_calls.is_empty() {
                 let results = self.tool_round(turn, &reply, &model).await?;
                 messages.push(assistant_with_calls(&reply));
@@ -131,6 +149,7 @@ impl ChatService {
                 model: Some(model),
                 tool_rounds: Some(hops),
                 tool_limit_reached: hops >= max_hops && max_hops > 0 && !tools.is_empty(),
+                client_tool_calls: Vec::new(),
                 replayed: false,
             })));
             return Ok(());
@@ -168,6 +187,64 @@ impl ChatService {
             .append(record.conversation, vec![assistant])
             .await?;
         Ok(stored.pop())
+    }
+
+    fn calls_client(turn: &Turn<'_>, reply: &Reply) -> bool {
+        reply
+            .tool_calls
+            .iter()
+            .any(|call| is_client_tool(turn, &call.name))
+    }
+
+    /// A reply that calls the client's tools ends the turn with those calls (finish reason
+    /// `tool_calls`); the server's calls of the same reply run first (their results do not
+    /// reach the client's history, so the model may call them again next time).
+    async fn return_client_calls(
+        &self,
+        turn: &Turn<'_>,
+        reply: Reply,
+        provider: &crate::llm::Provider,
+        model: &str,
+        usage: Option<Usage>,
+        hops: u32,
+    ) -> Result<(), WireError> {
+        let (client, server): (Vec<ToolCall>, Vec<ToolCall>) = reply
+            .tool_calls
+            .iter()
+            .cloned()
+            .partition(|call| is_client_tool(turn, &call.name));
+        if !server.is_empty() {
+            let server_reply = Reply {
+                text: String::new(),
+                tool_calls: server,
+                usage: None,
+                finish: None,
+                end: Ok(()),
+            };
+            self.tool_round(turn, &server_reply, model).await?;
+        }
+        let stored = if reply.text.is_empty() {
+            None
+        } else {
+            self.store_final(turn, &reply, model, usage).await?
+        };
+        if !turn.streaming && !reply.text.is_empty() {
+            turn.sink.emit(TurnEvent::TextDelta(reply.text));
+        }
+        turn.sink.emit(TurnEvent::Completed(Box::new(Completion {
+            conversation: turn.record.map(|r| r.conversation.clone()),
+            user_message_id: turn.record.map(|r| r.user.id),
+            finish_reason: Some(FinishReason::ToolCalls),
+            assistant_message_id: stored.map(|m| m.id),
+            usage,
+            provider: Some(provider.name().to_string()),
+            model: Some(model.to_string()),
+            tool_rounds: Some(hops),
+            tool_limit_reached: false,
+            client_tool_calls: client,
+            replayed: false,
+        })));
+        Ok(())
     }
 
     fn hop_limit_notice(turn: &Turn<'_>, max_hops: u32) {
@@ -218,6 +295,10 @@ impl ChatService {
             }
         }
     }
+}
+
+fn is_client_tool(turn: &Turn<'_>, name: &str) -> bool {
+    turn.client_tools.iter().any(|tool| tool.name == name)
 }
 
 fn assistant_with_calls(reply: &Reply) -> ChatMessage {

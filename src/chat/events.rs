@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::llm::{FinishReason, Usage};
+use crate::llm::{FinishReason, ToolCall, Usage};
 use crate::store::ConversationId;
 use crate::wire::WireError;
 
@@ -77,6 +77,8 @@ pub struct Completion {
     /// Model ↔ tools rounds; `None` for a replay.
     pub tool_rounds: Option<u32>,
     pub tool_limit_reached: bool,
+    /// Calls of tools the client defined, for the client to run (finish reason `tool_calls`).
+    pub client_tool_calls: Vec<ToolCall>,
     pub replayed: bool,
 }
 

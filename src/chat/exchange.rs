@@ -12,7 +12,7 @@ use super::answer::{Record, Sampling, Turn};
 use super::events::{TurnEvent, TurnSink};
 use super::tokens::Encoding;
 use crate::auth::Caller;
-use crate::llm::{ChatMessage, MessageRole};
+use crate::llm::{ChatMessage, MessageRole, ToolSpec};
 use crate::store::{ConversationId, NewMessage, Role, StoredMessage};
 use crate::wire::{ErrorCode, WireError};
 
@@ -26,6 +26,10 @@ pub struct Exchange {
     pub stream: bool,
     pub sampling: Sampling,
     pub store_in: StoreIn,
+    /// Tools the client defines (OpenAI's `tools`); their calls are returned to it.
+    pub client_tools: Vec<ToolSpec>,
+    /// `false` for `tool_choice: "none"`: no tool is offered.
+    pub tools_allowed: bool,
 }
 
 /// Whether an exchange is stored (its last user message and the answer), so that it appears in
@@ -92,6 +96,21 @@ impl ChatService {
         cancel: &CancellationToken,
         started: Instant,
     ) -> Result<(), WireError> {
+        if let Some(clash) = exchange
+            .client_tools
+            .iter()
+            .find(|tool| self.offered_tools().iter().any(|own| own.name == tool.name))
+        {
+            return Err(WireError::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "tools: `{}` is also a tool of this server (GET the catalogue in /health \
+                     mcp_stats); rename yours",
+                    clash.name
+                ),
+                false,
+            ));
+        }
         if exchange.messages.is_empty() {
             return Err(WireError::new(
                 ErrorCode::InvalidRequest,
@@ -139,6 +158,8 @@ impl ChatService {
             provider: Some(&provider),
             model: Some(&model),
             sampling: exchange.sampling,
+            client_tools: &exchange.client_tools,
+            tools_allowed: exchange.tools_allowed,
             streaming: exchange.stream,
             encoding,
             sink,

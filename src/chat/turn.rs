@@ -162,6 +162,8 @@ impl ChatService {
                 user: &user,
             }),
             sampling: Sampling::default(),
+            client_tools: &[],
+            tools_allowed: true,
             provider: provider.as_deref(),
             model: payload.model.is_some().then_some(model.as_str()),
             streaming: payload
@@ -284,6 +286,7 @@ impl ChatService {
             model: answer.model.clone(),
             tool_rounds: None,
             tool_limit_reached: false,
+            client_tool_calls: Vec::new(),
             replayed: true,
         })));
     }

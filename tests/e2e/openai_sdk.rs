@@ -177,3 +177,28 @@ async fn an_exchange_with_x_conversation_id_is_stored_and_continues_the_conversa
     assert_eq!(chat_bodies(&fake).len(), before);
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_call_of_the_clients_own_tool_is_returned_as_tool_calls() {
+    let (app, fake) = tool_app(|_| {}).await;
+    let weather = || calls(&[("call_w", "get_weather", json!({"city": "Paris"}))]);
+    fake.mock.push([weather(), weather()]);
+    let expected = json!([{"id": "call_w", "name": "get_weather",
+                           "arguments": json!({"city": "Paris"}).to_string()}]);
+    let whole = sdk(&app, "unused", "client_tool", "mock-model").await;
+    assert_eq!(whole["finish_reason"], "tool_calls", "{whole}");
+    assert_eq!(whole["calls"], expected);
+    let streamed = sdk(&app, "unused", "client_tool_stream", "mock-model").await;
+    assert_eq!(streamed["finish_reason"], "tool_calls", "{streamed}");
+    assert_eq!(streamed["calls"], expected);
+    // The model was offered the client's tool alongside the server's own.
+    let offered: Vec<String> = chat_bodies(&fake)[0]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["function"]["name"].as_str().map(String::from))
+        .collect();
+    assert!(offered.contains(&"get_weather".to_string()), "{offered:?}");
+    assert!(offered.contains(&"echo".to_string()), "{offered:?}");
+    app.shutdown().await;
+}

@@ -41,6 +41,40 @@ def main() -> None:
                 "usage": completion.usage.model_dump() if completion.usage else None,
                 "mcp_platform": extra,
             }
+        elif scenario in ("client_tool", "client_tool_stream"):
+            tools = [{
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "description": "The weather in a city",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+                },
+            }]
+            if scenario == "client_tool":
+                completion = client.chat.completions.create(
+                    model=model, messages=messages, tools=tools
+                )
+                choice = completion.choices[0]
+                calls = [
+                    {"id": c.id, "name": c.function.name, "arguments": c.function.arguments}
+                    for c in choice.message.tool_calls or []
+                ]
+                report = {"finish_reason": choice.finish_reason, "calls": calls,
+                          "content": choice.message.content}
+            else:
+                calls, finish = {}, None
+                for chunk in client.chat.completions.create(
+                    model=model, messages=messages, tools=tools, stream=True
+                ):
+                    for choice in chunk.choices:
+                        finish = choice.finish_reason or finish
+                        for call in choice.delta.tool_calls or []:
+                            entry = calls.setdefault(call.index, {"id": None, "name": "", "arguments": ""})
+                            entry["id"] = call.id or entry["id"]
+                            if call.function is not None:
+                                entry["name"] += call.function.name or ""
+                                entry["arguments"] += call.function.arguments or ""
+                report = {"finish_reason": finish, "calls": [calls[i] for i in sorted(calls)]}
         elif scenario == "models":
             report = {"ids": [m.id for m in client.models.list()]}
         else:

@@ -40,6 +40,8 @@ struct ChunkChoice {
 pub fn finish_reason(reason: Option<&FinishReason>) -> &'static str {
     match reason {
         Some(FinishReason::Length) => "length",
+        // Only when the client's own tools were called (the server's are answered already).
+        Some(FinishReason::ToolCalls) => "tool_calls",
         Some(FinishReason::ContentFilter) => "content_filter",
         // Tool calls were the server's own and have been answered: the answer is whole.
         _ => "stop",
@@ -119,7 +121,12 @@ impl Envelope {
     }
 
     fn closing(&self, done: &Completion, include_usage: bool) -> String {
-        let mut out = self.chunk(
+        let mut out = String::new();
+        if !done.client_tool_calls.is_empty() {
+            let calls = client_calls(done, true);
+            out.push_str(&self.chunk(json!({"tool_calls": calls}), None, None));
+        }
+        out += &self.chunk(
             json!({}),
             Some(finish_reason(done.finish_reason.as_ref())),
             None,
@@ -148,7 +155,7 @@ impl Envelope {
             "model": self.model,
             "choices": [{
                 "index": 0,
-                "message": {"role": "assistant", "content": text, "refusal": null},
+                "message": message(text, done),
                 "finish_reason": finish_reason(done.finish_reason.as_ref()),
                 "logprobs": null,
             }],
@@ -159,6 +166,34 @@ impl Envelope {
         }
         body
     }
+}
+
+/// The assistant message of a whole answer: text, and the client's tool calls if any.
+fn message(text: &str, done: &Completion) -> Value {
+    let mut message = json!({"role": "assistant", "content": text, "refusal": null});
+    if !done.client_tool_calls.is_empty() {
+        if text.is_empty() {
+            message["content"] = Value::Null;
+        }
+        message["tool_calls"] = client_calls(done, false);
+    }
+    message
+}
+
+/// `tool_calls` in OpenAI's form (streamed deltas carry an `index`).
+fn client_calls(done: &Completion, indexed: bool) -> Value {
+    done.client_tool_calls
+        .iter()
+        .enumerate()
+        .map(|(i, call)| {
+            let mut value = json!({"id": call.id, "type": "function",
+                                   "function": {"name": call.name, "arguments": call.arguments}});
+            if indexed {
+                value["index"] = json!(i);
+            }
+            value
+        })
+        .collect()
 }
 
 /// OpenAI's error object, `{"error": {"message", "type", "code", "param"}}`.

@@ -6,7 +6,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::chat::{Exchange, Sampling, StoreIn};
-use crate::llm::{ChatMessage, MessageRole, ToolCall};
+use crate::llm::{ChatMessage, MessageRole, ToolCall, ToolSpec};
 use crate::wire::{ErrorCode, WireError};
 
 #[derive(Debug, Deserialize)]
@@ -97,12 +97,13 @@ impl CompletionRequest {
         if self.n.is_some_and(|n| n != 1) {
             return Err(invalid("n: only one choice per request is supported"));
         }
-        if self.tools.as_ref().is_some_and(|tools| !tools.is_empty()) {
-            return Err(invalid(
-                "tools: tools defined by the client are not supported yet; the server offers \
-                 its own MCP and memory tools and runs them itself",
-            ));
-        }
+        let client_tools = self
+            .tools
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, tool)| client_tool(i, tool))
+            .collect::<Result<Vec<_>, _>>()?;
         if self
             .tool_choice
             .as_ref()
@@ -131,6 +132,8 @@ impl CompletionRequest {
                 top_p: self.top_p,
             },
             store_in,
+            client_tools,
+            tools_allowed: self.tool_choice.as_ref().and_then(Value::as_str) != Some("none"),
         })
     }
 }
@@ -179,6 +182,45 @@ impl InMessage {
             tool_call_id: self.tool_call_id.clone(),
         })
     }
+}
+
+/// A tool the client defines: `{"type": "function", "function": {"name", "description"?,
+/// "parameters"?}}`.
+fn client_tool(index: usize, tool: &Value) -> Result<ToolSpec, WireError> {
+    let function = tool
+        .get("function")
+        .filter(|_| tool.get("type").and_then(Value::as_str) == Some("function"))
+        .ok_or_else(|| {
+            invalid(format!(
+                "tools[{index}]: only `function` tools are supported"
+            ))
+        })?;
+    let name = function
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let valid = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !valid {
+        return Err(invalid(format!(
+            "tools[{index}].function.name must be 1 to 64 letters, digits, `_` or `-`"
+        )));
+    }
+    Ok(ToolSpec {
+        name: name.to_string(),
+        description: function
+            .get("description")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        parameters: function
+            .get("parameters")
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}})),
+    })
 }
 
 /// The text parts of a content array, joined; any other kind is refused (text only here).
@@ -240,7 +282,11 @@ mod tests {
         assert!(refused(json!({"model": "m", "messages": user, "n": 2})).contains("n:"));
         assert!(
             refused(json!({"model": "m", "messages": user, "tools": [{"type": "function"}]}))
-                .contains("tools:")
+                .contains("tools[0]")
+        );
+        assert!(
+            refused(json!({"model": "m", "messages": user, "tools": [{"type": "web_search"}]}))
+                .contains("only `function`")
         );
         assert!(
             refused(json!({"model": "m", "messages": [{"role": "user", "content": [{"type": "image_url"}]}]}))

@@ -160,6 +160,7 @@ mod tests {
             model: Some("m".into()),
             tool_rounds: (!replayed).then_some(0),
             tool_limit_reached: false,
+            client_tool_calls: Vec::new(),
             replayed,
         }))
     }
