@@ -3,6 +3,7 @@
 //! fallback, breakers, and the server's MCP and memory tools run server-side); `GET /v1/models`
 //! lists the models a request may name. Stateless: the client sends the history.
 
+mod handover;
 mod render;
 mod request;
 
@@ -17,12 +18,11 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::AppState;
 use crate::auth::Caller;
-use crate::chat::{StoreIn, TurnEvent, TurnSink};
+use crate::chat::{StoreIn, TurnEvent};
 use crate::wire::{ErrorCode, WireError};
 use render::{Envelope, activity, error_body};
 use request::CompletionRequest;
@@ -35,15 +35,6 @@ pub fn router() -> Router<AppState> {
         .route("/v1/chat/completions", post(completions))
         .route("/v1/models", get(models))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-}
-
-/// A turn's events, handed to the response as they come.
-struct ChannelSink(mpsc::UnboundedSender<TurnEvent>);
-
-impl TurnSink for ChannelSink {
-    fn emit(&self, event: TurnEvent) {
-        let _ = self.0.send(event);
-    }
 }
 
 async fn completions(
@@ -78,11 +69,11 @@ async fn completions(
             .map_or(0, |d| d.as_secs()),
         model: request.model.clone(),
     };
-    let (tx, mut events) = mpsc::unbounded_channel();
     let cancel = CancellationToken::new();
+    let (sender, mut events) = handover::channel(cancel.clone());
     let (chat, id, turn_cancel) = (state.chat.clone(), envelope.id.clone(), cancel.clone());
     tokio::spawn(async move {
-        chat.run_exchange(&caller, &id, exchange, &ChannelSink(tx), &turn_cancel)
+        chat.run_exchange(&caller, &id, exchange, &sender, &turn_cancel)
             .await;
     });
     // The client leaving (this future or the body dropped) cancels the exchange.
@@ -145,7 +136,7 @@ fn conversation_header(headers: &HeaderMap) -> Result<StoreIn, WireError> {
 fn stream(
     envelope: Envelope,
     first: TurnEvent,
-    events: mpsc::UnboundedReceiver<TurnEvent>,
+    events: handover::Receiver,
     guard: DropGuard,
     include_usage: bool,
 ) -> Response {
@@ -178,11 +169,7 @@ fn stream(
 }
 
 /// The whole answer as one `chat.completion`.
-async fn whole(
-    envelope: &Envelope,
-    first: TurnEvent,
-    mut events: mpsc::UnboundedReceiver<TurnEvent>,
-) -> Response {
+async fn whole(envelope: &Envelope, first: TurnEvent, mut events: handover::Receiver) -> Response {
     let mut text = String::new();
     let mut tools: Vec<Value> = Vec::new();
     let mut next = Some(first);
