@@ -85,6 +85,13 @@ struct LoadtestArgs {
     /// Hold this many idle connections and report the server's memory instead of chatting
     #[arg(long)]
     idle: Option<usize>,
+    /// The door to drive: ws (/ws/chat) or openai (/v1/chat/completions, streamed); --url stays
+    /// the server's ws:// address either way
+    #[arg(long, value_enum, default_value = "ws")]
+    api: loadtest::Api,
+    /// With --api openai: the model to ask for [default: the first of GET /v1/models]
+    #[arg(long)]
+    model: Option<String>,
     /// API key for a server that requires one (an admin key also gives the server's CPU and
     /// memory figures from /health) [env: MCPP_API_KEY]
     #[arg(long, env = "MCPP_API_KEY", hide_env_values = true)]
@@ -232,6 +239,8 @@ fn run_loadtest(args: LoadtestArgs) -> Result<bool, String> {
         slos,
         progress: true,
         key: args.key,
+        api: args.api,
+        model: args.model,
     };
     let report = runtime.block_on(loadtest::run(options))?;
     print_report(&report, &report.table(), args.json)?;

@@ -36,7 +36,7 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn error(&mut self, code: &str, progress: &Progress) {
+    pub(super) fn error(&mut self, code: &str, progress: &Progress) {
         *self.errors.entry(code.to_string()).or_default() += 1;
         progress.errors.fetch_add(1, Ordering::Relaxed);
     }

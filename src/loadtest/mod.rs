@@ -5,6 +5,7 @@
 //! the server's memory with them open and after they close.
 
 mod client;
+mod openai_client;
 pub mod profile;
 pub mod report;
 
@@ -48,6 +49,48 @@ pub struct Options {
     pub progress: bool,
     /// An API key for the sockets and `/health` (an admin key gives the server's figures).
     pub key: Option<String>,
+    /// Which door to drive.
+    pub api: Api,
+    /// `--api openai`: the model to ask for; by default the first of `GET /v1/models`.
+    pub model: Option<String>,
+}
+
+/// The door a load test drives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Api {
+    /// `/ws/chat`: one socket per client, the conversation kept by the server.
+    #[default]
+    Ws,
+    /// `/v1/chat/completions`, streamed: one kept-alive connection per client, the
+    /// conversation sent with each request.
+    Openai,
+}
+
+/// `ws://host:port/…` → `http://host:port/PATH`.
+fn http_url(ws_url: &str, path: &str) -> Result<String, String> {
+    let mut url = reqwest::Url::parse(&health_url(ws_url)?).map_err(|e| e.to_string())?;
+    url.set_path(path);
+    Ok(url.to_string())
+}
+
+/// The model an OpenAI-door run asks for: the one given, else the first the server lists.
+async fn model_to_ask(options: &Options, http: &reqwest::Client) -> Result<String, String> {
+    if let Some(model) = &options.model {
+        return Ok(model.clone());
+    }
+    let url = http_url(&options.url, "/v1/models")?;
+    let listed: Value = http
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?
+        .json()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    listed["data"][0]["id"]
+        .as_str()
+        .map(String::from)
+        .ok_or_else(|| format!("GET {url} lists no model: {listed}"))
 }
 
 /// An HTTP client that sends `key` as a bearer token on every request.
@@ -85,6 +128,13 @@ pub async fn run(options: Options) -> Result<Report, String> {
     let health = health_url(&options.url)?;
     let http = http_client(options.key.as_deref());
     let before = fetch_health(&http, &health).await;
+    let openai = match options.api {
+        Api::Ws => None,
+        Api::Openai => Some((
+            http_url(&options.url, "/v1/chat/completions")?,
+            model_to_ask(&options, &http).await?,
+        )),
+    };
     let progress = Arc::new(Progress::default());
     let stop = CancellationToken::new();
     let done = CancellationToken::new();
@@ -116,7 +166,16 @@ pub async fn run(options: Options) -> Result<Report, String> {
                 conversation_turns: plan.conversation_turns.max(1),
                 delay,
             };
-            tokio::spawn(async move { client::run(url, key, shape, stop, &progress).await })
+            let openai = openai.clone();
+            tokio::spawn(async move {
+                match openai {
+                    None => client::run(url, key, shape, stop, &progress).await,
+                    Some((url, model)) => {
+                        let target = openai_client::Target { url, key, model };
+                        openai_client::run(target, shape, stop, &progress).await
+                    }
+                }
+            })
         })
         .collect();
     let mut outcomes = Vec::with_capacity(tasks.len());

@@ -583,3 +583,41 @@ async fn loadtest_drives_a_server_reports_figures_and_judges_slos() {
     assert_one_clear_line(&stderr, "unknown SLO");
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn loadtest_drives_the_openai_door_too() {
+    let (app, fake) = crate::ws::chat_app(|_| {}).await;
+    let url = format!("ws://{}/ws/chat", app.addr);
+    let (code, stdout, stderr) = run_to_completion(&[
+        "loadtest",
+        "--url",
+        &url,
+        "--api",
+        "openai",
+        "--connections",
+        "3",
+        "--turns",
+        "4",
+        "--conversation-turns",
+        "2",
+        "--json",
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).expect("JSON report");
+    assert_eq!(report["turns_completed"], 12, "{report}");
+    assert_eq!(report["errors"], json!({}), "{report}");
+    assert!(report["ttft_ms"]["p99"].as_f64() > Some(0.0), "{report}");
+    // Each client sent its conversation so far: a second turn carries three messages, after
+    // the server's system prompt.
+    let longest = crate::chat_tools::chat_bodies(&fake)
+        .iter()
+        .map(|body| body["messages"].as_array().map_or(0, Vec::len))
+        .max();
+    assert_eq!(
+        longest,
+        Some(4),
+        "two turns per conversation, then a new one"
+    );
+    app.shutdown().await;
+}
