@@ -1,5 +1,6 @@
-//! `mcp-platform loadtest`: drives a running server's `/ws/chat` with many simulated clients
-//! (`client.rs`), prints live progress, and ends with turns/s, time to first token and turn
+//! `mcp-platform loadtest`: drives a running server's `/ws/chat` (`client.rs`) or, with
+//! `--api openai`, its `/v1/chat/completions` (`openai_client.rs`) with many simulated
+//! clients, prints live progress, and ends with turns/s, time to first token and turn
 //! latency percentiles, errors by code, the server's own CPU per turn and memory (from its
 //! `/health`), and the verdict of each SLO. `--idle N` holds N idle sockets instead and reports
 //! the server's memory with them open and after they close.
