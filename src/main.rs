@@ -92,6 +92,9 @@ struct LoadtestArgs {
     /// With --api openai: the model to ask for [default: the first of GET /v1/models]
     #[arg(long)]
     model: Option<String>,
+    /// With --api openai: store each conversation (X-Conversation-Id), as /ws/chat does
+    #[arg(long)]
+    store: bool,
     /// API key for a server that requires one (an admin key also gives the server's CPU and
     /// memory figures from /health) [env: MCPP_API_KEY]
     #[arg(long, env = "MCPP_API_KEY", hide_env_values = true)]
@@ -241,6 +244,7 @@ fn run_loadtest(args: LoadtestArgs) -> Result<bool, String> {
         key: args.key,
         api: args.api,
         model: args.model,
+        store: args.store,
     };
     let report = runtime.block_on(loadtest::run(options))?;
     print_report(&report, &report.table(), args.json)?;

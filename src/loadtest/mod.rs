@@ -54,6 +54,8 @@ pub struct Options {
     pub api: Api,
     /// `--api openai`: the model to ask for; by default the first of `GET /v1/models`.
     pub model: Option<String>,
+    /// `--api openai`: store each conversation (`X-Conversation-Id`), as `/ws/chat` does.
+    pub store: bool,
 }
 
 /// The door a load test drives.
@@ -168,11 +170,17 @@ pub async fn run(options: Options) -> Result<Report, String> {
                 delay,
             };
             let openai = openai.clone();
+            let store = options.store;
             tokio::spawn(async move {
                 match openai {
                     None => client::run(url, key, shape, stop, &progress).await,
                     Some((url, model)) => {
-                        let target = openai_client::Target { url, key, model };
+                        let target = openai_client::Target {
+                            url,
+                            key,
+                            model,
+                            store,
+                        };
                         openai_client::run(target, shape, stop, &progress).await
                     }
                 }

@@ -21,6 +21,9 @@ pub struct Target {
     pub url: String,
     pub key: Option<String>,
     pub model: String,
+    /// Send `X-Conversation-Id` (`new`, then the id the server returned): the exchanges are
+    /// stored as a chat turn's would be.
+    pub store: bool,
 }
 
 pub async fn run(
@@ -44,6 +47,7 @@ pub async fn run(
     };
     progress.connected.fetch_add(1, Ordering::Relaxed);
     let mut history: Vec<Value> = Vec::new();
+    let mut conversation: Option<String> = None;
     let mut ticks = shape.pace.map(|every| {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -53,6 +57,7 @@ pub async fn run(
     while shape.turns.is_none_or(|n| turn < n) && !stop.is_cancelled() {
         if turn % shape.conversation_turns == 0 {
             history.clear();
+            conversation = None;
         }
         if let Some(ticks) = ticks.as_mut() {
             tokio::select! {
@@ -62,9 +67,10 @@ pub async fn run(
         }
         history.push(json!({"role": "user", "content": format!("load test turn {turn}")}));
         let started = Instant::now();
-        let exchange = exchange(&http, &target, &history, started);
+        let exchange = exchange(&http, &target, &history, conversation.as_deref(), started);
         match tokio::time::timeout(TURN_TIMEOUT, exchange).await {
-            Ok(Ok((text, ttft))) => {
+            Ok(Ok((text, ttft, stored_in))) => {
+                conversation = conversation.or(stored_in);
                 history.push(json!({"role": "assistant", "content": text}));
                 if let Some(ttft) = ttft {
                     outcome.ttft.push(ttft);
@@ -88,22 +94,31 @@ pub async fn run(
     outcome
 }
 
-/// One streamed exchange: the answer's text and the time to its first content, or the
-/// error's code (`http_NNN` when the body names none).
+/// One streamed exchange: the answer's text, the time to its first content and the
+/// conversation it was stored in, or the error's code (`http_NNN` when the body names none).
 async fn exchange(
     http: &reqwest::Client,
     target: &Target,
     history: &[Value],
+    conversation: Option<&str>,
     started: Instant,
-) -> Result<(String, Option<Duration>), String> {
+) -> Result<(String, Option<Duration>, Option<String>), String> {
     let mut request = http.post(&target.url).json(&json!({
         "model": target.model, "stream": true, "messages": history,
     }));
     if let Some(key) = &target.key {
         request = request.bearer_auth(key);
     }
+    if target.store {
+        request = request.header("x-conversation-id", conversation.unwrap_or("new"));
+    }
     let response = request.send().await.map_err(|_| "connect".to_string())?;
     let status = response.status();
+    let stored_in = response
+        .headers()
+        .get("x-conversation-id")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
     if !status.is_success() {
         let body: Value = response.json().await.unwrap_or(Value::Null);
         return Err(code_of(&body).unwrap_or_else(|| format!("http_{}", status.as_u16())));
@@ -121,7 +136,7 @@ async fn exchange(
                 continue;
             };
             if data == "[DONE]" {
-                return Ok((text, ttft));
+                return Ok((text, ttft, stored_in));
             }
             let Ok(value) = serde_json::from_str::<Value>(data) else {
                 return Err("bad_frame".into());
