@@ -2,7 +2,7 @@
 //! that nothing stores. The same engine as a chat turn: routing, quotas, limits, fallback,
 //! server-side tools and their rounds, the turn deadline, typed events to the door.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -52,39 +52,11 @@ impl ChatService {
         sink: &dyn TurnSink,
         cancel: &CancellationToken,
     ) {
-        self.stats.started.fetch_add(1, Ordering::Relaxed);
-        let started = Instant::now();
-        let deadline = self.config.chat.service.turn_timeout;
-        let turn_cancel = cancel.child_token();
-        let work = self.exchange(caller, id, exchange, sink, &turn_cancel, started);
-        tokio::pin!(work);
-        let result = tokio::select! {
-            result = &mut work => result,
-            () = tokio::time::sleep(deadline) => {
-                turn_cancel.cancel();
-                let _ = work.await;
-                Err(WireError::new(
-                    ErrorCode::TurnTimeout,
-                    format!("the request took longer than {} s (chat.service.turn_timeout)", deadline.as_secs_f32()),
-                    true,
-                ))
-            }
-        };
-        match result {
-            Ok(()) => {
-                self.stats.completed.fetch_add(1, Ordering::Relaxed);
-                self.stats.latency.record(started.elapsed());
-            }
-            Err(error) => {
-                let counter = if error.code == ErrorCode::Cancelled {
-                    &self.stats.cancelled
-                } else {
-                    &self.stats.failed
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-                sink.emit(TurnEvent::Failed(error));
-            }
-        }
+        self.drive(sink, cancel, ("request", ""), async |cancel, started| {
+            self.exchange(caller, id, exchange, sink, cancel, started)
+                .await
+        })
+        .await;
     }
 
     async fn exchange(

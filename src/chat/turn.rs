@@ -36,13 +36,53 @@ impl ChatService {
         sink: &dyn TurnSink,
         cancel: &CancellationToken,
     ) {
-        self.stats.started.fetch_add(1, Ordering::Relaxed);
-        let started = Instant::now();
-        let result = self
-            .turn_within_deadline(caller, request_id, payload, sink, cancel, started)
-            .await;
+        self.drive(
+            sink,
+            cancel,
+            ("turn", "; what was answered is stored"),
+            async |cancel, started| {
+                self.turn(caller, request_id, payload, sink, cancel, started)
+                    .await
+            },
+        )
+        .await;
         // Its messages are stored: history search embeds them in the background.
         self.memory.turn_finished();
+    }
+
+    /// Runs `work` (a turn or an exchange, given its own cancel token and start) to its end at
+    /// `chat.service.turn_timeout`: cancelled then (what was answered is stored, as on any
+    /// cancel) and reported as `turn_timeout`. Records the figures and emits `Failed` on error.
+    /// `what` names the work and says what becomes of a timed-out answer.
+    pub(super) async fn drive(
+        &self,
+        sink: &dyn TurnSink,
+        cancel: &CancellationToken,
+        what: (&str, &str),
+        work: impl AsyncFnOnce(&CancellationToken, Instant) -> Result<(), WireError>,
+    ) {
+        self.stats.started.fetch_add(1, Ordering::Relaxed);
+        let started = Instant::now();
+        let deadline = self.config.chat.service.turn_timeout;
+        let turn_cancel = cancel.child_token();
+        let running = work(&turn_cancel, started);
+        tokio::pin!(running);
+        let result = tokio::select! {
+            result = &mut running => result,
+            () = tokio::time::sleep(deadline) => {
+                turn_cancel.cancel();
+                let _ = running.await;
+                let (noun, note) = what;
+                Err(WireError::new(
+                    ErrorCode::TurnTimeout,
+                    format!(
+                        "the {noun} took longer than {} s (chat.service.turn_timeout){note}",
+                        deadline.as_secs_f32()
+                    ),
+                    true,
+                ))
+            }
+        };
         match result {
             Ok(()) => {
                 self.stats.completed.fetch_add(1, Ordering::Relaxed);
@@ -56,39 +96,6 @@ impl ChatService {
                 };
                 counter.fetch_add(1, Ordering::Relaxed);
                 sink.emit(TurnEvent::Failed(error));
-            }
-        }
-    }
-
-    /// The turn, ended at `chat.service.turn_timeout`: cancelled then (what was answered is
-    /// stored, as on any cancel) and reported as `turn_timeout`.
-    async fn turn_within_deadline(
-        &self,
-        caller: &Caller,
-        request_id: &str,
-        payload: ChatPayload,
-        sink: &dyn TurnSink,
-        cancel: &CancellationToken,
-        started: Instant,
-    ) -> Result<(), WireError> {
-        let deadline = self.config.chat.service.turn_timeout;
-        let turn_cancel = cancel.child_token();
-        let work = self.turn(caller, request_id, payload, sink, &turn_cancel, started);
-        tokio::pin!(work);
-        tokio::select! {
-            result = &mut work => result,
-            () = tokio::time::sleep(deadline) => {
-                turn_cancel.cancel();
-                let _ = work.await;
-                Err(WireError::new(
-                    ErrorCode::TurnTimeout,
-                    format!(
-                        "the turn took longer than {} s (chat.service.turn_timeout); what was \
-                         answered is stored",
-                        deadline.as_secs_f32()
-                    ),
-                    true,
-                ))
             }
         }
     }
