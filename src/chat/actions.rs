@@ -1,4 +1,5 @@
-//! The conversation actions of the protocol: create, list (paged), history (paged), delete.
+//! The conversation actions of the protocol: create, list (paged), history (paged), update
+//! (title, system prompt), delete.
 //! Each answers with one `complete` frame whose `metadata` carries the data, or one `error`.
 
 use serde::Serialize;
@@ -9,7 +10,9 @@ use super::frames::{ConversationAction, GetHistory, ListConversations, SearchPay
 use super::{ChatService, ServerFrame};
 use crate::auth::Caller;
 use crate::memory::MemoryError;
-use crate::store::{Conversation, ConversationId, Page, StoreError, StoredMessage};
+use crate::store::{
+    Conversation, ConversationId, ConversationUpdate, Page, StoreError, StoredMessage,
+};
 use crate::wire::WireError;
 
 /// Search hits when the client names no `k`.
@@ -68,6 +71,17 @@ impl ChatService {
                     "next_cursor": next_cursor,
                 });
                 ServerFrame::result(request_id, "history", metadata)
+            }
+            ConversationAction::Update(update) => {
+                let id = ConversationId::try_from(update.conversation_id)?;
+                let change = ConversationUpdate {
+                    title: update.title,
+                    system_prompt: update.system_prompt,
+                };
+                let conversation = repo.update(&id, change).await?;
+                let metadata =
+                    json!({"conversation_id": conversation.id, "conversation": conversation});
+                ServerFrame::result(request_id, "conversation", metadata)
             }
             ConversationAction::Delete(delete) => {
                 let id = ConversationId::try_from(delete.conversation_id)?;

@@ -25,6 +25,9 @@ pub enum TurnEvent {
     ToolCallStarted {
         call_id: String,
         tool: String,
+        /// The MCP server that has the tool (`memory` for the built-in tools); `None` for a
+        /// tool no server has (the model made it up).
+        server: Option<String>,
         /// As the model wrote them (JSON, or not).
         arguments: String,
     },

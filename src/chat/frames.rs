@@ -25,10 +25,20 @@ pub enum ClientFrame {
         request_id: String,
         payload: SearchPayload,
     },
-    /// `new_conversation`, `list_conversations`, `get_history`, `delete_conversation`.
+    /// `new_conversation`, `list_conversations`, `get_history`, `update_conversation`,
+    /// `delete_conversation`.
     Conversations {
         request_id: String,
         action: ConversationAction,
+    },
+    /// `list_models`: the providers and the models each offers.
+    Models {
+        request_id: String,
+    },
+    /// `list_memories`, `delete_memory`: what the model stored with `memory_store`.
+    Memories {
+        request_id: String,
+        action: MemoryAction,
     },
 }
 
@@ -38,7 +48,45 @@ pub enum ConversationAction {
     New(NewConversation),
     List(ListConversations),
     History(GetHistory),
+    Update(UpdateConversation),
     Delete(DeleteConversation),
+}
+
+/// The memory actions, with their typed payloads.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MemoryAction {
+    List(ListMemories),
+    Delete(DeleteMemory),
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListMemories {
+    /// Newest first when absent; else the memories nearest the query, best first.
+    #[serde(default)]
+    pub query: Option<String>,
+    #[serde(default)]
+    pub limit: Option<u32>,
+    #[serde(default)]
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteMemory {
+    pub memory_id: i64,
+}
+
+/// Renames a conversation or sets its own system prompt; an absent field is kept, an empty
+/// one cleared.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateConversation {
+    pub conversation_id: String,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub system_prompt: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
@@ -109,7 +157,8 @@ pub struct FrameError {
 }
 
 const ACTIONS: &str = "chat, cancel, ping, new_conversation, list_conversations, get_history, \
-                       delete_conversation, search";
+                       update_conversation, delete_conversation, search, list_models, \
+                       list_memories, delete_memory";
 
 impl ClientFrame {
     pub fn parse(text: &str) -> Result<Self, FrameError> {
@@ -160,6 +209,20 @@ impl ClientFrame {
                 ));
             }
         };
+        Self::for_action(action, request_id, &object)
+    }
+
+    /// The typed frame of a known `action`, its payload checked.
+    fn for_action(
+        action: &str,
+        request_id: Option<String>,
+        object: &Map<String, Value>,
+    ) -> Result<Self, FrameError> {
+        let refuse = |request_id: Option<String>, code, message: String| FrameError {
+            request_id,
+            code,
+            message,
+        };
         let required = |id: Option<String>| {
             id.ok_or_else(|| {
                 refuse(
@@ -171,7 +234,7 @@ impl ClientFrame {
         };
         match action {
             "chat" => {
-                let payload = chat_payload(&object)
+                let payload = chat_payload(object)
                     .map_err(|m| refuse(request_id.clone(), ErrorCode::InvalidRequest, m))?;
                 Ok(Self::Chat {
                     request_id: required(request_id)?,
@@ -195,8 +258,23 @@ impl ClientFrame {
                     payload,
                 })
             }
-            "new_conversation" | "list_conversations" | "get_history" | "delete_conversation" => {
-                let action = conversation_action(action, &object)
+            "list_models" => Ok(Self::Models {
+                request_id: required(request_id)?,
+            }),
+            "list_memories" | "delete_memory" => {
+                let action = memory_action(action, object)
+                    .map_err(|m| refuse(request_id.clone(), ErrorCode::InvalidRequest, m))?;
+                Ok(Self::Memories {
+                    request_id: required(request_id)?,
+                    action,
+                })
+            }
+            "new_conversation"
+            | "list_conversations"
+            | "get_history"
+            | "update_conversation"
+            | "delete_conversation" => {
+                let action = conversation_action(action, object)
                     .map_err(|m| refuse(request_id.clone(), ErrorCode::InvalidRequest, m))?;
                 Ok(Self::Conversations {
                     request_id: required(request_id)?,
@@ -220,7 +298,15 @@ fn conversation_action(
         "new_conversation" => ConversationAction::New(optional_payload(object)?),
         "list_conversations" => ConversationAction::List(optional_payload(object)?),
         "get_history" => ConversationAction::History(required_payload(action, object)?),
+        "update_conversation" => ConversationAction::Update(required_payload(action, object)?),
         _ => ConversationAction::Delete(required_payload(action, object)?),
+    })
+}
+
+fn memory_action(action: &str, object: &Map<String, Value>) -> Result<MemoryAction, String> {
+    Ok(match action {
+        "list_memories" => MemoryAction::List(optional_payload(object)?),
+        _ => MemoryAction::Delete(required_payload(action, object)?),
     })
 }
 
@@ -237,9 +323,14 @@ fn required_payload<T: DeserializeOwned>(
     action: &str,
     object: &Map<String, Value>,
 ) -> Result<T, String> {
+    let field = if action == "delete_memory" {
+        "memory_id"
+    } else {
+        "conversation_id"
+    };
     let payload = object
         .get("payload")
-        .ok_or_else(|| format!("`{action}` needs a payload with conversation_id"))?;
+        .ok_or_else(|| format!("`{action}` needs a payload with {field}"))?;
     T::deserialize(payload).map_err(|e| format!("invalid payload: {e}"))
 }
 

@@ -4,6 +4,7 @@
 
 mod actions;
 mod answer;
+mod catalog;
 mod context;
 mod events;
 mod exchange;
@@ -21,7 +22,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 
 pub use frames::{
-    ChatPayload, ClientFrame, ConversationAction, FrameError, SearchPayload, ServerFrame,
+    ChatPayload, ClientFrame, ConversationAction, FrameError, MemoryAction, SearchPayload,
+    ServerFrame,
 };
 
 use crate::config::Config;

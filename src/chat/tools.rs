@@ -32,6 +32,17 @@ impl ChatService {
         specs
     }
 
+    /// The server that has the tool `name`: `memory` for the built-in tools.
+    fn server_of(&self, name: &str) -> Option<String> {
+        if self.memory.config().tools && memory_tools::NAMES.contains(&name) {
+            return Some("memory".into());
+        }
+        self.mcp
+            .catalogue()
+            .get(name)
+            .map(|tool| tool.server.clone())
+    }
+
     /// One call, to the built-in tool or the MCP server that has it.
     async fn call_tool(&self, turn: &Turn<'_>, call: &ToolCall) -> ToolOutcome {
         if !(self.memory.config().tools && memory_tools::NAMES.contains(&call.name.as_str())) {
@@ -60,6 +71,7 @@ impl ChatService {
             turn.sink.emit(TurnEvent::ToolCallStarted {
                 call_id: call.id.clone(),
                 tool: call.name.clone(),
+                server: self.server_of(&call.name),
                 arguments: call.arguments.clone(),
             });
         }

@@ -115,10 +115,21 @@ impl ChatService {
         let encoding = Encoding::for_model(&model);
         encoding.load().await;
         let current_tokens = encoding.count(&payload.text);
-        let room = self.room_for_history(current_tokens, encoding)?;
         let repo = self.store.conversations_of(caller.owner());
+        // A conversation's own system prompt replaces the configured one.
+        let own_prompt = match &payload.conversation_id {
+            Some(id) => {
+                repo.system_prompt(&ConversationId::try_from(id.clone())?)
+                    .await?
+            }
+            None => None,
+        };
+        let system_prompt = own_prompt
+            .as_deref()
+            .unwrap_or(&self.config.chat.service.system_prompt);
+        let room = self.room_for_history(system_prompt, current_tokens, encoding)?;
         let conversation = self
-            .conversation(caller, payload.conversation_id.clone())
+            .conversation(caller, payload.conversation_id.clone(), &payload.text)
             .await?;
         let Some(_claim) = self.in_flight.claim(&conversation, request_id) else {
             return Err(WireError::new(
@@ -160,7 +171,7 @@ impl ChatService {
             .recent(&conversation, user.seq, room, MAX_HISTORY_ROWS)
             .await?;
         let history = &candidates[context::first_kept(&candidates, room, encoding)..];
-        let messages = context::messages(&self.config.chat.service.system_prompt, history, &user);
+        let messages = context::messages(system_prompt, history, &user);
         let turn = Turn {
             caller,
             request_id,
@@ -219,13 +230,18 @@ impl ChatService {
     }
 
     /// Tokens left for history once the system prompt and the current message are counted.
-    fn room_for_history(&self, current: u32, encoding: Encoding) -> Result<u32, WireError> {
+    fn room_for_history(
+        &self,
+        system_prompt: &str,
+        current: u32,
+        encoding: Encoding,
+    ) -> Result<u32, WireError> {
         let service = &self.config.chat.service;
         let budget = service
             .context
             .max_tokens
             .saturating_sub(service.context.reserve_tokens);
-        let fixed = context::fixed_cost(&service.system_prompt, current, encoding);
+        let fixed = context::fixed_cost(system_prompt, current, encoding);
         context::room(fixed, budget).map_err(|too_large| {
             WireError::new(
                 ErrorCode::ContextTooLarge,
@@ -300,19 +316,69 @@ impl ChatService {
 
     /// The conversation to resume (not read here: appending the user message fails with
     /// `not_found` for an unknown id, one database round trip fewer per turn) or a new one.
+    /// The turn's conversation: the one named, or a new one titled from the first message.
     async fn conversation(
         &self,
         caller: &Caller,
         id: Option<String>,
+        text: &str,
     ) -> Result<ConversationId, WireError> {
         match id {
             Some(id) => Ok(ConversationId::try_from(id)?),
             None => Ok(self
                 .store
                 .conversations_of(caller.owner())
-                .create(None)
+                .create(Some(title_from(text)))
                 .await?
                 .id),
         }
+    }
+}
+
+/// Characters of a title taken from a first message.
+const TITLE_CHARS: usize = 60;
+
+/// A conversation's title from its first message: its first non-blank line, whitespace
+/// collapsed, cut at a word to [`TITLE_CHARS`] with an ellipsis.
+fn title_from(text: &str) -> String {
+    let line = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let whole = words.join(" ");
+    if whole.chars().count() <= TITLE_CHARS {
+        return whole;
+    }
+    let mut title = String::new();
+    for word in words {
+        let needed = title.chars().count() + usize::from(!title.is_empty()) + word.chars().count();
+        if needed > TITLE_CHARS - 1 {
+            break;
+        }
+        if !title.is_empty() {
+            title.push(' ');
+        }
+        title.push_str(word);
+    }
+    if title.is_empty() {
+        title = whole.chars().take(TITLE_CHARS - 1).collect();
+    }
+    title.push('…');
+    title
+}
+
+#[cfg(test)]
+mod tests {
+    use super::title_from;
+
+    #[test]
+    fn a_title_is_the_first_line_cut_at_a_word() {
+        assert_eq!(title_from("  \nPlan a trip\nto Rome"), "Plan a trip");
+        assert_eq!(title_from("a   b\tc"), "a b c");
+        let long = "word ".repeat(30);
+        let title = title_from(&long);
+        assert!(title.ends_with('…'), "{title}");
+        assert!(title.chars().count() <= 60, "{title}");
+        assert!(!title.contains(" …"), "{title}");
+        let unbroken = "x".repeat(100);
+        assert_eq!(title_from(&unbroken).chars().count(), 60);
     }
 }

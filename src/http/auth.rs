@@ -35,6 +35,24 @@ pub fn open_router() -> Router<AppState> {
         ))
 }
 
+/// `GET /api/session`: who the credentials (or the session cookie) belong to, for a page
+/// deciding whether to ask for a key. Behind [`require_caller`]: no credentials → 401.
+pub fn session_router() -> Router<AppState> {
+    Router::new().route("/api/session", axum::routing::get(session))
+}
+
+async fn session(
+    State(state): State<AppState>,
+    axum::Extension(caller): axum::Extension<Caller>,
+) -> Json<serde_json::Value> {
+    let role = if caller.is_admin() { "admin" } else { "user" };
+    Json(json!({
+        "name": caller.name(),
+        "role": role,
+        "auth_required": state.auth.required(),
+    }))
+}
+
 /// What the request presents: a bearer token first, else the session cookie.
 pub fn credential(headers: &HeaderMap) -> Credential<'_> {
     if let Some(value) = headers.get(header::AUTHORIZATION) {

@@ -13,6 +13,7 @@ mod mcp_sessions;
 mod metrics;
 mod openai;
 mod origin;
+mod page;
 mod ws;
 
 use std::net::SocketAddr;
@@ -149,6 +150,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     // Everything but the open routes needs a caller (credentials, or auth off).
     let protected = api::router()
+        .merge(auth::session_router())
         .merge(keys::router())
         .merge(ws::router())
         .merge(mcp::router(&state))
@@ -169,6 +171,7 @@ pub fn router(state: AppState) -> Router {
     // The Host check runs first, before any handler or upgrade, on every route.
     health::router()
         .merge(metrics::router())
+        .merge(page::router())
         .merge(guarded)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

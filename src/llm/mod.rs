@@ -85,6 +85,11 @@ impl Providers {
         self.by_name.get(name)
     }
 
+    /// Every configured provider, by name.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Provider>> {
+        self.by_name.values()
+    }
+
     pub fn active(&self) -> &str {
         &self.active
     }

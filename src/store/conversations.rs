@@ -2,7 +2,9 @@
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::model::{Conversation, ConversationId, NewMessage, Page, StoredMessage};
+use super::model::{
+    Conversation, ConversationId, ConversationUpdate, NewMessage, Page, StoredMessage,
+};
 use super::principals::Owner;
 use super::{Store, StoreError, history_cache, now_ms};
 
@@ -17,8 +19,8 @@ pub struct Conversations {
 }
 
 /// Conversation columns with the owner's name (`FROM conversations c JOIN principals p`).
-const CONVERSATION_COLUMNS: &str =
-    "c.id, c.title, c.created_at, c.updated_at, c.message_count, c.token_count, p.name";
+const CONVERSATION_COLUMNS: &str = "c.id, c.title, c.created_at, c.updated_at, c.message_count, c.token_count, p.name, \
+     c.system_prompt";
 const CONVERSATION_FROM: &str = "conversations c JOIN principals p ON p.id = c.owner_id";
 const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, role, content, tool_calls, tool_call_id, \
      request_id, status, token_count, model, usage, created_at";
@@ -59,7 +61,7 @@ impl Conversations {
                 let owner = tx
                     .prepare_cached("SELECT name FROM principals WHERE id = ?1")?
                     .query_row([owner], |row| row.get(0))?;
-                Ok(Conversation { id, title, created_at: now, updated_at: now, message_count: 0, token_count: 0, owner })
+                Ok(Conversation { id, title, created_at: now, updated_at: now, message_count: 0, token_count: 0, owner, system_prompt: None })
             })
             .await
     }
@@ -114,6 +116,53 @@ impl Conversations {
                     None
                 };
                 Ok(Page { items, next_cursor })
+            })
+            .await
+    }
+
+    /// Renames the conversation or sets its system prompt (see [`ConversationUpdate`]); the
+    /// conversation's activity time is unchanged, so renaming does not reorder a listing.
+    pub async fn update(
+        &self,
+        id: &ConversationId,
+        update: ConversationUpdate,
+    ) -> Result<Conversation, StoreError> {
+        let title = update.title.map(|t| t.trim().to_string());
+        let prompt = update.system_prompt;
+        super::model::check_title(title.as_deref())?;
+        super::model::check_system_prompt(prompt.as_deref())?;
+        let (id, owner) = (id.clone(), self.owner.filter());
+        self.store
+            .write(move |tx| {
+                let changed = tx
+                    .prepare_cached(
+                        "UPDATE conversations SET
+                           title = CASE WHEN ?3 IS NULL THEN title ELSE nullif(?3, '') END,
+                           system_prompt = CASE WHEN ?4 IS NULL THEN system_prompt
+                                                ELSE nullif(trim(?4), '') END
+                         WHERE id = ?1 AND (?2 IS NULL OR owner_id = ?2)",
+                    )?
+                    .execute(params![id.as_str(), owner, title, prompt])?;
+                if changed == 0 {
+                    return Err(StoreError::NotFound("conversation"));
+                }
+                find_conversation(tx, &id, owner)?.ok_or(StoreError::NotFound("conversation"))
+            })
+            .await
+    }
+
+    /// The conversation's own system prompt (`None`: the configured one).
+    pub async fn system_prompt(&self, id: &ConversationId) -> Result<Option<String>, StoreError> {
+        let (id, owner) = (id.clone(), self.owner.filter());
+        self.store
+            .read(move |conn| {
+                conn.prepare_cached(
+                    "SELECT system_prompt FROM conversations
+                     WHERE id = ?1 AND (?2 IS NULL OR owner_id = ?2)",
+                )?
+                .query_row(params![id.as_str(), owner], |row| row.get(0))
+                .optional()?
+                .ok_or(StoreError::NotFound("conversation"))
             })
             .await
     }
@@ -412,6 +461,7 @@ fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<Conversation> {
         message_count: row.get(4)?,
         token_count: row.get(5)?,
         owner: row.get(6)?,
+        system_prompt: row.get(7)?,
     })
 }
 

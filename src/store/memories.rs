@@ -8,6 +8,7 @@
 use rusqlite::{Connection, Transaction, params, params_from_iter};
 use serde::Serialize;
 
+use super::model::Page;
 use super::principals::PrincipalId;
 use super::vectors::{self, MemoryCounts, Vector, to_blob};
 use super::{Store, StoreError, now_ms};
@@ -137,6 +138,34 @@ impl Memories {
         let owner = self.owner;
         self.store
             .read(move |conn| find_memories(conn, owner, &blob, k, &tags, conversation.as_deref()))
+            .await
+    }
+
+    /// The newest `limit` memories (at most 200), before the memory id `before` if given;
+    /// `next_cursor` is the id to pass as `before` for the next page.
+    pub async fn list(&self, limit: u32, before: Option<i64>) -> Result<Page<Memory>, StoreError> {
+        let limit = i64::from(limit.clamp(1, super::conversations::MAX_PAGE));
+        let owner = self.owner.0;
+        self.store
+            .read(move |conn| {
+                let mut items = conn
+                    .prepare_cached(
+                        "SELECT id, text, tags, conversation_id, created_at FROM memories
+                         WHERE owner_id = ?1 AND id < ?2 ORDER BY id DESC LIMIT ?3",
+                    )?
+                    .query_map(
+                        params![owner, before.unwrap_or(i64::MAX), limit + 1],
+                        memory_from_row,
+                    )?
+                    .collect::<Result<Vec<_>, _>>()?;
+                let next_cursor = if i64::try_from(items.len()).unwrap_or(i64::MAX) > limit {
+                    items.pop();
+                    items.last().map(|m: &Memory| m.id.to_string())
+                } else {
+                    None
+                };
+                Ok(Page { items, next_cursor })
+            })
             .await
     }
 
@@ -332,22 +361,25 @@ fn find_memories(
         if hits.len() == k || hits.iter().any(|h| h.memory.id == id) {
             continue;
         }
-        let memory = get.query_row([id], |row| {
-            let tags: String = row.get(2)?;
-            Ok(Memory {
-                id: row.get(0)?,
-                text: row.get(1)?,
-                tags: serde_json::from_str(&tags).unwrap_or_default(),
-                conversation_id: row.get(3)?,
-                created_at: row.get(4)?,
-            })
-        })?;
+        let memory = get.query_row([id], memory_from_row)?;
         hits.push(MemoryHit {
             memory,
             score: 1.0 - distance,
         });
     }
     Ok(hits)
+}
+
+/// A memory from `id, text, tags, conversation_id, created_at`.
+fn memory_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Memory> {
+    let tags: String = row.get(2)?;
+    Ok(Memory {
+        id: row.get(0)?,
+        text: row.get(1)?,
+        tags: serde_json::from_str(&tags).unwrap_or_default(),
+        conversation_id: row.get(3)?,
+        created_at: row.get(4)?,
+    })
 }
 
 fn pending_messages(

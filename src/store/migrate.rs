@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "principals",
         sql: include_str!("../../migrations/0005_principals.sql"),
     },
+    Migration {
+        version: 6,
+        name: "conversation_settings",
+        sql: include_str!("../../migrations/0006_conversation_settings.sql"),
+    },
 ];
 
 /// The version that creates the vector tables.

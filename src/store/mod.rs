@@ -32,7 +32,8 @@ pub use health::{HealthReport, StoreStats};
 pub use lane::PoolStats;
 pub use memories::{MAX_TAGS, Memories, Memory, MemoryHit, MessageHit, NewMemory, PendingMessage};
 pub use model::{
-    Conversation, ConversationId, MessageStatus, NewMessage, Page, Role, StoredMessage,
+    Conversation, ConversationId, ConversationUpdate, MAX_SYSTEM_PROMPT_CHARS, MessageStatus,
+    NewMessage, Page, Role, StoredMessage,
 };
 pub use principals::{
     AccessRole, KeyRecord, NewKey, Owner, PrincipalId, PrincipalRow, Principals, Quotas, Usage,

@@ -63,6 +63,8 @@ pub struct Conversation {
     pub token_count: i64,
     /// The name of the principal (API key, or `local`) it belongs to.
     pub owner: String,
+    /// Its own system prompt; `None` uses `chat.service.system_prompt`.
+    pub system_prompt: Option<String>,
 }
 
 impl Conversation {
@@ -117,6 +119,26 @@ pub fn check_title(title: Option<&str>) -> Result<(), StoreError> {
         )));
     }
     Ok(())
+}
+
+/// A conversation's own system prompt is at most this many characters.
+pub const MAX_SYSTEM_PROMPT_CHARS: usize = 32_768;
+
+pub fn check_system_prompt(prompt: Option<&str>) -> Result<(), StoreError> {
+    if prompt.is_some_and(|p| p.chars().count() > MAX_SYSTEM_PROMPT_CHARS) {
+        return Err(StoreError::InvalidInput(format!(
+            "a system prompt has at most {MAX_SYSTEM_PROMPT_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+/// What `update` changes of a conversation: `None` keeps a field; an empty (blank) string
+/// clears it (no title; the configured system prompt).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ConversationUpdate {
+    pub title: Option<String>,
+    pub system_prompt: Option<String>,
 }
 
 /// A message to append. `seq`, `id` and `created_at` are assigned by the store.

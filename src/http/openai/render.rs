@@ -54,10 +54,11 @@ pub fn activity(event: &TurnEvent) -> Option<Value> {
         TurnEvent::ToolCallStarted {
             call_id,
             tool,
+            server,
             arguments,
         } => Some(
             json!({"event": "tool_call_started", "call_id": call_id, "tool": tool,
-                         "arguments": arguments}),
+                         "server": server, "arguments": arguments}),
         ),
         TurnEvent::ToolCallFinished {
             call_id,

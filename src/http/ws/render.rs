@@ -53,6 +53,8 @@ struct MessageIds {
 #[derive(Serialize)]
 struct ToolCall<'a> {
     tool: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    server: Option<&'a str>,
     call_id: &'a str,
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -79,12 +81,14 @@ pub fn frame(request_id: &str, event: TurnEvent) -> ServerFrame {
         TurnEvent::ToolCallStarted {
             call_id,
             tool,
+            server,
             arguments,
         } => {
             let parsed = serde_json::from_str(&arguments)
                 .unwrap_or_else(|_| Value::String(arguments.clone()));
             let meta = metadata(&ToolCall {
                 tool: &tool,
+                server: server.as_deref(),
                 call_id: &call_id,
                 status: "running",
                 arguments: Some(parsed),
@@ -102,6 +106,7 @@ pub fn frame(request_id: &str, event: TurnEvent) -> ServerFrame {
             let took_ms = took.as_secs_f64() * 1000.0;
             let meta = metadata(&ToolCall {
                 tool: &tool,
+                server: None,
                 call_id: &call_id,
                 status: if ok { "ok" } else { "error" },
                 arguments: None,
@@ -192,6 +197,7 @@ mod tests {
             TurnEvent::ToolCallStarted {
                 call_id: "c".into(),
                 tool: "t".into(),
+                server: Some("s".into()),
                 arguments: r#"{"x":1}"#.into(),
             },
         ))

@@ -162,6 +162,17 @@ impl Session {
                     .await;
                 self.send(&frame);
             }
+            Ok(ClientFrame::Models { request_id }) => {
+                self.send(&self.state.chat.models(&request_id));
+            }
+            Ok(ClientFrame::Memories { request_id, action }) => {
+                let frame = self
+                    .state
+                    .chat
+                    .memory_action(&self.caller, &request_id, action)
+                    .await;
+                self.send(&frame);
+            }
             Ok(ClientFrame::Cancel { request_id }) => self.cancel(request_id),
             Ok(ClientFrame::Search {
                 request_id,

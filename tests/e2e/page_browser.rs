@@ -1,0 +1,237 @@
+//! The chat page in a real headless Chromium (tests/browser/page.py, driven by Playwright),
+//! against the real server, the fake provider and the real `mcp-test-server`. Each scenario
+//! saves screenshots under `target/screenshots/page-SCENARIO/`.
+
+use std::time::Duration;
+
+use mcp_platform::mock_provider::Reply;
+use serde_json::{Value, json};
+
+use crate::auth::create_key;
+use crate::browser::run_page_script;
+use crate::chat_tools::{calls, tool_app};
+use crate::helpers::TestApp;
+use crate::ws::chat_app;
+
+/// Runs a scenario of page.py and checks that nothing went wrong in the page on the way:
+/// no uncaught error, no dialog, no console error but those `expected` names.
+async fn browse(app: &TestApp, scenario: &str, env: &[(&str, &str)], expected: &[&str]) -> Value {
+    let report = run_page_script("page.py", &app.url(""), scenario, env).await;
+    assert_eq!(report["page_errors"], json!([]), "{report}");
+    assert_eq!(report["dialogs"], json!([]), "{report}");
+    let unexpected: Vec<&Value> = report["console_errors"]
+        .as_array()
+        .expect("console_errors")
+        .iter()
+        .filter(|e| {
+            let text = e["text"].as_str().unwrap_or("");
+            !expected.iter().any(|allowed| text.contains(allowed))
+        })
+        .collect();
+    assert!(unexpected.is_empty(), "console errors: {report}");
+    report
+}
+
+fn slow_text(pieces: &[&str], delay_ms: u64) -> Reply {
+    Reply::Text {
+        pieces: pieces.iter().map(ToString::to_string).collect(),
+        first_byte_delay: Duration::ZERO,
+        chunk_delay: Duration::from_millis(delay_ms),
+    }
+}
+
+fn texts(value: &Value) -> Vec<String> {
+    value
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|v| v.as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn an_answer_streams_in_pieces_as_markdown_and_a_reload_reopens_the_conversation() {
+    let (app, fake) = chat_app(|_| {}).await;
+    let pieces = [
+        "Streams ",
+        "are **ordered** ",
+        "sequences.\n\n",
+        "- one\n",
+        "- two\n\n",
+        "```rust\n",
+        "let x = 1;\n",
+        "```\n",
+    ];
+    fake.mock.push([slow_text(&pieces, 60)]);
+    let report = browse(&app, "stream", &[], &[]).await;
+
+    let seen = texts(&report["seen"]);
+    assert!(
+        seen.len() >= 3,
+        "the answer should grow in pieces: {report}"
+    );
+    let last = seen.last().expect("a final text");
+    assert!(last.contains("Streams are ordered sequences."), "{last}");
+    assert!(last.contains("let x = 1;"), "{last}");
+    // Markdown was rendered: the bold has no stars, the list no dashes.
+    assert!(!last.contains("**") && !last.contains("- one"), "{last}");
+
+    let hash = report["hash"].as_str().expect("hash");
+    assert!(hash.starts_with("#/c/"), "{report}");
+    assert_eq!(report["reloaded_hash"], hash);
+    // Titled from its first message, listed, and marked as the one open.
+    assert_eq!(report["title"], "Tell me about streams");
+    assert_eq!(texts(&report["current"]), ["Tell me about streams"]);
+    let history = texts(&report["history"]);
+    assert_eq!(history.len(), 2, "{report}");
+    assert!(history[0].contains("Tell me about streams"));
+    assert!(history[1].contains("Streams are ordered sequences."));
+
+    // The server has the same conversation.
+    let id = hash.trim_start_matches("#/c/");
+    let stored = app.history(id).await;
+    assert_eq!(stored.len(), 2);
+}
+
+#[tokio::test]
+async fn a_tool_call_shows_as_a_block_with_its_server_arguments_and_result() {
+    let (app, fake) = tool_app(|_| {}).await;
+    fake.mock.push([
+        calls(&[("call_1", "echo", json!({"text": "pong"}))]),
+        Reply::text("The tool said **pong**."),
+    ]);
+    let report = browse(&app, "tool", &[], &[]).await;
+    assert_eq!(report["name"], "echo", "{report}");
+    assert_eq!(report["server"], "on test");
+    assert_eq!(report["badge"], "done");
+    assert!(report["classes"].as_str().unwrap_or("").contains("ok"));
+    assert!(report["duration"].as_str().unwrap_or("").ends_with(" ms"));
+    let arguments: Value =
+        serde_json::from_str(report["arguments"].as_str().expect("arguments")).expect("JSON");
+    assert_eq!(arguments, json!({"text": "pong"}));
+    assert_eq!(report["result"], "pong");
+    assert_eq!(report["answer"], "The tool said pong.");
+}
+
+#[tokio::test]
+async fn html_and_script_links_in_an_answer_show_as_text_and_nothing_runs() {
+    let (app, fake) = chat_app(|_| {}).await;
+    let nasty = "Look: <img src=x onerror=alert(1)> and <script>alert(1)</script> and \
+                 [x](javascript:alert(1)) and [y](JaVaScRiPt:window.__pwned=true) and \
+                 <img src=x onerror=\"window.__pwned=true\"> and [ok](https://example.com/a)";
+    fake.mock.push([Reply::text(nasty)]);
+    let report = browse(&app, "hostile", &[], &[]).await;
+    let text = report["text"].as_str().expect("text");
+    assert!(text.contains("<img src=x onerror=alert(1)>"), "{text}");
+    assert!(text.contains("<script>alert(1)</script>"), "{text}");
+    assert_eq!(report["images"], 0, "{report}");
+    assert_eq!(report["scripts"], 0, "{report}");
+    assert_eq!(report["javascript_links"], 0, "{report}");
+    assert_eq!(report["unsafe_links"], 2, "{report}");
+    // The one safe link stays a link.
+    assert_eq!(report["anchors"], 1, "{report}");
+    assert_eq!(report["pwned"], false);
+}
+
+#[tokio::test]
+async fn with_keys_required_the_page_asks_for_one_refuses_a_wrong_one_and_accepts_a_right_one() {
+    let (app, fake) = chat_app(|_| {}).await;
+    let key = create_key(&app, None, json!({"name": "alice"})).await;
+    fake.mock.push([Reply::text("Hello, Alice.")]);
+    // The page's first question (/api/session) and the wrong key are answered 401, which
+    // Chromium logs as failed loads.
+    let report = browse(&app, "login", &[("API_KEY", &key)], &["401"]).await;
+    assert!(
+        report["refused"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not valid"),
+        "{report}"
+    );
+    assert_eq!(report["answer"], "Hello, Alice.");
+    assert_eq!(report["logout_visible"], true);
+    // alice is not an admin: no status view.
+    assert_eq!(report["status_visible"], false);
+}
+
+#[tokio::test]
+async fn stop_cancels_a_slow_answer_and_the_partial_answer_stays_marked() {
+    let (app, fake) = chat_app(|_| {}).await;
+    let words: Vec<String> = (0..200).map(|i| format!("w{i} ")).collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    fake.mock.push([slow_text(&words, 100)]);
+    let report = browse(&app, "stop", &[], &[]).await;
+    let partial = report["partial"].as_str().expect("partial");
+    assert!(partial.contains("w2"), "{report}");
+    assert!(!partial.contains("w199"), "{report}");
+    assert!(
+        report["state"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Stopped")
+    );
+    assert_eq!(report["retry"], 1);
+    assert_eq!(report["reloaded_retry"], 1);
+    // Stored as cancelled: after a reload it is still marked.
+    assert!(
+        texts(&report["reloaded_state"])
+            .iter()
+            .any(|s| s.starts_with("cancelled") || s.starts_with("Stopped")),
+        "{report}"
+    );
+}
+
+#[tokio::test]
+async fn at_360_pixels_the_message_box_fits_and_the_list_opens_from_a_button() {
+    let (app, _fake) = chat_app(|_| {}).await;
+    let report = browse(&app, "narrow", &[], &[]).await;
+    assert!(
+        report["page_width"].as_f64().expect("width") <= 360.0,
+        "{report}"
+    );
+    let right = |b: &Value| b["x"].as_f64().unwrap_or(0.0) + b["width"].as_f64().unwrap_or(0.0);
+    assert!(right(&report["box"]) <= 360.0, "{report}");
+    assert!(right(&report["send"]) <= 360.0, "{report}");
+    assert_eq!(report["sidebar_visible"], true);
+}
+
+/// Not a timed assertion: the figures are printed for the README (run with --nocapture).
+#[tokio::test]
+async fn a_conversation_of_500_messages_opens_whole_and_scrolls() {
+    let (app, _fake) = chat_app(|_| {}).await;
+    let id = app.create_conversation().await;
+    let mut messages = Vec::new();
+    for i in 0..500 {
+        let (role, content) = if i % 2 == 0 {
+            ("user", format!("Question {i}: how does *this* work?"))
+        } else {
+            (
+                "assistant",
+                format!(
+                    "Answer {i}: it works **like this**.\n\n- a point\n- another\n\n```\ncode {i}\n```"
+                ),
+            )
+        };
+        messages.push(json!({"role": role, "content": content}));
+    }
+    for chunk in messages.chunks(100) {
+        let response = app
+            .client
+            .post(app.url(&format!("/api/conversations/{id}/messages")))
+            .json(&json!({"messages": chunk}))
+            .send()
+            .await
+            .expect("POST messages");
+        assert_eq!(response.status().as_u16(), 201);
+    }
+    let report = browse(
+        &app,
+        "long_conversation",
+        &[("CONVERSATION_ID", &id), ("MESSAGES", "500")],
+        &[],
+    )
+    .await;
+    assert_eq!(report["messages"], 500, "{report}");
+    assert!(report["frames"].as_u64().unwrap_or(0) > 10, "{report}");
+    println!("500-message conversation in Chromium: {report}");
+}

@@ -1,0 +1,126 @@
+// One WebSocket to /ws/chat, reopened by itself when it drops (backoff up to 10 s). Actions
+// are requests whose answer is one frame; a turn is a stream of frames to a handler.
+
+const MAX_BACKOFF_MS = 10000;
+
+export function newId(prefix) {
+  const random = globalThis.crypto && crypto.randomUUID
+    ? crypto.randomUUID()
+    : `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+  return `${prefix}-${random}`;
+}
+
+/** An error frame's chunk as an Error: `code`, `retryable`, `retry_after`. */
+export class ActionError extends Error {
+  constructor(chunk) {
+    super(chunk.error || "the request failed");
+    this.code = chunk.code || "internal";
+    this.retryable = Boolean(chunk.retryable);
+    this.retryAfter = chunk.retry_after;
+  }
+}
+
+export class Connection extends EventTarget {
+  constructor(path) {
+    super();
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    this.url = `${scheme}//${location.host}${path}`;
+    this.socket = null;
+    this.requests = new Map();
+    this.turns = new Map();
+    this.backoff = 500;
+    this.everOpened = false;
+    this.stopped = false;
+  }
+
+  get online() {
+    return this.socket !== null && this.socket.readyState === WebSocket.OPEN;
+  }
+
+  connect() {
+    if (this.stopped) return;
+    const socket = new WebSocket(this.url);
+    this.socket = socket;
+    socket.addEventListener("open", () => {
+      this.backoff = 500;
+      const reopened = this.everOpened;
+      this.everOpened = true;
+      this.dispatchEvent(new CustomEvent("online", { detail: { reopened } }));
+    });
+    socket.addEventListener("message", (event) => this.receive(event.data));
+    socket.addEventListener("close", (event) => this.closed(socket, event));
+  }
+
+  stop() {
+    this.stopped = true;
+    if (this.socket) this.socket.close(1000);
+  }
+
+  closed(socket, event) {
+    if (this.socket !== socket) return;
+    this.socket = null;
+    const lost = { error: "the connection to the server was lost", code: "disconnected", retryable: true };
+    for (const { reject } of this.requests.values()) reject(new ActionError(lost));
+    this.requests.clear();
+    for (const handler of this.turns.values()) handler({ status: "error", chunk: lost });
+    this.turns.clear();
+    this.dispatchEvent(new CustomEvent("offline", { detail: { code: event.code, reason: event.reason } }));
+    if (event.code === 4401 || this.stopped) return;
+    const wait = this.backoff;
+    this.backoff = Math.min(this.backoff * 2, MAX_BACKOFF_MS);
+    setTimeout(() => this.connect(), wait);
+  }
+
+  receive(data) {
+    let frame;
+    try {
+      frame = JSON.parse(data);
+    } catch {
+      return;
+    }
+    const id = frame.request_id;
+    const turn = this.turns.get(id);
+    if (turn) {
+      if (frame.status === "complete" || frame.status === "error") this.turns.delete(id);
+      turn(frame);
+      return;
+    }
+    const request = this.requests.get(id);
+    if (request) {
+      this.requests.delete(id);
+      if (frame.status === "error") request.reject(new ActionError(frame.chunk || {}));
+      else request.resolve(frame.chunk || {});
+    }
+  }
+
+  send(frame) {
+    if (!this.online) {
+      throw new ActionError({ error: "not connected to the server; reconnecting…", code: "disconnected", retryable: true });
+    }
+    this.socket.send(JSON.stringify(frame));
+  }
+
+  /** Sends an action; resolves with its `complete` chunk, rejects with an ActionError. */
+  request(action, payload) {
+    const request_id = newId(action);
+    return new Promise((resolve, reject) => {
+      try {
+        this.send({ action, request_id, payload });
+      } catch (error) {
+        reject(error);
+        return;
+      }
+      this.requests.set(request_id, { resolve, reject });
+    });
+  }
+
+  /** Starts a turn; `handler` gets each of its frames until `complete` or `error`. */
+  chat(request_id, payload, handler) {
+    this.send({ action: "chat", request_id, payload });
+    this.turns.set(request_id, handler);
+  }
+
+  cancel(request_id) {
+    if (this.online) this.socket.send(JSON.stringify({ action: "cancel", request_id }));
+  }
+}
