@@ -104,7 +104,8 @@ function draw(canvas, series, chart, now) {
     g.lineWidth = 2;
     g.beginPath();
     points.forEach((v, n) => {
-      const x = (n / (POINTS - 1)) * width;
+      // The samples so far span the width (a single one is a dot at the left).
+      const x = (n / Math.max(points.length - 1, 1)) * width;
       const y = height - (v / max) * (height - 4) - 1;
       if (n === 0) g.moveTo(x, y);
       else g.lineTo(x, y);
@@ -117,7 +118,7 @@ function draw(canvas, series, chart, now) {
 }
 
 function format(value) {
-  if (value >= 100) return Math.round(value).toString();
+  if (Number.isInteger(value) || value >= 100) return Math.round(value).toString();
   if (value >= 10) return value.toFixed(1);
   return value.toFixed(2);
 }

@@ -282,7 +282,163 @@ def narrow():
     )
 
 
+def ask(page, text):
+    send(page, text)
+    wait_done(page)
+
+
+def manage():
+    """Search jumps to a message; a conversation is renamed, given a prompt, and deleted."""
+    page = open_page()
+    ask(page, "Sourdough starter tips")
+    sourdough = page.evaluate("location.hash")
+    page.get_by_role("button", name="New chat").click()
+    ask(page, "Trip to Rome")
+    # History search: messages are indexed a moment after their turn.
+    search = page.get_by_role("searchbox", name="Search history")
+    hits = []
+    for _ in range(50):
+        search.fill("flour water")
+        search.press("Enter")
+        page.wait_for_selector("#conversation-list .heading")
+        page.wait_for_function(
+            "() => !document.querySelector('#conversation-list .heading').innerText.startsWith('Searching')"
+        )
+        hits = page.locator("#conversation-list .hit").all_inner_texts()
+        if hits:
+            break
+        page.wait_for_timeout(200)
+    page.locator("#conversation-list .hit").first.click()
+    page.wait_for_selector("article.message.highlight")
+    highlighted = page.locator("article.message.highlight").inner_text()
+    jumped = page.evaluate("location.hash")
+    harness.screenshot("manage-search")
+    search.fill("")
+    search.dispatch_event("input")
+    page.wait_for_selector("#conversation-list .item")
+    # Rename and prompt, from the open conversation's settings button.
+    page.get_by_role("button", name="Conversation settings").click()
+    dialog = page.get_by_role("dialog", name="Conversation settings")
+    dialog.get_by_label("Title").fill("Bread")
+    dialog.get_by_label("System prompt for this conversation").fill("Be brief.")
+    harness.screenshot("manage-settings")
+    dialog.get_by_role("button", name="Save").click()
+    expect(page.locator("#conversation-title")).to_have_text("Bread")
+    # Delete the other one.
+    page.get_by_role("button", name="Delete Trip to Rome").click()
+    confirm = page.get_by_role("dialog", name="Delete this conversation?")
+    confirm.get_by_role("button", name="Delete").click()
+    expect(page.locator("#conversation-list .item")).to_have_count(1)
+    harness.screenshot("manage-after")
+    harness.finish(
+        {
+            "sourdough": sourdough,
+            "hits": hits,
+            "jumped": jumped,
+            "highlighted": highlighted,
+            "titles": page.locator("#conversation-list .item .title").all_inner_texts(),
+        }
+    )
+
+
+def admin():
+    """Memories are listed and deleted; the status view draws its charts and tables."""
+    page = open_page()
+    ask(page, "Remember that I drink green tea")
+    page.get_by_role("button", name="Memories").click()
+    dialog = page.get_by_role("dialog", name="Memories")
+    expect(dialog.locator(".memory-list li")).to_have_count(2)
+    listed = dialog.locator(".memory-list .text").all_inner_texts()
+    dialog.get_by_label("Search memories").fill("green tea")
+    dialog.get_by_label("Search memories").press("Enter")
+    page.wait_for_function(
+        "() => document.querySelector('.memory-list .meta') &&"
+        " document.querySelector('.memory-list .meta').innerText.includes('score')"
+    )
+    found = dialog.locator(".memory-list .text").first.inner_text()
+    harness.screenshot("admin-memories")
+    dialog.locator(".memory-list li").first.get_by_role("button").click()
+    expect(dialog.locator(".memory-list li")).to_have_count(1)
+    dialog.get_by_role("button", name="Close").click()
+    page.get_by_role("button", name="Status").click()
+    status = page.get_by_role("dialog", name="Server status")
+    expect(status.locator("canvas")).to_have_count(6)
+    page.wait_for_timeout(3500)  # a second sample, for the rates
+    drawn = page.evaluate(
+        """() => [...document.querySelectorAll('dialog canvas')].map((c) => {
+            const data = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let inked = 0;
+            for (let i = 3; i < data.length; i += 4) if (data[i] > 0) inked++;
+            return inked;
+        })"""
+    )
+    harness.screenshot("admin-status")
+    harness.finish(
+        {
+            "listed": listed,
+            "found": found,
+            "drawn": drawn,
+            "providers": status.locator("table").nth(0).inner_text(),
+            "mcp": status.locator("table").nth(1).inner_text(),
+            "now": status.locator(".chart .now").all_inner_texts(),
+        }
+    )
+
+
+def reconnect():
+    """The socket drops under the page: it says so, reconnects, reopens the conversation,
+    and the next message goes to the same conversation."""
+    routes = []
+
+    def proxy(route):
+        route.connect_to_server()
+        routes.append(route)
+
+    page = harness.start()
+    page.route_web_socket("**/ws/chat", proxy)
+    page.goto(BASE + "/")
+    page.wait_for_selector("body[data-ready=true]")
+    ask(page, "First question")
+    before = page.evaluate("location.hash")
+    routes[-1].close(code=1001, reason="dropped")
+    page.wait_for_selector("#connection.offline")
+    offline = page.locator("#connection").inner_text()
+    # Back online: the line clears and the conversation is shown again.
+    page.wait_for_function("() => !document.querySelector('#connection').classList.contains('offline')")
+    page.wait_for_selector("article.message.assistant")
+    ask(page, "Second question")
+    harness.screenshot("reconnect")
+    harness.finish(
+        {
+            "sockets": len(routes),
+            "offline": offline,
+            "before": before,
+            "after": page.evaluate("location.hash"),
+            "messages": page.locator("#messages article.message").count(),
+            "answer": last_answer(page).locator(".content").inner_text(),
+        }
+    )
+
+
+def unconfigured():
+    """No provider key: the page says what to set, and a message's error says it too."""
+    page = open_page()
+    banner = page.locator("#banner").inner_text()
+    ask(page, "Hello?")
+    harness.screenshot("unconfigured")
+    harness.finish(
+        {
+            "banner": banner,
+            "alert": last_answer(page).locator(".alert").inner_text(),
+        }
+    )
+
+
 SCENARIOS = {
+    "manage": manage,
+    "admin": admin,
+    "reconnect": reconnect,
+    "unconfigured": unconfigured,
     "stream": stream,
     "tool": tool,
     "hostile": hostile,

@@ -235,3 +235,120 @@ async fn a_conversation_of_500_messages_opens_whole_and_scrolls() {
     assert!(report["frames"].as_u64().unwrap_or(0) > 10, "{report}");
     println!("500-message conversation in Chromium: {report}");
 }
+
+#[tokio::test]
+async fn search_jumps_to_the_message_and_conversations_are_renamed_and_deleted() {
+    let (app, fake) = chat_app(|_| {}).await;
+    fake.mock.push([
+        Reply::text("Feed the starter flour and water every day."),
+        Reply::text("In Rome, see the Colosseum."),
+    ]);
+    let report = browse(&app, "manage", &[], &[]).await;
+    let hits = texts(&report["hits"]);
+    assert!(!hits.is_empty(), "{report}");
+    assert!(hits[0].contains("flour and water"), "{report}");
+    assert_eq!(report["jumped"], report["sourdough"], "{report}");
+    assert!(
+        report["highlighted"]
+            .as_str()
+            .unwrap_or("")
+            .contains("flour and water"),
+        "{report}"
+    );
+    assert_eq!(texts(&report["titles"]), ["Bread"]);
+    // The server has what the page set.
+    let id = report["sourdough"]
+        .as_str()
+        .expect("hash")
+        .trim_start_matches("#/c/");
+    let stored =
+        crate::helpers::get_json(&app.client, &app.url(&format!("/api/conversations/{id}"))).await;
+    assert_eq!(stored["title"], "Bread", "{stored}");
+    assert_eq!(stored["system_prompt"], "Be brief.", "{stored}");
+    let all = crate::helpers::get_json(&app.client, &app.url("/api/conversations")).await;
+    assert_eq!(all["items"].as_array().map(Vec::len), Some(1), "{all}");
+}
+
+#[tokio::test]
+async fn memories_are_listed_searched_and_deleted_and_the_status_view_charts_health() {
+    let (app, fake) = tool_app(|_| {}).await;
+    fake.mock.push([
+        calls(&[
+            (
+                "c1",
+                "memory_store",
+                json!({"text": "The user drinks green tea"}),
+            ),
+            (
+                "c2",
+                "memory_store",
+                json!({"text": "The user lives in Lyon"}),
+            ),
+        ]),
+        Reply::text("Noted."),
+    ]);
+    let report = browse(&app, "admin", &[], &[]).await;
+    let listed = texts(&report["listed"]);
+    assert_eq!(listed.len(), 2, "{report}");
+    assert!(
+        report["found"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("The user drinks green tea")
+    );
+    assert_eq!(
+        report["drawn"].as_array().map(Vec::len),
+        Some(6),
+        "{report}"
+    );
+    let providers = report["providers"].as_str().expect("providers");
+    assert!(
+        providers.contains("mock") && providers.contains("closed"),
+        "{providers}"
+    );
+    let mcp = report["mcp"].as_str().expect("mcp");
+    assert!(mcp.contains("test") && mcp.contains("ready"), "{mcp}");
+    // One turn done: its latency is charted.
+    let latency = texts(&report["now"])[1].clone();
+    assert!(
+        latency.starts_with("p50 ") && !latency.starts_with("p50 0.00"),
+        "{latency}"
+    );
+    // Deleted on the server too.
+    assert_eq!(app.health().await.1["memory"]["memories"], 1);
+}
+
+#[tokio::test]
+async fn after_a_dropped_socket_the_page_reconnects_and_goes_on_in_the_same_conversation() {
+    let (app, fake) = chat_app(|_| {}).await;
+    fake.mock
+        .push([Reply::text("First answer."), Reply::text("Second answer.")]);
+    let report = browse(&app, "reconnect", &[], &[]).await;
+    assert!(report["sockets"].as_u64().unwrap_or(0) >= 2, "{report}");
+    assert!(
+        report["offline"]
+            .as_str()
+            .unwrap_or("")
+            .contains("reconnecting"),
+        "{report}"
+    );
+    assert_eq!(report["before"], report["after"], "{report}");
+    assert_eq!(report["messages"], 4, "{report}");
+    assert_eq!(report["answer"], "Second answer.");
+}
+
+#[tokio::test]
+async fn a_provider_without_a_key_is_explained_on_the_page_and_in_the_answer() {
+    let (app, _fake) = chat_app(|config| {
+        if let Some(mock) = config.llm.providers.get_mut("mock") {
+            mock.api_key_env = Some("MOCK_PROVIDER_KEY".into());
+        }
+    })
+    .await;
+    let report = browse(&app, "unconfigured", &[], &[]).await;
+    let banner = report["banner"].as_str().expect("banner");
+    assert!(banner.contains("MOCK_PROVIDER_KEY"), "{banner}");
+    let alert = report["alert"].as_str().expect("alert");
+    assert!(alert.contains("MOCK_PROVIDER_KEY"), "{alert}");
+    assert!(alert.contains("local model server"), "{alert}");
+}
