@@ -154,8 +154,7 @@ async function main() {
     ui.connection.classList.remove("offline");
     showBanner("");
     try {
-      await loadModels();
-      await sidebar.refresh();
+      await Promise.all([loadModels(), sidebar.refresh()]);
       if (event.detail.reopened && chat.conversationId && !chat.busy) await open(chat.conversationId);
       else await route();
       if (!document.body.dataset.ready) {

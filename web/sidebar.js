@@ -89,7 +89,7 @@ export class Sidebar {
   async edit(id) {
     const conversation = this.conversations.get(id);
     if (!conversation) return;
-    const title = h("input", { id: "edit-title", value: conversation.title || "", maxlength: 200 });
+    const title = h("input", { id: "edit-title", value: conversation.title || "", maxlength: 512 });
     const prompt = h("textarea", { id: "edit-prompt", rows: 6,
       placeholder: "Empty: the server's default system prompt" });
     prompt.value = conversation.system_prompt || "";

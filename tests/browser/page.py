@@ -105,6 +105,8 @@ def tool():
             "arguments": block.locator(".detail pre").first.inner_text(),
             "result": block.locator(".result").inner_text(),
             "answer": last_answer(page).locator(".markdown").last.inner_text(),
+            "table_cells": last_answer(page).locator("td").all_inner_texts(),
+            "code": last_answer(page).locator("pre code").inner_text(),
         }
     )
 
@@ -158,12 +160,18 @@ def login():
     send(page, "Hello after login")
     wait_done(page)
     harness.screenshot("login-accepted")
+    answer = last_answer(page).locator(".content").inner_text()
+    logout_visible = page.locator("#logout").is_visible()
+    status_visible = page.locator("#status").is_visible()
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("dialog", name="Sign in")).to_be_visible()
     harness.finish(
         {
             "refused": refused,
-            "answer": last_answer(page).locator(".content").inner_text(),
-            "logout_visible": page.locator("#logout").is_visible(),
-            "status_visible": page.locator("#status").is_visible(),
+            "answer": answer,
+            "logout_visible": logout_visible,
+            "status_visible": status_visible,
+            "after_logout": page.evaluate("fetch('/api/session').then((r) => r.status)"),
         }
     )
 
@@ -267,6 +275,12 @@ def narrow():
     page.set_viewport_size({"width": 360, "height": 740})
     page.goto(BASE + "/")
     page.wait_for_selector("body[data-ready=true]")
+    # Shift+Enter is a new line, not a send.
+    message_box(page).type("first line")
+    message_box(page).press("Shift+Enter")
+    message_box(page).type("second line")
+    typed = message_box(page).input_value()
+    sent = page.locator("article.message").count()
     box = message_box(page).bounding_box()
     send_button = page.get_by_role("button", name="Send").bounding_box()
     page.get_by_role("button", name="Conversations").click()
@@ -278,6 +292,8 @@ def narrow():
             "send": send_button,
             "page_width": page.evaluate("document.documentElement.scrollWidth"),
             "sidebar_visible": sidebar_visible,
+            "typed": typed,
+            "sent": sent,
         }
     )
 

@@ -98,7 +98,10 @@ async fn a_tool_call_shows_as_a_block_with_its_server_arguments_and_result() {
     let (app, fake) = tool_app(|_| {}).await;
     fake.mock.push([
         calls(&[("call_1", "echo", json!({"text": "pong"}))]),
-        Reply::text("The tool said **pong**."),
+        Reply::text(
+            "The tool said **pong**.\n\n| tool | server | result |\n|---|---|---|\n\
+             | `echo` | test | pong |\n\nTo do the same in a shell:\n\n```sh\necho pong\n```",
+        ),
     ]);
     let report = browse(&app, "tool", &[], &[]).await;
     assert_eq!(report["name"], "echo", "{report}");
@@ -110,7 +113,14 @@ async fn a_tool_call_shows_as_a_block_with_its_server_arguments_and_result() {
         serde_json::from_str(report["arguments"].as_str().expect("arguments")).expect("JSON");
     assert_eq!(arguments, json!({"text": "pong"}));
     assert_eq!(report["result"], "pong");
-    assert_eq!(report["answer"], "The tool said pong.");
+    let answer = report["answer"].as_str().expect("answer");
+    assert!(answer.starts_with("The tool said pong."), "{answer}");
+    assert_eq!(
+        report["table_cells"],
+        json!(["echo", "test", "pong"]),
+        "{report}"
+    );
+    assert_eq!(report["code"], "echo pong");
 }
 
 #[tokio::test]
@@ -152,6 +162,8 @@ async fn with_keys_required_the_page_asks_for_one_refuses_a_wrong_one_and_accept
     assert_eq!(report["logout_visible"], true);
     // alice is not an admin: no status view.
     assert_eq!(report["status_visible"], false);
+    // Logged out: the session cookie no longer works, and the page asks again.
+    assert_eq!(report["after_logout"], 401);
 }
 
 #[tokio::test]
@@ -193,6 +205,8 @@ async fn at_360_pixels_the_message_box_fits_and_the_list_opens_from_a_button() {
     assert!(right(&report["box"]) <= 360.0, "{report}");
     assert!(right(&report["send"]) <= 360.0, "{report}");
     assert_eq!(report["sidebar_visible"], true);
+    assert_eq!(report["typed"], "first line\nsecond line");
+    assert_eq!(report["sent"], 0);
 }
 
 /// Not a timed assertion: the figures are printed for the README (run with --nocapture).
