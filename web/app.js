@@ -116,7 +116,6 @@ async function main() {
 
   async function route() {
     const id = routeId();
-    if (chat.busy) return;
     if (!id) {
       chat.reset();
       sidebar.select(null);
@@ -172,9 +171,11 @@ async function main() {
       ui.connection.textContent = "Signed out: the key was revoked or keys became required. Reload to sign in.";
       return;
     }
-    ui.connection.textContent = "Disconnected from the server; reconnecting…";
-    // A refused upgrade (expired session) looks like any dropped socket: check.
-    if (!connection.everOpened || (await session().catch(() => me)) === null) {
+    ui.connection.textContent = connection.everOpened
+      ? "Disconnected from the server; reconnecting…"
+      : "Cannot open the chat connection; retrying… (the server's log says why it refused)";
+    // A refused upgrade looks like any dropped socket: an expired session means signing in.
+    if ((await session().catch(() => me)) === null) {
       connection.stop();
       location.reload();
     }

@@ -46,8 +46,17 @@ export class ChatView {
     return this.turn !== null;
   }
 
+  /** Stops showing the running turn (another conversation is opened): it goes on on the
+   * server, which stores its answer. */
+  detach() {
+    if (!this.turn) return;
+    this.turn = null;
+    this.onBusy(false);
+  }
+
   /** An empty view for a new conversation (created by its first message). */
   reset() {
+    this.detach();
     this.conversationId = null;
     this.cursor = null;
     this.groups.clear();
@@ -60,6 +69,7 @@ export class ChatView {
   /** Shows a stored conversation; with `jumpTo`, pages back until that message is shown. */
   async open(conversationId, { jumpTo } = {}) {
     const ticket = ++this.loading;
+    this.detach();
     const chunk = await this.connection.request("get_history", { conversation_id: conversationId, limit: PAGE });
     if (ticket !== this.loading) return;
     this.conversationId = conversationId;

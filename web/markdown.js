@@ -241,8 +241,14 @@ function table(lines, i, out) {
   return i;
 }
 
+/** How far a link's label or target, or an emphasis, is looked for: model output is
+ * untrusted, and an unbounded search would make a long line of `[` or `*` quadratic. */
+const SCAN_LIMIT = 2000;
+
 /** Inline Markdown of `text`, appended to `parent`. */
 function inline(text, parent) {
+  // Emphasis runs already known to have no closer after a position: not searched again.
+  const unclosed = new Map();
   let plain = "";
   const flush = () => {
     if (plain) parent.appendChild(document.createTextNode(plain));
@@ -302,7 +308,8 @@ function inline(text, parent) {
       const after = text[i + run.length];
       const intraword = c === "_" && i > 0 && /\w/.test(text[i - 1]);
       if (after && !/\s/.test(after) && !intraword) {
-        const close = closing(text, i + run.length, run);
+        const close = (unclosed.get(run) ?? Infinity) <= i ? -1 : closing(text, i + run.length, run);
+        if (close === -1 && !unclosed.has(run)) unclosed.set(run, i);
         if (close !== -1) {
           flush();
           const tag = run === "~~" ? "del" : run.length === 2 ? "strong" : "em";
@@ -326,7 +333,8 @@ function inline(text, parent) {
 /** Where the emphasis opened by `run` closes, or -1. Code spans are skipped. */
 function closing(text, from, run) {
   const c = run[0];
-  for (let j = from + 1; j < text.length; j++) {
+  const end = Math.min(text.length, from + SCAN_LIMIT);
+  for (let j = from + 1; j < end; j++) {
     if (text[j] === "\\") {
       j++;
       continue;
@@ -352,21 +360,23 @@ function closing(text, from, run) {
 function parseLink(text, start) {
   let depth = 0;
   let j = start;
-  for (; j < text.length; j++) {
+  const labelEnd = Math.min(text.length, start + SCAN_LIMIT);
+  for (; j < labelEnd; j++) {
     if (text[j] === "\\") j++;
     else if (text[j] === "[") depth++;
     else if (text[j] === "]" && --depth === 0) break;
   }
-  if (j >= text.length || text[j + 1] !== "(") return null;
+  if (j >= labelEnd || text[j + 1] !== "(") return null;
   const label = text.slice(start + 1, j);
   let k = j + 2;
   let parens = 1;
-  for (; k < text.length; k++) {
+  const targetEnd = Math.min(text.length, k + SCAN_LIMIT);
+  for (; k < targetEnd; k++) {
     if (text[k] === "\\") k++;
     else if (text[k] === "(") parens++;
     else if (text[k] === ")" && --parens === 0) break;
   }
-  if (k >= text.length) return null;
+  if (k >= targetEnd) return null;
   const inside = text.slice(j + 2, k).trim();
   const target = inside.replace(/\s+(["'(]).*$/s, "").replace(/^<(.*)>$/s, "$1");
   return { label, target, end: k + 1 };

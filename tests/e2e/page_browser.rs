@@ -129,11 +129,17 @@ async fn html_and_script_links_in_an_answer_show_as_text_and_nothing_runs() {
     let nasty = "Look: <img src=x onerror=alert(1)> and <script>alert(1)</script> and \
                  [x](javascript:alert(1)) and [y](JaVaScRiPt:window.__pwned=true) and \
                  <img src=x onerror=\"window.__pwned=true\"> and [ok](https://example.com/a)";
-    fake.mock.push([Reply::text(nasty)]);
+    // And a line made to be slow to parse: emphasis and links that never close.
+    let pathological = format!("{nasty}\n\n{}{}", "**a ".repeat(5000), "[x".repeat(5000));
+    fake.mock.push([Reply::text(&pathological)]);
     let report = browse(&app, "hostile", &[], &[]).await;
     let text = report["text"].as_str().expect("text");
     assert!(text.contains("<img src=x onerror=alert(1)>"), "{text}");
     assert!(text.contains("<script>alert(1)</script>"), "{text}");
+    assert!(
+        text.contains("**a **a") && text.ends_with("[x[x"),
+        "the long line shows as text"
+    );
     assert_eq!(report["images"], 0, "{report}");
     assert_eq!(report["scripts"], 0, "{report}");
     assert_eq!(report["javascript_links"], 0, "{report}");

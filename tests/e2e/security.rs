@@ -109,3 +109,32 @@ async fn loopback_names_and_configured_hosts_are_served() {
     assert_eq!(raw_request(app.addr, request).await.0, 421);
     app.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_page_served_under_an_allowed_host_may_call_it_and_no_other_origin_may() {
+    let app = spawn_app_with(|config| {
+        config.server.allowed_hosts = vec!["chat.example.com".into()];
+    })
+    .await;
+    let port = app.addr.port();
+    let request_from = |origin: &str| {
+        format!(
+            "POST /api/conversations HTTP/1.1\r\nHost: chat.example.com:{port}\r\nOrigin: {origin}\r\n\
+             Content-Type: application/json\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{}}"
+        )
+    };
+    let own = format!("http://chat.example.com:{port}");
+    assert_eq!(raw_request(app.addr, &request_from(&own)).await.0, 201);
+    for foreign in [
+        "http://evil.example".to_string(),
+        format!("http://chat.example.com:{}", port + 1),
+        format!("http://127.0.0.1:{port}.evil.example"),
+    ] {
+        assert_eq!(
+            raw_request(app.addr, &request_from(&foreign)).await.0,
+            403,
+            "{foreign}"
+        );
+    }
+    app.shutdown().await;
+}
