@@ -2,7 +2,7 @@
 // turn's frames: text as Markdown while it streams, each tool call as a collapsible block,
 // notices, and errors as alerts that say what to do. One turn at a time from this page.
 
-import { h, clear } from "./dom.js";
+import { h, clear, showDialog } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
 import { newId } from "./connection.js";
 
@@ -204,9 +204,12 @@ export class ChatView {
       turn.group.appendText(chunk.data || "");
     } else if (chunk.type === "tool_execution") {
       this.toolFrame(turn, chunk);
+    } else if (chunk.type === "approval_required") {
+      this.askApproval(turn, chunk.metadata || {});
     } else if (chunk.type === "notice") {
       turn.group.add(h("p", { class: "notice" }, chunk.data || ""));
     } else if (frame.status === "complete") {
+      this.closeQuestions(turn);
       const meta = chunk.metadata || {};
       turn.group.typing(false);
       turn.group.footer(meta.model, meta.usage);
@@ -229,7 +232,45 @@ export class ChatView {
     }
   }
 
+  /** A tool call waiting for the user: a dialog with the call, Allow or Deny. */
+  async askApproval(turn, meta) {
+    const tool = this.tools.get(meta.call_id);
+    if (tool) tool.badge.textContent = "awaiting approval";
+    const remember = h("input", { type: "checkbox", id: `remember-${meta.approval_id}` });
+    const dialog = h(
+      "dialog",
+      { class: "approval", "aria-labelledby": "approval-heading" },
+      h("form", { method: "dialog" },
+        h("h2", { id: "approval-heading" }, "Allow this tool call?"),
+        h("p", {}, "The model wants to call ", h("code", {}, meta.tool || "a tool"),
+          " on the MCP server ", h("strong", {}, meta.server || "?"), "."),
+        h("pre", { class: "arguments" }, JSON.stringify(meta.arguments, null, 2)),
+        h("p", { class: "remember" }, remember,
+          h("label", { for: `remember-${meta.approval_id}` }, " Same answer for this tool in this conversation")),
+        h("div", { class: "actions" },
+          h("button", { type: "submit", value: "deny" }, "Deny"),
+          h("button", { type: "submit", value: "allow", class: "primary" }, "Allow"))),
+    );
+    dialog.addEventListener("cancel", (event) => event.preventDefault());
+    document.body.appendChild(dialog);
+    turn.questions = [...(turn.questions || []), dialog];
+    const decision = await showDialog(dialog);
+    dialog.remove();
+    if (turn !== this.turn || (decision !== "allow" && decision !== "deny")) return;
+    try {
+      this.connection.approve(turn.requestId, meta.approval_id, decision, remember.checked);
+    } catch (error) {
+      turn.group.add(h("p", { class: "notice" }, error.message));
+    }
+  }
+
+  /** The turn ended: its open questions cannot be answered any more. */
+  closeQuestions(turn) {
+    for (const dialog of turn.questions || []) if (dialog.open) dialog.close("expired");
+  }
+
   fail(turn, chunk) {
+    this.closeQuestions(turn);
     turn.group.typing(false);
     if (chunk.code === "cancelled") {
       turn.group.mark("cancelled");

@@ -120,6 +120,14 @@ export class Connection extends EventTarget {
     this.turns.set(request_id, handler);
   }
 
+  /** The user's decision on a tool call of turn `request_id` (no answer frame: the turn's
+   * own frames show what happened). */
+  approve(request_id, approval_id, decision, remember) {
+    const payload = { approval_id, decision };
+    if (remember) payload.remember = "conversation";
+    this.send({ action: "approve", request_id, payload });
+  }
+
   cancel(request_id) {
     if (this.online) this.socket.send(JSON.stringify({ action: "cancel", request_id }));
   }

@@ -41,12 +41,25 @@ pub struct Turn<'a> {
     pub client_tools: &'a [ToolSpec],
     /// `false`: no tool is offered at all (`tool_choice: "none"`).
     pub tools_allowed: bool,
+    /// What a tool whose policy is `ask` does in this turn.
+    pub asks: Asks,
     pub streaming: bool,
     pub encoding: Encoding,
     pub sink: &'a dyn TurnSink,
     pub cancel: &'a CancellationToken,
     pub started: Instant,
     pub first_token: AtomicBool,
+}
+
+/// Who answers a tool's `ask` policy in a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Asks {
+    /// The user, through an `approval_required` frame and `approve` (the WebSocket).
+    User,
+    /// Nobody can: denied (the OpenAI door by default).
+    Deny,
+    /// The request allowed them in advance (`X-Approve-Tools: allow` on the OpenAI door).
+    Allow,
 }
 
 /// The stored conversation of a turn and its committed user message.

@@ -3,7 +3,7 @@
 //! replayed answer produces the same events as a live one.
 //!
 //! Order: `Accepted` first (the user message is committed), then any number of `TextDelta`,
-//! `ToolCallStarted`, `ToolCallFinished` and `Notice`, and last exactly one of `Completed` or
+//! `ToolCallStarted`, `ApprovalRequired`, `ToolCallFinished` and `Notice`, and last exactly one of `Completed` or
 //! `Failed`. A turn refused before its message is stored emits `Failed` alone.
 
 use std::time::Duration;
@@ -31,10 +31,19 @@ pub enum TurnEvent {
         /// As the model wrote them (JSON, or not).
         arguments: String,
     },
+    /// A call waits for the user's `approve` (its server's policy is `ask`).
+    ApprovalRequired {
+        approval_id: String,
+        call_id: String,
+        tool: String,
+        server: String,
+        /// As the model wrote them.
+        arguments: String,
+    },
     ToolCallFinished {
         call_id: String,
         tool: String,
-        ok: bool,
+        status: ToolStatus,
         /// A one-line summary of the result.
         summary: String,
         took: Duration,
@@ -45,6 +54,26 @@ pub enum TurnEvent {
     },
     Completed(Box<Completion>),
     Failed(WireError),
+}
+
+/// How a tool call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToolStatus {
+    Ok,
+    /// The tool failed, timed out, or could not be called; the model reads why.
+    Error,
+    /// Never sent to its server: the policy (`deny`), the user, or no answer in time.
+    Denied,
+}
+
+impl ToolStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Error => "error",
+            Self::Denied => "denied",
+        }
+    }
 }
 
 /// Something to show that is neither answer text nor a tool call.

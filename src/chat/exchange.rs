@@ -30,6 +30,8 @@ pub struct Exchange {
     pub client_tools: Vec<ToolSpec>,
     /// `false` for `tool_choice: "none"`: no tool is offered.
     pub tools_allowed: bool,
+    /// What a tool whose policy is `ask` does: no one can be asked here.
+    pub asks: super::Asks,
 }
 
 /// Whether an exchange is stored (its last user message and the answer), so that it appears in
@@ -132,6 +134,7 @@ impl ChatService {
             sampling: exchange.sampling,
             client_tools: &exchange.client_tools,
             tools_allowed: exchange.tools_allowed,
+            asks: exchange.asks,
             streaming: exchange.stream,
             encoding,
             sink,

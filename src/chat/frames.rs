@@ -31,6 +31,11 @@ pub enum ClientFrame {
         request_id: String,
         action: ConversationAction,
     },
+    /// `approve`: the user's decision on a tool call of the turn `request_id`.
+    Approve {
+        request_id: String,
+        payload: ApprovePayload,
+    },
     /// `list_models`: the providers and the models each offers.
     Models {
         request_id: String,
@@ -50,6 +55,22 @@ pub enum ConversationAction {
     History(GetHistory),
     Update(UpdateConversation),
     Delete(DeleteConversation),
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovePayload {
+    pub approval_id: String,
+    pub decision: super::Decision,
+    /// `"conversation"`: the same decision for this tool for the rest of the conversation.
+    #[serde(default)]
+    pub remember: Option<Remember>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Remember {
+    Conversation,
 }
 
 /// The memory actions, with their typed payloads.
@@ -158,7 +179,7 @@ pub struct FrameError {
 
 const ACTIONS: &str = "chat, cancel, ping, new_conversation, list_conversations, get_history, \
                        update_conversation, delete_conversation, search, list_models, \
-                       list_memories, delete_memory";
+                       list_memories, delete_memory, approve";
 
 impl ClientFrame {
     pub fn parse(text: &str) -> Result<Self, FrameError> {
@@ -254,6 +275,21 @@ impl ClientFrame {
                     })
                     .map_err(|m| refuse(request_id.clone(), ErrorCode::InvalidRequest, m))?;
                 Ok(Self::Search {
+                    request_id: required(request_id)?,
+                    payload,
+                })
+            }
+            "approve" => {
+                let payload = object
+                    .get("payload")
+                    .ok_or_else(|| {
+                        "`approve` needs a payload with approval_id and decision".to_string()
+                    })
+                    .and_then(|p| {
+                        ApprovePayload::deserialize(p).map_err(|e| format!("invalid payload: {e}"))
+                    })
+                    .map_err(|m| refuse(request_id.clone(), ErrorCode::InvalidRequest, m))?;
+                Ok(Self::Approve {
                     request_id: required(request_id)?,
                     payload,
                 })
@@ -426,11 +462,25 @@ impl ServerFrame {
 
     /// A tool call starting or finished: `processing`, type `tool_execution`.
     pub fn tool_execution(request_id: &str, data: String, metadata: Value) -> Self {
+        Self::processing_kind(request_id, "tool_execution", data, metadata)
+    }
+
+    /// A question to the user in a turn: `approval_required`.
+    pub fn question(request_id: &str, kind: &'static str, metadata: Value) -> Self {
+        Self::processing_kind(request_id, kind, String::new(), metadata)
+    }
+
+    fn processing_kind(
+        request_id: &str,
+        kind: &'static str,
+        data: String,
+        metadata: Value,
+    ) -> Self {
         Self {
             request_id: Some(request_id.into()),
             status: "processing",
             chunk: Chunk {
-                kind: Some("tool_execution"),
+                kind: Some(kind),
                 data: Some(data),
                 metadata: Some(metadata),
                 ..Chunk::default()

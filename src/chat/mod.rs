@@ -4,6 +4,7 @@
 
 mod actions;
 mod answer;
+mod approvals;
 mod catalog;
 mod context;
 mod events;
@@ -22,8 +23,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 
 pub use frames::{
-    ChatPayload, ClientFrame, ConversationAction, FrameError, MemoryAction, SearchPayload,
-    ServerFrame,
+    ApprovePayload, ChatPayload, ClientFrame, ConversationAction, FrameError, MemoryAction,
+    Remember, SearchPayload, ServerFrame,
 };
 
 use crate::config::Config;
@@ -32,8 +33,9 @@ use crate::mcp::McpHost;
 use crate::memory::MemoryService;
 use crate::stats::{Histogram, LatencySummary};
 use crate::store::Store;
-pub use answer::Sampling;
-pub use events::{Completion, NoticeCode, TurnEvent, TurnSink};
+pub use answer::{Asks, Sampling};
+pub use approvals::{Answer, AnswerError, Decision};
+pub use events::{Completion, NoticeCode, ToolStatus, TurnEvent, TurnSink};
 pub use exchange::{Exchange, StoreIn};
 pub use fit::MAX_FRAME_BYTES;
 use in_flight::InFlight;
@@ -49,6 +51,8 @@ pub struct ChatService {
     config: Arc<Config>,
     stats: TurnStats,
     in_flight: InFlight,
+    /// Tool calls waiting for the user's `approve`.
+    approvals: Arc<approvals::Approvals>,
 }
 
 #[derive(Default)]
@@ -76,6 +80,8 @@ pub struct TurnSnapshot {
     pub cancelled: u64,
     pub replayed: u64,
     pub tool_calls: u64,
+    /// Tool calls waiting for the user's approval now.
+    pub approvals_waiting: usize,
     pub ttft_ms: LatencySummary,
     pub turn_latency_ms: LatencySummary,
 }
@@ -96,7 +102,20 @@ impl ChatService {
             config,
             stats: TurnStats::default(),
             in_flight: InFlight::default(),
+            approvals: Arc::default(),
         }
+    }
+
+    /// The client's answer to an `approval_required` of its turn `request_id`.
+    pub fn answer_approval(
+        &self,
+        caller: &crate::auth::Caller,
+        request_id: &str,
+        approval_id: &str,
+        answer: Answer,
+    ) -> Result<(), AnswerError> {
+        self.approvals
+            .answer(caller.id().0, request_id, approval_id, answer)
     }
 
     pub fn snapshot(&self) -> TurnSnapshot {
@@ -108,6 +127,7 @@ impl ChatService {
             cancelled: load(&self.stats.cancelled),
             replayed: load(&self.stats.replayed),
             tool_calls: load(&self.stats.tool_calls),
+            approvals_waiting: self.approvals.waiting(),
             ttft_ms: self.stats.ttft.summary(),
             turn_latency_ms: self.stats.latency.summary(),
         }

@@ -10,8 +10,10 @@ use futures::future::join_all;
 use serde_json::json;
 
 use super::ChatService;
-use super::answer::{Reply, Turn};
-use super::events::TurnEvent;
+use super::answer::{Asks, Reply, Turn};
+use super::approvals::{Decision, Scope};
+use super::events::{ToolStatus, TurnEvent};
+use crate::config::Approval;
 use crate::llm::ToolSpec;
 use crate::llm::{ChatMessage, MessageRole, ToolCall};
 use crate::mcp::ToolOutcome;
@@ -43,9 +45,13 @@ impl ChatService {
             .map(|tool| tool.server.clone())
     }
 
-    /// One call, to the built-in tool or the MCP server that has it.
+    /// One call, to the built-in tool or the MCP server that has it, once its approval
+    /// policy lets it run.
     async fn call_tool(&self, turn: &Turn<'_>, call: &ToolCall) -> ToolOutcome {
         if !(self.memory.config().tools && memory_tools::NAMES.contains(&call.name.as_str())) {
+            if let Err(denied) = self.approved(turn, call).await {
+                return denied;
+            }
             return self
                 .mcp
                 .call(&call.name, &call.arguments, turn.cancel)
@@ -104,7 +110,13 @@ impl ChatService {
             turn.sink.emit(TurnEvent::ToolCallFinished {
                 call_id: call.id.clone(),
                 tool: call.name.clone(),
-                ok: outcome.ok,
+                status: if outcome.denied {
+                    ToolStatus::Denied
+                } else if outcome.ok {
+                    ToolStatus::Ok
+                } else {
+                    ToolStatus::Error
+                },
                 summary: outcome.summary(),
                 took: outcome.took,
             });
@@ -157,5 +169,94 @@ impl ChatService {
             .append(record.conversation, batch)
             .await?;
         Ok(())
+    }
+}
+
+/// Approval (`approval: auto | ask | deny` of a server's entry).
+impl ChatService {
+    /// Whether `call` may run: at once (`auto`), never (`deny`), or as the user decides
+    /// (`ask`). `Err` is the outcome the model reads instead of a result.
+    async fn approved(&self, turn: &Turn<'_>, call: &ToolCall) -> Result<(), ToolOutcome> {
+        // A tool no server has: the call itself says so.
+        let Some((server, tool, policy)) = self.mcp.approval(&call.name) else {
+            return Ok(());
+        };
+        match policy {
+            Approval::Auto => Ok(()),
+            Approval::Deny => Err(ToolOutcome::denied(format!(
+                "calls of `{tool}` are not allowed here (the approval policy of server \
+                 `{server}` is deny); it was not run, do not call it again"
+            ))),
+            Approval::Ask => self.ask(turn, call, server, tool).await,
+        }
+    }
+
+    async fn ask(
+        &self,
+        turn: &Turn<'_>,
+        call: &ToolCall,
+        server: String,
+        tool: String,
+    ) -> Result<(), ToolOutcome> {
+        let declined = |tool: &str| {
+            ToolOutcome::denied(format!(
+                "the user declined this call of `{tool}`; it was not run. Do not call it \
+                 again unless the user asks for it"
+            ))
+        };
+        match turn.asks {
+            Asks::Allow => return Ok(()),
+            Asks::Deny => {
+                return Err(ToolOutcome::denied(format!(
+                    "`{tool}` needs the user's approval, which this request cannot give; it \
+                     was not run"
+                )));
+            }
+            Asks::User => {}
+        }
+        let scope = turn.record.map(|r| Scope {
+            conversation: r.conversation.as_str().to_string(),
+            server: server.clone(),
+            tool: tool.clone(),
+        });
+        if let Some(decision) = scope.as_ref().and_then(|s| self.approvals.remembered(s)) {
+            return match decision {
+                Decision::Allow => Ok(()),
+                Decision::Deny => Err(declined(&tool)),
+            };
+        }
+        let mut waiting = self.approvals.open(turn.caller.id().0, turn.request_id);
+        turn.sink.emit(TurnEvent::ApprovalRequired {
+            approval_id: waiting.id.clone(),
+            call_id: call.id.clone(),
+            tool: call.name.clone(),
+            server,
+            arguments: call.arguments.clone(),
+        });
+        let limit = self.config.mcp.approval_timeout;
+        let answer = tokio::select! {
+            answer = &mut waiting.answer => answer.ok(),
+            () = tokio::time::sleep(limit) => {
+                return Err(ToolOutcome::denied(format!(
+                    "no one approved this call of `{tool}` within {}; it was not run",
+                    humantime::format_duration(limit)
+                )));
+            }
+            () = turn.cancel.cancelled() => {
+                return Err(ToolOutcome::denied("the turn was cancelled before the call was approved"));
+            }
+        };
+        let Some(answer) = answer else {
+            return Err(declined(&tool));
+        };
+        if answer.remember
+            && let Some(scope) = scope
+        {
+            self.approvals.remember(scope, answer.decision);
+        }
+        match answer.decision {
+            Decision::Allow => Ok(()),
+            Decision::Deny => Err(declined(&tool)),
+        }
     }
 }

@@ -182,6 +182,7 @@ impl ChatService {
             sampling: Sampling::default(),
             client_tools: &[],
             tools_allowed: true,
+            asks: super::Asks::User,
             provider: provider.as_deref(),
             model: payload.model.is_some().then_some(model.as_str()),
             streaming: payload

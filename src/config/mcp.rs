@@ -25,6 +25,26 @@ pub struct McpConfig {
     /// A server that has not answered `initialize` within this is restarted with the reason.
     #[serde(with = "super::duration")]
     pub initialize_timeout: Duration,
+    /// Whether a tool call runs at once (`auto`), waits for the user (`ask`) or never runs
+    /// (`deny`), for servers and tools whose entry says nothing.
+    pub default_approval: Approval,
+    /// An `ask` left unanswered this long is denied (the tool's own timeout starts once it is
+    /// allowed).
+    #[serde(with = "super::duration")]
+    pub approval_timeout: Duration,
+}
+
+/// A tool call's approval policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Approval {
+    /// Runs without asking.
+    #[default]
+    Auto,
+    /// The user allows or denies each call (or remembers the decision for a conversation).
+    Ask,
+    /// Never runs: the model reads that it is not allowed.
+    Deny,
 }
 
 impl Default for McpConfig {
@@ -35,6 +55,8 @@ impl Default for McpConfig {
             tool_timeout: Duration::from_secs(30),
             max_result_bytes: 32 * 1024,
             initialize_timeout: Duration::from_secs(30),
+            default_approval: Approval::Auto,
+            approval_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -64,6 +86,23 @@ pub struct McpServerConfig {
     pub enabled: bool,
     #[serde(default, with = "super::duration::option")]
     pub timeout: Option<Duration>,
+    /// The approval policy of this server's tools; `None`: `mcp.default_approval`.
+    #[serde(default)]
+    pub approval: Option<Approval>,
+    /// Per-tool approval, by the server's own tool name: overrides `approval`.
+    #[serde(default)]
+    pub tools: BTreeMap<String, Approval>,
+}
+
+impl McpServerConfig {
+    /// The policy of a call of `tool` (the server's own name for it).
+    pub fn approval_for(&self, tool: &str, default: Approval) -> Approval {
+        self.tools
+            .get(tool)
+            .copied()
+            .or(self.approval)
+            .unwrap_or(default)
+    }
 }
 
 fn enabled_by_default() -> bool {
@@ -72,7 +111,11 @@ fn enabled_by_default() -> bool {
 
 /// Keys that desktop MCP clients add to their entries and that mean nothing here: accepted
 /// and ignored, so users' files load unchanged.
-const CLIENT_ONLY_KEYS: &[&str] = &["autoApprove", "alwaysAllow", "disabledTools", "description"];
+const CLIENT_ONLY_KEYS: &[&str] = &["disabledTools", "description"];
+
+/// Cline's and Roo Code's lists of tools that run without asking: those clients ask before
+/// every other tool, so an entry with one asks too (unless it sets `approval` itself).
+const AUTO_APPROVE_KEYS: &[&str] = &["autoApprove", "alwaysAllow"];
 
 impl McpConfig {
     /// Every configured server: the entries of `servers_file` (a missing file means none),
@@ -159,6 +202,11 @@ fn file_entry(
     for key in CLIENT_ONLY_KEYS {
         entry.remove(*key);
     }
+    auto_approved(&mut entry)?;
+    // Roo Code's `transportType` is our `type`.
+    if let Some(kind) = entry.remove("transportType") {
+        entry.entry("type").or_insert(kind);
+    }
     // `"disabled": true` (Cline and others) is `"enabled": false`.
     if let Some(disabled) = entry.remove("disabled") {
         let disabled = disabled
@@ -189,6 +237,36 @@ fn file_entry(
         }
     }
     serde_json::from_value(serde_json::Value::Object(entry)).map_err(|e| e.to_string())
+}
+
+/// `autoApprove` / `alwaysAllow` (lists of tool names) become `tools: {NAME: "auto"}` with
+/// `approval: "ask"` for the others, as in the clients that wrote them.
+fn auto_approved(entry: &mut serde_json::Map<String, serde_json::Value>) -> Result<(), String> {
+    for key in AUTO_APPROVE_KEYS {
+        let Some(list) = entry.remove(*key) else {
+            continue;
+        };
+        let names = list
+            .as_array()
+            .ok_or_else(|| format!("`{key}` must be a list of tool names"))?;
+        let tools = entry
+            .entry("tools")
+            .or_insert_with(|| serde_json::Value::Object(serde_json::Map::new()))
+            .as_object_mut()
+            .ok_or("`tools` must be an object of tool name to approval")?;
+        for name in names {
+            let name = name
+                .as_str()
+                .ok_or_else(|| format!("`{key}` must be a list of tool names"))?;
+            tools
+                .entry(name)
+                .or_insert_with(|| serde_json::Value::String("auto".into()));
+        }
+        entry
+            .entry("approval")
+            .or_insert_with(|| serde_json::Value::String("ask".into()));
+    }
+    Ok(())
 }
 
 /// Replaces `${VAR}` and `${VAR:-default}`; an unset `${VAR}` is an error naming it.
@@ -274,6 +352,58 @@ mod tests {
             message(r#"{"mcpServers": {"a": {"command": "x", "colour": 1}}}"#).contains("colour")
         );
         assert!(message(r#"{"mcpServers": {"a": {"args": []}}}"#).contains("mcpServers.a"));
+    }
+
+    #[test]
+    fn cline_and_roo_entries_keep_their_approvals_and_transport() {
+        let servers = load(
+            r#"{"mcpServers": {
+                "files": {"command": "npx", "args": ["server-filesystem"], "transportType": "stdio",
+                          "alwaysAllow": ["read_file"], "disabled": false},
+                "git": {"command": "uvx", "autoApprove": ["git_status"], "approval": "deny"},
+                "time": {"command": "uvx", "approval": "ask", "tools": {"get_time": "auto"}}}}"#,
+        )
+        .expect("loads");
+        let files = &servers["files"];
+        assert_eq!(files.transport.as_deref(), Some("stdio"));
+        assert_eq!(
+            files.approval_for("read_file", Approval::Auto),
+            Approval::Auto
+        );
+        assert_eq!(
+            files.approval_for("write_file", Approval::Auto),
+            Approval::Ask
+        );
+        // An explicit `approval` wins over the list's implied `ask`.
+        let git = &servers["git"];
+        assert_eq!(
+            git.approval_for("git_status", Approval::Auto),
+            Approval::Auto
+        );
+        assert_eq!(
+            git.approval_for("git_commit", Approval::Auto),
+            Approval::Deny
+        );
+        let time = &servers["time"];
+        assert_eq!(
+            time.approval_for("get_time", Approval::Deny),
+            Approval::Auto
+        );
+        assert_eq!(time.approval_for("convert", Approval::Auto), Approval::Ask);
+    }
+
+    #[test]
+    fn a_misspelt_approval_key_or_value_refuses_the_start() {
+        let message = |json: &str| load(json).expect_err("refused").to_string();
+        let typo = message(r#"{"mcpServers": {"a": {"command": "x", "aproval": "ask"}}}"#);
+        assert!(
+            typo.contains("aproval") && typo.contains("approval"),
+            "{typo}"
+        );
+        let value = message(r#"{"mcpServers": {"a": {"command": "x", "approval": "sometimes"}}}"#);
+        assert!(value.contains("sometimes"), "{value}");
+        let list = message(r#"{"mcpServers": {"a": {"command": "x", "autoApprove": "all"}}}"#);
+        assert!(list.contains("autoApprove"), "{list}");
     }
 
     #[test]

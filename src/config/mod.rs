@@ -26,7 +26,7 @@ pub use chat::{
 pub use llm::{
     CircuitBreakerConfig, EmbeddingsConfig, HttpClientConfig, LlmConfig, Models, ProviderConfig,
 };
-pub use mcp::{McpConfig, McpServerConfig};
+pub use mcp::{Approval, McpConfig, McpServerConfig};
 pub use memory::{
     BUILTIN_DIMENSIONS, BUILTIN_EMBEDDER, BUILTIN_LABEL, MemoryConfig, VectorSpace,
     known_dimensions,

@@ -15,6 +15,8 @@ const SUMMARY_CHARS: usize = 200;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ToolOutcome {
     pub ok: bool,
+    /// Not run: the approval policy or the user said no (`ok` is false too).
+    pub denied: bool,
     /// What the model reads.
     pub content: String,
     pub took: Duration,
@@ -24,8 +26,17 @@ impl ToolOutcome {
     pub fn failed(message: impl Into<String>, took: Duration) -> Self {
         Self {
             ok: false,
+            denied: false,
             content: message.into(),
             took,
+        }
+    }
+
+    /// A call that was never run, with the reason the model reads.
+    pub fn denied(message: impl Into<String>) -> Self {
+        Self {
+            denied: true,
+            ..Self::failed(message, Duration::ZERO)
         }
     }
 
@@ -81,6 +92,7 @@ pub fn render(result: &CallToolResult, max_bytes: usize, took: Duration) -> Tool
     }
     ToolOutcome {
         ok: !result.is_error.unwrap_or(false),
+        denied: false,
         content: truncate(parts.join("\n"), max_bytes),
         took,
     }

@@ -28,7 +28,7 @@ pub use catalogue::{Catalogue, CatalogueTool};
 pub use schema::convert as convert_schema;
 pub use server::{ServerSnapshot, ServerState};
 
-use crate::config::{McpConfig, McpServerConfig};
+use crate::config::{Approval, McpConfig, McpServerConfig};
 use crate::llm::CacheSnapshot;
 use server::Server;
 use supervisor::Supervisor;
@@ -44,6 +44,8 @@ pub struct McpHost {
     /// `mcp.servers_file` when it does not exist, to say so at start.
     missing_file: Option<std::path::PathBuf>,
     configs: BTreeMap<String, McpServerConfig>,
+    /// `mcp.default_approval`.
+    default_approval: Approval,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -100,6 +102,7 @@ impl McpHost {
                 reserved: Vec::new(),
             }),
             configs: servers,
+            default_approval: config.default_approval,
             missing_file: config.servers_file.clone().filter(|path| !path.exists()),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -140,6 +143,21 @@ impl McpHost {
             };
             self.tasks.spawn(supervisor.run());
         }
+    }
+
+    /// Who decides a call of the catalogue tool `name`: its server, the server's own name for
+    /// the tool, and the policy (the entry's `tools`, its `approval`, `mcp.default_approval`).
+    /// `None` for a tool no server has.
+    pub fn approval(&self, name: &str) -> Option<(String, String, Approval)> {
+        let catalogue = self.catalogue();
+        let tool = catalogue.get(name)?;
+        let policy = self
+            .configs
+            .get(&tool.server)
+            .map_or(self.default_approval, |entry| {
+                entry.approval_for(&tool.tool, self.default_approval)
+            });
+        Some((tool.server.clone(), tool.tool.clone(), policy))
     }
 
     /// The tools offered now.

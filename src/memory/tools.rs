@@ -142,6 +142,7 @@ pub async fn call(
     match run(memory, owner, name, arguments, conversation).await {
         Ok(result) => ToolOutcome {
             ok: true,
+            denied: false,
             content: result.to_string(),
             took: started.elapsed(),
         },

@@ -450,7 +450,36 @@ def unconfigured():
     )
 
 
+def approval():
+    """A tool whose server asks: a dialog names the call; Allow runs it, Deny does not."""
+    page = open_page()
+    send(page, "Echo pong, with permission")
+    dialog = page.get_by_role("dialog", name="Allow this tool call?")
+    expect(dialog).to_be_visible()
+    asked = dialog.inner_text()
+    harness.screenshot("approval-asked")
+    dialog.get_by_role("button", name="Allow").click()
+    wait_done(page)
+    allowed = page.locator("details.tool").last.get_attribute("class")
+    send(page, "And again")
+    dialog = page.get_by_role("dialog", name="Allow this tool call?")
+    expect(dialog).to_be_visible()
+    dialog.get_by_role("button", name="Deny").click()
+    wait_done(page)
+    denied = page.locator("details.tool").last
+    harness.screenshot("approval-denied")
+    harness.finish(
+        {
+            "asked": asked,
+            "allowed": allowed,
+            "denied": denied.get_attribute("class"),
+            "denied_badge": denied.locator(".badge").inner_text(),
+        }
+    )
+
+
 SCENARIOS = {
+    "approval": approval,
     "manage": manage,
     "admin": admin,
     "reconnect": reconnect,

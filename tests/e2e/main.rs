@@ -2,6 +2,7 @@
 //! HTTP as a client would; and the real binary for start-up failures and crash recovery.
 
 mod api;
+mod approvals;
 mod auth;
 mod binary;
 mod binary_keys;

@@ -372,3 +372,37 @@ async fn a_provider_without_a_key_is_explained_on_the_page_and_in_the_answer() {
     assert!(alert.contains("MOCK_PROVIDER_KEY"), "{alert}");
     assert!(alert.contains("local model server"), "{alert}");
 }
+
+#[tokio::test]
+async fn a_tool_that_needs_approval_asks_in_a_dialog_and_runs_only_when_allowed() {
+    let (app, fake) = tool_app(|config| {
+        config.mcp.servers.insert(
+            "test".into(),
+            crate::mcp_host::stdio_entry(json!({"approval": "ask"})),
+        );
+    })
+    .await;
+    for _ in 0..2 {
+        fake.mock.push([
+            calls(&[("call_1", "echo", json!({"text": "pong"}))]),
+            Reply::text("Done."),
+        ]);
+    }
+    let report = browse(&app, "approval", &[], &[]).await;
+    let asked = report["asked"].as_str().expect("asked");
+    assert!(
+        asked.contains("echo") && asked.contains("test") && asked.contains("pong"),
+        "{asked}"
+    );
+    assert!(
+        report["allowed"].as_str().unwrap_or("").contains("ok"),
+        "{report}"
+    );
+    assert!(
+        report["denied"].as_str().unwrap_or("").contains("denied"),
+        "{report}"
+    );
+    assert_eq!(report["denied_badge"], "denied");
+    let calls = app.health().await.1["mcp_stats"]["servers"]["test"]["calls"].clone();
+    assert_eq!(calls, 1, "only the allowed call reached the server");
+}

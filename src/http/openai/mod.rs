@@ -22,7 +22,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use super::AppState;
 use crate::auth::Caller;
-use crate::chat::{StoreIn, TurnEvent};
+use crate::chat::{Asks, StoreIn, TurnEvent};
 use crate::wire::{ErrorCode, WireError};
 use render::{Envelope, activity, error_body};
 use request::CompletionRequest;
@@ -58,8 +58,12 @@ async fn completions(
         Ok(store_in) => store_in,
         Err(error) => return failure(&error),
     };
-    let exchange = match request.exchange(store_in) {
+    let mut exchange = match request.exchange(store_in) {
         Ok(exchange) => exchange,
+        Err(error) => return failure(&error),
+    };
+    exchange.asks = match approvals_header(&headers) {
+        Ok(asks) => asks,
         Err(error) => return failure(&error),
     };
     let envelope = Envelope {
@@ -111,6 +115,7 @@ async fn completions(
 
 /// Names the conversation an exchange is stored in: an id, or `new`.
 const CONVERSATION_HEADER: &str = "x-conversation-id";
+const APPROVE_HEADER: &str = "x-approve-tools";
 
 /// `X-Conversation-Id`: absent → stateless; `new` → a new conversation; else its id.
 fn conversation_header(headers: &HeaderMap) -> Result<StoreIn, WireError> {
@@ -129,6 +134,23 @@ fn conversation_header(headers: &HeaderMap) -> Result<StoreIn, WireError> {
         Ok(StoreIn::NewConversation)
     } else {
         Ok(StoreIn::Conversation(value.to_string()))
+    }
+}
+
+/// `X-Approve-Tools: allow` lets tools whose policy is `ask` run in this request (no one can
+/// be asked here); absent or `deny`, they are denied.
+fn approvals_header(headers: &HeaderMap) -> Result<Asks, WireError> {
+    let Some(value) = headers.get(APPROVE_HEADER) else {
+        return Ok(Asks::Deny);
+    };
+    match value.to_str().map(str::trim) {
+        Ok(v) if v.eq_ignore_ascii_case("allow") => Ok(Asks::Allow),
+        Ok(v) if v.eq_ignore_ascii_case("deny") => Ok(Asks::Deny),
+        _ => Err(WireError::new(
+            ErrorCode::InvalidRequest,
+            "X-Approve-Tools must be `allow` or `deny`",
+            false,
+        )),
     }
 }
 

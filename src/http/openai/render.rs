@@ -5,7 +5,7 @@
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::chat::{Completion, TurnEvent};
+use crate::chat::{Completion, ToolStatus, TurnEvent};
 use crate::llm::{FinishReason, Usage};
 use crate::wire::WireError;
 
@@ -63,12 +63,13 @@ pub fn activity(event: &TurnEvent) -> Option<Value> {
         TurnEvent::ToolCallFinished {
             call_id,
             tool,
-            ok,
+            status,
             summary,
             took,
         } => Some(
             json!({"event": "tool_call_finished", "call_id": call_id, "tool": tool,
-                         "ok": ok, "summary": summary,
+                         "ok": *status == ToolStatus::Ok, "status": status.as_str(),
+                         "summary": summary,
                          "duration_ms": (took.as_secs_f64() * 10_000.0).round() / 10.0}),
         ),
         TurnEvent::Notice { code, message } => {

@@ -5,7 +5,7 @@
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::chat::{Exchange, Sampling, StoreIn};
+use crate::chat::{Asks, Exchange, Sampling, StoreIn};
 use crate::llm::{ChatMessage, MessageRole, ToolCall, ToolSpec};
 use crate::wire::{ErrorCode, WireError};
 
@@ -134,6 +134,7 @@ impl CompletionRequest {
             store_in,
             client_tools,
             tools_allowed: self.tool_choice.as_ref().and_then(Value::as_str) != Some("none"),
+            asks: Asks::Deny,
         })
     }
 }

@@ -96,10 +96,24 @@ pub fn frame(request_id: &str, event: TurnEvent) -> ServerFrame {
             });
             ServerFrame::tool_execution(request_id, arguments, meta)
         }
+        TurnEvent::ApprovalRequired {
+            approval_id,
+            call_id,
+            tool,
+            server,
+            arguments,
+        } => {
+            let parsed = serde_json::from_str(&arguments).unwrap_or(Value::String(arguments));
+            let meta = serde_json::json!({
+                "approval_id": approval_id, "server": server, "tool": tool,
+                "call_id": call_id, "arguments": parsed,
+            });
+            ServerFrame::question(request_id, "approval_required", meta)
+        }
         TurnEvent::ToolCallFinished {
             call_id,
             tool,
-            ok,
+            status,
             summary,
             took,
         } => {
@@ -108,7 +122,7 @@ pub fn frame(request_id: &str, event: TurnEvent) -> ServerFrame {
                 tool: &tool,
                 server: None,
                 call_id: &call_id,
-                status: if ok { "ok" } else { "error" },
+                status: status.as_str(),
                 arguments: None,
                 duration_ms: Some((took_ms * 10.0).round() / 10.0),
             });
@@ -210,7 +224,7 @@ mod tests {
             TurnEvent::ToolCallFinished {
                 call_id: "c".into(),
                 tool: "t".into(),
-                ok: false,
+                status: crate::chat::ToolStatus::Error,
                 summary: "boom".into(),
                 took: Duration::from_micros(1234),
             },

@@ -19,7 +19,9 @@ use super::close::{CloseReason, Closer};
 use super::render::SocketTurn;
 use super::writer::{self, Keepalive};
 use crate::auth::Caller;
-use crate::chat::{ClientFrame, Outbox, OutboxLimits, ServerFrame};
+use crate::chat::{
+    Answer, ApprovePayload, ClientFrame, Outbox, OutboxLimits, Remember, ServerFrame,
+};
 use crate::http::AppState;
 
 /// How long the writer may take to flush the last frames and the close frame.
@@ -162,6 +164,10 @@ impl Session {
                     .await;
                 self.send(&frame);
             }
+            Ok(ClientFrame::Approve {
+                request_id,
+                payload,
+            }) => self.approve(request_id, &payload),
             Ok(ClientFrame::Models { request_id }) => {
                 self.send(&self.state.chat.models(&request_id));
             }
@@ -220,6 +226,43 @@ impl Session {
                         .remove(&request_id);
                 });
             }
+        }
+    }
+
+    /// An accepted decision gets no frame of its own: the turn's frames show what happened.
+    /// A refused one gets a `notice` (`invalid_answer`) on the turn while it runs here, else
+    /// an `error`.
+    fn approve(&self, request_id: String, payload: &ApprovePayload) {
+        let answer = Answer {
+            decision: payload.decision,
+            remember: payload.remember == Some(Remember::Conversation),
+        };
+        let Err(refused) = self.state.chat.answer_approval(
+            &self.caller,
+            &request_id,
+            &payload.approval_id,
+            answer,
+        ) else {
+            return;
+        };
+        let running = self
+            .turns
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains_key(&request_id);
+        if running {
+            self.send(&ServerFrame::notice(
+                &request_id,
+                "invalid_answer",
+                refused.to_string(),
+            ));
+        } else {
+            self.refuse(&ServerFrame::error(
+                Some(request_id),
+                ErrorCode::NotFound,
+                refused.to_string(),
+                false,
+            ));
         }
     }
 
