@@ -9,6 +9,7 @@ mod duration;
 mod interpolate;
 mod llm;
 mod mcp;
+mod servers_file;
 mod memory;
 mod secret;
 mod server;
