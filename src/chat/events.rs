@@ -40,6 +40,23 @@ pub enum TurnEvent {
         /// As the model wrote them.
         arguments: String,
     },
+    /// A running call's progress, as its server reports it.
+    ToolCallProgress {
+        call_id: String,
+        tool: String,
+        progress: f64,
+        total: Option<f64>,
+        message: Option<String>,
+    },
+    /// A server asks the user (`elicitation/create`); the client answers with `elicit`.
+    Elicitation {
+        elicitation_id: String,
+        call_id: String,
+        server: String,
+        message: String,
+        /// The requested schema: an object of primitive properties.
+        schema: serde_json::Value,
+    },
     ToolCallFinished {
         call_id: String,
         tool: String,

@@ -36,6 +36,11 @@ pub enum ClientFrame {
         request_id: String,
         payload: ApprovePayload,
     },
+    /// `elicit`: the user's answer to a server's question in the turn `request_id`.
+    Elicit {
+        request_id: String,
+        payload: ElicitPayload,
+    },
     /// `list_models`: the providers and the models each offers.
     Models {
         request_id: String,
@@ -65,6 +70,24 @@ pub struct ApprovePayload {
     /// `"conversation"`: the same decision for this tool for the rest of the conversation.
     #[serde(default)]
     pub remember: Option<Remember>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ElicitPayload {
+    pub elicitation_id: String,
+    pub action: ElicitAction,
+    /// The answer, for `accept`: an object that fits the requested schema.
+    #[serde(default)]
+    pub content: Option<Map<String, Value>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ElicitAction {
+    Accept,
+    Decline,
+    Cancel,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -179,7 +202,7 @@ pub struct FrameError {
 
 const ACTIONS: &str = "chat, cancel, ping, new_conversation, list_conversations, get_history, \
                        update_conversation, delete_conversation, search, list_models, \
-                       list_memories, delete_memory, approve";
+                       list_memories, delete_memory, approve, elicit";
 
 impl ClientFrame {
     pub fn parse(text: &str) -> Result<Self, FrameError> {
@@ -290,6 +313,21 @@ impl ClientFrame {
                     })
                     .map_err(|m| refuse(request_id.clone(), ErrorCode::InvalidRequest, m))?;
                 Ok(Self::Approve {
+                    request_id: required(request_id)?,
+                    payload,
+                })
+            }
+            "elicit" => {
+                let payload = object
+                    .get("payload")
+                    .ok_or_else(|| {
+                        "`elicit` needs a payload with elicitation_id and action".to_string()
+                    })
+                    .and_then(|p| {
+                        ElicitPayload::deserialize(p).map_err(|e| format!("invalid payload: {e}"))
+                    })
+                    .map_err(|m| refuse(request_id.clone(), ErrorCode::InvalidRequest, m))?;
+                Ok(Self::Elicit {
                     request_id: required(request_id)?,
                     payload,
                 })

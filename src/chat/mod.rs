@@ -4,15 +4,16 @@
 
 mod actions;
 mod answer;
-mod approvals;
 mod catalog;
 mod context;
+mod elicitation;
 mod events;
 mod exchange;
 mod fit;
 mod frames;
 mod in_flight;
 mod outbox;
+mod questions;
 mod tokens;
 mod tools;
 mod turn;
@@ -23,8 +24,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 
 pub use frames::{
-    ApprovePayload, ChatPayload, ClientFrame, ConversationAction, FrameError, MemoryAction,
-    Remember, SearchPayload, ServerFrame,
+    ApprovePayload, ChatPayload, ClientFrame, ConversationAction, ElicitAction, ElicitPayload,
+    FrameError, MemoryAction, Remember, SearchPayload, ServerFrame,
 };
 
 use crate::config::Config;
@@ -34,12 +35,12 @@ use crate::memory::MemoryService;
 use crate::stats::{Histogram, LatencySummary};
 use crate::store::Store;
 pub use answer::{Asks, Sampling};
-pub use approvals::{Answer, AnswerError, Decision};
 pub use events::{Completion, NoticeCode, ToolStatus, TurnEvent, TurnSink};
 pub use exchange::{Exchange, StoreIn};
 pub use fit::MAX_FRAME_BYTES;
 use in_flight::InFlight;
 pub use outbox::{Outbox, OutboxLimits, OutboxReceiver};
+pub use questions::{Answer, AnswerError, Decision};
 pub use tokens::Encoding;
 
 /// Runs turns; shared by every socket.
@@ -52,7 +53,9 @@ pub struct ChatService {
     stats: TurnStats,
     in_flight: InFlight,
     /// Tool calls waiting for the user's `approve`.
-    approvals: Arc<approvals::Approvals>,
+    approvals: questions::Approvals,
+    /// Servers' questions for the user (`elicitation/create`), waiting for `elicit`.
+    elicitations: Arc<questions::Questions<crate::mcp::ElicitAnswer>>,
 }
 
 #[derive(Default)]
@@ -82,6 +85,8 @@ pub struct TurnSnapshot {
     pub tool_calls: u64,
     /// Tool calls waiting for the user's approval now.
     pub approvals_waiting: usize,
+    /// Servers' questions waiting for the user's answer now.
+    pub elicitations_waiting: usize,
     pub ttft_ms: LatencySummary,
     pub turn_latency_ms: LatencySummary,
 }
@@ -102,8 +107,21 @@ impl ChatService {
             config,
             stats: TurnStats::default(),
             in_flight: InFlight::default(),
-            approvals: Arc::default(),
+            approvals: questions::Approvals::default(),
+            elicitations: Arc::new(questions::Questions::new("elic_")),
         }
+    }
+
+    /// The client's answer to an `elicitation` of its turn `request_id`.
+    pub fn answer_elicitation(
+        &self,
+        caller: &crate::auth::Caller,
+        request_id: &str,
+        elicitation_id: &str,
+        answer: crate::mcp::ElicitAnswer,
+    ) -> Result<(), AnswerError> {
+        self.elicitations
+            .answer(caller.id().0, request_id, elicitation_id, answer)
     }
 
     /// The client's answer to an `approval_required` of its turn `request_id`.
@@ -115,6 +133,7 @@ impl ChatService {
         answer: Answer,
     ) -> Result<(), AnswerError> {
         self.approvals
+            .questions
             .answer(caller.id().0, request_id, approval_id, answer)
     }
 
@@ -127,7 +146,8 @@ impl ChatService {
             cancelled: load(&self.stats.cancelled),
             replayed: load(&self.stats.replayed),
             tool_calls: load(&self.stats.tool_calls),
-            approvals_waiting: self.approvals.waiting(),
+            approvals_waiting: self.approvals.questions.waiting(),
+            elicitations_waiting: self.elicitations.waiting(),
             ttft_ms: self.stats.ttft.summary(),
             turn_latency_ms: self.stats.latency.summary(),
         }

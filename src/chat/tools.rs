@@ -11,8 +11,9 @@ use serde_json::json;
 
 use super::ChatService;
 use super::answer::{Asks, Reply, Turn};
-use super::approvals::{Decision, Scope};
+use super::elicitation::TurnCall;
 use super::events::{ToolStatus, TurnEvent};
+use super::questions::{Decision, Scope};
 use crate::config::Approval;
 use crate::llm::ToolSpec;
 use crate::llm::{ChatMessage, MessageRole, ToolCall};
@@ -52,9 +53,10 @@ impl ChatService {
             if let Err(denied) = self.approved(turn, call).await {
                 return denied;
             }
+            let handler = TurnCall::new(self, turn, &call.id, &call.name);
             return self
                 .mcp
-                .call(&call.name, &call.arguments, turn.cancel)
+                .call_with(&call.name, &call.arguments, turn.cancel, &handler)
                 .await;
         }
         let conversation = turn.record.map(|r| r.conversation.as_str());
@@ -225,7 +227,10 @@ impl ChatService {
                 Decision::Deny => Err(declined(&tool)),
             };
         }
-        let mut waiting = self.approvals.open(turn.caller.id().0, turn.request_id);
+        let mut waiting = self
+            .approvals
+            .questions
+            .open(turn.caller.id().0, turn.request_id, None);
         turn.sink.emit(TurnEvent::ApprovalRequired {
             approval_id: waiting.id.clone(),
             call_id: call.id.clone(),

@@ -32,6 +32,9 @@ pub struct McpConfig {
     /// allowed).
     #[serde(with = "super::duration")]
     pub approval_timeout: Duration,
+    /// A server's question (`elicitation/create`) left unanswered this long is cancelled.
+    #[serde(with = "super::duration")]
+    pub elicitation_timeout: Duration,
 }
 
 /// A tool call's approval policy.
@@ -57,6 +60,7 @@ impl Default for McpConfig {
             initialize_timeout: Duration::from_secs(30),
             default_approval: Approval::Auto,
             approval_timeout: Duration::from_secs(120),
+            elicitation_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -92,6 +96,9 @@ pub struct McpServerConfig {
     /// Per-tool approval, by the server's own tool name: overrides `approval`.
     #[serde(default)]
     pub tools: BTreeMap<String, Approval>,
+    /// Directories the server may work in, advertised to it (`roots/list`).
+    #[serde(default)]
+    pub roots: Vec<PathBuf>,
 }
 
 impl McpServerConfig {

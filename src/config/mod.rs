@@ -9,10 +9,10 @@ mod duration;
 mod interpolate;
 mod llm;
 mod mcp;
-mod servers_file;
 mod memory;
 mod secret;
 mod server;
+mod servers_file;
 mod validate;
 
 use std::collections::HashMap;

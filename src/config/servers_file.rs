@@ -74,8 +74,8 @@ pub(super) fn load(
     let mut servers = BTreeMap::new();
     for (name, entry) in entries {
         let key = format!("{section}.{name}");
-        let server = file_entry(entry, env, &dialect)
-            .map_err(|message| invalid(key.clone(), message))?;
+        let server =
+            file_entry(entry, env, &dialect).map_err(|message| invalid(key.clone(), message))?;
         super::validate::validate_mcp_server(&key, name, &server)
             .map_err(|(key, message)| invalid(key, message))?;
         servers.insert(name.clone(), server);
@@ -297,7 +297,10 @@ mod tests {
         let message = |json: &str| load(json).expect_err("refused").to_string();
         assert!(message("{nope").contains("line 1"));
         let neither = message(r#"{"tools": {}}"#);
-        assert!(neither.contains("mcpServers") && neither.contains("VS Code"), "{neither}");
+        assert!(
+            neither.contains("mcpServers") && neither.contains("VS Code"),
+            "{neither}"
+        );
         assert!(
             message(r#"{"mcpServers": {"a": {"url": "http://x/sse", "type": "sse"}}}"#)
                 .contains("SSE")
@@ -383,7 +386,10 @@ mod tests {
     #[test]
     fn every_clients_file_loads_as_it_is() {
         let claude = fixture("claude_desktop.json").expect("Claude Desktop");
-        assert_eq!(claude["github"].env["GITHUB_PERSONAL_ACCESS_TOKEN"].expose(), "ghp_x");
+        assert_eq!(
+            claude["github"].env["GITHUB_PERSONAL_ACCESS_TOKEN"].expose(),
+            "ghp_x"
+        );
         assert_eq!(claude["filesystem"].args.len(), 4);
         let cursor = fixture("cursor.json").expect("Cursor");
         assert!(cursor["remote"].url.is_some());
@@ -393,13 +399,25 @@ mod tests {
         let git = &cline["git"];
         assert_eq!(git.timeout, Some(std::time::Duration::from_secs(60)));
         assert_eq!(git.approval_for("git_diff", Approval::Auto), Approval::Auto);
-        assert_eq!(git.approval_for("git_commit", Approval::Auto), Approval::Ask);
+        assert_eq!(
+            git.approval_for("git_commit", Approval::Auto),
+            Approval::Ask
+        );
         let roo = fixture("roo.json").expect("Roo Code");
         assert_eq!(roo["files"].transport.as_deref(), Some("stdio"));
-        assert_eq!(roo["files"].approval_for("write_file", Approval::Auto), Approval::Ask);
+        assert_eq!(
+            roo["files"].approval_for("write_file", Approval::Auto),
+            Approval::Ask
+        );
         let vscode = fixture("vscode.json").expect("VS Code");
-        assert_eq!(vscode["perplexity"].env["PERPLEXITY_API_KEY"].expose(), "pplx_y");
-        assert_eq!(vscode["github"].headers["Authorization"].expose(), "Bearer ghp_x");
+        assert_eq!(
+            vscode["perplexity"].env["PERPLEXITY_API_KEY"].expose(),
+            "pplx_y"
+        );
+        assert_eq!(
+            vscode["github"].headers["Authorization"].expose(),
+            "Bearer ghp_x"
+        );
     }
 
     #[test]

@@ -401,6 +401,7 @@ fn validate_mcp(mcp: &McpConfig) -> Result<(), Invalid> {
     positive("mcp.tool_timeout", mcp.tool_timeout)?;
     positive("mcp.initialize_timeout", mcp.initialize_timeout)?;
     positive("mcp.approval_timeout", mcp.approval_timeout)?;
+    positive("mcp.elicitation_timeout", mcp.elicitation_timeout)?;
     within("mcp.max_result_bytes", mcp.max_result_bytes, 256, 16 << 20)?;
     for (name, server) in &mcp.servers {
         validate_mcp_server(&format!("mcp.servers.{name}"), name, server)?;

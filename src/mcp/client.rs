@@ -1,27 +1,117 @@
-//! Our side of an MCP session: identifies us, and turns `notifications/tools/list_changed`
-//! into a signal for the server's supervisor to list the tools again.
+//! Our side of an MCP session: identifies us and what we can do for a server (elicitation
+//! always; roots when its entry lists some), turns `notifications/tools/list_changed` into a
+//! signal for the server's supervisor, routes progress and questions to the call that caused
+//! them ([`super::requests`]), and logs the server's log notifications at debug.
 
 use std::sync::Arc;
 
-use rmcp::model::{ClientCapabilities, ClientConfig, Implementation};
-use rmcp::service::NotificationContext;
-use rmcp::{ClientHandler, RoleClient};
+// Roots and logging are deprecated for a future protocol version (SEP-2577); the versions we
+// negotiate (2025-06-18, 2025-11-25) have them and servers use them.
+#[allow(deprecated)]
+use rmcp::model::{
+    ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult, ElicitationAction,
+    ElicitationCapability, FormElicitationCapability, Implementation, ListRootsResult,
+    LoggingMessageNotificationParam, NumberOrString, ProgressNotificationParam, Root,
+    RootsCapabilities,
+};
+use rmcp::service::{NotificationContext, RequestContext};
+use rmcp::{ClientHandler, ErrorData, RoleClient};
 use tokio::sync::Notify;
+
+use super::requests::{CallRegistry, ElicitAnswer, Elicitation, Progress};
 
 #[derive(Clone)]
 pub struct HostClient {
+    pub server: String,
     pub tools_changed: Arc<Notify>,
+    /// The server's calls in flight.
+    pub calls: Arc<CallRegistry>,
+    /// `file://` URIs of the entry's `roots`.
+    pub roots: Vec<String>,
 }
 
+#[allow(deprecated)]
 impl ClientHandler for HostClient {
     fn get_info(&self) -> ClientConfig {
+        let mut capabilities = ClientCapabilities::default();
+        let mut elicitation = ElicitationCapability::default();
+        elicitation.form = Some(FormElicitationCapability::default());
+        capabilities.elicitation = Some(elicitation);
+        if !self.roots.is_empty() {
+            capabilities.roots = Some(RootsCapabilities::default());
+        }
         let mut info = ClientConfig::default();
-        info.capabilities = ClientCapabilities::default();
+        info.capabilities = capabilities;
         info.client_info = Implementation::new("mcp-platform", env!("CARGO_PKG_VERSION"));
         info
     }
 
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
         self.tools_changed.notify_one();
+    }
+
+    async fn on_progress(
+        &self,
+        params: ProgressNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        let token = match &params.progress_token.0 {
+            NumberOrString::Number(n) => u64::try_from(*n).ok(),
+            NumberOrString::String(s) => s.parse().ok(),
+        };
+        if let Some(token) = token {
+            self.calls.progress(
+                token,
+                Progress {
+                    progress: params.progress,
+                    total: params.total,
+                    message: params.message,
+                },
+            );
+        }
+    }
+
+    async fn create_elicitation(
+        &self,
+        request: ElicitRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ElicitResult, ErrorData> {
+        let ElicitRequestParams::FormElicitationParams {
+            message,
+            requested_schema,
+            ..
+        } = request
+        else {
+            // We did not advertise URL elicitation.
+            return Ok(ElicitResult::new(ElicitationAction::Decline));
+        };
+        let schema = serde_json::to_value(&requested_schema).unwrap_or_default();
+        let answer = self.calls.elicit(Elicitation { message, schema }).await;
+        Ok(match answer {
+            ElicitAnswer::Accept(content) => ElicitResult::new(ElicitationAction::Accept)
+                .with_content(serde_json::Value::Object(content)),
+            ElicitAnswer::Decline => ElicitResult::new(ElicitationAction::Decline),
+            ElicitAnswer::Cancel => ElicitResult::new(ElicitationAction::Cancel),
+        })
+    }
+
+    async fn list_roots(
+        &self,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<ListRootsResult, ErrorData> {
+        Ok(ListRootsResult::new(
+            self.roots
+                .iter()
+                .map(|uri| Root::new(uri.clone()))
+                .collect(),
+        ))
+    }
+
+    async fn on_logging_message(
+        &self,
+        params: LoggingMessageNotificationParam,
+        _context: NotificationContext<RoleClient>,
+    ) {
+        tracing::debug!(server = %self.server, level = ?params.level, logger = ?params.logger, data = %params.data, "MCP server log");
     }
 }

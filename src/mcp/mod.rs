@@ -9,6 +9,7 @@ mod call;
 mod catalogue;
 mod client;
 mod connect;
+mod requests;
 mod schema;
 mod server;
 mod supervisor;
@@ -17,7 +18,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use rmcp::model::CallToolRequestParams;
+use rmcp::model::{CallToolRequestParams, NumberOrString, ProgressToken, RequestParamsMeta};
 use serde::Serialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -25,6 +26,8 @@ use tokio_util::task::TaskTracker;
 
 pub use call::{ToolOutcome, parse_arguments};
 pub use catalogue::{Catalogue, CatalogueTool};
+use requests::Signal;
+pub use requests::{CallHandler, ElicitAnswer, Elicitation, NoHandler, Progress};
 pub use schema::convert as convert_schema;
 pub use server::{ServerSnapshot, ServerState};
 
@@ -167,12 +170,25 @@ impl McpHost {
 
     /// Calls the catalogue tool `name` with the model's `arguments` (JSON text). Never fails:
     /// every problem becomes an outcome the model can read. Cancelling `cancel` cancels the
-    /// call on the server (`notifications/cancelled`).
+    /// call on the server (`notifications/cancelled`). Progress is not shown and a question
+    /// from the server is declined: see [`McpHost::call_with`].
     pub async fn call(
         &self,
         name: &str,
         arguments: &str,
         cancel: &CancellationToken,
+    ) -> ToolOutcome {
+        self.call_with(name, arguments, cancel, &NoHandler).await
+    }
+
+    /// [`McpHost::call`], with `handler` getting the call's progress and answering the
+    /// server's questions (elicitation); the tool's timeout is paused while the user answers.
+    pub async fn call_with(
+        &self,
+        name: &str,
+        arguments: &str,
+        cancel: &CancellationToken,
+        handler: &dyn CallHandler,
     ) -> ToolOutcome {
         let started = Instant::now();
         let catalogue = self.catalogue();
@@ -197,22 +213,48 @@ impl McpHost {
                 started.elapsed(),
             );
         };
-        let request = CallToolRequestParams::new(tool.tool.clone()).with_arguments(arguments);
-        let outcome = tokio::select! {
-            result = tokio::time::timeout(server.timeout, peer.call_tool(request)) => match result {
-                Ok(Ok(result)) => call::render(&result, self.shared.max_result_bytes, started.elapsed()),
-                Ok(Err(error)) => ToolOutcome::failed(
-                    format!("the tool call failed: {error}"),
-                    started.elapsed(),
-                ),
-                Err(_) => ToolOutcome::failed(
+        let (registered, mut signals) = server.in_flight.register();
+        let mut request = CallToolRequestParams::new(tool.tool.clone()).with_arguments(arguments);
+        request.set_progress_token(ProgressToken(NumberOrString::Number(
+            i64::try_from(registered.token).unwrap_or(i64::MAX),
+        )));
+        let call = peer.call_tool(request);
+        tokio::pin!(call);
+        let mut deadline = Instant::now() + server.timeout;
+        let timer = tokio::time::sleep_until(deadline);
+        tokio::pin!(timer);
+        let outcome = loop {
+            tokio::select! {
+                result = &mut call => break match result {
+                    Ok(result) => call::render(&result, self.shared.max_result_bytes, started.elapsed()),
+                    Err(error) => ToolOutcome::failed(
+                        format!("the tool call failed: {error}"),
+                        started.elapsed(),
+                    ),
+                },
+                () = &mut timer => break ToolOutcome::failed(
                     format!("the tool did not answer within {}", humantime(server.timeout)),
                     started.elapsed(),
                 ),
-            },
-            // Dropping the call sends `notifications/cancelled` to the server.
-            () = cancel.cancelled() => ToolOutcome::failed("the call was cancelled", started.elapsed()),
+                // Dropping the call sends `notifications/cancelled` to the server.
+                () = cancel.cancelled() => break ToolOutcome::failed("the call was cancelled", started.elapsed()),
+                Some(signal) = signals.recv() => match signal {
+                    Signal::Progress(progress) => handler.progress(progress),
+                    Signal::Elicit(question, answer) => {
+                        let asked = Instant::now();
+                        let answered = tokio::select! {
+                            answered = handler.elicit(&tool.server, question) => answered,
+                            () = cancel.cancelled() => ElicitAnswer::Cancel,
+                        };
+                        let _ = answer.send(answered);
+                        // The user's time does not count against the tool.
+                        deadline += asked.elapsed();
+                        timer.as_mut().reset(deadline);
+                    }
+                },
+            }
         };
+        drop(registered);
         server.record_call(outcome.took, !outcome.ok);
         outcome
     }

@@ -2,7 +2,7 @@
 //! supervisor (`supervisor.rs`) and read by calls and `/health`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rmcp::Peer;
@@ -28,6 +28,8 @@ pub struct Server {
     pub name: String,
     pub transport: &'static str,
     pub timeout: Duration,
+    /// Its tool calls in flight, for the progress and questions it sends.
+    pub in_flight: Arc<super::requests::CallRegistry>,
     live: Mutex<Live>,
     restarts: AtomicU64,
     calls: AtomicU64,
@@ -69,6 +71,7 @@ impl Server {
             name,
             transport,
             timeout,
+            in_flight: Arc::default(),
             live: Mutex::new(Live {
                 state: Some(state),
                 ..Live::default()

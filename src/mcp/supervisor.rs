@@ -85,7 +85,10 @@ impl Supervisor {
     async fn session(&self) -> Result<Ended, String> {
         let tools_changed = Arc::new(Notify::new());
         let client = HostClient {
+            server: self.server.name.clone(),
             tools_changed: tools_changed.clone(),
+            calls: self.server.in_flight.clone(),
+            roots: root_uris(&self.config.roots),
         };
         let last_stderr = LastStderr::default();
         let env = &*self.shared.env;
@@ -188,6 +191,17 @@ pub fn backoff(attempt: u32) -> Duration {
     doubled
         .min(BACKOFF_CAP)
         .mul_f64(0.8 + fastrand::f64() * 0.4)
+}
+
+/// The entry's `roots` as `file://` URIs (relative paths from our working directory).
+fn root_uris(roots: &[std::path::PathBuf]) -> Vec<String> {
+    roots
+        .iter()
+        .filter_map(|path| {
+            let absolute = std::path::absolute(path).ok()?;
+            url::Url::from_file_path(absolute).ok().map(String::from)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -75,6 +75,16 @@ pub fn activity(event: &TurnEvent) -> Option<Value> {
         TurnEvent::Notice { code, message } => {
             Some(json!({"event": "notice", "code": code.as_str(), "message": message}))
         }
+        TurnEvent::ToolCallProgress {
+            call_id,
+            tool,
+            progress,
+            total,
+            message,
+        } => Some(
+            json!({"event": "tool_call_progress", "call_id": call_id, "tool": tool,
+                         "progress": progress, "total": total, "message": message}),
+        ),
         _ => None,
     }
 }

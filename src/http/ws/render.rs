@@ -110,6 +110,32 @@ pub fn frame(request_id: &str, event: TurnEvent) -> ServerFrame {
             });
             ServerFrame::question(request_id, "approval_required", meta)
         }
+        TurnEvent::ToolCallProgress {
+            call_id,
+            tool,
+            progress,
+            total,
+            message,
+        } => {
+            let meta = serde_json::json!({
+                "tool": tool, "call_id": call_id, "status": "progress",
+                "progress": progress, "total": total, "message": message,
+            });
+            ServerFrame::tool_execution(request_id, message.clone().unwrap_or_default(), meta)
+        }
+        TurnEvent::Elicitation {
+            elicitation_id,
+            call_id,
+            server,
+            message,
+            schema,
+        } => {
+            let meta = serde_json::json!({
+                "elicitation_id": elicitation_id, "server": server, "call_id": call_id,
+                "message": message, "schema": schema,
+            });
+            ServerFrame::question(request_id, "elicitation", meta)
+        }
         TurnEvent::ToolCallFinished {
             call_id,
             tool,

@@ -20,9 +20,11 @@ use super::render::SocketTurn;
 use super::writer::{self, Keepalive};
 use crate::auth::Caller;
 use crate::chat::{
-    Answer, ApprovePayload, ClientFrame, Outbox, OutboxLimits, Remember, ServerFrame,
+    Answer, AnswerError, ApprovePayload, ClientFrame, ElicitAction, ElicitPayload, Outbox,
+    OutboxLimits, Remember, ServerFrame,
 };
 use crate::http::AppState;
+use crate::mcp::ElicitAnswer;
 
 /// How long the writer may take to flush the last frames and the close frame.
 const WRITER_GRACE: Duration = Duration::from_secs(5);
@@ -168,6 +170,10 @@ impl Session {
                 request_id,
                 payload,
             }) => self.approve(request_id, &payload),
+            Ok(ClientFrame::Elicit {
+                request_id,
+                payload,
+            }) => self.elicit(request_id, payload),
             Ok(ClientFrame::Models { request_id }) => {
                 self.send(&self.state.chat.models(&request_id));
             }
@@ -229,22 +235,29 @@ impl Session {
         }
     }
 
-    /// An accepted decision gets no frame of its own: the turn's frames show what happened.
-    /// A refused one gets a `notice` (`invalid_answer`) on the turn while it runs here, else
-    /// an `error`.
-    fn approve(&self, request_id: String, payload: &ApprovePayload) {
-        let answer = Answer {
-            decision: payload.decision,
-            remember: payload.remember == Some(Remember::Conversation),
+    /// The user's answer to a server's question; like [`Session::approve`], an accepted one
+    /// gets no frame, a refused one a notice on the turn (an answer that does not fit the
+    /// schema leaves the question open).
+    fn elicit(&self, request_id: String, payload: ElicitPayload) {
+        let answer = match payload.action {
+            ElicitAction::Accept => ElicitAnswer::Accept(payload.content.unwrap_or_default()),
+            ElicitAction::Decline => ElicitAnswer::Decline,
+            ElicitAction::Cancel => ElicitAnswer::Cancel,
         };
-        let Err(refused) = self.state.chat.answer_approval(
+        let result = self.state.chat.answer_elicitation(
             &self.caller,
             &request_id,
-            &payload.approval_id,
+            &payload.elicitation_id,
             answer,
-        ) else {
-            return;
-        };
+        );
+        if let Err(refused) = result {
+            self.refuse_answer(request_id, &refused);
+        }
+    }
+
+    /// An answer (`approve`, `elicit`) that was not taken: a `notice` with `invalid_answer`
+    /// on the turn while it runs here, else an `error`.
+    fn refuse_answer(&self, request_id: String, refused: &AnswerError) {
         let running = self
             .turns
             .lock()
@@ -263,6 +276,25 @@ impl Session {
                 refused.to_string(),
                 false,
             ));
+        }
+    }
+
+    /// An accepted decision gets no frame of its own: the turn's frames show what happened.
+    /// A refused one gets a `notice` (`invalid_answer`) on the turn while it runs here, else
+    /// an `error`.
+    fn approve(&self, request_id: String, payload: &ApprovePayload) {
+        let answer = Answer {
+            decision: payload.decision,
+            remember: payload.remember == Some(Remember::Conversation),
+        };
+        let result = self.state.chat.answer_approval(
+            &self.caller,
+            &request_id,
+            &payload.approval_id,
+            answer,
+        );
+        if let Err(refused) = result {
+            self.refuse_answer(request_id, &refused);
         }
     }
 

@@ -1,0 +1,168 @@
+//! What a server sends its host while one of our tool calls runs: progress notifications and
+//! questions for the user (`elicitation/create`), routed to the call that caused them.
+//!
+//! Progress carries the token we put in the call's `_meta`, so it finds its call exactly. An
+//! elicitation carries nothing that names the call over stdio, so it goes to the server's
+//! oldest call in flight (the usual case is one); with none in flight it is declined.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use serde_json::{Map, Value};
+use tokio::sync::{mpsc, oneshot};
+
+/// A progress notification of a running call.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    pub progress: f64,
+    pub total: Option<f64>,
+    pub message: Option<String>,
+}
+
+/// A server's question for the user.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Elicitation {
+    pub message: String,
+    /// The requested schema: an object of primitive properties.
+    pub schema: Value,
+}
+
+/// The user's answer to an [`Elicitation`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum ElicitAnswer {
+    Accept(Map<String, Value>),
+    Decline,
+    Cancel,
+}
+
+/// What the caller of a tool does for the server while the call runs.
+pub trait CallHandler: Send + Sync {
+    fn progress(&self, progress: Progress);
+    /// Asks the user; the call's timeout is paused meanwhile.
+    fn elicit<'a>(
+        &'a self,
+        server: &'a str,
+        question: Elicitation,
+    ) -> Pin<Box<dyn Future<Output = ElicitAnswer> + Send + 'a>>;
+}
+
+/// A caller that shows no progress and cannot ask anyone (questions are declined).
+pub struct NoHandler;
+
+impl CallHandler for NoHandler {
+    fn progress(&self, _progress: Progress) {}
+
+    fn elicit<'a>(
+        &'a self,
+        _server: &'a str,
+        _question: Elicitation,
+    ) -> Pin<Box<dyn Future<Output = ElicitAnswer> + Send + 'a>> {
+        Box::pin(std::future::ready(ElicitAnswer::Decline))
+    }
+}
+
+/// What reaches a running call from its server.
+pub enum Signal {
+    Progress(Progress),
+    Elicit(Elicitation, oneshot::Sender<ElicitAnswer>),
+}
+
+/// One server's calls in flight, by progress token, oldest first.
+#[derive(Default)]
+pub struct CallRegistry {
+    next: AtomicU64,
+    calls: Mutex<Vec<(u64, mpsc::UnboundedSender<Signal>)>>,
+}
+
+/// A call's place in the registry, left when dropped.
+pub struct Registered {
+    pub token: u64,
+    registry: Arc<CallRegistry>,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        let token = self.token;
+        self.registry.lock().retain(|(t, _)| *t != token);
+    }
+}
+
+impl CallRegistry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(u64, mpsc::UnboundedSender<Signal>)>> {
+        self.calls.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn register(self: &Arc<Self>) -> (Registered, mpsc::UnboundedReceiver<Signal>) {
+        let token = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.lock().push((token, tx));
+        let registered = Registered {
+            token,
+            registry: self.clone(),
+        };
+        (registered, rx)
+    }
+
+    /// Progress for the call of `token`; dropped when that call is over.
+    pub fn progress(&self, token: u64, progress: Progress) {
+        if let Some((_, tx)) = self.lock().iter().find(|(t, _)| *t == token) {
+            let _ = tx.send(Signal::Progress(progress));
+        }
+    }
+
+    /// Asks the user through the oldest call in flight; declined when there is none.
+    pub async fn elicit(&self, question: Elicitation) -> ElicitAnswer {
+        let (tx, rx) = oneshot::channel();
+        let sent = self
+            .lock()
+            .first()
+            .is_some_and(|(_, call)| call.send(Signal::Elicit(question, tx)).is_ok());
+        if !sent {
+            return ElicitAnswer::Decline;
+        }
+        // The call ended before answering: the question is moot.
+        rx.await.unwrap_or(ElicitAnswer::Cancel)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn signals_reach_their_call_and_questions_the_oldest() {
+        let registry = Arc::new(CallRegistry::default());
+        let (first, mut first_rx) = registry.register();
+        let (second, mut second_rx) = registry.register();
+        let step = Progress {
+            progress: 1.0,
+            total: Some(2.0),
+            message: None,
+        };
+        registry.progress(second.token, step.clone());
+        assert!(matches!(second_rx.try_recv(), Ok(Signal::Progress(p)) if p == step));
+        assert!(first_rx.try_recv().is_err());
+
+        let question = Elicitation {
+            message: "Name?".into(),
+            schema: Value::Null,
+        };
+        let asking = tokio::spawn({
+            let registry = registry.clone();
+            let question = question.clone();
+            async move { registry.elicit(question).await }
+        });
+        let Some(Signal::Elicit(asked, answer)) = first_rx.recv().await else {
+            panic!("the oldest call gets the question");
+        };
+        assert_eq!(asked, question);
+        let _ = answer.send(ElicitAnswer::Decline);
+        assert_eq!(asking.await.ok(), Some(ElicitAnswer::Decline));
+
+        drop(first);
+        drop(second);
+        assert_eq!(registry.elicit(question).await, ElicitAnswer::Decline);
+    }
+}
