@@ -55,20 +55,14 @@ impl ClientHandler for HostClient {
         params: ProgressNotificationParam,
         _context: NotificationContext<RoleClient>,
     ) {
-        let token = match &params.progress_token.0 {
-            NumberOrString::Number(n) => u64::try_from(*n).ok(),
-            NumberOrString::String(s) => s.parse().ok(),
-        };
-        if let Some(token) = token {
-            self.calls.progress(
-                token,
-                Progress {
-                    progress: params.progress,
-                    total: params.total,
-                    message: params.message,
-                },
-            );
-        }
+        self.calls.progress(
+            &token_key(&params.progress_token.0),
+            Progress {
+                progress: params.progress,
+                total: params.total,
+                message: params.message,
+            },
+        );
     }
 
     async fn create_elicitation(
@@ -113,5 +107,13 @@ impl ClientHandler for HostClient {
         _context: NotificationContext<RoleClient>,
     ) {
         tracing::debug!(server = %self.server, level = ?params.level, logger = ?params.logger, data = %params.data, "MCP server log");
+    }
+}
+
+/// A progress token as the call registry keys it.
+pub fn token_key(token: &NumberOrString) -> String {
+    match token {
+        NumberOrString::Number(n) => n.to_string(),
+        NumberOrString::String(s) => s.to_string(),
     }
 }

@@ -18,7 +18,10 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use rmcp::model::{CallToolRequestParams, NumberOrString, ProgressToken, RequestParamsMeta};
+use rmcp::model::{
+    CallToolRequest, CallToolRequestParams, CancelledNotificationParam, ClientRequest, ServerResult,
+};
+use rmcp::service::PeerRequestOptions;
 use serde::Serialize;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -51,6 +54,35 @@ pub struct McpHost {
     default_approval: Approval,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+}
+
+/// How long telling a server that a call is cancelled may take.
+const CANCEL_NOTICE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// A call not answered when it is dropped (cancelled, timed out, or its turn dropped): the
+/// server is told to stop (`notifications/cancelled`).
+struct CancelOnDrop {
+    peer: rmcp::Peer<rmcp::RoleClient>,
+    /// `None` once answered.
+    request_id: Option<rmcp::model::RequestId>,
+    reason: &'static str,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let Some(request_id) = self.request_id.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let peer = self.peer.clone();
+        let notice = CancelledNotificationParam::new(Some(request_id), Some(self.reason.into()));
+        runtime.spawn(async move {
+            let _ =
+                tokio::time::timeout(CANCEL_NOTICE_TIMEOUT, peer.notify_cancelled(notice)).await;
+        });
+    }
 }
 
 /// What supervisors and calls share.
@@ -213,31 +245,50 @@ impl McpHost {
                 started.elapsed(),
             );
         };
-        let (registered, mut signals) = server.in_flight.register();
-        let mut request = CallToolRequestParams::new(tool.tool.clone()).with_arguments(arguments);
-        request.set_progress_token(ProgressToken(NumberOrString::Number(
-            i64::try_from(registered.token).unwrap_or(i64::MAX),
-        )));
-        let call = peer.call_tool(request);
-        tokio::pin!(call);
+        let request = CallToolRequestParams::new(tool.tool.clone()).with_arguments(arguments);
+        let handle = match peer
+            .send_cancellable_request(
+                ClientRequest::CallToolRequest(CallToolRequest::new(request)),
+                PeerRequestOptions::no_options(),
+            )
+            .await
+        {
+            Ok(handle) => handle,
+            Err(error) => {
+                return ToolOutcome::failed(
+                    format!("the tool call failed: {error}"),
+                    started.elapsed(),
+                );
+            }
+        };
+        // rmcp puts its own progress token in every request: the server's progress and
+        // questions find this call by it.
+        let (registered, mut signals) = server
+            .in_flight
+            .register(client::token_key(&handle.progress_token.0));
+        let mut unanswered = CancelOnDrop {
+            peer: peer.clone(),
+            request_id: Some(handle.id.clone()),
+            reason: "the call was cancelled",
+        };
+        let response = handle.await_response();
+        tokio::pin!(response);
         let mut deadline = Instant::now() + server.timeout;
         let timer = tokio::time::sleep_until(deadline);
         tokio::pin!(timer);
         let outcome = loop {
             tokio::select! {
-                result = &mut call => break match result {
-                    Ok(result) => call::render(&result, self.shared.max_result_bytes, started.elapsed()),
-                    Err(error) => ToolOutcome::failed(
-                        format!("the tool call failed: {error}"),
-                        started.elapsed(),
-                    ),
-                },
-                () = &mut timer => break ToolOutcome::failed(
-                    format!("the tool did not answer within {}", humantime(server.timeout)),
-                    started.elapsed(),
-                ),
-                // Dropping the call sends `notifications/cancelled` to the server.
+                // In this order: a cancel or the deadline always wins, even over a server that
+                // floods progress; progress that came before the result is shown before it.
+                biased;
                 () = cancel.cancelled() => break ToolOutcome::failed("the call was cancelled", started.elapsed()),
+                () = &mut timer => {
+                    unanswered.reason = "the call timed out";
+                    break ToolOutcome::failed(
+                        format!("the tool did not answer within {}", humantime(server.timeout)),
+                        started.elapsed(),
+                    );
+                }
                 Some(signal) = signals.recv() => match signal {
                     Signal::Progress(progress) => handler.progress(progress),
                     Signal::Elicit(question, answer) => {
@@ -252,6 +303,22 @@ impl McpHost {
                         timer.as_mut().reset(deadline);
                     }
                 },
+                result = &mut response => {
+                    unanswered.request_id = None;
+                    break match result {
+                        Ok(ServerResult::CallToolResult(result)) => {
+                            call::render(&result, self.shared.max_result_bytes, started.elapsed())
+                        }
+                        Ok(_) => ToolOutcome::failed(
+                            "the server answered the call with something else than a tool result",
+                            started.elapsed(),
+                        ),
+                        Err(error) => ToolOutcome::failed(
+                            format!("the tool call failed: {error}"),
+                            started.elapsed(),
+                        ),
+                    };
+                }
             }
         };
         drop(registered);

@@ -1,13 +1,13 @@
 //! What a server sends its host while one of our tool calls runs: progress notifications and
 //! questions for the user (`elicitation/create`), routed to the call that caused them.
 //!
-//! Progress carries the token we put in the call's `_meta`, so it finds its call exactly. An
+//! Progress carries the call's progress token (rmcp puts one in every request's `_meta`), so
+//! it finds its call exactly. An
 //! elicitation carries nothing that names the call over stdio, so it goes to the server's
 //! oldest call in flight (the usual case is one); with none in flight it is declined.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use serde_json::{Map, Value};
@@ -69,35 +69,39 @@ pub enum Signal {
     Elicit(Elicitation, oneshot::Sender<ElicitAnswer>),
 }
 
+type Calls = Vec<(String, mpsc::UnboundedSender<Signal>)>;
+
 /// One server's calls in flight, by progress token, oldest first.
 #[derive(Default)]
 pub struct CallRegistry {
-    next: AtomicU64,
-    calls: Mutex<Vec<(u64, mpsc::UnboundedSender<Signal>)>>,
+    calls: Mutex<Calls>,
 }
 
 /// A call's place in the registry, left when dropped.
 pub struct Registered {
-    pub token: u64,
+    token: String,
     registry: Arc<CallRegistry>,
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        let token = self.token;
-        self.registry.lock().retain(|(t, _)| *t != token);
+        let token = &self.token;
+        self.registry.lock().retain(|(t, _)| t != token);
     }
 }
 
 impl CallRegistry {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(u64, mpsc::UnboundedSender<Signal>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Calls> {
         self.calls.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn register(self: &Arc<Self>) -> (Registered, mpsc::UnboundedReceiver<Signal>) {
-        let token = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+    /// The call whose progress token is `token`, until the returned guard is dropped.
+    pub fn register(
+        self: &Arc<Self>,
+        token: String,
+    ) -> (Registered, mpsc::UnboundedReceiver<Signal>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.lock().push((token, tx));
+        self.lock().push((token.clone(), tx));
         let registered = Registered {
             token,
             registry: self.clone(),
@@ -106,8 +110,8 @@ impl CallRegistry {
     }
 
     /// Progress for the call of `token`; dropped when that call is over.
-    pub fn progress(&self, token: u64, progress: Progress) {
-        if let Some((_, tx)) = self.lock().iter().find(|(t, _)| *t == token) {
+    pub fn progress(&self, token: &str, progress: Progress) {
+        if let Some((_, tx)) = self.lock().iter().find(|(t, _)| t == token) {
             let _ = tx.send(Signal::Progress(progress));
         }
     }
@@ -134,14 +138,14 @@ mod tests {
     #[tokio::test]
     async fn signals_reach_their_call_and_questions_the_oldest() {
         let registry = Arc::new(CallRegistry::default());
-        let (first, mut first_rx) = registry.register();
-        let (second, mut second_rx) = registry.register();
+        let (first, mut first_rx) = registry.register("1".into());
+        let (second, mut second_rx) = registry.register("2".into());
         let step = Progress {
             progress: 1.0,
             total: Some(2.0),
             message: None,
         };
-        registry.progress(second.token, step.clone());
+        registry.progress("2", step.clone());
         assert!(matches!(second_rx.try_recv(), Ok(Signal::Progress(p)) if p == step));
         assert!(first_rx.try_recv().is_err());
 

@@ -1,0 +1,259 @@
+//! The MCP host against the reference server `@modelcontextprotocol/server-everything` (npm,
+//! over stdio): its elicitation tool answered through the `elicit` action (accept, decline,
+//! an invalid answer then a valid one, no answer), its long-running tool's progress, and the
+//! roots its entry lists.
+
+use std::time::Duration;
+
+use mcp_platform::config::McpServerConfig;
+use mcp_platform::mock_provider::Reply;
+use serde_json::{Value, json};
+
+use crate::chat_tools::{calls, chat_bodies, wait_ready};
+use crate::helpers::TestApp;
+use crate::node::server_everything;
+use crate::providers::Fake;
+use crate::ws::{Socket, chat, chat_app, connect, next_frame, send, turn_frames};
+
+/// The app with server-everything as MCP server `everything`, ready.
+async fn everything_app(extra: Value, elicitation_timeout: Duration) -> (TestApp, Fake) {
+    let script = tokio::task::spawn_blocking(server_everything)
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
+    let mut entry = json!({"command": "node", "args": [script, "stdio"],
+                           "inherit_env": ["PATH"], "timeout": "20s"});
+    if let (Some(entry), Value::Object(extra)) = (entry.as_object_mut(), extra) {
+        entry.extend(extra);
+    }
+    let entry: McpServerConfig = serde_json::from_value(entry).expect("entry");
+    let (app, fake) = chat_app(move |config| {
+        config.mcp.servers.insert("everything".into(), entry);
+        config.mcp.elicitation_timeout = elicitation_timeout;
+    })
+    .await;
+    wait_ready(&app, "everything").await;
+    (app, fake)
+}
+
+/// Frames of `request_id` until one of chunk type `kind` (included).
+async fn until_kind(socket: &mut Socket, request_id: &str, kind: &str) -> Vec<Value> {
+    let mut frames = Vec::new();
+    loop {
+        let frame = next_frame(socket).await;
+        if frame["request_id"] != request_id {
+            continue;
+        }
+        let done = frame["chunk"]["type"] == kind || frame["status"] == "error";
+        frames.push(frame);
+        if done {
+            return frames;
+        }
+    }
+}
+
+async fn elicit(socket: &mut Socket, id: &Value, payload: Value) {
+    let mut payload = payload;
+    payload["elicitation_id"] = id.clone();
+    send(
+        socket,
+        json!({"action": "elicit", "request_id": "r1", "payload": payload}),
+    )
+    .await;
+}
+
+/// The result of `call_1` as the model read it in its second request.
+fn result_read(fake: &Fake) -> String {
+    chat_bodies(fake)
+        .last()
+        .and_then(|body| body["messages"].as_array().cloned())
+        .into_iter()
+        .flatten()
+        .find(|m| m["role"] == "tool")
+        .and_then(|m| m["content"].as_str().map(ToString::to_string))
+        .expect("a tool result")
+}
+
+async fn ask_question(app: &TestApp, fake: &Fake) -> (Socket, Value) {
+    fake.mock.push([
+        calls(&[("call_1", "trigger-elicitation-request", json!({}))]),
+        Reply::text("Thanks."),
+    ]);
+    let mut socket = connect(app).await;
+    send(&mut socket, chat("r1", "ask me", json!({}))).await;
+    let frames = until_kind(&mut socket, "r1", "elicitation").await;
+    let question = frames.last().expect("question").clone();
+    assert_eq!(question["chunk"]["type"], "elicitation", "{frames:?}");
+    (socket, question["chunk"]["metadata"].clone())
+}
+
+#[tokio::test]
+async fn a_servers_question_reaches_the_client_and_its_answer_the_tool() {
+    let (app, fake) = everything_app(json!({}), Duration::from_secs(60)).await;
+    let (mut socket, question) = ask_question(&app, &fake).await;
+    assert_eq!(question["server"], "everything");
+    assert_eq!(question["call_id"], "call_1");
+    assert!(
+        question["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Please provide")
+    );
+    assert_eq!(question["schema"]["required"], json!(["name"]));
+    assert_eq!(question["schema"]["properties"]["integer"]["maximum"], 100);
+    let id = question["elicitation_id"].clone();
+
+    // Does not fit the schema (no name, out of range): a notice, the question stays open.
+    elicit(
+        &mut socket,
+        &id,
+        json!({"action": "accept", "content": {"integer": 500}}),
+    )
+    .await;
+    let notice = next_frame(&mut socket).await;
+    assert_eq!(
+        notice["chunk"]["metadata"]["code"], "invalid_answer",
+        "{notice}"
+    );
+    assert!(
+        notice["chunk"]["data"]
+            .as_str()
+            .unwrap_or("")
+            .contains("name"),
+        "{notice}"
+    );
+
+    elicit(
+        &mut socket,
+        &id,
+        json!({"action": "accept", "content": {"name": "Ada Lovelace", "integer": 7, "check": true}}),
+    )
+    .await;
+    let rest = turn_frames(&mut socket, "r1").await;
+    let done = rest
+        .iter()
+        .find(|f| f["chunk"]["metadata"]["status"] == "ok")
+        .expect("the call ends ok");
+    assert!(
+        done["chunk"]["data"]
+            .as_str()
+            .unwrap_or("")
+            .contains("User provided"),
+        "{done}"
+    );
+    assert_eq!(rest.last().expect("end")["status"], "complete");
+    let read = result_read(&fake);
+    assert!(
+        read.contains("Ada Lovelace") && read.contains("\"integer\": 7"),
+        "{read}"
+    );
+}
+
+#[tokio::test]
+async fn a_declined_or_unanswered_question_tells_the_server_so() {
+    let (app, fake) = everything_app(json!({}), Duration::from_millis(500)).await;
+    let (mut socket, question) = ask_question(&app, &fake).await;
+    elicit(
+        &mut socket,
+        &question["elicitation_id"],
+        json!({"action": "decline"}),
+    )
+    .await;
+    turn_frames(&mut socket, "r1").await;
+    assert!(
+        result_read(&fake).contains("declined"),
+        "{}",
+        result_read(&fake)
+    );
+
+    // No answer within mcp.elicitation_timeout: cancelled.
+    let (mut socket, _question) = ask_question(&app, &fake).await;
+    let rest = turn_frames(&mut socket, "r1").await;
+    assert_eq!(rest.last().expect("end")["status"], "complete");
+    assert!(
+        result_read(&fake).contains("cancelled"),
+        "{}",
+        result_read(&fake)
+    );
+    assert_eq!(
+        app.health().await.1["websocket_stats"]["turns"]["elicitations_waiting"],
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_long_calls_progress_arrives_before_its_result() {
+    let (app, fake) = everything_app(json!({}), Duration::from_secs(60)).await;
+    fake.mock.push([
+        calls(&[(
+            "call_1",
+            "trigger-long-running-operation",
+            json!({"duration": 2, "steps": 4}),
+        )]),
+        Reply::text("Done."),
+    ]);
+    let mut socket = connect(&app).await;
+    send(&mut socket, chat("r1", "take your time", json!({}))).await;
+    let frames = turn_frames(&mut socket, "r1").await;
+    let statuses: Vec<&Value> = frames
+        .iter()
+        .filter(|f| f["chunk"]["type"] == "tool_execution")
+        .map(|f| &f["chunk"]["metadata"]["status"])
+        .collect();
+    let progress: Vec<&Value> = frames
+        .iter()
+        .filter(|f| f["chunk"]["metadata"]["status"] == "progress")
+        .map(|f| &f["chunk"]["metadata"])
+        .collect();
+    // Steps of 0.5 s, shown at most every 0.25 s; the last may race the result.
+    assert!(progress.len() >= 3, "{frames:?}");
+    assert_eq!(progress[0]["total"], 4.0);
+    assert_eq!(progress[0]["tool"], "trigger-long-running-operation");
+    let steps: Vec<f64> = progress
+        .iter()
+        .filter_map(|p| p["progress"].as_f64())
+        .collect();
+    assert!(steps.windows(2).all(|w| w[0] < w[1]), "{steps:?}");
+    assert_eq!(statuses.first().copied(), Some(&json!("running")));
+    assert_eq!(statuses.last().copied(), Some(&json!("ok")), "{statuses:?}");
+}
+
+#[tokio::test]
+async fn the_roots_of_an_entry_are_what_the_server_lists() {
+    let (app, fake) = everything_app(
+        json!({"roots": ["/tmp", "/srv/my notes"]}),
+        Duration::from_secs(60),
+    )
+    .await;
+    fake.mock.push([
+        calls(&[("call_1", "get-roots-list", json!({}))]),
+        Reply::text("Listed."),
+    ]);
+    let mut socket = connect(&app).await;
+    send(&mut socket, chat("r1", "roots?", json!({}))).await;
+    turn_frames(&mut socket, "r1").await;
+    let read = result_read(&fake);
+    assert!(read.contains("file:///tmp"), "{read}");
+    assert!(read.contains("file:///srv/my%20notes"), "{read}");
+}
+
+#[tokio::test]
+async fn on_the_openai_door_a_servers_question_is_declined() {
+    let (app, fake) = everything_app(json!({}), Duration::from_secs(60)).await;
+    fake.mock.push([
+        calls(&[("call_1", "trigger-elicitation-request", json!({}))]),
+        Reply::text("Thanks."),
+    ]);
+    let response = app
+        .client
+        .post(app.url("/v1/chat/completions"))
+        .json(&json!({"model": "mock-model", "messages": [{"role": "user", "content": "ask"}]}))
+        .send()
+        .await
+        .expect("POST");
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(
+        result_read(&fake).contains("declined"),
+        "{}",
+        result_read(&fake)
+    );
+}

@@ -1,0 +1,74 @@
+//! Real third-party MCP servers written for Node.js (`tests/node/package.json`, locked by
+//! `package-lock.json`), installed with `npm ci` into `target/` the first time a test needs
+//! them, and reused afterwards. Needs `node` (18 or later) and `npm`; the first run needs the
+//! npm registry, later runs nothing.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use sha2::{Digest, Sha256};
+
+const PACKAGE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node/package.json");
+const LOCK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/node/package-lock.json");
+
+/// The entry point of `@modelcontextprotocol/server-everything` (run as `node PATH stdio`).
+pub fn server_everything() -> PathBuf {
+    modules().join("@modelcontextprotocol/server-everything/dist/index.js")
+}
+
+/// The installed `node_modules`, installing them first if needed. Panics with what to install
+/// when that cannot be done: these tests are part of the suite, never skipped.
+fn modules() -> PathBuf {
+    static MODULES: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match MODULES.get_or_init(provision) {
+        Ok(dir) => dir.join("node_modules"),
+        Err(why) => panic!(
+            "the Node MCP peers could not be installed: {why}\n\
+             (they need node 18+ and npm, and the npm registry reachable on the first run)"
+        ),
+    }
+}
+
+/// One install per version of the lock file, built aside and moved into place when complete.
+fn provision() -> Result<PathBuf, String> {
+    let lock = std::fs::read(LOCK).map_err(|e| format!("cannot read {LOCK}: {e}"))?;
+    let digest = Sha256::digest(&lock);
+    let key = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("node-{key:016x}"));
+    if dir.join("installed").exists() {
+        return Ok(dir);
+    }
+    let staging = dir.with_extension(format!("staging-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    std::fs::create_dir_all(&staging)
+        .map_err(|e| format!("cannot create {}: {e}", staging.display()))?;
+    for (from, name) in [(PACKAGE, "package.json"), (LOCK, "package-lock.json")] {
+        std::fs::copy(from, staging.join(name)).map_err(|e| format!("cannot copy {from}: {e}"))?;
+    }
+    let output = Command::new("npm")
+        .args(["ci", "--no-fund", "--no-audit", "--ignore-scripts"])
+        .current_dir(&staging)
+        .output()
+        .map_err(|e| format!("cannot run npm: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "npm ci failed ({}): {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    std::fs::write(staging.join("installed"), "")
+        .map_err(|e| format!("cannot write to {}: {e}", staging.display()))?;
+    if let Err(error) = std::fs::rename(&staging, &dir) {
+        let _ = std::fs::remove_dir_all(&staging);
+        // Another test binary may have finished first; its install is as good.
+        if !dir.join("installed").exists() {
+            return Err(format!(
+                "cannot move the install to {}: {error}",
+                dir.display()
+            ));
+        }
+    }
+    Ok(dir)
+}
