@@ -4,6 +4,7 @@
 
 import { h, clear, showDialog } from "./dom.js";
 import { renderMarkdown } from "./markdown.js";
+import { askQuestion } from "./question.js";
 import { newId } from "./connection.js";
 
 const PAGE = 100;
@@ -202,10 +203,18 @@ export class ChatView {
       }
     } else if (frame.status === "chunk" && chunk.type === "text") {
       turn.group.appendText(chunk.data || "");
+    } else if (chunk.type === "tool_execution" && chunk.metadata && chunk.metadata.status === "progress") {
+      const tool = this.tools.get(chunk.metadata.call_id);
+      if (tool) tool.progress(chunk.metadata);
     } else if (chunk.type === "tool_execution") {
       this.toolFrame(turn, chunk);
     } else if (chunk.type === "approval_required") {
       this.askApproval(turn, chunk.metadata || {});
+    } else if (chunk.type === "elicitation") {
+      this.askElicitation(turn, chunk.metadata || {}, null);
+    } else if (chunk.type === "notice" && chunk.metadata && chunk.metadata.code === "invalid_answer" && turn.question) {
+      // The server's question is still open: ask again, saying what did not fit.
+      this.askElicitation(turn, turn.question, chunk.data);
     } else if (chunk.type === "notice") {
       turn.group.add(h("p", { class: "notice" }, chunk.data || ""));
     } else if (frame.status === "complete") {
@@ -259,6 +268,20 @@ export class ChatView {
     if (turn !== this.turn || (decision !== "allow" && decision !== "deny")) return;
     try {
       this.connection.approve(turn.requestId, meta.approval_id, decision, remember.checked);
+    } catch (error) {
+      turn.group.add(h("p", { class: "notice" }, error.message));
+    }
+  }
+
+  /** A server's question (elicitation): a form built from its schema. */
+  async askElicitation(turn, meta, problem) {
+    turn.question = meta;
+    const asking = askQuestion(meta, problem);
+    turn.questions = [...(turn.questions || []), asking.dialog];
+    const answer = await asking.answer;
+    if (turn !== this.turn || !answer) return;
+    try {
+      this.connection.elicit(turn.requestId, meta.elicitation_id, answer.action, answer.content);
     } catch (error) {
       turn.group.add(h("p", { class: "notice" }, error.message));
     }
@@ -406,6 +429,12 @@ class ToolBlock {
       h("div", { class: "detail" }, h("h4", {}, "Arguments"), h("pre", {}, pretty(argumentsText)),
         h("h4", {}, "Result"), this.result),
     );
+  }
+
+  progress({ progress, total, message }) {
+    const share = total ? ` ${Math.round((progress / total) * 100)}%` : ` ${progress}`;
+    this.badge.textContent = `running${share}`;
+    if (message) this.result.textContent = message;
   }
 
   finished(status, summary, durationMs) {

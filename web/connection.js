@@ -128,6 +128,13 @@ export class Connection extends EventTarget {
     this.send({ action: "approve", request_id, payload });
   }
 
+  /** The user's answer to a server's question (`accept` with `content`, `decline`, `cancel`). */
+  elicit(request_id, elicitation_id, action, content) {
+    const payload = { elicitation_id, action };
+    if (action === "accept") payload.content = content;
+    this.send({ action: "elicit", request_id, payload });
+  }
+
   cancel(request_id) {
     if (this.online) this.socket.send(JSON.stringify({ action: "cancel", request_id }));
   }

@@ -64,6 +64,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../web/memories.js"),
     ),
     (
+        "question.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../web/question.js"),
+    ),
+    (
         "sidebar.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../web/sidebar.js"),

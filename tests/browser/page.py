@@ -478,7 +478,33 @@ def approval():
     )
 
 
+def question():
+    """A server's question (elicitation) as a form; its answer reaches the tool; progress."""
+    page = open_page()
+    send(page, "Ask me something")
+    dialog = page.get_by_role("dialog", name="A tool asks")
+    expect(dialog).to_be_visible()
+    asked = dialog.inner_text()
+    # The required name; the integer field has bounds.
+    dialog.locator("input[id$='-name']").fill("Ada Lovelace")
+    dialog.locator("input[id$='-integer']").fill("7")
+    harness.screenshot("question-asked")
+    dialog.get_by_role("button", name="Send").click()
+    wait_done(page)
+    block = page.locator("details.tool").last
+    block.locator("summary").click()
+    harness.screenshot("question-answered")
+    harness.finish(
+        {
+            "asked": asked,
+            "classes": block.get_attribute("class"),
+            "result": block.locator(".result").inner_text(),
+        }
+    )
+
+
 SCENARIOS = {
+    "question": question,
     "approval": approval,
     "manage": manage,
     "admin": admin,

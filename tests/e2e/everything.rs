@@ -16,7 +16,7 @@ use crate::providers::Fake;
 use crate::ws::{Socket, chat, chat_app, connect, next_frame, send, turn_frames};
 
 /// The app with server-everything as MCP server `everything`, ready.
-async fn everything_app(extra: Value, elicitation_timeout: Duration) -> (TestApp, Fake) {
+pub async fn everything_app(extra: Value, elicitation_timeout: Duration) -> (TestApp, Fake) {
     let script = tokio::task::spawn_blocking(server_everything)
         .await
         .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));

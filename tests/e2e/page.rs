@@ -27,6 +27,7 @@ const PAGE_FILES: &[&str] = &[
     "icon.svg",
     "markdown.js",
     "memories.js",
+    "question.js",
     "sidebar.js",
     "status.js",
 ];

@@ -406,3 +406,29 @@ async fn a_tool_that_needs_approval_asks_in_a_dialog_and_runs_only_when_allowed(
     let calls = app.health().await.1["mcp_stats"]["servers"]["test"]["calls"].clone();
     assert_eq!(calls, 1, "only the allowed call reached the server");
 }
+
+#[tokio::test]
+async fn a_servers_question_is_a_form_whose_answer_reaches_the_tool() {
+    let (app, fake) = crate::everything::everything_app(json!({}), Duration::from_secs(60)).await;
+    fake.mock.push([
+        calls(&[("call_1", "trigger-elicitation-request", json!({}))]),
+        Reply::text("Thanks, Ada."),
+    ]);
+    let report = browse(&app, "question", &[], &[]).await;
+    let asked = report["asked"].as_str().expect("asked");
+    assert!(
+        asked.contains("everything") && asked.contains("Please provide"),
+        "{asked}"
+    );
+    assert!(
+        report["classes"].as_str().unwrap_or("").contains("ok"),
+        "{report}"
+    );
+    let result = report["result"].as_str().expect("result");
+    assert!(result.contains("User provided"), "{result}");
+    let read = crate::chat_tools::chat_bodies(&fake)
+        .last()
+        .map(ToString::to_string)
+        .unwrap_or_default();
+    assert!(read.contains("Ada Lovelace"), "the tool got the answer");
+}
