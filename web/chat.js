@@ -206,6 +206,10 @@ export class ChatView {
     } else if (chunk.type === "tool_execution" && chunk.metadata && chunk.metadata.status === "progress") {
       const tool = this.tools.get(chunk.metadata.call_id);
       if (tool) tool.progress(chunk.metadata);
+    } else if (chunk.type === "tool_execution" && chunk.metadata && chunk.metadata.status === "sampling") {
+      // The server asked our model on the way: a step of the call, not its end.
+      const tool = this.tools.get(chunk.metadata.call_id);
+      if (tool) tool.result.textContent = chunk.data || "";
     } else if (chunk.type === "tool_execution") {
       this.toolFrame(turn, chunk);
     } else if (chunk.type === "approval_required") {

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use super::ChatService;
 use super::answer::{Asks, Turn};
 use super::events::TurnEvent;
-use crate::mcp::{CallHandler, ElicitAnswer, Elicitation, Progress};
+use crate::mcp::{CallHandler, ElicitAnswer, Elicitation, Progress, Sampled, Sampling};
 
 /// Progress of one call is shown at most this often (the last step always).
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
@@ -95,6 +95,17 @@ impl CallHandler for TurnCall<'_, '_> {
             total: progress.total,
             message: progress.message,
         });
+    }
+
+    fn sample<'s>(
+        &'s self,
+        _server: &'s str,
+        request: Sampling,
+    ) -> Pin<Box<dyn Future<Output = Result<Sampled, String>> + Send + 's>> {
+        Box::pin(
+            self.service
+                .sample_for(self.turn, self.call_id, self.tool, request),
+        )
     }
 
     fn elicit<'s>(

@@ -48,6 +48,13 @@ pub enum TurnEvent {
         total: Option<f64>,
         message: Option<String>,
     },
+    /// A running call's server asked our model (`sampling/createMessage`), and it answered.
+    ToolCallSampled {
+        call_id: String,
+        tool: String,
+        model: String,
+        usage: Option<Usage>,
+    },
     /// A server asks the user (`elicitation/create`); the client answers with `elicit`.
     Elicitation {
         elicitation_id: String,

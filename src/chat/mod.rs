@@ -14,6 +14,7 @@ mod frames;
 mod in_flight;
 mod outbox;
 mod questions;
+mod sampling;
 mod tokens;
 mod tools;
 mod turn;

@@ -99,6 +99,9 @@ pub struct McpServerConfig {
     /// Directories the server may work in, advertised to it (`roots/list`).
     #[serde(default)]
     pub roots: Vec<PathBuf>,
+    /// The server may ask our model (`sampling/createMessage`), on the turn's account.
+    #[serde(default)]
+    pub sampling: bool,
 }
 
 impl McpServerConfig {

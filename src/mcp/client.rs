@@ -9,16 +9,17 @@ use std::sync::Arc;
 // negotiate (2025-06-18, 2025-11-25) have them and servers use them.
 #[allow(deprecated)]
 use rmcp::model::{
-    ClientCapabilities, ClientConfig, ElicitRequestParams, ElicitResult, ElicitationAction,
-    ElicitationCapability, FormElicitationCapability, Implementation, ListRootsResult,
-    LoggingMessageNotificationParam, NumberOrString, ProgressNotificationParam, Root,
-    RootsCapabilities,
+    ClientCapabilities, ClientConfig, CreateMessageRequestParams, CreateMessageResult,
+    ElicitRequestParams, ElicitResult, ElicitationAction, ElicitationCapability,
+    FormElicitationCapability, Implementation, ListRootsResult, LoggingMessageNotificationParam,
+    NumberOrString, ProgressNotificationParam, Role, Root, RootsCapabilities, SamplingCapability,
+    SamplingMessage,
 };
 use rmcp::service::{NotificationContext, RequestContext};
 use rmcp::{ClientHandler, ErrorData, RoleClient};
 use tokio::sync::Notify;
 
-use super::requests::{CallRegistry, ElicitAnswer, Elicitation, Progress};
+use super::requests::{CallRegistry, ElicitAnswer, Elicitation, Progress, Sampling};
 
 #[derive(Clone)]
 pub struct HostClient {
@@ -28,6 +29,8 @@ pub struct HostClient {
     pub calls: Arc<CallRegistry>,
     /// `file://` URIs of the entry's `roots`.
     pub roots: Vec<String>,
+    /// The entry says `"sampling": true`: the server may ask our model.
+    pub sampling: bool,
 }
 
 #[allow(deprecated)]
@@ -39,6 +42,9 @@ impl ClientHandler for HostClient {
         capabilities.elicitation = Some(elicitation);
         if !self.roots.is_empty() {
             capabilities.roots = Some(RootsCapabilities::default());
+        }
+        if self.sampling {
+            capabilities.sampling = Some(SamplingCapability::default());
         }
         let mut info = ClientConfig::default();
         info.capabilities = capabilities;
@@ -89,6 +95,45 @@ impl ClientHandler for HostClient {
         })
     }
 
+    async fn create_message(
+        &self,
+        params: CreateMessageRequestParams,
+        _context: RequestContext<RoleClient>,
+    ) -> Result<CreateMessageResult, ErrorData> {
+        if !self.sampling {
+            return Err(ErrorData::invalid_request(
+                "sampling is not enabled for this server (its entry needs \"sampling\": true)",
+                None,
+            ));
+        }
+        let request = Sampling {
+            system_prompt: params.system_prompt.clone(),
+            messages: params
+                .messages
+                .iter()
+                .map(|m| (m.role == Role::User, sampling_text(&m.content)))
+                .collect(),
+            max_tokens: params.max_tokens,
+            temperature: params.temperature,
+            hints: params
+                .model_preferences
+                .as_ref()
+                .and_then(|p| p.hints.as_ref())
+                .into_iter()
+                .flatten()
+                .filter_map(|h| h.name.clone())
+                .collect(),
+        };
+        match self.calls.sample(request).await {
+            Ok(sampled) => Ok(CreateMessageResult::new(
+                SamplingMessage::assistant_text(sampled.text),
+                sampled.model,
+            )
+            .with_stop_reason(sampled.stop_reason)),
+            Err(reason) => Err(ErrorData::internal_error(reason, None)),
+        }
+    }
+
     async fn list_roots(
         &self,
         _context: RequestContext<RoleClient>,
@@ -115,5 +160,20 @@ pub fn token_key(token: &NumberOrString) -> String {
     match token {
         NumberOrString::Number(n) => n.to_string(),
         NumberOrString::String(s) => s.to_string(),
+    }
+}
+
+/// The text of a sampling message's content (one block or several); other content becomes a
+/// placeholder the model can read.
+fn sampling_text(content: &impl serde::Serialize) -> String {
+    let value = serde_json::to_value(content).unwrap_or_default();
+    let block = |block: &serde_json::Value| match block.get("type").and_then(|t| t.as_str()) {
+        Some("text") => block["text"].as_str().unwrap_or_default().to_string(),
+        Some(other) => format!("[{other} content]"),
+        None => String::new(),
+    };
+    match &value {
+        serde_json::Value::Array(blocks) => blocks.iter().map(block).collect::<Vec<_>>().join("\n"),
+        single => block(single),
     }
 }

@@ -30,7 +30,9 @@ use tokio_util::task::TaskTracker;
 pub use call::{ToolOutcome, parse_arguments};
 pub use catalogue::{Catalogue, CatalogueTool};
 use requests::Signal;
-pub use requests::{CallHandler, ElicitAnswer, Elicitation, NoHandler, Progress};
+pub use requests::{
+    CallHandler, ElicitAnswer, Elicitation, NoHandler, Progress, Sampled, Sampling,
+};
 pub use schema::convert as convert_schema;
 pub use server::{ServerSnapshot, ServerState};
 
@@ -54,6 +56,38 @@ pub struct McpHost {
     default_approval: Approval,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+}
+
+/// Passes what the server sent during a call to the call's handler; returns how long the
+/// answer took (the user's or the model's time, which the tool's timeout does not count).
+async fn answer_signal(
+    signal: Signal,
+    handler: &dyn CallHandler,
+    server: &str,
+    cancel: &CancellationToken,
+) -> Duration {
+    let asked = Instant::now();
+    match signal {
+        Signal::Progress(progress) => {
+            handler.progress(progress);
+            return Duration::ZERO;
+        }
+        Signal::Elicit(question, answer) => {
+            let answered = tokio::select! {
+                answered = handler.elicit(server, question) => answered,
+                () = cancel.cancelled() => ElicitAnswer::Cancel,
+            };
+            let _ = answer.send(answered);
+        }
+        Signal::Sample(request, answer) => {
+            let sampled = tokio::select! {
+                sampled = handler.sample(server, request) => sampled,
+                () = cancel.cancelled() => Err("the call was cancelled".into()),
+            };
+            let _ = answer.send(sampled);
+        }
+    }
+    asked.elapsed()
 }
 
 /// How long telling a server that a call is cancelled may take.
@@ -289,20 +323,11 @@ impl McpHost {
                         started.elapsed(),
                     );
                 }
-                Some(signal) = signals.recv() => match signal {
-                    Signal::Progress(progress) => handler.progress(progress),
-                    Signal::Elicit(question, answer) => {
-                        let asked = Instant::now();
-                        let answered = tokio::select! {
-                            answered = handler.elicit(&tool.server, question) => answered,
-                            () = cancel.cancelled() => ElicitAnswer::Cancel,
-                        };
-                        let _ = answer.send(answered);
-                        // The user's time does not count against the tool.
-                        deadline += asked.elapsed();
-                        timer.as_mut().reset(deadline);
-                    }
-                },
+                Some(signal) = signals.recv() => {
+                    // The user's and the model's time does not count against the tool.
+                    deadline += answer_signal(signal, handler, &tool.server, cancel).await;
+                    timer.as_mut().reset(deadline);
+                }
                 result = &mut response => {
                     unanswered.request_id = None;
                     break match result {

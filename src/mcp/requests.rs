@@ -37,9 +37,37 @@ pub enum ElicitAnswer {
     Cancel,
 }
 
+/// A server's request to our model (`sampling/createMessage`), text only.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampling {
+    /// The server's own system prompt (ours is not used).
+    pub system_prompt: Option<String>,
+    /// `(is_user, text)` in order.
+    pub messages: Vec<(bool, String)>,
+    pub max_tokens: u32,
+    pub temperature: Option<f32>,
+    /// Model names or families the server prefers, best first.
+    pub hints: Vec<String>,
+}
+
+/// What our model answered a [`Sampling`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampled {
+    pub text: String,
+    pub model: String,
+    /// `endTurn` or `maxTokens`.
+    pub stop_reason: &'static str,
+}
+
 /// What the caller of a tool does for the server while the call runs.
 pub trait CallHandler: Send + Sync {
     fn progress(&self, progress: Progress);
+    /// Asks our model; `Err` is the reason the server reads.
+    fn sample<'a>(
+        &'a self,
+        server: &'a str,
+        request: Sampling,
+    ) -> Pin<Box<dyn Future<Output = Result<Sampled, String>> + Send + 'a>>;
     /// Asks the user; the call's timeout is paused meanwhile.
     fn elicit<'a>(
         &'a self,
@@ -54,6 +82,16 @@ pub struct NoHandler;
 impl CallHandler for NoHandler {
     fn progress(&self, _progress: Progress) {}
 
+    fn sample<'a>(
+        &'a self,
+        _server: &'a str,
+        _request: Sampling,
+    ) -> Pin<Box<dyn Future<Output = Result<Sampled, String>> + Send + 'a>> {
+        Box::pin(std::future::ready(Err(
+            "this call's caller cannot ask a model".to_string(),
+        )))
+    }
+
     fn elicit<'a>(
         &'a self,
         _server: &'a str,
@@ -67,6 +105,7 @@ impl CallHandler for NoHandler {
 pub enum Signal {
     Progress(Progress),
     Elicit(Elicitation, oneshot::Sender<ElicitAnswer>),
+    Sample(Sampling, oneshot::Sender<Result<Sampled, String>>),
 }
 
 type Calls = Vec<(String, mpsc::UnboundedSender<Signal>)>;
@@ -114,6 +153,22 @@ impl CallRegistry {
         if let Some((_, tx)) = self.lock().iter().find(|(t, _)| t == token) {
             let _ = tx.send(Signal::Progress(progress));
         }
+    }
+
+    /// Asks our model through the oldest call in flight (whose turn pays for it).
+    pub async fn sample(&self, request: Sampling) -> Result<Sampled, String> {
+        let (tx, rx) = oneshot::channel();
+        let sent = self
+            .lock()
+            .first()
+            .is_some_and(|(_, call)| call.send(Signal::Sample(request, tx)).is_ok());
+        if !sent {
+            return Err(
+                "sampling is served only while one of this server's tool calls runs".into(),
+            );
+        }
+        rx.await
+            .unwrap_or_else(|_| Err("the tool call ended before the model answered".into()))
     }
 
     /// Asks the user through the oldest call in flight; declined when there is none.

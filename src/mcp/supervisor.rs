@@ -89,6 +89,7 @@ impl Supervisor {
             tools_changed: tools_changed.clone(),
             calls: self.server.in_flight.clone(),
             roots: root_uris(&self.config.roots),
+            sampling: self.config.sampling,
         };
         let last_stderr = LastStderr::default();
         let env = &*self.shared.env;

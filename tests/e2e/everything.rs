@@ -257,3 +257,77 @@ async fn on_the_openai_door_a_servers_question_is_declined() {
         result_read(&fake)
     );
 }
+
+#[tokio::test]
+async fn a_server_with_sampling_asks_our_model_with_its_own_system_prompt() {
+    let (app, fake) = everything_app(json!({"sampling": true}), Duration::from_secs(60)).await;
+    fake.mock.push([
+        calls(&[(
+            "call_1",
+            "trigger-sampling-request",
+            json!({"prompt": "Say hi", "maxTokens": 50}),
+        )]),
+        Reply::text("hello from the host"),
+        Reply::text("Done."),
+    ]);
+    let mut socket = connect(&app).await;
+    send(&mut socket, chat("r1", "sample", json!({}))).await;
+    let frames = turn_frames(&mut socket, "r1").await;
+    let sampled = frames
+        .iter()
+        .find(|f| f["chunk"]["metadata"]["status"] == "sampling")
+        .unwrap_or_else(|| panic!("a sampling step: {frames:?}"));
+    assert_eq!(
+        sampled["chunk"]["metadata"]["tool"],
+        "trigger-sampling-request"
+    );
+    assert_eq!(frames.last().expect("end")["status"], "complete");
+
+    let bodies = chat_bodies(&fake);
+    assert_eq!(bodies.len(), 3, "{bodies:?}");
+    let sampling = &bodies[1];
+    let messages = sampling["messages"].as_array().expect("messages");
+    assert_eq!(messages[0]["role"], "system");
+    assert_eq!(messages[0]["content"], "You are a helpful test server.");
+    assert!(
+        messages[1]["content"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Say hi")
+    );
+    assert!(
+        sampling
+            .get("tools")
+            .is_none_or(|t| t.as_array().is_none_or(Vec::is_empty))
+    );
+    let limit = sampling
+        .get("max_completion_tokens")
+        .or_else(|| sampling.get("max_tokens"))
+        .cloned();
+    assert_eq!(limit, Some(json!(50)), "{sampling}");
+    let read = result_read(&fake);
+    assert!(read.contains("hello from the host"), "{read}");
+}
+
+#[tokio::test]
+async fn without_sampling_the_server_keeps_its_sampling_tool_to_itself() {
+    let (app, fake) = everything_app(json!({}), Duration::from_secs(60)).await;
+    fake.mock.push([Reply::text("Hi.")]);
+    let mut socket = connect(&app).await;
+    send(&mut socket, chat("r1", "hello", json!({}))).await;
+    turn_frames(&mut socket, "r1").await;
+    let offered: Vec<String> = chat_bodies(&fake)[0]["tools"]
+        .as_array()
+        .expect("tools")
+        .iter()
+        .filter_map(|t| t["function"]["name"].as_str().map(String::from))
+        .collect();
+    assert!(
+        offered.iter().any(|t| t == "trigger-elicitation-request"),
+        "{offered:?}"
+    );
+    assert!(
+        !offered.iter().any(|t| t == "trigger-sampling-request"),
+        "{offered:?}"
+    );
+}

@@ -75,6 +75,15 @@ pub fn activity(event: &TurnEvent) -> Option<Value> {
         TurnEvent::Notice { code, message } => {
             Some(json!({"event": "notice", "code": code.as_str(), "message": message}))
         }
+        TurnEvent::ToolCallSampled {
+            call_id,
+            tool,
+            model,
+            usage,
+        } => Some(
+            json!({"event": "tool_call_sampling", "call_id": call_id, "tool": tool,
+                         "model": model, "usage": usage}),
+        ),
         TurnEvent::ToolCallProgress {
             call_id,
             tool,

@@ -96,6 +96,41 @@ pub fn frame(request_id: &str, event: TurnEvent) -> ServerFrame {
             });
             ServerFrame::tool_execution(request_id, arguments, meta)
         }
+        TurnEvent::ToolCallFinished {
+            call_id,
+            tool,
+            status,
+            summary,
+            took,
+        } => {
+            let took_ms = took.as_secs_f64() * 1000.0;
+            let meta = metadata(&ToolCall {
+                tool: &tool,
+                server: None,
+                call_id: &call_id,
+                status: status.as_str(),
+                arguments: None,
+                duration_ms: Some((took_ms * 10.0).round() / 10.0),
+            });
+            ServerFrame::tool_execution(request_id, summary, meta)
+        }
+        TurnEvent::Notice { code, message } => {
+            ServerFrame::notice(request_id, code.as_str(), message)
+        }
+        TurnEvent::Completed(completion) => {
+            ServerFrame::complete(request_id, metadata(&complete(&completion)))
+        }
+        TurnEvent::Failed(error) => ServerFrame::failed(Some(request_id.into()), &error),
+        step @ (TurnEvent::ApprovalRequired { .. }
+        | TurnEvent::ToolCallProgress { .. }
+        | TurnEvent::ToolCallSampled { .. }
+        | TurnEvent::Elicitation { .. }) => step_frame(request_id, step),
+    }
+}
+
+/// A step inside a tool call: a question for the user, progress, a request to our model.
+fn step_frame(request_id: &str, event: TurnEvent) -> ServerFrame {
+    match event {
         TurnEvent::ApprovalRequired {
             approval_id,
             call_id,
@@ -123,6 +158,18 @@ pub fn frame(request_id: &str, event: TurnEvent) -> ServerFrame {
             });
             ServerFrame::tool_execution(request_id, message.clone().unwrap_or_default(), meta)
         }
+        TurnEvent::ToolCallSampled {
+            call_id,
+            tool,
+            model,
+            usage,
+        } => {
+            let meta = serde_json::json!({
+                "tool": tool, "call_id": call_id, "status": "sampling",
+                "model": model, "usage": usage,
+            });
+            ServerFrame::tool_execution(request_id, format!("the server asked {model}"), meta)
+        }
         TurnEvent::Elicitation {
             elicitation_id,
             call_id,
@@ -136,31 +183,7 @@ pub fn frame(request_id: &str, event: TurnEvent) -> ServerFrame {
             });
             ServerFrame::question(request_id, "elicitation", meta)
         }
-        TurnEvent::ToolCallFinished {
-            call_id,
-            tool,
-            status,
-            summary,
-            took,
-        } => {
-            let took_ms = took.as_secs_f64() * 1000.0;
-            let meta = metadata(&ToolCall {
-                tool: &tool,
-                server: None,
-                call_id: &call_id,
-                status: status.as_str(),
-                arguments: None,
-                duration_ms: Some((took_ms * 10.0).round() / 10.0),
-            });
-            ServerFrame::tool_execution(request_id, summary, meta)
-        }
-        TurnEvent::Notice { code, message } => {
-            ServerFrame::notice(request_id, code.as_str(), message)
-        }
-        TurnEvent::Completed(completion) => {
-            ServerFrame::complete(request_id, metadata(&complete(&completion)))
-        }
-        TurnEvent::Failed(error) => ServerFrame::failed(Some(request_id.into()), &error),
+        other => frame(request_id, other),
     }
 }
 
