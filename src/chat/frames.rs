@@ -290,12 +290,7 @@ impl ClientFrame {
             }),
             "ping" => Ok(Self::Ping { request_id }),
             "search" => {
-                let payload = object
-                    .get("payload")
-                    .ok_or_else(|| "`search` needs a payload with query".to_string())
-                    .and_then(|p| {
-                        SearchPayload::deserialize(p).map_err(|e| format!("invalid payload: {e}"))
-                    })
+                let payload = required_payload(action, object)
                     .map_err(|m| refuse(request_id.clone(), ErrorCode::InvalidRequest, m))?;
                 Ok(Self::Search {
                     request_id: required(request_id)?,
@@ -303,14 +298,7 @@ impl ClientFrame {
                 })
             }
             "approve" => {
-                let payload = object
-                    .get("payload")
-                    .ok_or_else(|| {
-                        "`approve` needs a payload with approval_id and decision".to_string()
-                    })
-                    .and_then(|p| {
-                        ApprovePayload::deserialize(p).map_err(|e| format!("invalid payload: {e}"))
-                    })
+                let payload = required_payload(action, object)
                     .map_err(|m| refuse(request_id.clone(), ErrorCode::InvalidRequest, m))?;
                 Ok(Self::Approve {
                     request_id: required(request_id)?,
@@ -318,14 +306,7 @@ impl ClientFrame {
                 })
             }
             "elicit" => {
-                let payload = object
-                    .get("payload")
-                    .ok_or_else(|| {
-                        "`elicit` needs a payload with elicitation_id and action".to_string()
-                    })
-                    .and_then(|p| {
-                        ElicitPayload::deserialize(p).map_err(|e| format!("invalid payload: {e}"))
-                    })
+                let payload = required_payload(action, object)
                     .map_err(|m| refuse(request_id.clone(), ErrorCode::InvalidRequest, m))?;
                 Ok(Self::Elicit {
                     request_id: required(request_id)?,
@@ -393,18 +374,27 @@ fn optional_payload<T: DeserializeOwned + Default>(
     }
 }
 
+/// What the payload of an action that needs one must hold, for the error when it is missing.
+fn required_fields(action: &str) -> &'static str {
+    match action {
+        "search" => "query",
+        "approve" => "approval_id and decision",
+        "elicit" => "elicitation_id and action",
+        "delete_memory" => "memory_id",
+        _ => "conversation_id",
+    }
+}
+
 fn required_payload<T: DeserializeOwned>(
     action: &str,
     object: &Map<String, Value>,
 ) -> Result<T, String> {
-    let field = if action == "delete_memory" {
-        "memory_id"
-    } else {
-        "conversation_id"
-    };
-    let payload = object
-        .get("payload")
-        .ok_or_else(|| format!("`{action}` needs a payload with {field}"))?;
+    let payload = object.get("payload").ok_or_else(|| {
+        format!(
+            "`{action}` needs a payload with {}",
+            required_fields(action)
+        )
+    })?;
     T::deserialize(payload).map_err(|e| format!("invalid payload: {e}"))
 }
 
