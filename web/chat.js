@@ -51,6 +51,8 @@ export class ChatView {
    * server, which stores its answer. */
   detach() {
     if (!this.turn) return;
+    // Its questions cannot be answered from here any more: the server's timeout answers them.
+    this.closeQuestions(this.turn);
     this.turn = null;
     this.onBusy(false);
   }
@@ -216,9 +218,8 @@ export class ChatView {
       this.askApproval(turn, chunk.metadata || {});
     } else if (chunk.type === "elicitation") {
       this.askElicitation(turn, chunk.metadata || {}, null);
-    } else if (chunk.type === "notice" && chunk.metadata && chunk.metadata.code === "invalid_answer" && turn.question) {
-      // The server's question is still open: ask again, saying what did not fit.
-      this.askElicitation(turn, turn.question, chunk.data);
+    } else if (chunk.type === "notice" && this.questionNotice(turn, chunk)) {
+      // Handled: asked again, or a dialog closed.
     } else if (chunk.type === "notice") {
       turn.group.add(h("p", { class: "notice" }, chunk.data || ""));
     } else if (frame.status === "complete") {
@@ -266,7 +267,7 @@ export class ChatView {
     );
     dialog.addEventListener("cancel", (event) => event.preventDefault());
     document.body.appendChild(dialog);
-    turn.questions = [...(turn.questions || []), dialog];
+    this.trackQuestion(turn, meta.approval_id, dialog);
     const decision = await showDialog(dialog);
     dialog.remove();
     if (turn !== this.turn || (decision !== "allow" && decision !== "deny")) return;
@@ -279,9 +280,8 @@ export class ChatView {
 
   /** A server's question (elicitation): a form built from its schema. */
   async askElicitation(turn, meta, problem) {
-    turn.question = meta;
     const asking = askQuestion(meta, problem);
-    turn.questions = [...(turn.questions || []), asking.dialog];
+    this.trackQuestion(turn, meta.elicitation_id, asking.dialog, meta);
     const answer = await asking.answer;
     if (turn !== this.turn || !answer) return;
     try {
@@ -291,9 +291,36 @@ export class ChatView {
     }
   }
 
+  /** Keeps a question's dialog (and an elicitation's request, to ask again) by its id. */
+  trackQuestion(turn, id, dialog, elicitation) {
+    turn.questions = turn.questions || new Map();
+    turn.questions.set(id, { dialog, elicitation });
+  }
+
+  /** A notice about one of the turn's questions, by its `question_id`: an answer that did
+   * not fit an elicitation still open is asked again with what was wrong; a question closed
+   * by the server (no answer in time) loses its dialog. Returns whether it was handled. */
+  questionNotice(turn, chunk) {
+    const meta = chunk.metadata || {};
+    const question = turn.questions && turn.questions.get(meta.question_id);
+    if (!question) return false;
+    if (meta.code === "invalid_answer" && meta.open && question.elicitation) {
+      this.askElicitation(turn, question.elicitation, chunk.data);
+      return true;
+    }
+    if (meta.code === "question_closed" || (meta.code === "invalid_answer" && !meta.open)) {
+      turn.questions.delete(meta.question_id);
+      if (question.dialog.open) question.dialog.close("expired");
+      turn.group.add(h("p", { class: "notice" }, chunk.data || ""));
+      return true;
+    }
+    return false;
+  }
+
   /** The turn ended: its open questions cannot be answered any more. */
   closeQuestions(turn) {
-    for (const dialog of turn.questions || []) if (dialog.open) dialog.close("expired");
+    for (const { dialog } of (turn.questions || new Map()).values()) if (dialog.open) dialog.close("expired");
+    turn.questions = new Map();
   }
 
   fail(turn, chunk) {

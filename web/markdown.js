@@ -12,7 +12,8 @@
 import { h } from "./dom.js";
 
 const FENCE = /^ {0,3}(`{3,}|~{3,})\s*([^\s`]*)/;
-const HEADING = /^ {0,3}(#{1,6})(?:\s+(.*?))?\s*#*\s*$/;
+// Linear: the optional closing `#`s are cut by closingHashes, not by backtracking.
+const HEADING = /^ {0,3}(#{1,6})(?:[ \t]+(.*))?$/;
 const RULE = /^ {0,3}([-*_])(?:\s*\1){2,}\s*$/;
 const QUOTE = /^ {0,3}> ?/;
 const ITEM = /^( *)([-*+]|\d{1,9}[.)])(?:\s+(.*))?$/;
@@ -53,7 +54,7 @@ function blocks(lines) {
       i = codeBlock(lines, i, m, out);
     } else if ((m = HEADING.exec(line))) {
       const heading = h(`h${m[1].length}`);
-      inline(m[2] || "", heading);
+      inline(withoutClosingHashes(m[2] || ""), heading);
       out.appendChild(heading);
       i++;
     } else if (RULE.test(line)) {
@@ -402,4 +403,15 @@ function anchor(target, label) {
   const href = safeHref(target);
   if (!href) return h("span", { class: "unsafe-link" }, label || target);
   return h("a", { href, target: "_blank", rel: "noopener noreferrer" }, label);
+}
+
+// A heading's text without its closing sequence (`## Title ##` → `Title`); a `#` glued to
+// the text (`C#`) stays.
+function withoutClosingHashes(text) {
+  let end = text.trimEnd().length;
+  let hashes = end;
+  while (hashes > 0 && text[hashes - 1] === "#") hashes -= 1;
+  if (hashes === 0) return "";
+  if (hashes < end && (text[hashes - 1] === " " || text[hashes - 1] === "\t")) end = hashes;
+  return text.slice(0, end).trimEnd();
 }

@@ -25,7 +25,7 @@ export function askQuestion(meta, problem) {
   const answer = showDialog(dialog).then((action) => {
     dialog.remove();
     if (action === "accept") {
-      const content = {};
+      const content = Object.create(null);
       for (const f of fields) {
         const value = f.value();
         if (value !== undefined) content[f.name] = value;

@@ -112,23 +112,22 @@ impl Meter {
                 retry_after_s: wait.as_secs() + 1,
             });
         }
-        if let Some(limit) = quotas.tokens_per_day
-            && state.today.tokens() >= limit
-        {
-            let until_midnight = DAY_MS - now_ms.rem_euclid(DAY_MS);
-            return Err(QuotaExceeded {
-                what: format!(
-                    "this key's {limit} tokens for today (UTC) are used (tokens_per_day)"
-                ),
-                retry_after_s: u64::try_from(until_midnight / 1000 + 1).unwrap_or(1),
-            });
-        }
+        tokens_left(&state, quotas, now_ms)?;
         state.recent.push_back(now);
         state.in_flight += 1;
         state.today.turns += 1;
         state.unflushed.turns += 1;
         state.last_used_ms = Some(now_ms);
         Ok(TurnPermit { meter: self })
+    }
+
+    /// Whether the day's tokens are not used up (a model call within a turn, such as a
+    /// server's sampling, checks this before it runs).
+    pub fn within_tokens(&self, quotas: &Quotas) -> Result<(), QuotaExceeded> {
+        let now_ms = now_ms();
+        let mut state = self.lock();
+        state.roll_day(now_ms);
+        tokens_left(&state, quotas, now_ms)
     }
 
     /// Adds the provider's token counts of one model reply.
@@ -172,6 +171,20 @@ impl Meter {
         state.unflushed.completion_tokens += usage.completion_tokens;
         state.last_used_ms = state.last_used_ms.max(last_used);
     }
+}
+
+fn tokens_left(state: &State, quotas: &Quotas, now_ms: i64) -> Result<(), QuotaExceeded> {
+    let Some(limit) = quotas.tokens_per_day else {
+        return Ok(());
+    };
+    if state.today.tokens() < limit {
+        return Ok(());
+    }
+    let until_midnight = DAY_MS - now_ms.rem_euclid(DAY_MS);
+    Err(QuotaExceeded {
+        what: format!("this key's {limit} tokens for today (UTC) are used (tokens_per_day)"),
+        retry_after_s: u64::try_from(until_midnight / 1000 + 1).unwrap_or(1),
+    })
 }
 
 impl State {

@@ -75,6 +75,11 @@ impl Caller {
         self.0.meter.admit(&self.0.quotas)
     }
 
+    /// Whether the key's tokens for today are not used up.
+    pub fn within_tokens(&self) -> Result<(), QuotaExceeded> {
+        self.0.meter.within_tokens(&self.0.quotas)
+    }
+
     /// Counts the provider tokens of one model reply against the key's daily quota.
     pub fn spent(&self, prompt_tokens: u64, completion_tokens: u64) {
         self.0.meter.spent(prompt_tokens, completion_tokens);

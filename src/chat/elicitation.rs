@@ -22,7 +22,15 @@ pub(super) struct TurnCall<'t, 'a> {
     pub turn: &'t Turn<'a>,
     pub call_id: &'t str,
     pub tool: &'t str,
-    last_progress: Mutex<Option<Instant>>,
+    last_progress: Mutex<Shown>,
+}
+
+/// What progress of a call was shown, to throttle it.
+#[derive(Default)]
+struct Shown {
+    at: Option<Instant>,
+    /// The last step (`progress >= total`) was shown: it is let through the throttle once.
+    last_step: bool,
 }
 
 impl<'t, 'a> TurnCall<'t, 'a> {
@@ -37,7 +45,7 @@ impl<'t, 'a> TurnCall<'t, 'a> {
             turn,
             call_id,
             tool,
-            last_progress: Mutex::new(None),
+            last_progress: Mutex::new(Shown::default()),
         }
     }
 
@@ -66,27 +74,46 @@ impl<'t, 'a> TurnCall<'t, 'a> {
         let limit = self.service.config.mcp.elicitation_timeout;
         tokio::select! {
             answer = &mut waiting.answer => answer.unwrap_or(ElicitAnswer::Cancel),
-            () = tokio::time::sleep(limit) => ElicitAnswer::Cancel,
+            () = tokio::time::sleep(limit) => {
+                self.turn.sink.emit(TurnEvent::QuestionClosed {
+                    question_id: waiting.id.clone(),
+                    message: format!(
+                        "no answer within {}: the question was withdrawn",
+                        humantime::format_duration(limit)
+                    ),
+                });
+                ElicitAnswer::Cancel
+            }
             () = self.turn.cancel.cancelled() => ElicitAnswer::Cancel,
         }
     }
 }
 
 impl CallHandler for TurnCall<'_, '_> {
+    fn owner(&self) -> String {
+        self.turn.caller.id().0.to_string()
+    }
+
     fn progress(&self, progress: Progress) {
         let now = Instant::now();
         let last_step = progress
             .total
             .is_some_and(|total| progress.progress >= total);
         {
-            let mut last = self
+            let mut shown = self
                 .last_progress
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner);
-            if !last_step && last.is_some_and(|at| now.duration_since(at) < PROGRESS_EVERY) {
+            let recent = shown
+                .at
+                .is_some_and(|at| now.duration_since(at) < PROGRESS_EVERY);
+            // Throttled, except the first last step (so the end is always shown once).
+            let first_last_step = last_step && !shown.last_step;
+            if recent && !first_last_step {
                 return;
             }
-            *last = Some(now);
+            shown.at = Some(now);
+            shown.last_step |= last_step;
         }
         self.turn.sink.emit(TurnEvent::ToolCallProgress {
             call_id: self.call_id.to_string(),
@@ -231,7 +258,9 @@ fn check_format(format: Option<&str>, text: &str) -> Result<(), String> {
             .is_some_and(|(user, host)| !user.is_empty() && host.contains('.')),
         Some("uri") => url::Url::parse(text).is_ok(),
         Some("date") => is_date(text),
-        Some("date-time") => text.len() > 10 && is_date(&text[..10]) && text.as_bytes()[10] == b'T',
+        Some("date-time") => {
+            text.get(..10).is_some_and(is_date) && text.as_bytes().get(10) == Some(&b'T')
+        }
         _ => true,
     };
     if fits {
@@ -293,6 +322,26 @@ mod tests {
         ] {
             let error = check(&schema, &bad).expect_err("refused");
             assert!(error.contains(why), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn a_date_time_is_checked_without_slicing_inside_a_character() {
+        let schema = json!({"type": "object", "properties": {
+            "at": {"type": "string", "format": "date-time"}}});
+        assert_eq!(
+            check(&schema, &json!({"at": "2026-12-01T10:00:00.000Z"})),
+            Ok(())
+        );
+        // Multi-byte characters across byte 10 once panicked the turn.
+        for bad in [
+            "2026-12-0éT10:00",
+            "ééééééééé",
+            "2026-12-01",
+            "2026-12-01 10:00",
+        ] {
+            let error = check(&schema, &json!({ "at": bad })).expect_err(bad);
+            assert!(error.contains("date-time"), "{bad}: {error}");
         }
     }
 }

@@ -3,7 +3,8 @@
 //! replayed answer produces the same events as a live one.
 //!
 //! Order: `Accepted` first (the user message is committed), then any number of `TextDelta`,
-//! `ToolCallStarted`, `ApprovalRequired`, `ToolCallFinished` and `Notice`, and last exactly one of `Completed` or
+//! `ToolCallStarted`, `ApprovalRequired`, `Elicitation`, `QuestionClosed`, `ToolCallProgress`,
+//! `ToolCallSampled`, `ToolCallFinished` and `Notice`, and last exactly one of `Completed` or
 //! `Failed`. A turn refused before its message is stored emits `Failed` alone.
 
 use std::time::Duration;
@@ -74,6 +75,12 @@ pub enum TurnEvent {
     },
     Notice {
         code: NoticeCode,
+        message: String,
+    },
+    /// A question of the turn (an approval or an elicitation) is no longer open: no answer
+    /// came in time. A client closes its dialog.
+    QuestionClosed {
+        question_id: String,
         message: String,
     },
     Completed(Box<Completion>),

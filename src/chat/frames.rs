@@ -530,6 +530,29 @@ impl ServerFrame {
         }
     }
 
+    /// A notice about one of the turn's questions (`approval_id` or `elicitation_id`):
+    /// `open` says whether it still waits for an answer.
+    pub fn question_notice(
+        request_id: &str,
+        code: &'static str,
+        question_id: &str,
+        open: bool,
+        message: String,
+    ) -> Self {
+        Self {
+            request_id: Some(request_id.into()),
+            status: "processing",
+            chunk: Chunk {
+                kind: Some("notice"),
+                data: Some(message),
+                metadata: Some(serde_json::json!({
+                    "code": code, "question_id": question_id, "open": open,
+                })),
+                ..Chunk::default()
+            },
+        }
+    }
+
     pub fn pong(request_id: Option<String>) -> Self {
         Self {
             request_id,

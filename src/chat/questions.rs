@@ -32,8 +32,8 @@ pub struct Answer {
 pub enum AnswerError {
     #[error("no question `{0}` is waiting in this turn (unknown, already answered, or timed out)")]
     NotWaiting(String),
-    #[error("the answer does not fit the question: {0}; the question is still open")]
-    Invalid(String),
+    #[error("the answer does not fit the question: {why}; the question is still open")]
+    Invalid { id: String, why: String },
 }
 
 type Check<A> = Box<dyn Fn(&A) -> Result<(), String> + Send + Sync>;
@@ -117,7 +117,10 @@ impl<A> Questions<A> {
             .filter(|p| p.owner == owner && p.request_id == request_id)
             .ok_or_else(not_waiting)?;
         if let Some(check) = &question.check {
-            check(&answer).map_err(AnswerError::Invalid)?;
+            check(&answer).map_err(|why| AnswerError::Invalid {
+                id: id.to_string(),
+                why,
+            })?;
         }
         let question = pending.remove(id).ok_or_else(not_waiting)?;
         question.answer.send(answer).map_err(|_| not_waiting())
@@ -205,7 +208,7 @@ mod tests {
         let id = waiting.id.clone();
         assert!(matches!(
             questions.answer(1, "r1", &id, 11),
-            Err(AnswerError::Invalid(_))
+            Err(AnswerError::Invalid { .. })
         ));
         assert_eq!(questions.answer(1, "r1", &id, 3), Ok(()));
         assert_eq!((&mut waiting.answer).await, Ok(3));

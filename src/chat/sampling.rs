@@ -1,6 +1,6 @@
 //! A server asks our model (`sampling/createMessage`, entries with `"sampling": true`): the
 //! request goes to a configured provider with the server's own system prompt and messages, its
-//! `maxTokens` honoured and its model hints matched against the models we offer; the tokens
+//! `maxTokens` honoured (up to `chat.service.context.max_tokens`) and its model hints matched against the models we offer; the tokens
 //! count against the turn's caller; the turn shows it as a `tool_execution` step.
 
 use futures::StreamExt;
@@ -19,6 +19,11 @@ impl ChatService {
         tool: &str,
         request: Sampling,
     ) -> Result<Sampled, String> {
+        turn.caller
+            .within_tokens()
+            .map_err(|quota| quota.to_string())?;
+        let budget = self.config.chat.service.context.max_tokens;
+        check_size(turn, &request, budget).await?;
         let (provider, model) = self.sampling_model(turn, &request.hints);
         let mut messages = Vec::with_capacity(request.messages.len() + 1);
         if let Some(system) = request.system_prompt.filter(|s| !s.trim().is_empty()) {
@@ -35,7 +40,8 @@ impl ChatService {
         let chat = ChatRequest {
             messages,
             model: model.clone(),
-            max_tokens: Some(request.max_tokens),
+            // A server asks for at most the host's whole context budget.
+            max_tokens: Some(request.max_tokens.clamp(1, budget)),
             temperature: request.temperature,
             stream: true,
             ..ChatRequest::default()
@@ -91,7 +97,12 @@ impl ChatService {
         hints: &[String],
     ) -> (Option<String>, Option<String>) {
         let offered = self.providers.model_ids();
-        for hint in hints.iter().map(|h| h.to_ascii_lowercase()) {
+        // An empty hint would match every model: it says nothing.
+        for hint in hints
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .filter(|h| !h.is_empty())
+        {
             let found = offered
                 .iter()
                 .find(|(id, _, _)| id.to_ascii_lowercase().contains(&hint));
@@ -106,4 +117,32 @@ impl ChatService {
             turn.model.map(String::from),
         )
     }
+}
+
+/// Past this many bytes per token of budget a request is refused without counting.
+const BYTES_PER_TOKEN_AT_MOST: usize = 16;
+
+/// Whether the server's prompt fits the host's context budget.
+async fn check_size(turn: &Turn<'_>, request: &Sampling, budget: u32) -> Result<(), String> {
+    let too_long = || {
+        format!(
+            "the request is longer than the {budget} tokens this host allows \
+             (chat.service.context.max_tokens)"
+        )
+    };
+    let texts = || {
+        request
+            .system_prompt
+            .iter()
+            .chain(request.messages.iter().map(|(_, text)| text))
+    };
+    let bytes: usize = texts().map(String::len).sum();
+    if bytes > budget as usize * BYTES_PER_TOKEN_AT_MOST {
+        return Err(too_long());
+    }
+    let joined = texts().map(String::as_str).collect::<Vec<_>>().join("\n");
+    if turn.encoding.count_long(&joined).await > budget {
+        return Err(too_long());
+    }
+    Ok(())
 }

@@ -50,13 +50,21 @@ impl ChatService {
     /// policy lets it run.
     async fn call_tool(&self, turn: &Turn<'_>, call: &ToolCall) -> ToolOutcome {
         if !(self.memory.config().tools && memory_tools::NAMES.contains(&call.name.as_str())) {
-            if let Err(denied) = self.approved(turn, call).await {
+            let handler = TurnCall::new(self, turn, &call.id, &call.name);
+            // The server and tool are decided once: a catalogue that changes while the user
+            // decides never sends an approved call elsewhere.
+            let Some((server, tool, policy)) = self.mcp.approval(&call.name) else {
+                return self
+                    .mcp
+                    .call_with(&call.name, &call.arguments, turn.cancel, &handler)
+                    .await;
+            };
+            if let Err(denied) = self.approved(turn, call, &server, &tool, policy).await {
                 return denied;
             }
-            let handler = TurnCall::new(self, turn, &call.id, &call.name);
             return self
                 .mcp
-                .call_with(&call.name, &call.arguments, turn.cancel, &handler)
+                .call_on(&server, &tool, &call.arguments, turn.cancel, &handler)
                 .await;
         }
         let conversation = turn.record.map(|r| r.conversation.as_str());
@@ -178,18 +186,24 @@ impl ChatService {
 impl ChatService {
     /// Whether `call` may run: at once (`auto`), never (`deny`), or as the user decides
     /// (`ask`). `Err` is the outcome the model reads instead of a result.
-    async fn approved(&self, turn: &Turn<'_>, call: &ToolCall) -> Result<(), ToolOutcome> {
-        // A tool no server has: the call itself says so.
-        let Some((server, tool, policy)) = self.mcp.approval(&call.name) else {
-            return Ok(());
-        };
+    async fn approved(
+        &self,
+        turn: &Turn<'_>,
+        call: &ToolCall,
+        server: &str,
+        tool: &str,
+        policy: Approval,
+    ) -> Result<(), ToolOutcome> {
         match policy {
             Approval::Auto => Ok(()),
             Approval::Deny => Err(ToolOutcome::denied(format!(
                 "calls of `{tool}` are not allowed here (the approval policy of server \
                  `{server}` is deny); it was not run, do not call it again"
             ))),
-            Approval::Ask => self.ask(turn, call, server, tool).await,
+            Approval::Ask => {
+                self.ask(turn, call, server.to_string(), tool.to_string())
+                    .await
+            }
         }
     }
 
@@ -242,10 +256,15 @@ impl ChatService {
         let answer = tokio::select! {
             answer = &mut waiting.answer => answer.ok(),
             () = tokio::time::sleep(limit) => {
-                return Err(ToolOutcome::denied(format!(
+                let message = format!(
                     "no one approved this call of `{tool}` within {}; it was not run",
                     humantime::format_duration(limit)
-                )));
+                );
+                turn.sink.emit(TurnEvent::QuestionClosed {
+                    question_id: waiting.id.clone(),
+                    message: message.clone(),
+                });
+                return Err(ToolOutcome::denied(message));
             }
             () = turn.cancel.cancelled() => {
                 return Err(ToolOutcome::denied("the turn was cancelled before the call was approved"));

@@ -24,18 +24,29 @@ pub fn allowed_origins(configured: &[String], port: u16) -> Vec<String> {
     }
 }
 
-/// Whether `origin` is the origin of the request itself (`http(s)://` + its `Host`). Such a
-/// request comes from a page this server served under a name the Host check accepted, so a
-/// page from elsewhere, or a rebound DNS name, never passes as one.
-fn same_origin(origin: &str, host: Option<&str>) -> bool {
+/// Whether `origin` is the origin of the request itself (its scheme + `://` + its `Host`).
+/// Such a request comes from a page this server served under a name the Host check accepted,
+/// so a page from elsewhere, a rebound DNS name, or a plain-HTTP page of the same name in
+/// front of an HTTPS proxy never passes as one.
+fn same_origin(origin: &str, scheme: &str, host: Option<&str>) -> bool {
     let Some(host) = host else {
         return false;
     };
-    let host = host.to_ascii_lowercase();
     origin
-        .strip_prefix("http://")
-        .or_else(|| origin.strip_prefix("https://"))
-        .is_some_and(|rest| rest == host)
+        .strip_prefix(scheme)
+        .and_then(|rest| rest.strip_prefix("://"))
+        .is_some_and(|rest| rest.eq_ignore_ascii_case(host))
+}
+
+/// The scheme the browser used: we serve plain HTTP, so `https` only when a TLS-terminating
+/// proxy says so (`X-Forwarded-Proto`).
+fn request_scheme(request: &Request) -> &'static str {
+    let https = request
+        .headers()
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
+    if https { "https" } else { "http" }
 }
 
 pub async fn check_origin(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -45,7 +56,9 @@ pub async fn check_origin(State(state): State<AppState>, request: Request, next:
             .headers()
             .get(header::HOST)
             .and_then(|h| h.to_str().ok());
-        if !same_origin(&origin, host) && !state.allowed_origins.contains(&origin) {
+        if !same_origin(&origin, request_scheme(&request), host)
+            && !state.allowed_origins.contains(&origin)
+        {
             tracing::debug!(%origin, "refused a request from a foreign origin");
             if request.uri().path().starts_with("/ws/") {
                 state.sockets.rejected(super::ws::Rejection::Origin);
@@ -67,19 +80,20 @@ mod tests {
 
     #[test]
     fn a_page_of_the_name_it_was_asked_by_is_same_origin() {
-        assert!(same_origin("http://chat.lan:8000", Some("Chat.LAN:8000")));
-        assert!(same_origin("https://chat.lan", Some("chat.lan")));
-        assert!(!same_origin(
-            "http://evil.example:8000",
-            Some("chat.lan:8000")
+        let host = Some("chat.lan:8000");
+        assert!(same_origin(
+            "http://chat.lan:8000",
+            "http",
+            Some("Chat.LAN:8000")
         ));
-        assert!(!same_origin("http://chat.lan:9000", Some("chat.lan:8000")));
-        assert!(!same_origin(
-            "http://chat.lan:8000.evil",
-            Some("chat.lan:8000")
-        ));
-        assert!(!same_origin("null", Some("chat.lan:8000")));
-        assert!(!same_origin("http://chat.lan:8000", None));
+        assert!(same_origin("https://chat.lan", "https", Some("chat.lan")));
+        assert!(!same_origin("http://chat.lan", "https", Some("chat.lan")));
+        assert!(!same_origin("https://chat.lan:8000", "http", host));
+        assert!(!same_origin("http://evil.example:8000", "http", host));
+        assert!(!same_origin("http://chat.lan:9000", "http", host));
+        assert!(!same_origin("http://chat.lan:8000.evil", "http", host));
+        assert!(!same_origin("null", "http", host));
+        assert!(!same_origin("http://chat.lan:8000", "http", None));
     }
 
     #[test]

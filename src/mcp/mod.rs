@@ -58,36 +58,68 @@ pub struct McpHost {
     tasks: TaskTracker,
 }
 
-/// Passes what the server sent during a call to the call's handler; returns how long the
-/// answer took (the user's or the model's time, which the tool's timeout does not count).
-async fn answer_signal(
-    signal: Signal,
-    handler: &dyn CallHandler,
-    server: &str,
-    cancel: &CancellationToken,
-) -> Duration {
-    let asked = Instant::now();
-    match signal {
-        Signal::Progress(progress) => {
-            handler.progress(progress);
-            return Duration::ZERO;
+/// Questions (elicitations and samplings) one call may ask; past it they are refused.
+pub const QUESTIONS_PER_CALL: u32 = 16;
+/// How long a call's timeout may be paused, in all, while the user or the model answers.
+pub const PAUSE_PER_CALL: Duration = Duration::from_secs(30 * 60);
+
+/// What a call asked so far, to bound a server that asks without end.
+#[derive(Default)]
+struct Asked {
+    questions: u32,
+    paused: Duration,
+}
+
+impl Asked {
+    /// Passes what the server sent during a call to the call's handler; returns how much the
+    /// call's deadline moves (the user's or the model's time, which the tool's timeout does
+    /// not count, up to [`PAUSE_PER_CALL`]).
+    async fn answer(
+        &mut self,
+        signal: Signal,
+        handler: &dyn CallHandler,
+        server: &str,
+        cancel: &CancellationToken,
+    ) -> Duration {
+        let started = Instant::now();
+        let over = self.questions >= QUESTIONS_PER_CALL;
+        match signal {
+            Signal::Progress(progress) => {
+                handler.progress(progress);
+                return Duration::ZERO;
+            }
+            Signal::Elicit(_, answer) if over => {
+                let _ = answer.send(ElicitAnswer::Decline);
+                return Duration::ZERO;
+            }
+            Signal::Sample(_, answer) if over => {
+                let _ = answer.send(Err(format!(
+                    "refused: a tool call may ask at most {QUESTIONS_PER_CALL} questions"
+                )));
+                return Duration::ZERO;
+            }
+            Signal::Elicit(question, answer) => {
+                let answered = tokio::select! {
+                    answered = handler.elicit(server, question) => answered,
+                    () = cancel.cancelled() => ElicitAnswer::Cancel,
+                };
+                let _ = answer.send(answered);
+            }
+            Signal::Sample(request, answer) => {
+                let sampled = tokio::select! {
+                    sampled = handler.sample(server, request) => sampled,
+                    () = cancel.cancelled() => Err("the call was cancelled".into()),
+                };
+                let _ = answer.send(sampled);
+            }
         }
-        Signal::Elicit(question, answer) => {
-            let answered = tokio::select! {
-                answered = handler.elicit(server, question) => answered,
-                () = cancel.cancelled() => ElicitAnswer::Cancel,
-            };
-            let _ = answer.send(answered);
-        }
-        Signal::Sample(request, answer) => {
-            let sampled = tokio::select! {
-                sampled = handler.sample(server, request) => sampled,
-                () = cancel.cancelled() => Err("the call was cancelled".into()),
-            };
-            let _ = answer.send(sampled);
-        }
+        self.questions += 1;
+        let pause = started
+            .elapsed()
+            .min(PAUSE_PER_CALL.saturating_sub(self.paused));
+        self.paused += pause;
+        pause
     }
-    asked.elapsed()
 }
 
 /// How long telling a server that a call is cancelled may take.
@@ -248,7 +280,8 @@ impl McpHost {
     }
 
     /// [`McpHost::call`], with `handler` getting the call's progress and answering the
-    /// server's questions (elicitation); the tool's timeout is paused while the user answers.
+    /// server's questions (elicitation, sampling); the tool's timeout is paused while the user
+    /// or the model answers.
     pub async fn call_with(
         &self,
         name: &str,
@@ -256,11 +289,31 @@ impl McpHost {
         cancel: &CancellationToken,
         handler: &dyn CallHandler,
     ) -> ToolOutcome {
-        let started = Instant::now();
         let catalogue = self.catalogue();
         let Some(tool) = catalogue.get(name) else {
             return ToolOutcome::failed(
                 format!("there is no tool named `{name}`; use one of the tools offered"),
+                Duration::ZERO,
+            );
+        };
+        self.call_on(&tool.server, &tool.tool, arguments, cancel, handler)
+            .await
+    }
+
+    /// Calls `tool` (its server's own name) on `server_name`, as [`McpHost::call_with`]: for a
+    /// call decided on (approved) before, whatever the catalogue has become meanwhile.
+    pub async fn call_on(
+        &self,
+        server_name: &str,
+        tool: &str,
+        arguments: &str,
+        cancel: &CancellationToken,
+        handler: &dyn CallHandler,
+    ) -> ToolOutcome {
+        let started = Instant::now();
+        let Some(server) = self.shared.servers.get(server_name) else {
+            return ToolOutcome::failed(
+                format!("there is no MCP server named `{server_name}`"),
                 started.elapsed(),
             );
         };
@@ -268,18 +321,16 @@ impl McpHost {
             Ok(arguments) => arguments,
             Err(message) => return ToolOutcome::failed(message, started.elapsed()),
         };
-        let server = &self.shared.servers[&tool.server];
         let Some(peer) = server.peer() else {
             return ToolOutcome::failed(
                 format!(
-                    "the MCP server `{}` is not available ({:?}); try again later",
-                    tool.server,
+                    "the MCP server `{server_name}` is not available ({:?}); try again later",
                     server.state()
                 ),
                 started.elapsed(),
             );
         };
-        let request = CallToolRequestParams::new(tool.tool.clone()).with_arguments(arguments);
+        let request = CallToolRequestParams::new(tool.to_string()).with_arguments(arguments);
         let handle = match peer
             .send_cancellable_request(
                 ClientRequest::CallToolRequest(CallToolRequest::new(request)),
@@ -299,7 +350,7 @@ impl McpHost {
         // questions find this call by it.
         let (registered, mut signals) = server
             .in_flight
-            .register(client::token_key(&handle.progress_token.0));
+            .register(client::token_key(&handle.progress_token.0), handler.owner());
         let mut unanswered = CancelOnDrop {
             peer: peer.clone(),
             request_id: Some(handle.id.clone()),
@@ -308,6 +359,7 @@ impl McpHost {
         let response = handle.await_response();
         tokio::pin!(response);
         let mut deadline = Instant::now() + server.timeout;
+        let mut asked = Asked::default();
         let timer = tokio::time::sleep_until(deadline);
         tokio::pin!(timer);
         let outcome = loop {
@@ -325,7 +377,7 @@ impl McpHost {
                 }
                 Some(signal) = signals.recv() => {
                     // The user's and the model's time does not count against the tool.
-                    deadline += answer_signal(signal, handler, &tool.server, cancel).await;
+                    deadline += asked.answer(signal, handler, server_name, cancel).await;
                     timer.as_mut().reset(deadline);
                 }
                 result = &mut response => {

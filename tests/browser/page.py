@@ -478,6 +478,28 @@ def approval():
     )
 
 
+def approval_expires():
+    """No answer in time: the server closes the question and the page closes its dialog."""
+    page = open_page()
+    send(page, "Echo pong, with permission")
+    dialog = page.get_by_role("dialog", name="Allow this tool call?")
+    expect(dialog).to_be_visible()
+    expect(page.locator("dialog.approval")).to_have_count(0, timeout=15000)
+    # Closed by the server's notice while the turn still runs (the next reply is slow), not
+    # by the turn's end.
+    still_typing = page.locator("article.message.assistant.typing").count()
+    wait_done(page)
+    denied = page.locator("details.tool").last
+    harness.finish(
+        {
+            "still_typing": still_typing,
+            "open_dialogs": page.locator("dialog[open]").count(),
+            "denied_badge": denied.locator(".badge").inner_text(),
+            "notices": page.locator("p.notice").all_inner_texts(),
+        }
+    )
+
+
 def question():
     """A server's question (elicitation) as a form; its answer reaches the tool; progress."""
     page = open_page()
@@ -506,6 +528,7 @@ def question():
 SCENARIOS = {
     "question": question,
     "approval": approval,
+    "approval_expires": approval_expires,
     "manage": manage,
     "admin": admin,
     "reconnect": reconnect,

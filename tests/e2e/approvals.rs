@@ -184,8 +184,15 @@ async fn an_unanswered_question_is_denied_at_the_timeout() {
     assert_eq!(frames.last().expect("end")["status"], "complete");
     assert!(tool_result_read(&fake).contains("no one approved"));
     assert_eq!(server_calls(&app).await, 0);
-    // Answering it now: too late, and said so (the turn is over: an error).
     let id = frames.iter().find(|f| is_question(f)).expect("question")["chunk"]["metadata"]["approval_id"].clone();
+    // The client is told the question closed, so it can close its dialog.
+    let closed = frames
+        .iter()
+        .find(|f| f["chunk"]["metadata"]["code"] == "question_closed")
+        .expect("a question_closed notice");
+    assert_eq!(closed["chunk"]["metadata"]["question_id"], id, "{closed}");
+    assert_eq!(closed["chunk"]["metadata"]["open"], false);
+    // Answering it now: too late, and said so (the turn is over: an error).
     approve(&mut socket, "r1", &id, json!({"decision": "allow"})).await;
     let late = next_frame(&mut socket).await;
     assert_eq!(late["status"], "error", "{late}");
@@ -264,6 +271,9 @@ async fn a_wrong_answer_is_a_notice_on_the_turn_and_the_question_stays_open() {
     assert_eq!(notice["request_id"], "r1", "{notice}");
     assert_eq!(notice["chunk"]["type"], "notice");
     assert_eq!(notice["chunk"]["metadata"]["code"], "invalid_answer");
+    // It names the question it was about, not the one still waiting.
+    assert_eq!(notice["chunk"]["metadata"]["question_id"], "appr_unknown");
+    assert_eq!(notice["chunk"]["metadata"]["open"], false);
     // Malformed: an error frame, the turn unaffected.
     send(
         &mut socket,

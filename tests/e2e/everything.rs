@@ -114,6 +114,8 @@ async fn a_servers_question_reaches_the_client_and_its_answer_the_tool() {
         notice["chunk"]["metadata"]["code"], "invalid_answer",
         "{notice}"
     );
+    assert_eq!(notice["chunk"]["metadata"]["question_id"], id);
+    assert_eq!(notice["chunk"]["metadata"]["open"], true);
     assert!(
         notice["chunk"]["data"]
             .as_str()
@@ -166,9 +168,15 @@ async fn a_declined_or_unanswered_question_tells_the_server_so() {
     );
 
     // No answer within mcp.elicitation_timeout: cancelled.
-    let (mut socket, _question) = ask_question(&app, &fake).await;
+    let (mut socket, question) = ask_question(&app, &fake).await;
     let rest = turn_frames(&mut socket, "r1").await;
     assert_eq!(rest.last().expect("end")["status"], "complete");
+    assert!(
+        rest.iter()
+            .any(|f| f["chunk"]["metadata"]["code"] == "question_closed"
+                && f["chunk"]["metadata"]["question_id"] == question["elicitation_id"]),
+        "{rest:?}"
+    );
     assert!(
         result_read(&fake).contains("cancelled"),
         "{}",

@@ -408,6 +408,34 @@ async fn a_tool_that_needs_approval_asks_in_a_dialog_and_runs_only_when_allowed(
 }
 
 #[tokio::test]
+async fn an_approval_nobody_answers_closes_its_dialog_when_the_server_withdraws_it() {
+    let (app, fake) = tool_app(|config| {
+        config.mcp.servers.insert(
+            "test".into(),
+            crate::mcp_host::stdio_entry(json!({"approval": "ask"})),
+        );
+        config.mcp.approval_timeout = Duration::from_secs(1);
+    })
+    .await;
+    fake.mock.push([
+        calls(&[("call_1", "echo", json!({"text": "pong"}))]),
+        Reply::Text {
+            pieces: vec!["Done.".into()],
+            first_byte_delay: Duration::from_secs(4),
+            chunk_delay: Duration::ZERO,
+        },
+    ]);
+    let report = browse(&app, "approval_expires", &[], &[]).await;
+    assert_eq!(report["still_typing"], 1, "{report}");
+    assert_eq!(report["open_dialogs"], 0, "{report}");
+    assert_eq!(report["denied_badge"], "denied", "{report}");
+    assert!(
+        report["notices"].to_string().contains("no one approved"),
+        "{report}"
+    );
+}
+
+#[tokio::test]
 async fn a_servers_question_is_a_form_whose_answer_reaches_the_tool() {
     let (app, fake) = crate::everything::everything_app(json!({}), Duration::from_secs(60)).await;
     fake.mock.push([

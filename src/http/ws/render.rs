@@ -117,6 +117,16 @@ pub fn frame(request_id: &str, event: TurnEvent) -> ServerFrame {
         TurnEvent::Notice { code, message } => {
             ServerFrame::notice(request_id, code.as_str(), message)
         }
+        TurnEvent::QuestionClosed {
+            question_id,
+            message,
+        } => ServerFrame::question_notice(
+            request_id,
+            "question_closed",
+            &question_id,
+            false,
+            message,
+        ),
         TurnEvent::Completed(completion) => {
             ServerFrame::complete(request_id, metadata(&complete(&completion)))
         }

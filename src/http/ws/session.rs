@@ -264,9 +264,15 @@ impl Session {
             .unwrap_or_else(PoisonError::into_inner)
             .contains_key(&request_id);
         if running {
-            self.send(&ServerFrame::notice(
+            let (id, open) = match refused {
+                AnswerError::Invalid { id, .. } => (id, true),
+                AnswerError::NotWaiting(id) => (id, false),
+            };
+            self.send(&ServerFrame::question_notice(
                 &request_id,
                 "invalid_answer",
+                id,
+                open,
                 refused.to_string(),
             ));
         } else {
