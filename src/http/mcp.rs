@@ -1,7 +1,11 @@
 //! `/mcp`: the server's memory as an MCP server over Streamable HTTP (rmcp; the handler is
-//! `memory::mcp_server`). `server/discover`, the first request of protocol 2026-07-28 clients,
-//! is answered here with JSON-RPC error -32601, so they fall back to `initialize` (2025-06-18
-//! or 2025-11-25), whatever rmcp's own discovery support does.
+//! `memory::mcp_server`). Before rmcp sees a POST, its body is screened: one that is not JSON
+//! (or empty) gets HTTP 400 with JSON-RPC -32700, one that is not a single JSON-RPC message (a
+//! batch, a bare value, no `jsonrpc: "2.0"`) HTTP 400 with -32600. `server/discover`, the
+//! first request of protocol 2026-07-28 clients, is answered with -32601, so they fall back to
+//! `initialize` (2025-06-18 or 2025-11-25), whatever rmcp's own discovery support does. A
+//! `DELETE` of a session answers 204, and 404 for a session that is unknown or not the
+//! caller's.
 
 use crate::wire::ErrorCode;
 use std::sync::Arc;
@@ -13,7 +17,7 @@ use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::mcp_sessions::McpSessions;
 use super::{ApiError, AppState};
@@ -24,16 +28,16 @@ use crate::memory::mcp_server::MemoryMcpServer;
 const MAX_BODY: usize = 4 << 20;
 
 pub fn router(state: &AppState) -> Router<AppState> {
-    let server = MemoryMcpServer::new(state.memory.clone());
+    let server = MemoryMcpServer::new(state.memory.clone(), state.store.clone());
     // The router's own Host check (every route, `server.allowed_hosts` included) has run.
     let mut config = StreamableHttpServerConfig::default().disable_allowed_hosts();
     config.cancellation_token = state.sockets.shutdown_token().child_token();
     let sessions = state.mcp_sessions.clone();
     let service =
-        StreamableHttpService::new(move || Ok(server.clone()), sessions.manager(), config);
+        StreamableHttpService::new(move || Ok(server.session()), sessions.manager(), config);
     Router::new()
         .nest_service("/mcp", service)
-        .layer(axum::middleware::from_fn(refuse_discover))
+        .layer(axum::middleware::from_fn(screen_message))
         .layer(axum::middleware::from_fn(move |request, next| {
             bind_session(sessions.clone(), request, next)
         }))
@@ -90,14 +94,81 @@ async fn bind_session(sessions: Arc<McpSessions>, request: Request, next: Next) 
         && let Some(session) = named
     {
         sessions.forget(&session);
+        // Ended: nothing to accept for later (rmcp says 202).
+        return StatusCode::NO_CONTENT.into_response();
     }
     response
 }
 
 const SESSION_HEADER: &str = "mcp-session-id";
 
-/// Answers `server/discover` with -32601; passes everything else on unchanged.
-async fn refuse_discover(request: Request, next: Next) -> Response {
+/// A JSON-RPC error answer outside any session: `status` and `{"jsonrpc", "id", "error"}`.
+fn rpc_error(status: StatusCode, id: &Value, code: i64, message: &str) -> Response {
+    (
+        status,
+        axum::Json(
+            json!({"jsonrpc": "2.0", "id": id, "error": {"code": code, "message": message}}),
+        ),
+    )
+        .into_response()
+}
+
+/// Why a POST body is not one JSON-RPC message: `(code, message)`.
+fn malformed(bytes: &[u8]) -> Result<Map<String, Value>, (i64, String)> {
+    const PARSE_ERROR: i64 = -32700;
+    const INVALID_REQUEST: i64 = -32600;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err((PARSE_ERROR, "Parse error: the request body is empty".into()));
+    }
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+        (
+            PARSE_ERROR,
+            format!("Parse error: the body is not JSON ({e})"),
+        )
+    })?;
+    let Value::Object(message) = value else {
+        let what = if value.is_array() {
+            "a batch (JSON-RPC batches are not part of MCP since 2025-06-18): send one message per request"
+        } else {
+            "not a JSON-RPC message object"
+        };
+        return Err((
+            INVALID_REQUEST,
+            format!("Invalid Request: the body is {what}"),
+        ));
+    };
+    if message.get("jsonrpc").and_then(Value::as_str) != Some("2.0") {
+        return Err((
+            INVALID_REQUEST,
+            "Invalid Request: `jsonrpc` must be \"2.0\"".into(),
+        ));
+    }
+    let is_request = message.get("method").is_some_and(Value::is_string);
+    let is_response = message.contains_key("id")
+        && (message.contains_key("result") || message.contains_key("error"));
+    if !is_request && !is_response {
+        return Err((
+            INVALID_REQUEST,
+            "Invalid Request: a message needs a string `method` (request, notification) or an \
+             `id` with `result` or `error` (response)"
+                .into(),
+        ));
+    }
+    if let Some(id) = message.get("id")
+        && !(id.is_string() || id.is_i64() || id.is_u64())
+        && is_request
+    {
+        return Err((
+            INVALID_REQUEST,
+            "Invalid Request: `id` must be a string or an integer".into(),
+        ));
+    }
+    Ok(message)
+}
+
+/// Screens a POST body (see the module's notes) and answers `server/discover` with -32601;
+/// passes everything else on unchanged.
+async fn screen_message(request: Request, next: Next) -> Response {
     if request.method() != Method::POST {
         return next.run(request).await;
     }
@@ -109,16 +180,58 @@ async fn refuse_discover(request: Request, next: Next) -> Response {
         )
             .into_response();
     };
-    if let Ok(Value::Object(message)) = serde_json::from_slice::<Value>(&bytes)
-        && message.get("method").and_then(Value::as_str) == Some("server/discover")
-    {
+    let message = match malformed(&bytes) {
+        Ok(message) => message,
+        Err((code, why)) => return rpc_error(StatusCode::BAD_REQUEST, &Value::Null, code, &why),
+    };
+    if message.get("method").and_then(Value::as_str) == Some("server/discover") {
         let id = message.get("id").cloned().unwrap_or(Value::Null);
-        return axum::Json(json!({"jsonrpc": "2.0", "id": id, "error": {
-            "code": -32601,
-            "message": "Method not found: server/discover. This server speaks MCP 2025-06-18 \
-                        and 2025-11-25: send initialize."}}))
-        .into_response();
+        return rpc_error(
+            StatusCode::OK,
+            &id,
+            -32601,
+            "Method not found: server/discover. This server speaks MCP 2025-06-18 and \
+             2025-11-25: send initialize.",
+        );
     }
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_that_are_not_one_json_rpc_message_are_named() {
+        for (body, code, says) in [
+            ("", -32700, "empty"),
+            ("  \n", -32700, "empty"),
+            ("{\"jsonrpc\": ", -32700, "not JSON"),
+            (
+                "[{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\": \"ping\"}]",
+                -32600,
+                "batch",
+            ),
+            ("42", -32600, "not a JSON-RPC message"),
+            ("{\"id\": 1, \"method\": \"ping\"}", -32600, "jsonrpc"),
+            ("{\"jsonrpc\": \"2.0\", \"id\": 1}", -32600, "method"),
+            (
+                "{\"jsonrpc\": \"2.0\", \"id\": 1.5, \"method\": \"ping\"}",
+                -32600,
+                "`id`",
+            ),
+        ] {
+            let (got, message) = malformed(body.as_bytes()).expect_err(body);
+            assert_eq!(got, code, "{body}: {message}");
+            assert!(message.contains(says), "{body}: {message}");
+        }
+        for body in [
+            "{\"jsonrpc\": \"2.0\", \"id\": 1, \"method\": \"ping\"}",
+            "{\"jsonrpc\": \"2.0\", \"method\": \"notifications/initialized\"}",
+            "{\"jsonrpc\": \"2.0\", \"id\": \"a\", \"result\": {}}",
+        ] {
+            assert!(malformed(body.as_bytes()).is_ok(), "{body}");
+        }
+    }
 }

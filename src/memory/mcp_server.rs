@@ -1,24 +1,33 @@
 //! The server as an MCP server: `memory_store`, `memory_find`, `memory_delete` and
 //! `conversation_search` for other MCP clients (desktop apps, agents), served by rmcp over
-//! Streamable HTTP at `/mcp` (see `http/mcp.rs`). Tool failures are `isError` results with the
-//! reason, as MCP wants; a call with an unknown name is a JSON-RPC error.
+//! Streamable HTTP at `/mcp` (see `http/mcp.rs`); the caller's conversations and memories as
+//! resources, two prompts and completion ([`super::mcp_library`]); `logging/setLevel`. Tool
+//! failures are `isError` results with the reason, as MCP wants; a call with an unknown name
+//! or malformed params is a JSON-RPC error (-32602). Everything is scoped to the caller's key.
+// Logging is deprecated for a future protocol version (SEP-2577); the versions `/mcp` speaks
+// (2025-06-18, 2025-11-25) have it and clients use it.
+#![allow(deprecated)]
 
 use std::borrow::Cow;
 use std::sync::Arc;
 
 use rmcp::handler::server::ServerHandler;
 use rmcp::model::{
-    CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, DiscoverResult,
-    Implementation, ListToolsResult, PaginatedRequestParams, ProtocolVersion, ServerCapabilities,
-    ServerConfig, Tool,
+    CallToolRequestParams, CallToolResponse, CallToolResult, CompleteRequestParams, CompleteResult,
+    ContentBlock, CustomRequest, CustomResult, DiscoverResult, GetPromptRequestParams,
+    GetPromptResponse, Implementation, ListPromptsResult, ListResourceTemplatesResult,
+    ListResourcesResult, ListToolsResult, LoggingLevel, LoggingMessageNotificationParam,
+    PaginatedRequestParams, ProtocolVersion, ReadResourceRequestParams, ReadResourceResponse,
+    ServerCapabilities, ServerConfig, SetLevelRequestParams, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer};
 use serde_json::{Map, Value, json};
+use std::sync::Mutex;
 
-use super::{MemoryError, MemoryService, tools};
+use super::{MemoryError, MemoryService, mcp_library, tools};
 use crate::auth::Caller;
-use crate::store::PrincipalId;
+use crate::store::{PrincipalId, Store};
 
 pub const SEARCH: &str = "conversation_search";
 
@@ -35,14 +44,90 @@ struct SearchArgs {
     conversation_id: Option<String>,
 }
 
+/// One `/mcp` session's handler ([`MemoryMcpServer::session`] makes a fresh one per session).
 #[derive(Clone)]
 pub struct MemoryMcpServer {
     memory: Arc<MemoryService>,
+    store: Store,
+    /// The level the client asked for with `logging/setLevel`: log messages at or above it
+    /// are sent to it; none before it asks.
+    log_level: Arc<Mutex<Option<LoggingLevel>>>,
+}
+
+/// The caller the HTTP layer authenticated, from the request's parts.
+fn caller(context: &RequestContext<RoleServer>) -> Result<Caller, ErrorData> {
+    context
+        .extensions
+        .get::<axum::http::request::Parts>()
+        .and_then(|parts| parts.extensions.get::<Caller>())
+        .cloned()
+        .ok_or_else(|| {
+            tracing::error!("an /mcp request arrived without an authenticated caller");
+            ErrorData::internal_error("the request has no authenticated caller", None)
+        })
+}
+
+/// The methods whose params rmcp reads into a type: one that could not be read arrives as a
+/// custom request, and is answered -32602 (invalid params), not -32601.
+const TYPED_METHODS: [&str; 12] = [
+    "initialize",
+    "tools/call",
+    "tools/list",
+    "resources/list",
+    "resources/read",
+    "resources/templates/list",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "prompts/list",
+    "prompts/get",
+    "completion/complete",
+    "logging/setLevel",
+];
+
+fn severity(level: LoggingLevel) -> u8 {
+    match level {
+        LoggingLevel::Debug => 0,
+        LoggingLevel::Info => 1,
+        LoggingLevel::Notice => 2,
+        LoggingLevel::Warning => 3,
+        LoggingLevel::Error => 4,
+        LoggingLevel::Critical => 5,
+        LoggingLevel::Alert => 6,
+        LoggingLevel::Emergency => 7,
+    }
 }
 
 impl MemoryMcpServer {
-    pub fn new(memory: Arc<MemoryService>) -> Self {
-        Self { memory }
+    pub fn new(memory: Arc<MemoryService>, store: Store) -> Self {
+        Self {
+            memory,
+            store,
+            log_level: Arc::default(),
+        }
+    }
+
+    /// A handler for a new session: the same services, its own log level.
+    #[must_use]
+    pub fn session(&self) -> Self {
+        Self::new(self.memory.clone(), self.store.clone())
+    }
+
+    /// Sends `message` to the client if it asked for logs at `level` or below.
+    async fn log(
+        &self,
+        context: &RequestContext<RoleServer>,
+        level: LoggingLevel,
+        message: String,
+    ) {
+        let wanted = *self
+            .log_level
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if wanted.is_some_and(|wanted| severity(level) >= severity(wanted)) {
+            let param = LoggingMessageNotificationParam::new(level, Value::String(message))
+                .with_logger("mcp-platform");
+            let _ = context.peer.notify_logging_message(param).await;
+        }
     }
 
     fn tools(&self) -> Vec<Tool> {
@@ -97,15 +182,23 @@ impl MemoryMcpServer {
 
 impl ServerHandler for MemoryMcpServer {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
-            .with_server_info(Implementation::new(
-                "mcp-platform",
-                env!("CARGO_PKG_VERSION"),
-            ))
-            .with_instructions(format!(
-                "Shared memory of this mcp-platform server; embedder: {}.",
-                self.memory.describe()
-            ))
+        ServerConfig::new(
+            ServerCapabilities::builder()
+                .enable_tools()
+                .enable_resources()
+                .enable_prompts()
+                .enable_completions()
+                .enable_logging()
+                .build(),
+        )
+        .with_server_info(Implementation::new(
+            "mcp-platform",
+            env!("CARGO_PKG_VERSION"),
+        ))
+        .with_instructions(format!(
+            "Shared memory of this mcp-platform server; embedder: {}.",
+            self.memory.describe()
+        ))
     }
 
     fn supported_protocol_versions(&self) -> Cow<'static, [ProtocolVersion]> {
@@ -135,16 +228,7 @@ impl ServerHandler for MemoryMcpServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        // The HTTP layer authenticated the request and put its caller in the request parts.
-        let owner = context
-            .extensions
-            .get::<axum::http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<Caller>())
-            .map(Caller::id)
-            .ok_or_else(|| {
-                tracing::error!("an /mcp tool call arrived without an authenticated caller");
-                ErrorData::internal_error("the request has no authenticated caller", None)
-            })?;
+        let owner = caller(&context)?.id();
         let name = request.name.as_ref();
         if !(tools::NAMES.contains(&name) || name == SEARCH) {
             return Err(ErrorData::invalid_params(
@@ -155,8 +239,113 @@ impl ServerHandler for MemoryMcpServer {
         let arguments = request.arguments.unwrap_or_default();
         let result = match self.run(owner, name, arguments).await {
             Ok(value) => CallToolResult::success(vec![ContentBlock::text(value.to_string())]),
-            Err(error) => CallToolResult::error(vec![ContentBlock::text(error.to_string())]),
+            Err(error) => {
+                self.log(&context, LoggingLevel::Warning, format!("{name}: {error}"))
+                    .await;
+                CallToolResult::error(vec![ContentBlock::text(error.to_string())])
+            }
         };
         Ok(result.into())
+    }
+
+    async fn list_resources(
+        &self,
+        request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let cursor = request.and_then(|r| r.cursor);
+        mcp_library::list(&self.store, &caller(&context)?, cursor).await
+    }
+
+    async fn list_resource_templates(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourceTemplatesResult, ErrorData> {
+        Ok(ListResourceTemplatesResult::with_all_items(
+            mcp_library::templates(),
+        ))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        mcp_library::read(&self.store, &caller(&context)?, &request.uri)
+            .await
+            .map(Into::into)
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        Ok(ListPromptsResult::with_all_items(mcp_library::prompts()))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        mcp_library::prompt(
+            &self.store,
+            &self.memory,
+            &caller(&context)?,
+            &request.name,
+            request.arguments.as_ref(),
+        )
+        .await
+        .map(Into::into)
+    }
+
+    async fn complete(
+        &self,
+        request: CompleteRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CompleteResult, ErrorData> {
+        let completion = mcp_library::complete(
+            &self.store,
+            &caller(&context)?,
+            &request.r#ref,
+            &request.argument.name,
+            &request.argument.value,
+        )
+        .await?;
+        Ok(CompleteResult::new(completion))
+    }
+
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), ErrorData> {
+        *self
+            .log_level
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(request.level);
+        Ok(())
+    }
+
+    /// A known method whose params could not be read arrives here: -32602 with the reason.
+    async fn on_custom_request(
+        &self,
+        request: CustomRequest,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<CustomResult, ErrorData> {
+        let method = request.method.as_str();
+        if TYPED_METHODS.contains(&method) {
+            return Err(ErrorData::invalid_params(
+                format!("invalid params for {method}: see the MCP schema of this method"),
+                None,
+            ));
+        }
+        Err(ErrorData::new(
+            rmcp::model::ErrorCode::METHOD_NOT_FOUND,
+            format!("Method not found: {method}"),
+            None,
+        ))
     }
 }

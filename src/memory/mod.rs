@@ -7,6 +7,7 @@
 mod embedder;
 mod indexer;
 mod lexical;
+mod mcp_library;
 pub mod mcp_server;
 pub mod reembed;
 pub mod tools;

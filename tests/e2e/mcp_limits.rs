@@ -61,7 +61,7 @@ async fn a_server_that_never_answers_initialize_is_restarted_with_the_reason() {
 }
 
 /// Opens an `/mcp` session (initialize + initialized); its id, or the refusal's status and body.
-async fn open_mcp_session(app: &TestApp) -> Result<String, (u16, String)> {
+pub async fn open_mcp_session(app: &TestApp) -> Result<String, (u16, String)> {
     let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {},
         "clientInfo": {"name": "e2e", "version": "1"}}});
