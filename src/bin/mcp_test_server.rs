@@ -3,7 +3,9 @@
 //! Its tools cover what a host must handle: plain results, slow calls (with the peak number
 //! running at once), a crash, a huge result, an `isError` result, a schema with `$ref`/`anyOf`,
 //! non-text content, its own environment, a tool list that changes at run time, and a count of
-//! the calls the client cancelled.
+//! the calls the client cancelled. It offers resources (a text note, a binary logo) and a
+//! prompt (`greet`); the `publish` tool adds a resource and a prompt and says both lists
+//! changed.
 //! Tools are listed three per page, so a client must follow `nextCursor`.
 
 use std::sync::Arc;
@@ -13,8 +15,10 @@ use std::time::Duration;
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{
-    CallToolResult, ContentBlock, ListToolsResult, PaginatedRequestParams, ServerCapabilities,
-    ServerConfig,
+    CallToolResult, ContentBlock, GetPromptRequestParams, GetPromptResponse, GetPromptResult,
+    ListPromptsResult, ListResourcesResult, ListToolsResult, PaginatedRequestParams, Prompt,
+    PromptArgument, PromptMessage, ReadResourceRequestParams, ReadResourceResponse,
+    ReadResourceResult, Resource, ResourceContents, Role, ServerCapabilities, ServerConfig,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData, RoleServer, ServerHandler, ServiceExt, tool, tool_handler, tool_router};
@@ -30,6 +34,7 @@ struct TestServer {
     peak: Arc<AtomicUsize>,
     bonus: Arc<AtomicBool>,
     cancelled: Arc<AtomicUsize>,
+    published: Arc<AtomicBool>,
 }
 
 #[derive(Deserialize, JsonSchema)]
@@ -81,6 +86,7 @@ impl TestServer {
             peak: Arc::default(),
             bonus: Arc::default(),
             cancelled: Arc::default(),
+            published: Arc::default(),
         }
     }
 
@@ -171,6 +177,17 @@ impl TestServer {
         }
     }
 
+    #[tool(description = "Adds a resource and a prompt and tells the client both lists changed")]
+    async fn publish(&self, context: RequestContext<RoleServer>) -> String {
+        self.published.store(true, Ordering::SeqCst);
+        let resources = context.peer.notify_resource_list_changed().await;
+        let prompts = context.peer.notify_prompt_list_changed().await;
+        match resources.and(prompts) {
+            Ok(()) => "published".into(),
+            Err(e) => format!("published, but a notification failed: {e}"),
+        }
+    }
+
     #[tool(description = "Only listed after `unlock`")]
     fn bonus(&self) -> String {
         "bonus".into()
@@ -184,8 +201,92 @@ impl ServerHandler for TestServer {
             ServerCapabilities::builder()
                 .enable_tools()
                 .enable_tool_list_changed()
+                .enable_resources()
+                .enable_resources_list_changed()
+                .enable_prompts()
+                .enable_prompts_list_changed()
                 .build(),
         )
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let mut resources = vec![
+            Resource::new("test://notes/readme", "readme")
+                .with_title("Read me")
+                .with_mime_type("text/plain"),
+            Resource::new("test://notes/logo", "logo").with_mime_type("image/png"),
+        ];
+        if self.published.load(Ordering::SeqCst) {
+            resources.push(Resource::new("test://notes/news", "news").with_mime_type("text/plain"));
+        }
+        Ok(ListResourcesResult::with_all_items(resources))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        let uri = request.uri;
+        let contents = match uri.as_str() {
+            "test://notes/readme" => ResourceContents::text("The launch is on Friday.", &uri),
+            "test://notes/news" => ResourceContents::text("Published news.", &uri),
+            "test://notes/logo" => {
+                ResourceContents::blob("iVBORw0KGgo=", &uri).with_mime_type("image/png")
+            }
+            _ => {
+                return Err(ErrorData::resource_not_found(
+                    format!("no resource {uri}"),
+                    None,
+                ));
+            }
+        };
+        Ok(ReadResourceResult::new(vec![contents]).into())
+    }
+
+    async fn list_prompts(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListPromptsResult, ErrorData> {
+        let mut prompts = vec![Prompt::new(
+            "greet",
+            Some("Greets someone"),
+            Some(vec![PromptArgument::new("name").with_required(true)]),
+        )];
+        if self.published.load(Ordering::SeqCst) {
+            prompts.push(Prompt::new("news", Some("Tells the news"), None));
+        }
+        Ok(ListPromptsResult::with_all_items(prompts))
+    }
+
+    async fn get_prompt(
+        &self,
+        request: GetPromptRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<GetPromptResponse, ErrorData> {
+        if request.name != "greet" {
+            return Err(ErrorData::invalid_params(
+                format!("no prompt {}", request.name),
+                None,
+            ));
+        }
+        let name = request
+            .arguments
+            .as_ref()
+            .and_then(|a| a.get("name"))
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| ErrorData::invalid_params("the argument `name` is required", None))?;
+        Ok(GetPromptResult::new(vec![PromptMessage::new_text(
+            Role::User,
+            format!("Say hello to {name}."),
+        )])
+        .with_description("A greeting")
+        .into())
     }
 
     async fn list_tools(

@@ -2,6 +2,7 @@
 //! so that every kind of bad input gets its own clear error: JSON at all, an object, an
 //! `action`, a known action, then the action's typed fields.
 
+use super::library::LibraryAction;
 use crate::wire::{ErrorCode, WireError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -49,6 +50,12 @@ pub enum ClientFrame {
     Memories {
         request_id: String,
         action: MemoryAction,
+    },
+    /// `list_resources`, `read_resource`, `list_prompts`, `get_prompt`: what MCP servers offer
+    /// besides tools.
+    Library {
+        request_id: String,
+        action: LibraryAction,
     },
 }
 
@@ -202,7 +209,8 @@ pub struct FrameError {
 
 const ACTIONS: &str = "chat, cancel, ping, new_conversation, list_conversations, get_history, \
                        update_conversation, delete_conversation, search, list_models, \
-                       list_memories, delete_memory, approve, elicit";
+                       list_memories, delete_memory, approve, elicit, list_resources, \
+                       read_resource, list_prompts, get_prompt";
 
 impl ClientFrame {
     pub fn parse(text: &str) -> Result<Self, FrameError> {
@@ -324,6 +332,14 @@ impl ClientFrame {
                     action,
                 })
             }
+            "list_resources" | "read_resource" | "list_prompts" | "get_prompt" => {
+                let action = library_action(action, object)
+                    .map_err(|m| refuse(request_id.clone(), ErrorCode::InvalidRequest, m))?;
+                Ok(Self::Library {
+                    request_id: required(request_id)?,
+                    action,
+                })
+            }
             "new_conversation"
             | "list_conversations"
             | "get_history"
@@ -365,6 +381,15 @@ fn memory_action(action: &str, object: &Map<String, Value>) -> Result<MemoryActi
     })
 }
 
+fn library_action(action: &str, object: &Map<String, Value>) -> Result<LibraryAction, String> {
+    Ok(match action {
+        "list_resources" => LibraryAction::ListResources(optional_payload(object)?),
+        "list_prompts" => LibraryAction::ListPrompts(optional_payload(object)?),
+        "read_resource" => LibraryAction::ReadResource(required_payload(action, object)?),
+        _ => LibraryAction::GetPrompt(required_payload(action, object)?),
+    })
+}
+
 fn optional_payload<T: DeserializeOwned + Default>(
     object: &Map<String, Value>,
 ) -> Result<T, String> {
@@ -381,6 +406,8 @@ fn required_fields(action: &str) -> &'static str {
         "approve" => "approval_id and decision",
         "elicit" => "elicitation_id and action",
         "delete_memory" => "memory_id",
+        "read_resource" => "uri",
+        "get_prompt" => "name",
         _ => "conversation_id",
     }
 }

@@ -12,6 +12,7 @@ mod exchange;
 mod fit;
 mod frames;
 mod in_flight;
+pub mod library;
 mod outbox;
 mod questions;
 mod sampling;

@@ -25,6 +25,8 @@ use super::requests::{CallRegistry, ElicitAnswer, Elicitation, Progress, Samplin
 pub struct HostClient {
     pub server: String,
     pub tools_changed: Arc<Notify>,
+    /// `notifications/resources/list_changed` or `prompts/list_changed` came.
+    pub library_changed: Arc<Notify>,
     /// The server's calls in flight.
     pub calls: Arc<CallRegistry>,
     /// `file://` URIs of the entry's `roots`.
@@ -54,6 +56,14 @@ impl ClientHandler for HostClient {
 
     async fn on_tool_list_changed(&self, _context: NotificationContext<RoleClient>) {
         self.tools_changed.notify_one();
+    }
+
+    async fn on_resource_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.library_changed.notify_one();
+    }
+
+    async fn on_prompt_list_changed(&self, _context: NotificationContext<RoleClient>) {
+        self.library_changed.notify_one();
     }
 
     async fn on_progress(

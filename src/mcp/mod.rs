@@ -9,6 +9,7 @@ mod call;
 mod catalogue;
 mod client;
 mod connect;
+pub mod library;
 mod requests;
 mod schema;
 mod server;

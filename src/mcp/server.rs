@@ -44,6 +44,8 @@ struct Live {
     peer: Option<Peer<RoleClient>>,
     last_error: Option<String>,
     protocol_version: Option<String>,
+    /// Its resources and prompts (empty when it offers none).
+    library: super::library::Library,
 }
 
 /// `/health` `mcp_stats.servers.NAME`.
@@ -108,6 +110,14 @@ impl Server {
         live.protocol_version = protocol;
     }
 
+    pub fn set_library(&self, library: super::library::Library) {
+        self.live().library = library;
+    }
+
+    pub fn library(&self) -> super::library::Library {
+        self.live().library.clone()
+    }
+
     pub fn set_tools(&self, tools: Vec<ListedTool>) {
         self.live().tools = tools;
     }
@@ -118,6 +128,7 @@ impl Server {
         live.state = Some(state);
         live.peer = None;
         live.tools.clear();
+        live.library = super::library::Library::default();
         if error.is_some() {
             live.last_error = error;
         }

@@ -1,5 +1,5 @@
-//! Keeps one server running: connect, list its tools, publish them, refresh them on
-//! `notifications/tools/list_changed`, and when the session ends (the process exits, the HTTP
+//! Keeps one server running: connect, list its tools (and resources and prompts), publish
+//! them, refresh them on `notifications/*/list_changed`, and when the session ends (the process exits, the HTTP
 //! endpoint fails) take its tools out of the catalogue and start again after a backoff that
 //! doubles from [`BACKOFF_BASE`] up to [`BACKOFF_CAP`]. A session that lasted
 //! [`STABLE_AFTER`] resets the backoff. [`FAILED_AFTER`] start failures in a row make the
@@ -20,6 +20,7 @@ use super::Shared;
 use super::catalogue::ListedTool;
 use super::client::HostClient;
 use super::connect::{LastStderr, Session, connect};
+use super::library::{self, Library};
 use super::server::{Server, ServerState};
 use crate::config::McpServerConfig;
 
@@ -35,6 +36,14 @@ pub struct Supervisor {
     pub config: McpServerConfig,
     pub shared: Arc<Shared>,
     pub shutdown: CancellationToken,
+}
+
+/// What a session's server says changed.
+struct Changed<'a> {
+    tools: &'a Notify,
+    library: &'a Notify,
+    /// It offers (resources, prompts).
+    offers: (bool, bool),
 }
 
 /// How a session ended.
@@ -84,9 +93,11 @@ impl Supervisor {
     /// One session, from connecting to its end. `Err` when it never became ready.
     async fn session(&self) -> Result<Ended, String> {
         let tools_changed = Arc::new(Notify::new());
+        let library_changed = Arc::new(Notify::new());
         let client = HostClient {
             server: self.server.name.clone(),
             tools_changed: tools_changed.clone(),
+            library_changed: library_changed.clone(),
             calls: self.server.in_flight.clone(),
             roots: root_uris(&self.config.roots),
             sampling: self.config.sampling,
@@ -110,6 +121,12 @@ impl Supervisor {
         let protocol = session
             .peer_info()
             .map(|info| info.protocol_version.to_string());
+        let offers = session.peer_info().map_or((false, false), |info| {
+            (
+                info.capabilities.resources.is_some(),
+                info.capabilities.prompts.is_some(),
+            )
+        });
         let tools = match self.list_tools(&peer).await {
             Ok(tools) => tools,
             Err(error) => {
@@ -118,17 +135,51 @@ impl Supervisor {
             }
         };
         tracing::info!(server = %self.server.name, tools = tools.len(), protocol = ?protocol, "MCP server ready");
+        // Listed before the server is ready, so that ready means all of it is offered.
+        self.load_library(&peer, offers).await;
         self.server.set_ready(peer.clone(), tools, protocol);
         self.shared.rebuild_catalogue();
-        let ended = self.watch(session, &peer, &tools_changed).await;
+        let changed = Changed {
+            tools: &tools_changed,
+            library: &library_changed,
+            offers,
+        };
+        let ended = self.watch(session, &peer, &changed).await;
         Ok(match ended {
             Ended::Lost(error) => Ended::Lost(with_stderr(error, &last_stderr)),
             Ended::Shutdown => Ended::Shutdown,
         })
     }
 
-    /// Waits for the session to end, refreshing the tools when the server says they changed.
-    async fn watch(&self, session: Session, peer: &Peer<RoleClient>, changed: &Notify) -> Ended {
+    /// Reads the server's resources and prompts (those it offers); a failure leaves that list
+    /// empty and is logged: the tools work without them.
+    async fn load_library(&self, peer: &Peer<RoleClient>, (resources, prompts): (bool, bool)) {
+        let name = &self.server.name;
+        let mut library = Library::default();
+        if resources {
+            match library::list_resources(name, peer).await {
+                Ok(listed) => library.resources = Arc::new(listed),
+                Err(error) => tracing::warn!(server = %name, %error, "listing resources failed"),
+            }
+        }
+        if prompts {
+            match library::list_prompts(name, peer).await {
+                Ok(listed) => library.prompts = Arc::new(listed),
+                Err(error) => tracing::warn!(server = %name, %error, "listing prompts failed"),
+            }
+        }
+        tracing::debug!(server = %name, resources = library.resources.len(), prompts = library.prompts.len(), "MCP resources and prompts");
+        self.server.set_library(library);
+    }
+
+    /// Waits for the session to end, refreshing the tools, resources and prompts when the
+    /// server says they changed.
+    async fn watch(
+        &self,
+        session: Session,
+        peer: &Peer<RoleClient>,
+        changed: &Changed<'_>,
+    ) -> Ended {
         let stop = session.cancellation_token();
         let mut ended = pin!(session.waiting());
         loop {
@@ -139,7 +190,8 @@ impl Supervisor {
                         Err(error) => format!("the session task failed: {error}"),
                     });
                 }
-                () = changed.notified() => match self.list_tools(peer).await {
+                () = changed.library.notified() => self.load_library(peer, changed.offers).await,
+                () = changed.tools.notified() => match self.list_tools(peer).await {
                     Ok(tools) => {
                         tracing::info!(server = %self.server.name, tools = tools.len(), "MCP tool list changed");
                         self.server.set_tools(tools);

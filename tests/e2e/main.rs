@@ -16,6 +16,7 @@ mod everything;
 mod health;
 mod helpers;
 mod http_limits;
+mod library;
 mod loose_ends;
 mod mcp_host;
 mod mcp_interop;

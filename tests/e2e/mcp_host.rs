@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 pub const TEST_SERVER: &str = env!("CARGO_BIN_EXE_mcp-test-server");
 
 /// The tools the test server lists before `unlock`.
-pub const TEST_TOOLS: usize = 11;
+pub const TEST_TOOLS: usize = 12;
 
 pub fn stdio_entry(extra: Value) -> McpServerConfig {
     let mut entry = json!({"command": TEST_SERVER});

@@ -3,6 +3,7 @@
 //! they still store what was answered. At shutdown the socket stops reading, lets its turns finish (up to
 //! `server.shutdown_timeout`), then closes with 1001.
 
+use crate::chat::ChatPayload;
 use crate::wire::ErrorCode;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -185,6 +186,13 @@ impl Session {
                     .await;
                 self.send(&frame);
             }
+            Ok(ClientFrame::Library { request_id, action }) => {
+                // A server may take its time to read or fill in: the socket goes on meanwhile.
+                let (chat, out) = (self.state.chat.clone(), self.out.clone());
+                self.tasks.spawn(async move {
+                    out.send(&chat.library_action(&request_id, action).await);
+                });
+            }
             Ok(ClientFrame::Cancel { request_id }) => self.cancel(request_id),
             Ok(ClientFrame::Search {
                 request_id,
@@ -200,39 +208,42 @@ impl Session {
             Ok(ClientFrame::Chat {
                 request_id,
                 payload,
-            }) => {
-                let Some(token) = self.admit(&request_id) else {
-                    let max = self.state.config.chat.websocket.max_turns_per_connection;
-                    let message = format!(
-                        "turn `{request_id}` is already in flight, or {max} turns are (the limit per connection)"
-                    );
-                    return self.refuse(&ServerFrame::error(
-                        Some(request_id),
-                        ErrorCode::Busy,
-                        message,
-                        true,
-                    ));
-                };
-                let (chat, out, turns, caller) = (
-                    self.state.chat.clone(),
-                    self.out.clone(),
-                    self.turns.clone(),
-                    self.caller.clone(),
-                );
-                self.tasks.spawn(async move {
-                    let sink = SocketTurn {
-                        out,
-                        request_id: request_id.clone(),
-                    };
-                    chat.run_turn(&caller, &request_id, payload, &sink, &token)
-                        .await;
-                    turns
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .remove(&request_id);
-                });
-            }
+            }) => self.start_turn(request_id, payload),
         }
+    }
+
+    /// Runs a `chat` turn in its own task (refused when it is in flight or at the limit).
+    fn start_turn(&self, request_id: String, payload: ChatPayload) {
+        let Some(token) = self.admit(&request_id) else {
+            let max = self.state.config.chat.websocket.max_turns_per_connection;
+            let message = format!(
+                "turn `{request_id}` is already in flight, or {max} turns are (the limit per connection)"
+            );
+            return self.refuse(&ServerFrame::error(
+                Some(request_id),
+                ErrorCode::Busy,
+                message,
+                true,
+            ));
+        };
+        let (chat, out, turns, caller) = (
+            self.state.chat.clone(),
+            self.out.clone(),
+            self.turns.clone(),
+            self.caller.clone(),
+        );
+        self.tasks.spawn(async move {
+            let sink = SocketTurn {
+                out,
+                request_id: request_id.clone(),
+            };
+            chat.run_turn(&caller, &request_id, payload, &sink, &token)
+                .await;
+            turns
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&request_id);
+        });
     }
 
     /// The user's answer to a server's question; like [`Session::approve`], an accepted one
