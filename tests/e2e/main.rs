@@ -12,6 +12,7 @@ mod chat_conversations;
 mod chat_sockets;
 mod chat_tools;
 mod chat_turns;
+mod conformance;
 mod everything;
 mod health;
 mod helpers;

