@@ -172,6 +172,7 @@ impl App {
         if config.memory.tools {
             mcp.reserve_names(&memory_tools::NAMES);
         }
+        mcp.keep_logins(store.mcp_logins());
         let embedder = TextEmbedder::new(&config.memory, &space, providers.clone());
         let memory = Arc::new(MemoryService::new(
             store.clone(),

@@ -41,6 +41,11 @@ enum Command {
         #[command(subcommand)]
         command: mcp_platform::auth::cli::KeysCommand,
     },
+    /// Hosted MCP servers: log in to one that asks for OAuth.
+    Mcp {
+        #[command(subcommand)]
+        command: mcp_platform::mcp::login_cli::McpCommand,
+    },
     /// Validate the configuration and print it with defaults filled in and secrets redacted.
     CheckConfig {
         /// Config file [default: ./config.yaml if present, else the built-in defaults]
@@ -142,6 +147,15 @@ fn main() -> ExitCode {
         Some(Command::CheckConfig { config }) => check_config(config.as_deref()),
         Some(Command::Keys { command }) => {
             return match mcp_platform::auth::cli::run(command) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Some(Command::Mcp { command }) => {
+            return match mcp_platform::mcp::login_cli::run(command) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
                     eprintln!("error: {error}");

@@ -7,8 +7,10 @@ use std::borrow::Cow;
 
 /// Query parameter names whose values are secrets (compared without case; a name containing
 /// one of these counts).
-const SECRET_NAMES: [&str; 9] = [
+const SECRET_NAMES: [&str; 10] = [
     "token",
+    // An OAuth authorization code (`/oauth/callback?code=`), good once but for minutes.
+    "code",
     "key",
     "secret",
     "password",
@@ -181,6 +183,8 @@ mod tests {
         );
         let quoted = text("url `http://h/p?apiKey=K2`", 300);
         assert_eq!(quoted, "url `http://h/p?apiKey=[redacted]`");
+        let callback = text("GET /oauth/callback?code=C0DE&state=s", 300);
+        assert_eq!(callback, "GET /oauth/callback?code=[redacted]&state=s");
     }
 
     #[test]

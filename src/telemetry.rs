@@ -12,11 +12,16 @@ use crate::scrub;
 
 use crate::config::{LogFormat, LoggingConfig};
 
+/// Caps rmcp's OAuth module at `info`, whatever `RUST_LOG` or `logging.level` say.
+const NO_AUTH_DEBUG: &str = "rmcp::transport::auth=info";
+
 /// Installs the global subscriber; a second call (tests) leaves the first in place.
 pub fn init(config: &LoggingConfig) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&config.level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
+        .unwrap_or_else(|_| EnvFilter::new("info"))
+        // rmcp's OAuth client logs the authorization code at debug: never shown.
+        .add_directive(NO_AUTH_DEBUG.parse().unwrap_or_default());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(ScrubbedStderr)

@@ -7,6 +7,7 @@ import { Connection } from "./connection.js";
 import { ChatView } from "./chat.js";
 import { Sidebar } from "./sidebar.js";
 import { openMemories } from "./memories.js";
+import { Attachments, pickPrompt, pickResources } from "./library.js";
 import { openStatus } from "./status.js";
 
 const ui = {
@@ -205,13 +206,23 @@ async function main() {
     location.reload();
   });
 
+  const attachments = new Attachments($("#attachments"));
+  $("#attach").addEventListener("click", () => pickResources(connection, attachments));
+  $("#prompts").addEventListener("click", async () => {
+    const text = await pickPrompt(connection);
+    if (text === null) return;
+    ui.message.value = ui.message.value ? `${ui.message.value}\n\n${text}` : text;
+    grow();
+    ui.message.focus();
+  });
+
   const submit = () => {
     const text = ui.message.value;
     if (!text.trim() || chat.busy) return;
     ui.message.value = "";
     grow();
     showBanner("");
-    chat.send(text);
+    chat.send(text, undefined, attachments.take());
   };
   const grow = () => {
     ui.message.style.height = "auto";

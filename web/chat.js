@@ -129,7 +129,7 @@ export class ChatView {
       if (message.role === "user") {
         group = null;
         asked = message.content;
-        fragment.appendChild(userMessage(message.content, message.id, message.request_id));
+        fragment.appendChild(userMessage(message.content, message.id, message.request_id, message.attachments));
       } else if (message.role === "assistant") {
         if (!group || group.requestId !== message.request_id) {
           group = new Group(message.request_id);
@@ -166,13 +166,13 @@ export class ChatView {
     this.container.scrollTop = this.container.scrollHeight;
   }
 
-  /** Sends `text` as a new turn. */
-  send(text, requestId = newId("turn")) {
+  /** Sends `text` as a new turn, with `attachments` (`[{uri, server}]`) if any. */
+  send(text, requestId = newId("turn"), attachments = []) {
     if (this.busy) return;
     const empty = this.container.querySelector(".empty");
     if (empty) empty.remove();
     if (!this.container.querySelector(`[data-request="${CSS.escape(requestId)}"]`)) {
-      this.container.appendChild(userMessage(text, null, requestId));
+      this.container.appendChild(userMessage(text, null, requestId, attachments));
     }
     const group = new Group(requestId);
     group.typing(true);
@@ -180,7 +180,8 @@ export class ChatView {
     this.scrollToEnd();
     const payload = { text, streaming: true, ...this.choice() };
     if (this.conversationId) payload.conversation_id = this.conversationId;
-    this.turn = { requestId, text, group };
+    if (attachments.length) payload.attachments = attachments;
+    this.turn = { requestId, text, group, attachments };
     this.onBusy(true);
     try {
       this.connection.chat(requestId, payload, (frame) => this.onFrame(this.turn, frame));
@@ -332,19 +333,19 @@ export class ChatView {
       turn.group.alert(chunk, HINTS[chunk.code]);
       turn.group.mark("failed");
     }
-    this.offerRetry(turn.group, turn.text, turn.requestId);
+    this.offerRetry(turn.group, turn.text, turn.requestId, turn.attachments);
     this.finish();
   }
 
   /** A Retry button under an answer that did not finish. */
-  offerRetry(group, text, requestId) {
+  offerRetry(group, text, requestId, attachments = []) {
     const retry = h("button", { type: "button", class: "retry" }, "Retry");
     retry.addEventListener("click", () => {
       if (this.busy) return;
       group.element.remove();
       // The same request id: the server answers a cancelled or failed turn anew without
       // storing the message twice, and replays one that did finish meanwhile.
-      this.send(text, requestId);
+      this.send(text, requestId, attachments);
     });
     group.footerElement().appendChild(retry);
   }
@@ -362,12 +363,15 @@ function renderSegment(segment) {
   segment.element = fresh;
 }
 
-function userMessage(text, id, requestId) {
+function userMessage(text, id, requestId, attachments) {
+  const chips = (attachments || []).map((a) =>
+    h("span", { class: "chip", title: `${a.uri} (${a.server})` }, a.uri.split("/").pop() || a.uri));
   return h(
     "article",
     { class: "message user", id: id ? `m-${id}` : null, dataset: requestId ? { request: requestId } : null },
     h("div", { class: "role" }, "You"),
     h("div", { class: "body" }, text),
+    chips.length ? h("div", { class: "chips", "aria-label": "Attached" }, chips) : null,
   );
 }
 

@@ -134,11 +134,38 @@ function providerTable(health) {
     h("tbody", {}, rows));
 }
 
+/** Starts an OAuth login to the server `name` and opens its authorization page in a new tab. */
+function loginButton(name) {
+  const button = h("button", { type: "button", class: "link" }, "Log in");
+  button.addEventListener("click", async () => {
+    // Opened now, while the click counts as the user's: a popup opened after an await is blocked.
+    const tab = window.open("", "_blank");
+    try {
+      const response = await fetch(`/api/mcp/servers/${encodeURIComponent(name)}/login`, { method: "POST" });
+      const body = await response.json();
+      if (!response.ok) throw new Error((body.error && body.error.message) || `HTTP ${response.status}`);
+      if (tab) {
+        tab.opener = null;
+        tab.location.href = body.authorization_url;
+      } else {
+        location.assign(body.authorization_url);
+      }
+      button.textContent = "Waiting for the login…";
+      button.disabled = true;
+    } catch (failure) {
+      if (tab) tab.close();
+      button.replaceWith(h("span", { class: "error" }, ` ${failure.message}`));
+    }
+  });
+  return h("span", {}, " ", button);
+}
+
 function mcpTable(health) {
   const servers = (health.mcp_stats && health.mcp_stats.servers) || {};
   const rows = Object.entries(servers).map(([name, s]) =>
     h("tr", {}, h("td", {}, name),
-      h("td", { class: s.state === "ready" ? "state-ok" : "state-bad" }, String(s.state)),
+      h("td", { class: s.state === "ready" ? "state-ok" : "state-bad" }, String(s.state),
+        s.state === "needs_login" ? loginButton(name) : null),
       h("td", {}, String(s.tools)), h("td", {}, String(s.calls)), h("td", {}, String(s.errors)),
       h("td", {}, s.last_error || "")));
   if (!rows.length) rows.push(h("tr", {}, h("td", { colspan: 6 }, "No MCP servers are configured.")));

@@ -20,7 +20,7 @@ pub struct TooLarge {
 pub fn cost(message: &StoredMessage, encoding: Encoding) -> u32 {
     let text = match u32::try_from(message.token_count) {
         Ok(stored) if stored > 0 => stored,
-        _ => encoding.count(&message.content),
+        _ => encoding.count(&message.sent_content()),
     };
     let calls = message
         .tool_calls
@@ -109,7 +109,7 @@ fn to_chat_message(message: &StoredMessage) -> Option<ChatMessage> {
         Role::System => MessageRole::System,
         Role::Tool => MessageRole::Tool,
     };
-    let mut chat = ChatMessage::new(role, message.content.clone());
+    let mut chat = ChatMessage::new(role, message.sent_content().into_owned());
     if chat.content.as_deref() == Some("") {
         chat.content = None;
     }
@@ -141,6 +141,7 @@ mod tests {
             model: None,
             usage: None,
             created_at: 0,
+            attachments: Vec::new(),
         }
     }
 

@@ -197,6 +197,10 @@ pub struct ChatPayload {
     pub provider: Option<String>,
     #[serde(default)]
     pub model: Option<String>,
+    /// MCP resources to attach: read from their servers, sent to the model with the text and
+    /// stored with the message.
+    #[serde(default)]
+    pub attachments: Vec<super::attachments::AttachmentRef>,
 }
 
 /// Why a frame was refused: a stable code and a message, echoing the `request_id` if any.
@@ -435,6 +439,7 @@ fn chat_payload(object: &Map<String, Value>) -> Result<ChatPayload, String> {
     if payload.text.trim().is_empty() {
         return Err("payload.text is empty".into());
     }
+    super::attachments::check_refs(&payload.attachments)?;
     Ok(payload)
 }
 

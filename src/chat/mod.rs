@@ -4,6 +4,7 @@
 
 mod actions;
 mod answer;
+mod attachments;
 mod catalog;
 mod context;
 mod elicitation;
@@ -37,6 +38,7 @@ use crate::memory::MemoryService;
 use crate::stats::{Histogram, LatencySummary};
 use crate::store::Store;
 pub use answer::{Asks, Sampling};
+pub use attachments::{AttachmentRef, MAX_ATTACHMENT_REFS};
 pub use events::{Completion, NoticeCode, ToolStatus, TurnEvent, TurnSink};
 pub use exchange::{Exchange, StoreIn};
 pub use fit::MAX_FRAME_BYTES;

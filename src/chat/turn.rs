@@ -114,7 +114,9 @@ impl ChatService {
         let _quota = caller.admit_turn()?;
         let encoding = Encoding::for_model(&model);
         encoding.load().await;
-        let current_tokens = encoding.count(&payload.text);
+        let attachments = self.read_attachments(&payload.attachments).await?;
+        let current_tokens =
+            encoding.count(&crate::store::with_attachments(&payload.text, &attachments));
         let repo = self.store.conversations_of(caller.owner());
         // A conversation's own system prompt replaces the configured one.
         let own_prompt = match &payload.conversation_id {
@@ -141,6 +143,7 @@ impl ChatService {
         let mut user =
             NewMessage::new(Role::User, payload.text.clone()).with_request_id(request_id);
         user.token_count = current_tokens;
+        user.attachments = attachments;
         let user = match repo.append(&conversation, vec![user]).await {
             Ok(mut stored) if !stored.is_empty() => stored.remove(0),
             Ok(_) => {

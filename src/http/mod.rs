@@ -11,6 +11,7 @@ mod listener;
 mod mcp;
 mod mcp_sessions;
 mod metrics;
+mod oauth;
 mod openai;
 mod origin;
 mod page;
@@ -152,6 +153,7 @@ pub fn router(state: AppState) -> Router {
     let protected = api::router()
         .merge(auth::session_router())
         .merge(keys::router())
+        .merge(oauth::router())
         .merge(ws::router())
         .merge(mcp::router(&state))
         .merge(openai::router())
@@ -172,6 +174,7 @@ pub fn router(state: AppState) -> Router {
     health::router()
         .merge(metrics::router())
         .merge(page::router())
+        .merge(oauth::callback_router())
         .merge(guarded)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -40,9 +40,8 @@ fn same_origin(origin: &str, scheme: &str, host: Option<&str>) -> bool {
 
 /// The scheme the browser used: we serve plain HTTP, so `https` only when a TLS-terminating
 /// proxy says so (`X-Forwarded-Proto`).
-fn request_scheme(request: &Request) -> &'static str {
-    let https = request
-        .headers()
+pub(super) fn request_scheme(headers: &axum::http::HeaderMap) -> &'static str {
+    let https = headers
         .get("x-forwarded-proto")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim().eq_ignore_ascii_case("https"));
@@ -56,7 +55,7 @@ pub async fn check_origin(State(state): State<AppState>, request: Request, next:
             .headers()
             .get(header::HOST)
             .and_then(|h| h.to_str().ok());
-        if !same_origin(&origin, request_scheme(&request), host)
+        if !same_origin(&origin, request_scheme(request.headers()), host)
             && !state.allowed_origins.contains(&origin)
         {
             tracing::debug!(%origin, "refused a request from a foreign origin");

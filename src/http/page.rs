@@ -59,6 +59,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../../web/markdown.js"),
     ),
     (
+        "library.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../web/library.js"),
+    ),
+    (
         "memories.js",
         "text/javascript; charset=utf-8",
         include_bytes!("../../web/memories.js"),

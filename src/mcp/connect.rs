@@ -37,6 +37,17 @@ pub enum ConnectError {
     Header(String),
     #[error("initialize failed: {0}")]
     Initialize(String),
+    /// The server wants an OAuth login (it answered 401): its `WWW-Authenticate` challenge.
+    #[error("the server needs a login: run `mcp-platform mcp login {server}`")]
+    NeedsLogin {
+        server: String,
+        challenge: Option<String>,
+    },
+}
+
+/// What an HTTP session needs besides the entry: the stored logins, if this host keeps them.
+pub struct HttpAuth<'a> {
+    pub logins: Option<&'a crate::store::McpLogins>,
 }
 
 /// Connecting to a Streamable HTTP server takes at most this long.
@@ -50,20 +61,51 @@ pub async fn connect(
     client: HostClient,
     env: &(dyn Fn(&str) -> Option<String> + Send + Sync),
     last_stderr: &LastStderr,
+    auth: HttpAuth<'_>,
 ) -> Result<Session, ConnectError> {
     let session = match (&server.command, &server.url) {
         (Some(command), _) => {
             let transport = spawn_child(name, command, server, env, last_stderr)?;
             client.serve(transport).await
         }
-        (None, Some(url)) => client.serve(http_transport(url, server)?).await,
+        (None, Some(url)) => {
+            let (http, config) = http_parts(url, server)?;
+            let manager = match auth.logins {
+                Some(logins) => super::oauth::stored_manager(logins, name, url)
+                    .await
+                    .map_err(ConnectError::Initialize)?,
+                None => None,
+            };
+            match manager {
+                Some(manager) => {
+                    let http = rmcp::transport::auth::AuthClient::new(http, manager);
+                    client
+                        .serve(StreamableHttpClientTransport::with_client(http, config))
+                        .await
+                }
+                None => {
+                    client
+                        .serve(StreamableHttpClientTransport::with_client(http, config))
+                        .await
+                }
+            }
+        }
         (None, None) => {
             return Err(ConnectError::Initialize(
                 "the entry has neither `command` nor `url`".into(),
             ));
         }
     };
-    session.map_err(|e| ConnectError::Initialize(e.to_string()))
+    session.map_err(|e| {
+        if e.is_authorization_required() {
+            ConnectError::NeedsLogin {
+                server: name.to_string(),
+                challenge: e.auth_challenge().map(String::from),
+            }
+        } else {
+            ConnectError::Initialize(e.to_string())
+        }
+    })
 }
 
 fn spawn_child(
@@ -130,10 +172,11 @@ async fn forward_stderr(name: String, stderr: tokio::process::ChildStderr, last:
     }
 }
 
-fn http_transport(
+/// The HTTP client and transport settings of a Streamable HTTP entry.
+fn http_parts(
     url: &str,
     server: &McpServerConfig,
-) -> Result<StreamableHttpClientTransport<reqwest::Client>, ConnectError> {
+) -> Result<(reqwest::Client, StreamableHttpClientTransportConfig), ConnectError> {
     let mut headers = HashMap::new();
     for (name, value) in &server.headers {
         let header_name = axum::http::HeaderName::try_from(name.as_str())
@@ -151,5 +194,5 @@ fn http_transport(
         .read_timeout(HTTP_READ_TIMEOUT)
         .build()
         .map_err(|e| ConnectError::Initialize(format!("HTTP client: {e}")))?;
-    Ok(StreamableHttpClientTransport::with_client(client, config))
+    Ok((client, config))
 }

@@ -10,6 +10,8 @@ mod catalogue;
 mod client;
 mod connect;
 pub mod library;
+pub mod login_cli;
+pub mod oauth;
 mod requests;
 mod schema;
 mod server;
@@ -57,6 +59,8 @@ pub struct McpHost {
     default_approval: Approval,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+    /// Logins in progress.
+    logins: oauth::Logins,
 }
 
 /// Questions (elicitations and samplings) one call may ask; past it they are refused.
@@ -162,6 +166,8 @@ pub struct Shared {
     initialize_timeout: Duration,
     /// Names MCP tools never get as is: the built-in tools'.
     reserved: Vec<String>,
+    /// OAuth logins to remote servers, where this host keeps them.
+    logins: Option<crate::store::McpLogins>,
 }
 
 /// `/health` `mcp_stats`.
@@ -202,7 +208,9 @@ impl McpHost {
                 max_result_bytes: config.max_result_bytes,
                 initialize_timeout: config.initialize_timeout,
                 reserved: Vec::new(),
+                logins: None,
             }),
+            logins: oauth::Logins::default(),
             configs: servers,
             default_approval: config.default_approval,
             missing_file: config.servers_file.clone().filter(|path| !path.exists()),
@@ -223,6 +231,14 @@ impl McpHost {
     pub fn reserve_names(&mut self, names: &[&str]) {
         if let Some(shared) = Arc::get_mut(&mut self.shared) {
             shared.reserved = names.iter().map(|n| (*n).to_string()).collect();
+        }
+    }
+
+    /// Keeps OAuth logins to remote servers in `logins` (without, a server answering 401 is
+    /// an error like any other). Call before [`McpHost::start`].
+    pub fn keep_logins(&mut self, logins: crate::store::McpLogins) {
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.logins = Some(logins);
         }
     }
 

@@ -22,6 +22,9 @@ pub enum ServerState {
     /// Failed to start several times in a row; still retried at the longest backoff.
     Failed,
     Disabled,
+    /// A remote server that wants an OAuth login (`mcp-platform mcp login NAME`); its tools
+    /// are absent until then.
+    NeedsLogin,
 }
 
 pub struct Server {
@@ -35,6 +38,8 @@ pub struct Server {
     calls: AtomicU64,
     errors: AtomicU64,
     latency: Histogram,
+    /// Notified when a login to this server completes: its supervisor connects again.
+    pub logged_in: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -46,6 +51,8 @@ struct Live {
     protocol_version: Option<String>,
     /// Its resources and prompts (empty when it offers none).
     library: super::library::Library,
+    /// The `WWW-Authenticate` challenge of its last 401, for a login.
+    auth_challenge: Option<String>,
 }
 
 /// `/health` `mcp_stats.servers.NAME`.
@@ -82,7 +89,16 @@ impl Server {
             calls: AtomicU64::new(0),
             errors: AtomicU64::new(0),
             latency: Histogram::default(),
+            logged_in: tokio::sync::Notify::new(),
         }
+    }
+
+    pub fn auth_challenge(&self) -> Option<String> {
+        self.live().auth_challenge.clone()
+    }
+
+    pub fn set_auth_challenge(&self, challenge: Option<String>) {
+        self.live().auth_challenge = challenge;
     }
 
     fn live(&self) -> std::sync::MutexGuard<'_, Live> {

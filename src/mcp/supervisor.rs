@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use super::Shared;
 use super::catalogue::ListedTool;
 use super::client::HostClient;
-use super::connect::{LastStderr, Session, connect};
+use super::connect::{ConnectError, HttpAuth, LastStderr, Session, connect};
 use super::library::{self, Library};
 use super::server::{Server, ServerState};
 use crate::config::McpServerConfig;
@@ -50,7 +50,13 @@ struct Changed<'a> {
 enum Ended {
     Shutdown,
     Lost(String),
+    /// It never began: the server wants a login.
+    NeedsLogin(String),
 }
+
+/// A server waiting for a login tries again this often anyway (its owner may have lifted
+/// the requirement).
+const NEEDS_LOGIN_RETRY: Duration = Duration::from_secs(300);
 
 impl Supervisor {
     pub async fn run(self) {
@@ -60,6 +66,14 @@ impl Supervisor {
             let began = Instant::now();
             let (error, was_ready) = match self.session().await {
                 Ok(Ended::Shutdown) => return,
+                Ok(Ended::NeedsLogin(error)) => {
+                    if self.wait_for_login(error).await {
+                        attempt = 0;
+                        start_failures = 0;
+                        continue;
+                    }
+                    return;
+                }
                 Ok(Ended::Lost(error)) => (error, true),
                 Err(error) => (error, false),
             };
@@ -90,6 +104,21 @@ impl Supervisor {
         }
     }
 
+    /// Waits, with the server `needs_login`, until a login completes (or the retry time
+    /// passes); `false` on shutdown.
+    async fn wait_for_login(&self, error: String) -> bool {
+        tracing::warn!(server = %self.server.name, "MCP server needs a login: {error}");
+        self.server.set_down(ServerState::NeedsLogin, Some(error));
+        self.shared.rebuild_catalogue();
+        tokio::select! {
+            () = self.server.logged_in.notified() => {}
+            () = tokio::time::sleep(NEEDS_LOGIN_RETRY) => {}
+            () = self.shutdown.cancelled() => return false,
+        }
+        self.server.set_state(ServerState::Starting);
+        true
+    }
+
     /// One session, from connecting to its end. `Err` when it never became ready.
     async fn session(&self) -> Result<Ended, String> {
         let tools_changed = Arc::new(Notify::new());
@@ -104,11 +133,29 @@ impl Supervisor {
         };
         let last_stderr = LastStderr::default();
         let env = &*self.shared.env;
-        let connecting = connect(&self.server.name, &self.config, client, env, &last_stderr);
+        let auth = HttpAuth {
+            logins: self.shared.logins.as_ref(),
+        };
+        let connecting = connect(
+            &self.server.name,
+            &self.config,
+            client,
+            env,
+            &last_stderr,
+            auth,
+        );
         let limit = self.shared.initialize_timeout;
         let session = tokio::select! {
             session = tokio::time::timeout(limit, connecting) => match session {
-                Ok(session) => session.map_err(|e| with_stderr(e.to_string(), &last_stderr))?,
+                Ok(Ok(session)) => session,
+                Ok(Err(ConnectError::NeedsLogin { challenge, .. })) if self.shared.logins.is_some() => {
+                    self.server.set_auth_challenge(challenge);
+                    return Ok(Ended::NeedsLogin(format!(
+                        "the server asks for a login: run `mcp-platform mcp login {}`",
+                        self.server.name
+                    )));
+                }
+                Ok(Err(error)) => return Err(with_stderr(error.to_string(), &last_stderr)),
                 // Dropping the attempt ends it (a child process is killed).
                 Err(_) => return Err(with_stderr(
                     format!("no answer to initialize within {limit:?} (mcp.initialize_timeout)"),
@@ -147,7 +194,7 @@ impl Supervisor {
         let ended = self.watch(session, &peer, &changed).await;
         Ok(match ended {
             Ended::Lost(error) => Ended::Lost(with_stderr(error, &last_stderr)),
-            Ended::Shutdown => Ended::Shutdown,
+            other => other,
         })
     }
 

@@ -23,7 +23,7 @@ const CONVERSATION_COLUMNS: &str = "c.id, c.title, c.created_at, c.updated_at, c
      c.system_prompt";
 const CONVERSATION_FROM: &str = "conversations c JOIN principals p ON p.id = c.owner_id";
 const MESSAGE_COLUMNS: &str = "id, conversation_id, seq, role, content, tool_calls, tool_call_id, \
-     request_id, status, token_count, model, usage, created_at";
+     request_id, status, token_count, model, usage, created_at, attachments";
 
 impl Conversations {
     pub(super) fn new(store: Store, owner: Owner) -> Self {
@@ -356,13 +356,20 @@ fn insert_messages(
         .ok_or(StoreError::NotFound("conversation"))?;
     let mut insert = tx.prepare_cached(
         "INSERT INTO messages (conversation_id, seq, role, content, tool_calls, tool_call_id,
-             request_id, status, token_count, model, usage, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
+             request_id, status, token_count, model, usage, created_at, attachments)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING id",
     )?;
     let mut stored = Vec::with_capacity(messages.len());
     for (seq, m) in (first_seq..).zip(messages) {
         let tool_calls = m.tool_calls.as_ref().map(serde_json::Value::to_string);
         let usage = m.usage.as_ref().map(serde_json::Value::to_string);
+        let attachments = if m.attachments.is_empty() {
+            None
+        } else {
+            Some(serde_json::to_string(&m.attachments).map_err(|e| {
+                StoreError::InvalidInput(format!("attachments cannot be stored: {e}"))
+            })?)
+        };
         let row_id: i64 = insert
             .query_row(
                 params![
@@ -377,7 +384,8 @@ fn insert_messages(
                     m.token_count,
                     m.model,
                     usage,
-                    now
+                    now,
+                    attachments
                 ],
                 |row| row.get(0),
             )
@@ -396,6 +404,7 @@ fn insert_messages(
             model: m.model,
             usage: m.usage,
             created_at: now,
+            attachments: m.attachments,
         });
     }
     Ok(stored)
@@ -536,5 +545,10 @@ fn message_from_row(row: &Row<'_>) -> Result<StoredMessage, StoreError> {
         model: row.get(10)?,
         usage: json(11)?,
         created_at: row.get(12)?,
+        attachments: match row.get::<_, Option<String>>(13)? {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| StoreError::Corrupt(format!("message attachments: {e}")))?,
+            None => Vec::new(),
+        },
     })
 }

@@ -238,6 +238,7 @@ mod tests {
             model: None,
             usage: None,
             created_at: 0,
+            attachments: Vec::new(),
         }
     }
 

@@ -49,6 +49,16 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "conversation_settings",
         sql: include_str!("../../migrations/0006_conversation_settings.sql"),
     },
+    Migration {
+        version: 7,
+        name: "attachments",
+        sql: include_str!("../../migrations/0007_attachments.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "mcp_logins",
+        sql: include_str!("../../migrations/0008_mcp_logins.sql"),
+    },
 ];
 
 /// The version that creates the vector tables.

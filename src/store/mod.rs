@@ -11,6 +11,7 @@ mod error;
 mod health;
 mod history_cache;
 mod lane;
+mod mcp_logins;
 mod memories;
 mod migrate;
 mod model;
@@ -30,10 +31,12 @@ pub use error::StoreError;
 pub use health::GateStats;
 pub use health::{HealthReport, StoreStats};
 pub use lane::PoolStats;
+pub use mcp_logins::{McpLogin, McpLogins};
 pub use memories::{MAX_TAGS, Memories, Memory, MemoryHit, MessageHit, NewMemory, PendingMessage};
 pub use model::{
-    Conversation, ConversationId, ConversationUpdate, MAX_SYSTEM_PROMPT_CHARS, MessageStatus,
-    NewMessage, Page, Role, StoredMessage,
+    Attachment, Conversation, ConversationId, ConversationUpdate, MAX_ATTACHMENTS,
+    MAX_SYSTEM_PROMPT_CHARS, MessageStatus, NewMessage, Page, Role, StoredMessage,
+    with_attachments,
 };
 pub use principals::{
     AccessRole, KeyRecord, NewKey, Owner, PrincipalId, PrincipalRow, Principals, Quotas, Usage,
@@ -229,6 +232,11 @@ impl Store {
 
     pub fn principals(&self) -> Principals {
         Principals::new(self.clone())
+    }
+
+    /// OAuth logins to remote MCP servers.
+    pub fn mcp_logins(&self) -> McpLogins {
+        McpLogins::new(self.clone())
     }
 
     /// The size of the vectors the database holds.

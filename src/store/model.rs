@@ -161,6 +161,76 @@ pub struct NewMessage {
     pub model: Option<String>,
     #[serde(default)]
     pub usage: Option<serde_json::Value>,
+    /// MCP resources attached to a user message, as read when it was sent.
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+}
+
+/// An MCP resource attached to a user message: what was read when it was sent (its text, or
+/// for binary contents its size), sent to the model with the message on every later turn.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Attachment {
+    pub uri: String,
+    /// The MCP server it was read from.
+    pub server: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mime_type: Option<String>,
+    /// The text as read (cut at the host's limit); `None` for binary contents.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    /// Bytes of the contents as read (of the text, or of the decoded binary).
+    #[serde(default)]
+    pub bytes: usize,
+    /// The text was longer and was cut.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub truncated: bool,
+}
+
+/// Attachments of one message: at most this many, of at most [`MAX_ATTACHMENTS_LEN`] in all.
+pub const MAX_ATTACHMENTS: usize = 16;
+const MAX_ATTACHMENTS_LEN: usize = 4 << 20;
+
+impl Attachment {
+    /// How the model reads it: an `<attachment>` element after the message's text.
+    pub fn render(&self, out: &mut String) {
+        use std::fmt::Write;
+        let quoted = |text: &str| text.replace('&', "&amp;").replace('"', "&quot;");
+        let _ = write!(
+            out,
+            "<attachment uri=\"{}\" server=\"{}\"",
+            quoted(&self.uri),
+            quoted(&self.server)
+        );
+        if let Some(mime) = &self.mime_type {
+            let _ = write!(out, " mime_type=\"{}\"", quoted(mime));
+        }
+        match &self.text {
+            Some(text) => {
+                if self.truncated {
+                    out.push_str(" truncated=\"true\"");
+                }
+                let _ = write!(out, ">\n{text}\n</attachment>");
+            }
+            None => {
+                let _ = write!(
+                    out,
+                    " bytes=\"{}\">[binary contents, not shown]</attachment>",
+                    self.bytes
+                );
+            }
+        }
+    }
+}
+
+/// A user message as the model reads it: its text, then its attachments.
+pub fn with_attachments(text: &str, attachments: &[Attachment]) -> String {
+    let mut out = String::from(text);
+    for attachment in attachments {
+        out.push_str("\n\n");
+        attachment.render(&mut out);
+    }
+    out
 }
 
 fn complete() -> MessageStatus {
@@ -179,6 +249,7 @@ impl NewMessage {
             token_count: 0,
             model: None,
             usage: None,
+            attachments: Vec::new(),
         }
     }
 
@@ -206,6 +277,7 @@ impl NewMessage {
         if json_len(&self.tool_calls) > MAX_TOOL_CALLS_LEN {
             return invalid("tool_calls must be a JSON array of at most 1 MiB");
         }
+        self.check_attachments()?;
         match self.role {
             Role::Tool if self.tool_call_id.is_none() => {
                 invalid("a tool message needs tool_call_id")
@@ -219,6 +291,28 @@ impl NewMessage {
             _ if self.tool_calls.is_some() => invalid("only assistant messages carry tool_calls"),
             _ => Ok(()),
         }
+    }
+
+    fn check_attachments(&self) -> Result<(), StoreError> {
+        let invalid = |m: &str| Err(StoreError::InvalidInput(m.into()));
+        if self.attachments.is_empty() {
+            return Ok(());
+        }
+        if self.role != Role::User {
+            return invalid("only user messages carry attachments");
+        }
+        if self.attachments.len() > MAX_ATTACHMENTS {
+            return invalid("a message carries at most 16 attachments");
+        }
+        let len: usize = self
+            .attachments
+            .iter()
+            .map(|a| a.uri.len() + a.server.len() + a.text.as_ref().map_or(0, String::len))
+            .sum();
+        if len > MAX_ATTACHMENTS_LEN {
+            return invalid("a message's attachments hold at most 4 MiB of text");
+        }
+        Ok(())
     }
 }
 
@@ -238,6 +332,20 @@ pub struct StoredMessage {
     pub model: Option<String>,
     pub usage: Option<serde_json::Value>,
     pub created_at: i64,
+    /// MCP resources attached to a user message (see [`Attachment`]).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<Attachment>,
+}
+
+impl StoredMessage {
+    /// The content as the model reads it: with its attachments, if any.
+    pub fn sent_content(&self) -> std::borrow::Cow<'_, str> {
+        if self.attachments.is_empty() {
+            std::borrow::Cow::Borrowed(&self.content)
+        } else {
+            std::borrow::Cow::Owned(with_attachments(&self.content, &self.attachments))
+        }
+    }
 }
 
 /// One page of a listing, with the cursor of the next page when there is one.
@@ -245,4 +353,26 @@ pub struct StoredMessage {
 pub struct Page<T> {
     pub items: Vec<T>,
     pub next_cursor: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attachment_reads_as_an_element_with_quoted_attributes() {
+        let attachment = Attachment {
+            uri: "note://a\"b&c".into(),
+            server: "notes".into(),
+            mime_type: None,
+            text: Some("body".into()),
+            bytes: 4,
+            truncated: true,
+        };
+        assert_eq!(
+            with_attachments("see", std::slice::from_ref(&attachment)),
+            "see\n\n<attachment uri=\"note://a&quot;b&amp;c\" server=\"notes\" truncated=\"true\">\nbody\n</attachment>"
+        );
+        assert_eq!(with_attachments("see", &[]), "see");
+    }
 }

@@ -619,3 +619,51 @@ async fn recent_history_served_from_memory_matches_the_database() {
     let after = repo.recent(&c.id, 100, 10_000, 100).await.expect("recent");
     assert!(after.is_empty(), "{after:?}");
 }
+
+#[tokio::test]
+async fn attachments_are_stored_with_a_user_message_and_read_back() {
+    let t = open_temp();
+    let repo = t.store.conversations();
+    let c = repo.create(None).await.expect("create");
+    let mut message = user("what does this say?");
+    message.attachments = vec![
+        Attachment {
+            uri: "file:///notes.txt".into(),
+            server: "files".into(),
+            mime_type: Some("text/plain".into()),
+            text: Some("the notes".into()),
+            bytes: 9,
+            truncated: false,
+        },
+        Attachment {
+            uri: "file:///logo.png".into(),
+            server: "files".into(),
+            mime_type: Some("image/png".into()),
+            text: None,
+            bytes: 2048,
+            truncated: false,
+        },
+    ];
+    let stored = repo
+        .append(
+            &c.id,
+            vec![message.clone(), NewMessage::new(Role::Assistant, "ok")],
+        )
+        .await
+        .expect("append");
+    assert_eq!(stored[0].attachments, message.attachments);
+    let read = repo.history(&c.id).await.expect("history");
+    assert_eq!(read[0].attachments, message.attachments);
+    assert!(read[1].attachments.is_empty());
+    let sent = read[0].sent_content();
+    assert!(sent.starts_with("what does this say?\n\n<attachment uri=\"file:///notes.txt\""));
+    assert!(sent.contains("bytes=\"2048\">[binary contents, not shown]</attachment>"));
+
+    let mut wrong = NewMessage::new(Role::Assistant, "x");
+    wrong.attachments = message.attachments;
+    let refused = repo.append(&c.id, vec![wrong]).await.expect_err("refused");
+    assert!(
+        refused.to_string().contains("only user messages"),
+        "{refused}"
+    );
+}

@@ -525,7 +525,51 @@ def question():
     )
 
 
+def library():
+    """Attach a resource from the list, fill the message from a prompt, send: the answer
+    comes, the message shows what it carried, and a reload still shows it."""
+    page = open_page()
+    page.get_by_role("button", name="Attach a resource").click()
+    dialog = page.get_by_role("dialog", name="Attach a resource")
+    expect(dialog).to_be_visible()
+    listed = dialog.locator("li").all_inner_texts()
+    dialog.locator("li", has_text="Read me").get_by_role("button", name="Attach").click()
+    expect(dialog.locator("li", has_text="Read me").get_by_role("button")).to_have_text("Attached")
+    harness.screenshot("library-attach")
+    dialog.get_by_role("button", name="Done").click()
+    chips = page.locator("#attachments .chip").all_inner_texts()
+
+    page.get_by_role("button", name="Start from a prompt").click()
+    dialog = page.get_by_role("dialog", name="Start from a prompt")
+    dialog.locator("li", has_text="greet").get_by_role("button", name="Use").click()
+    dialog.get_by_label("name *").fill("Ada")
+    dialog.get_by_role("button", name="Use prompt").click()
+    expect(page.locator("dialog.library")).to_have_count(0)
+    filled = message_box(page).input_value()
+    message_box(page).press("Enter")
+    wait_done(page)
+    shown = page.locator("article.message.user .chip").all_inner_texts()
+    chips_after = page.locator("#attachments .chip").count()
+    harness.screenshot("library-sent")
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    page.wait_for_selector("article.message.user")
+    reloaded = page.locator("article.message.user .chip").all_inner_texts()
+    harness.finish(
+        {
+            "listed": listed,
+            "chips": chips,
+            "filled": filled,
+            "shown": shown,
+            "chips_after": chips_after,
+            "reloaded": reloaded,
+            "answer": last_answer(page).inner_text(),
+        }
+    )
+
+
 SCENARIOS = {
+    "library": library,
     "question": question,
     "approval": approval,
     "approval_expires": approval_expires,

@@ -3,6 +3,7 @@
 
 mod api;
 mod approvals;
+mod attachments;
 mod auth;
 mod binary;
 mod binary_keys;
@@ -26,6 +27,7 @@ mod mcp_server;
 mod memory;
 mod no_silent_closes;
 mod node;
+mod oauth;
 mod openai_sdk;
 mod page;
 mod page_browser;

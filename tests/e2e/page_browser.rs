@@ -460,3 +460,34 @@ async fn a_servers_question_is_a_form_whose_answer_reaches_the_tool() {
         .unwrap_or_default();
     assert!(read.contains("Ada Lovelace"), "the tool got the answer");
 }
+
+#[tokio::test]
+async fn a_resource_is_attached_and_a_prompt_fills_the_message_from_the_page() {
+    let (app, fake) = tool_app(|_| {}).await;
+    fake.mock.push([Reply::text("Friday, Ada.")]);
+    let report = browse(&app, "library", &[], &[]).await;
+    let listed = report["listed"].to_string();
+    assert!(
+        listed.contains("Read me") && listed.contains("test://notes/logo"),
+        "{report}"
+    );
+    assert_eq!(texts(&report["chips"]).len(), 1, "{report}");
+    assert!(texts(&report["chips"])[0].contains("Read me"), "{report}");
+    assert_eq!(report["filled"], "Say hello to Ada.", "{report}");
+    assert_eq!(texts(&report["shown"]), ["readme"], "{report}");
+    assert_eq!(report["chips_after"], 0, "{report}");
+    assert_eq!(texts(&report["reloaded"]), ["readme"], "{report}");
+    assert!(
+        report["answer"]
+            .as_str()
+            .unwrap_or("")
+            .contains("Friday, Ada."),
+        "{report}"
+    );
+    // The model got the resource with the prompt's text.
+    let sent = fake.mock.requests()[0].body["messages"].to_string();
+    assert!(
+        sent.contains("Say hello to Ada.") && sent.contains("The launch is on Friday."),
+        "{sent}"
+    );
+}
