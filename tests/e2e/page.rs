@@ -25,6 +25,7 @@ const PAGE_FILES: &[&str] = &[
     "connection.js",
     "dom.js",
     "icon.svg",
+    "library.js",
     "markdown.js",
     "memories.js",
     "question.js",
