@@ -13,11 +13,12 @@ use tokio_util::sync::CancellationToken;
 
 use super::ChatService;
 use super::events::{Completion, NoticeCode, TurnEvent, TurnSink};
+use super::loop_guard::{LOOP_STOPPED_NOTICE, LoopGuard};
 use super::tokens::Encoding;
 use crate::auth::Caller;
 use crate::llm::{
-    ChatEvent, ChatMessage, ChatRequest, ChatStream, FinishReason, MessageRole, ToolCall, ToolSpec,
-    Usage,
+    ChatEvent, ChatMessage, ChatRequest, ChatStream, FinishReason, MessageRole, ProviderError,
+    ToolCall, ToolSpec, Usage,
 };
 use crate::store::{ConversationId, MessageStatus, NewMessage, Role, StoredMessage};
 use crate::wire::{ErrorCode, WireError};
@@ -104,8 +105,11 @@ impl ChatService {
         let max_hops = self.config.chat.service.max_tool_hops;
         let mut usage: Option<Usage> = None;
         let mut hops = 0;
+        let mut guard = LoopGuard::new(self.config.chat.service.loop_guard);
+        let mut stopped = false;
+        let mut compacted = false;
         loop {
-            let offer_tools = !tools.is_empty() && hops < max_hops;
+            let offer_tools = !tools.is_empty() && hops < max_hops && !stopped;
             let request = ChatRequest {
                 messages: messages.clone(),
                 tools: if offer_tools {
@@ -121,7 +125,16 @@ impl ChatService {
                 ..ChatRequest::default()
             };
             let (provider, stream) = tokio::select! {
-                opened = self.providers.chat(turn.provider, request) => opened?,
+                opened = self.providers.chat(turn.provider, request) => match opened {
+                    Ok(opened) => opened,
+                    // Too long for the model: compacted once, then asked again.
+                    Err(overflow @ ProviderError::ContextLength { .. }) if !compacted => {
+                        compacted = true;
+                        messages = self.compact(turn, messages, &overflow).await?;
+                        continue;
+                    }
+                    Err(error) => return Err(error.into()),
+                },
                 () = turn.cancel.cancelled() => return Err(WireError::cancelled()),
             };
             let model = turn.model.unwrap_or(provider.model()).to_string();
@@ -137,11 +150,18 @@ impl ChatService {
                     .await;
             }
             if offer_tools && reply.end.is_ok() && !reply.tool_calls.is_empty() {
-                let results = self.tool_round(turn, &reply, &model).await?;
+                let (results, statuses) = self.tool_round(turn, &reply, &model).await?;
                 messages.push(assistant_with_calls(&reply));
                 messages.extend(results);
                 hops += 1;
-                if hops >= max_hops {
+                if let Some(reason) = guard.record(&reply.tool_calls, &statuses) {
+                    stopped = true;
+                    turn.sink.emit(TurnEvent::Notice {
+                        code: NoticeCode::ToolLoopStopped,
+                        message: reason,
+                    });
+                    messages.push(ChatMessage::new(MessageRole::System, LOOP_STOPPED_NOTICE));
+                } else if hops >= max_hops {
                     Self::hop_limit_notice(turn, max_hops);
                     messages.push(ChatMessage::new(MessageRole::System, HOP_LIMIT_NOTICE));
                 }

@@ -3,6 +3,8 @@
 //! trimmed first; an assistant message that called tools goes with all its tool results or not
 //! at all (a provider refuses a tool result whose call is missing, and a call without results).
 
+use std::borrow::Borrow;
+
 use crate::llm::{ChatMessage, MessageRole, ToolCall};
 use crate::store::{Role, StoredMessage};
 
@@ -51,20 +53,20 @@ pub fn room(fixed: u32, budget: u32) -> Result<u32, TooLarge> {
 /// groups (an assistant message and the tool results that follow it) within `room`, and
 /// whole exchanges: what is sent starts at a user message (some providers refuse a history
 /// that starts with the assistant, and an answer without its question misleads the model).
-pub fn first_kept(history: &[StoredMessage], room: u32, encoding: Encoding) -> usize {
+pub fn first_kept<M: Borrow<StoredMessage>>(history: &[M], room: u32, encoding: Encoding) -> usize {
     let kept = first_fitting(history, room, encoding);
     history[kept..]
         .iter()
-        .position(|m| m.role == Role::User)
+        .position(|m| m.borrow().role == Role::User)
         .map_or(history.len(), |offset| kept + offset)
 }
 
-fn first_fitting(history: &[StoredMessage], room: u32, encoding: Encoding) -> usize {
+fn first_fitting<M: Borrow<StoredMessage>>(history: &[M], room: u32, encoding: Encoding) -> usize {
     let mut used = 0u32;
     let mut kept = history.len();
     let mut group = 0u32;
     for index in (0..history.len()).rev() {
-        let message = &history[index];
+        let message = history[index].borrow();
         group = group.saturating_add(cost(message, encoding));
         if message.role == Role::Tool {
             // Belongs to the call before it: decided when that call is reached.
@@ -80,21 +82,28 @@ fn first_fitting(history: &[StoredMessage], room: u32, encoding: Encoding) -> us
     kept
 }
 
-/// The messages sent to the model, in order: system prompt, kept history, current message.
+/// The messages sent to the model, in order: system prompt, kept history (a summary of what
+/// came before it first, if any), current message.
 pub fn messages(
     system_prompt: &str,
-    history: &[StoredMessage],
+    history: &[&StoredMessage],
     current: &StoredMessage,
 ) -> Vec<ChatMessage> {
     let mut out = Vec::with_capacity(history.len() + 2);
     if !system_prompt.trim().is_empty() {
         out.push(ChatMessage::new(MessageRole::System, system_prompt));
     }
-    out.extend(history.iter().chain([current]).filter_map(to_chat_message));
+    out.extend(
+        history
+            .iter()
+            .copied()
+            .chain([current])
+            .filter_map(to_chat_message),
+    );
     out
 }
 
-fn to_chat_message(message: &StoredMessage) -> Option<ChatMessage> {
+pub fn to_chat_message(message: &StoredMessage) -> Option<ChatMessage> {
     let calls: Vec<ToolCall> = message
         .tool_calls
         .as_ref()
@@ -238,9 +247,9 @@ mod tests {
 
     #[test]
     fn stored_tool_calls_and_results_become_provider_messages() {
-        let history = vec![message(2, Role::Assistant, 0), message(3, Role::Tool, 5)];
+        let history = [message(2, Role::Assistant, 0), message(3, Role::Tool, 5)];
         let current = message(4, Role::User, 5);
-        let sent = messages("sys", &history, &current);
+        let sent = messages("sys", &history.iter().collect::<Vec<_>>(), &current);
         assert_eq!(sent.len(), 4);
         assert_eq!(sent[0].role, MessageRole::System);
         assert_eq!(sent[1].tool_calls.len(), 1);

@@ -112,12 +112,20 @@ impl ToolStatus {
 pub enum NoticeCode {
     /// `chat.service.max_tool_hops` rounds were used: the model answers without tools.
     ToolLimitReached,
+    /// The tool loop went in circles (`chat.service.loop_guard`): the model answers without
+    /// tools.
+    ToolLoopStopped,
+    /// The provider said the prompt was too long: the history before the message is
+    /// summarised and the turn goes on.
+    ContextCompacted,
 }
 
 impl NoticeCode {
     pub const fn as_str(self) -> &'static str {
         match self {
             Self::ToolLimitReached => "tool_limit_reached",
+            Self::ToolLoopStopped => "tool_loop_stopped",
+            Self::ContextCompacted => "context_compacted",
         }
     }
 }

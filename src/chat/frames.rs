@@ -57,6 +57,11 @@ pub enum ClientFrame {
         request_id: String,
         action: LibraryAction,
     },
+    /// `compact`: summarise a conversation's history into a stored summary.
+    Compact {
+        request_id: String,
+        payload: super::compaction::CompactPayload,
+    },
 }
 
 /// The conversation actions, with their typed payloads.
@@ -214,7 +219,7 @@ pub struct FrameError {
 const ACTIONS: &str = "chat, cancel, ping, new_conversation, list_conversations, get_history, \
                        update_conversation, delete_conversation, search, list_models, \
                        list_memories, delete_memory, approve, elicit, list_resources, \
-                       read_resource, list_prompts, get_prompt";
+                       read_resource, list_prompts, get_prompt, compact";
 
 impl ClientFrame {
     pub fn parse(text: &str) -> Result<Self, FrameError> {
@@ -321,6 +326,14 @@ impl ClientFrame {
                 let payload = required_payload(action, object)
                     .map_err(|m| refuse(request_id.clone(), ErrorCode::InvalidRequest, m))?;
                 Ok(Self::Elicit {
+                    request_id: required(request_id)?,
+                    payload,
+                })
+            }
+            "compact" => {
+                let payload = required_payload(action, object)
+                    .map_err(|m| refuse(request_id.clone(), ErrorCode::InvalidRequest, m))?;
+                Ok(Self::Compact {
                     request_id: required(request_id)?,
                     payload,
                 })

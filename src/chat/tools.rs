@@ -76,13 +76,13 @@ impl ChatService {
     }
 
     /// Runs the calls of `reply`, stores them with their results, and returns the results
-    /// as the messages the model reads next.
+    /// as the messages the model reads next, with how each call ended.
     pub(super) async fn tool_round(
         &self,
         turn: &Turn<'_>,
         reply: &Reply,
         model: &str,
-    ) -> Result<Vec<ChatMessage>, WireError> {
+    ) -> Result<(Vec<ChatMessage>, Vec<ToolStatus>), WireError> {
         for call in &reply.tool_calls {
             turn.sink.emit(TurnEvent::ToolCallStarted {
                 call_id: call.id.clone(),
@@ -116,17 +116,23 @@ impl ChatService {
         self.stats
             .tool_calls
             .fetch_add(outcomes.len() as u64, Ordering::Relaxed);
-        for (call, outcome) in reply.tool_calls.iter().zip(&outcomes) {
-            turn.sink.emit(TurnEvent::ToolCallFinished {
-                call_id: call.id.clone(),
-                tool: call.name.clone(),
-                status: if outcome.denied {
+        let statuses: Vec<ToolStatus> = outcomes
+            .iter()
+            .map(|outcome| {
+                if outcome.denied {
                     ToolStatus::Denied
                 } else if outcome.ok {
                     ToolStatus::Ok
                 } else {
                     ToolStatus::Error
-                },
+                }
+            })
+            .collect();
+        for ((call, outcome), status) in reply.tool_calls.iter().zip(&outcomes).zip(&statuses) {
+            turn.sink.emit(TurnEvent::ToolCallFinished {
+                call_id: call.id.clone(),
+                tool: call.name.clone(),
+                status: *status,
                 summary: outcome.summary(),
                 took: outcome.took,
             });
@@ -135,7 +141,7 @@ impl ChatService {
         if turn.cancel.is_cancelled() {
             return Err(WireError::cancelled());
         }
-        Ok(reply
+        let messages = reply
             .tool_calls
             .iter()
             .zip(outcomes)
@@ -144,7 +150,8 @@ impl ChatService {
                 message.tool_call_id = Some(call.id.clone());
                 message
             })
-            .collect())
+            .collect();
+        Ok((messages, statuses))
     }
 
     async fn store_round(

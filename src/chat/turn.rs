@@ -10,7 +10,7 @@ use tokio_util::sync::CancellationToken;
 use super::answer::{Record, Sampling, Turn};
 use super::events::{Completion, TurnEvent, TurnSink};
 use super::tokens::Encoding;
-use super::{ChatPayload, ChatService, context};
+use super::{ChatPayload, ChatService, compaction, context};
 use crate::auth::Caller;
 use crate::store::{ConversationId, MessageStatus, NewMessage, Role, StoreError, StoredMessage};
 use crate::wire::{ErrorCode, WireError};
@@ -173,8 +173,13 @@ impl ChatService {
         let candidates = repo
             .recent(&conversation, user.seq, room, MAX_HISTORY_ROWS)
             .await?;
-        let history = &candidates[context::first_kept(&candidates, room, encoding)..];
-        let messages = context::messages(system_prompt, history, &user);
+        // A summary (from an earlier compaction) stands for what came before it.
+        let (summary, since) = compaction::since_summary(&candidates);
+        let room = room.saturating_sub(summary.map_or(0, |s| context::cost(s, encoding)));
+        let kept = &since[context::first_kept(&since, room, encoding)..];
+        let history: Vec<&StoredMessage> =
+            summary.into_iter().chain(kept.iter().copied()).collect();
+        let messages = context::messages(system_prompt, &history, &user);
         let turn = Turn {
             caller,
             request_id,

@@ -67,6 +67,27 @@ pub struct ServiceConfig {
     pub context: ContextConfig,
     pub streaming: StreamingConfig,
     pub repository: RepositoryConfig,
+    /// When a turn's tool loop is stopped as going in circles.
+    pub loop_guard: LoopGuardConfig,
+}
+
+/// A turn's tool loop ends (the model answers without tools) when it repeats itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoopGuardConfig {
+    /// The same tool with the same arguments this many times in one turn (0: never).
+    pub repeated_calls: u32,
+    /// This many tool errors in a row (0: never).
+    pub consecutive_errors: u32,
+}
+
+impl Default for LoopGuardConfig {
+    fn default() -> Self {
+        Self {
+            repeated_calls: 3,
+            consecutive_errors: 3,
+        }
+    }
 }
 
 impl Default for ServiceConfig {
@@ -81,6 +102,7 @@ impl Default for ServiceConfig {
             context: ContextConfig::default(),
             streaming: StreamingConfig::default(),
             repository: RepositoryConfig::default(),
+            loop_guard: LoopGuardConfig::default(),
         }
     }
 }

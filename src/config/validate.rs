@@ -202,6 +202,18 @@ fn validate_chat(chat: &chat::ChatConfig) -> Result<(), Invalid> {
     let service = &chat.service;
     within("chat.service.max_tool_hops", service.max_tool_hops, 0, 100)?;
     within(
+        "chat.service.loop_guard.repeated_calls",
+        service.loop_guard.repeated_calls,
+        0,
+        100,
+    )?;
+    within(
+        "chat.service.loop_guard.consecutive_errors",
+        service.loop_guard.consecutive_errors,
+        0,
+        100,
+    )?;
+    within(
         "chat.service.max_tool_calls_per_reply",
         service.max_tool_calls_per_reply,
         1,

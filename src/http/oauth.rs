@@ -161,7 +161,10 @@ fn page(status: StatusCode, title: &str, text: &str) -> Response {
     (
         status,
         [
-            (header::CONTENT_SECURITY_POLICY, "default-src 'none'"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'",
+            ),
             (header::CACHE_CONTROL, "no-store"),
             (header::REFERRER_POLICY, "no-referrer"),
         ],

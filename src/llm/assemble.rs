@@ -56,6 +56,34 @@ pub struct WireError {
     pub message: Option<String>,
     #[serde(rename = "type")]
     pub kind: Option<String>,
+    /// A string (`"context_length_exceeded"`) or a number (OpenRouter's HTTP status).
+    #[serde(default)]
+    pub code: Option<serde_json::Value>,
+}
+
+impl WireError {
+    /// Whether the provider says the prompt is longer than the model's context window:
+    /// OpenAI's and Groq's `context_length_exceeded`, the "maximum context length" of OpenAI,
+    /// OpenRouter and vLLM, Groq's "reduce the length of the messages", llama.cpp's
+    /// `exceed_context_size_error`.
+    pub fn is_context_overflow(&self) -> bool {
+        let code = self.code.as_ref().and_then(serde_json::Value::as_str);
+        let message = self
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        code == Some("context_length_exceeded")
+            || self.kind.as_deref() == Some("exceed_context_size_error")
+            || [
+                "maximum context length",
+                "context_length_exceeded",
+                "reduce the length of the messages",
+                "exceeds the available context size",
+            ]
+            .iter()
+            .any(|known| message.contains(known))
+    }
 }
 
 #[derive(Default)]

@@ -32,6 +32,12 @@ pub enum ProviderError {
     },
     #[error("provider `{provider}` rejected the request: {message}")]
     InvalidRequest { provider: String, message: String },
+    /// The prompt is longer than the model's context window (HTTP 400 with
+    /// `context_length_exceeded` or a known equivalent).
+    #[error(
+        "provider `{provider}` says the conversation is longer than the model's context: {message}"
+    )]
+    ContextLength { provider: String, message: String },
     #[error("provider `{provider}` does not know model `{model}`")]
     ModelNotFound { provider: String, model: String },
     #[error(
@@ -67,12 +73,13 @@ pub enum ProviderError {
 }
 
 /// The kinds counted in `/health` `errors`.
-pub const ERROR_KINDS: [&str; 11] = [
+pub const ERROR_KINDS: [&str; 12] = [
     "not_configured",
     "rate_limited",
     "provider_rate_limited",
     "auth",
     "invalid_request",
+    "context_length",
     "model_not_found",
     "unavailable",
     "timeout",
@@ -87,6 +94,7 @@ impl ProviderError {
         match self {
             Self::NotConfigured { .. } => ErrorCode::ProviderNotConfigured,
             Self::UnknownProvider(_) | Self::InvalidRequest { .. } => ErrorCode::InvalidRequest,
+            Self::ContextLength { .. } => ErrorCode::ContextTooLarge,
             Self::RateLimited { .. } | Self::ProviderRateLimited { .. } => ErrorCode::RateLimited,
             Self::Auth { .. } => ErrorCode::AuthError,
             Self::ModelNotFound { .. } | Self::ModelNotOffered { .. } => ErrorCode::ModelNotFound,
@@ -106,6 +114,7 @@ impl ProviderError {
             Self::ProviderRateLimited { .. } => "provider_rate_limited",
             Self::Auth { .. } => "auth",
             Self::InvalidRequest { .. } => "invalid_request",
+            Self::ContextLength { .. } => "context_length",
             Self::ModelNotFound { .. } | Self::ModelNotOffered { .. } => "model_not_found",
             Self::Unavailable { .. } => "unavailable",
             Self::Timeout { .. } => "timeout",

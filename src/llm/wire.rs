@@ -214,18 +214,20 @@ pub fn status_error(
     body: &str,
 ) -> ProviderError {
     let provider = provider.to_string();
-    let message = serde_json::from_str::<ErrorBody>(body)
-        .ok()
-        .and_then(|b| b.error.message)
-        .unwrap_or_else(|| {
-            if body.trim().is_empty() {
-                status.to_string()
-            } else {
-                excerpt(body.trim())
-            }
-        });
+    let parsed = serde_json::from_str::<ErrorBody>(body).ok();
+    let overflow = parsed
+        .as_ref()
+        .is_some_and(|b| b.error.is_context_overflow());
+    let message = parsed.and_then(|b| b.error.message).unwrap_or_else(|| {
+        if body.trim().is_empty() {
+            status.to_string()
+        } else {
+            excerpt(body.trim())
+        }
+    });
     let retry_after = retry_after.and_then(|v| parse_retry_after(v, SystemTime::now()));
     match status.as_u16() {
+        400 | 413 if overflow => ProviderError::ContextLength { provider, message },
         401 | 403 => ProviderError::Auth {
             provider,
             env_var: config
@@ -366,5 +368,26 @@ mod tests {
             "{bad}"
         );
         assert!(!bad.retryable());
+        assert!(matches!(bad, ProviderError::InvalidRequest { .. }));
+        // Too long for the model, as each provider says it.
+        for body in [
+            r#"{"error": {"message": "Please reduce the length of the messages or completion.", "type": "invalid_request_error", "code": "context_length_exceeded"}}"#,
+            r#"{"error": {"code": 400, "message": "This endpoint's maximum context length is 128000 tokens. However, you requested about 130000 tokens."}}"#,
+            r#"{"error": {"code": 400, "type": "exceed_context_size_error", "message": "the request exceeds the available context size, try increasing it"}}"#,
+        ] {
+            let overflow = err(400, body);
+            assert!(
+                matches!(overflow, ProviderError::ContextLength { .. }),
+                "{body}: {overflow:?}"
+            );
+            assert_eq!(overflow.code(), crate::wire::ErrorCode::ContextTooLarge);
+            assert!(!overflow.retryable() && !overflow.allows_fallback());
+        }
+        // A rate limit by size (Groq's 413 "Request too large … tokens per minute") is not.
+        let tpm = err(
+            413,
+            r#"{"error": {"message": "Request too large for model on tokens per minute (TPM)", "code": "rate_limit_exceeded"}}"#,
+        );
+        assert!(!matches!(tpm, ProviderError::ContextLength { .. }));
     }
 }

@@ -568,7 +568,29 @@ def library():
     )
 
 
+def oauth_login():
+    """A remote MCP server that wants a login: the status view offers it, the authorization
+    page opens in a new tab and comes back to the server, and the server becomes ready."""
+    page = open_page()
+    page.get_by_role("button", name="Status").click()
+    status = page.get_by_role("dialog", name="Server status")
+    row = status.locator("tr", has_text="remote")
+    expect(row).to_contain_text("needs_login")
+    before = row.inner_text()
+    with page.context.expect_page() as opened:
+        row.get_by_role("button", name="Log in").click()
+    tab = opened.value
+    tab.wait_for_load_state()
+    tab.wait_for_selector("h1")
+    landed = tab.locator("h1").inner_text()
+    tab.screenshot(path=str(harness.SCREENSHOT_DIR / "oauth-callback.png"))
+    expect(row).to_contain_text("ready", timeout=20000)
+    harness.screenshot("oauth-ready")
+    harness.finish({"before": before, "landed": landed, "url": tab.url, "after": row.inner_text()})
+
+
 SCENARIOS = {
+    "oauth_login": oauth_login,
     "library": library,
     "question": question,
     "approval": approval,

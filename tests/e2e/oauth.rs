@@ -43,7 +43,7 @@ struct Issued {
 }
 
 #[derive(Clone, Default)]
-struct AuthServer {
+pub struct AuthServer {
     base: Arc<Mutex<String>>,
     issued: Arc<Mutex<Issued>>,
     counter: Arc<AtomicU32>,
@@ -271,7 +271,7 @@ async fn guard(
 }
 
 /// The fake authorization server and the protected MCP server at `{base}/mcp`.
-async fn start_auth_server() -> AuthServer {
+pub async fn start_auth_server() -> AuthServer {
     use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
     use rmcp::transport::streamable_http_server::{
         StreamableHttpServerConfig, StreamableHttpService,
@@ -308,16 +308,16 @@ async fn start_auth_server() -> AuthServer {
     auth
 }
 
-fn remote_entry(auth: &AuthServer) -> McpServerConfig {
+pub fn remote_entry(auth: &AuthServer) -> McpServerConfig {
     serde_json::from_value(json!({"type": "http", "url": format!("{}/mcp", auth.base())}))
         .expect("entry")
 }
 
-async fn server_health(app: &TestApp, name: &str) -> Value {
+pub async fn server_health(app: &TestApp, name: &str) -> Value {
     app.health().await.1["mcp_stats"]["servers"][name].clone()
 }
 
-async fn wait_state(app: &TestApp, name: &str, state: &str) {
+pub async fn wait_state(app: &TestApp, name: &str, state: &str) {
     for _ in 0..400 {
         if server_health(app, name).await["state"] == state {
             return;

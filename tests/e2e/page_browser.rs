@@ -491,3 +491,38 @@ async fn a_resource_is_attached_and_a_prompt_fills_the_message_from_the_page() {
         "{sent}"
     );
 }
+
+#[tokio::test]
+async fn the_status_view_offers_the_login_a_remote_server_needs() {
+    let auth = crate::oauth::start_auth_server().await;
+    let entry = crate::oauth::remote_entry(&auth);
+    let (app, _fake) = chat_app(move |config| {
+        config.mcp.servers.insert("remote".into(), entry);
+    })
+    .await;
+    crate::oauth::wait_state(&app, "remote", "needs_login").await;
+    let report = browse(&app, "oauth_login", &[], &[]).await;
+    assert!(
+        report["before"]
+            .as_str()
+            .unwrap_or("")
+            .contains("needs_login"),
+        "{report}"
+    );
+    assert_eq!(report["landed"], "Logged in to remote", "{report}");
+    assert!(
+        report["url"]
+            .as_str()
+            .unwrap_or("")
+            .contains("/oauth/callback?code="),
+        "{report}"
+    );
+    assert!(
+        report["after"].as_str().unwrap_or("").contains("ready"),
+        "{report}"
+    );
+    assert_eq!(
+        crate::oauth::server_health(&app, "remote").await["state"],
+        "ready"
+    );
+}

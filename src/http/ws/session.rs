@@ -3,7 +3,7 @@
 //! they still store what was answered. At shutdown the socket stops reading, lets its turns finish (up to
 //! `server.shutdown_timeout`), then closes with 1001.
 
-use crate::chat::ChatPayload;
+use crate::chat::{ChatPayload, CompactPayload};
 use crate::wire::ErrorCode;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -193,6 +193,10 @@ impl Session {
                     out.send(&chat.library_action(&request_id, action).await);
                 });
             }
+            Ok(ClientFrame::Compact {
+                request_id,
+                payload,
+            }) => self.start_compact(request_id, payload),
             Ok(ClientFrame::Cancel { request_id }) => self.cancel(request_id),
             Ok(ClientFrame::Search {
                 request_id,
@@ -212,19 +216,48 @@ impl Session {
         }
     }
 
+    /// Refuses a turn (or a compaction) whose id is in flight, or past the limit.
+    fn busy(&self, request_id: String) {
+        let max = self.state.config.chat.websocket.max_turns_per_connection;
+        let message = format!(
+            "turn `{request_id}` is already in flight, or {max} turns are (the limit per connection)"
+        );
+        self.refuse(&ServerFrame::error(
+            Some(request_id),
+            ErrorCode::Busy,
+            message,
+            true,
+        ));
+    }
+
+    /// Runs a `compact` like a turn (one of the socket's turns; `cancel` stops it): a model
+    /// call that may take a while, the socket going on meanwhile.
+    fn start_compact(&self, request_id: String, payload: CompactPayload) {
+        let Some(token) = self.admit(&request_id) else {
+            return self.busy(request_id);
+        };
+        let (chat, out, turns, caller) = (
+            self.state.chat.clone(),
+            self.out.clone(),
+            self.turns.clone(),
+            self.caller.clone(),
+        );
+        self.tasks.spawn(async move {
+            let frame = chat
+                .compact_conversation(&caller, &request_id, payload, &token)
+                .await;
+            out.send(&frame);
+            turns
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&request_id);
+        });
+    }
+
     /// Runs a `chat` turn in its own task (refused when it is in flight or at the limit).
     fn start_turn(&self, request_id: String, payload: ChatPayload) {
         let Some(token) = self.admit(&request_id) else {
-            let max = self.state.config.chat.websocket.max_turns_per_connection;
-            let message = format!(
-                "turn `{request_id}` is already in flight, or {max} turns are (the limit per connection)"
-            );
-            return self.refuse(&ServerFrame::error(
-                Some(request_id),
-                ErrorCode::Busy,
-                message,
-                true,
-            ));
+            return self.busy(request_id);
         };
         let (chat, out, turns, caller) = (
             self.state.chat.clone(),

@@ -1,0 +1,404 @@
+//! Compaction: when the provider says a turn's prompt is longer than the model's context
+//! (`context_length_exceeded` or its equivalents), the history before the current message is
+//! summarised by the model, once, into a stored summary message, and the turn goes on with the
+//! summary and the current message (a `context_compacted` notice tells the client). A second
+//! overflow ends the turn with `context_too_large`: never a blind retry, never a loop.
+//!
+//! A summary is a `system` message whose text starts with [`SUMMARY_PREFIX`]. Later turns send
+//! the latest summary instead of what it summarised: the messages after it, and those of the
+//! turn that made it (its question came before it).
+
+use tokio_util::sync::CancellationToken;
+
+use super::answer::Turn;
+use super::events::{NoticeCode, TurnEvent};
+use super::{ChatService, ServerFrame};
+use crate::auth::Caller;
+use crate::llm::{ChatEvent, ChatMessage, ChatRequest, MessageRole, ProviderError};
+use crate::store::{ConversationId, NewMessage, Role, StoredMessage};
+use crate::wire::{ErrorCode, WireError};
+
+/// How a summary message begins.
+pub const SUMMARY_PREFIX: &str = "[Summary of the conversation before this point]\n";
+
+/// What the model is asked to do with the transcript.
+const SUMMARY_PROMPT: &str = "Summarise the conversation below for your own later use: the \
+    facts, decisions, names, numbers, results of tools and open questions, concisely, in the \
+    language the user wrote in. Write only the summary.";
+
+/// The longest summary asked for, in tokens.
+const SUMMARY_MAX_TOKENS: u32 = 1024;
+
+pub fn is_summary(message: &StoredMessage) -> bool {
+    message.role == Role::System && message.content.starts_with(SUMMARY_PREFIX)
+}
+
+/// The history to send, oldest first: from the latest summary on, the summary first and then
+/// the turn that made it and what came after; the whole history when there is no summary.
+pub fn since_summary(history: &[StoredMessage]) -> (Option<&StoredMessage>, Vec<&StoredMessage>) {
+    let Some(at) = history.iter().rposition(is_summary) else {
+        return (None, history.iter().collect());
+    };
+    let summary = &history[at];
+    // The question of the turn that compacted was stored before its summary.
+    let from = summary
+        .request_id
+        .as_ref()
+        .and_then(|request| {
+            history[..at]
+                .iter()
+                .rposition(|m| m.role == Role::User && m.request_id.as_ref() == Some(request))
+        })
+        .unwrap_or(at);
+    let rest = history[from..]
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| from + i != at)
+        .map(|(_, m)| m)
+        .collect();
+    (Some(summary), rest)
+}
+
+/// `messages` (system prompt, history, current message, this turn's rounds) cut at the current
+/// message: (system prompt, history, the rest).
+fn split(messages: Vec<ChatMessage>) -> (Vec<ChatMessage>, Vec<ChatMessage>, Vec<ChatMessage>) {
+    let current = messages
+        .iter()
+        .rposition(|m| m.role == MessageRole::User)
+        .unwrap_or(0);
+    let system = usize::from(
+        messages
+            .first()
+            .is_some_and(|m| m.role == MessageRole::System && current > 0),
+    );
+    let mut messages = messages;
+    let rest = messages.split_off(current);
+    let history = messages.split_off(system);
+    (messages, history, rest)
+}
+
+/// The history as a plain transcript, its newest `max_chars` characters at most.
+fn transcript(history: &[ChatMessage], max_chars: usize) -> String {
+    let mut text = String::new();
+    for message in history {
+        let who = match message.role {
+            MessageRole::User => "User",
+            MessageRole::Assistant => "Assistant",
+            MessageRole::Tool => "Tool result",
+            MessageRole::System => "Note",
+        };
+        let content = message.content.as_deref().unwrap_or_default();
+        let calls: Vec<String> = message
+            .tool_calls
+            .iter()
+            .map(|call| format!("[calls {} with {}]", call.name, call.arguments))
+            .collect();
+        if content.is_empty() && calls.is_empty() {
+            continue;
+        }
+        text.push_str(who);
+        text.push_str(": ");
+        text.push_str(content);
+        for call in calls {
+            text.push(' ');
+            text.push_str(&call);
+        }
+        text.push_str("\n\n");
+    }
+    let chars = text.chars().count();
+    if chars <= max_chars {
+        return text;
+    }
+    let cut: String = text.chars().skip(chars - max_chars).collect();
+    format!("[… the oldest part is left out]\n{cut}")
+}
+
+fn too_large(detail: &str) -> WireError {
+    WireError::new(
+        ErrorCode::ContextTooLarge,
+        format!("the conversation is too long for the model even when compacted: {detail}"),
+        false,
+    )
+}
+
+impl ChatService {
+    /// Summarises the history in `messages` into a stored summary and returns the messages
+    /// to send instead: system prompt, summary, current message and this turn's rounds.
+    pub(super) async fn compact(
+        &self,
+        turn: &Turn<'_>,
+        messages: Vec<ChatMessage>,
+        overflow: &ProviderError,
+    ) -> Result<Vec<ChatMessage>, WireError> {
+        let Some(record) = turn.record else {
+            return Err(overflow.clone().into());
+        };
+        let (system, history, rest) = split(messages);
+        if history.is_empty() {
+            return Err(too_large(
+                "there is no earlier history to summarise; shorten the message",
+            ));
+        }
+        // About four characters a token: half the context budget for the transcript.
+        let max_chars = self.config.chat.service.context.max_tokens as usize * 2;
+        let route = (turn.provider, turn.model);
+        let summary = self
+            .summarise(
+                turn.caller,
+                route,
+                transcript(&history, max_chars),
+                turn.cancel,
+            )
+            .await?;
+        let text = format!("{SUMMARY_PREFIX}{summary}");
+        let mut stored =
+            NewMessage::new(Role::System, text.clone()).with_request_id(turn.request_id);
+        stored.token_count = turn.encoding.count(&text);
+        self.store
+            .conversations_of(turn.caller.owner())
+            .append(record.conversation, vec![stored])
+            .await?;
+        turn.sink.emit(TurnEvent::Notice {
+            code: NoticeCode::ContextCompacted,
+            message: format!(
+                "the conversation was longer than the model's context: the {} messages before \
+                 this one are summarised, and the answer goes on from the summary",
+                history.len()
+            ),
+        });
+        let mut compacted = system;
+        compacted.push(ChatMessage::new(MessageRole::System, text));
+        compacted.extend(rest);
+        Ok(compacted)
+    }
+
+    /// One request to the model of `(provider, model)` for a summary of `transcript`; its text.
+    async fn summarise(
+        &self,
+        caller: &Caller,
+        (provider, model): (Option<&str>, Option<&str>),
+        transcript: String,
+        cancel: &CancellationToken,
+    ) -> Result<String, WireError> {
+        let request = ChatRequest {
+            messages: vec![
+                ChatMessage::new(MessageRole::System, SUMMARY_PROMPT),
+                ChatMessage::new(MessageRole::User, transcript),
+            ],
+            stream: false,
+            model: model.map(String::from),
+            max_tokens: Some(SUMMARY_MAX_TOKENS),
+            ..ChatRequest::default()
+        };
+        let (_, mut stream) = tokio::select! {
+            opened = self.providers.chat(provider, request) => opened.map_err(|e| {
+                if matches!(e, ProviderError::ContextLength { .. }) {
+                    too_large(&e.to_string())
+                } else {
+                    WireError::from(e)
+                }
+            })?,
+            () = cancel.cancelled() => return Err(WireError::cancelled()),
+        };
+        let mut summary = String::new();
+        loop {
+            let event = tokio::select! {
+                event = futures::StreamExt::next(&mut stream) => event,
+                () = cancel.cancelled() => return Err(WireError::cancelled()),
+            };
+            match event {
+                None => break,
+                Some(Ok(ChatEvent::Text(text))) => summary.push_str(&text),
+                Some(Ok(ChatEvent::Usage(usage))) => {
+                    caller.spent(usage.prompt_tokens, usage.completion_tokens);
+                }
+                Some(Ok(_)) => {}
+                Some(Err(error)) => return Err(error.into()),
+            }
+        }
+        if summary.trim().is_empty() {
+            return Err(too_large("the model returned an empty summary"));
+        }
+        Ok(summary)
+    }
+}
+
+/// `compact`: `{"conversation_id"}`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CompactPayload {
+    pub conversation_id: String,
+}
+
+impl ChatService {
+    /// The `compact` action: the conversation's history (since its latest summary, that
+    /// summary included) summarised by the active model into a stored summary message; later
+    /// turns send the summary and what follows it. One `complete` frame, or an `error`.
+    pub async fn compact_conversation(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+        payload: CompactPayload,
+        cancel: &CancellationToken,
+    ) -> ServerFrame {
+        self.compact_on_request(caller, request_id, payload, cancel)
+            .await
+            .unwrap_or_else(|error| ServerFrame::failed(Some(request_id.into()), &error))
+    }
+
+    async fn compact_on_request(
+        &self,
+        caller: &Caller,
+        request_id: &str,
+        payload: CompactPayload,
+        cancel: &CancellationToken,
+    ) -> Result<ServerFrame, WireError> {
+        let id = ConversationId::try_from(payload.conversation_id)?;
+        caller.within_tokens()?;
+        let repo = self.store.conversations_of(caller.owner());
+        // Its latest messages, about as many as a context holds twice.
+        let budget = self
+            .config
+            .chat
+            .service
+            .context
+            .max_tokens
+            .saturating_mul(2);
+        let history = repo.recent(&id, i64::MAX, budget, MAX_ROWS).await?;
+        if history.is_empty() {
+            // An unknown conversation and an empty one read the same: tell them apart.
+            repo.get(&id).await?;
+        }
+        let (summary, since) = since_summary(&history);
+        let messages: Vec<ChatMessage> = summary
+            .into_iter()
+            .chain(since.iter().copied())
+            .filter_map(super::context::to_chat_message)
+            .collect();
+        if since.is_empty() {
+            return Err(WireError::new(
+                ErrorCode::InvalidRequest,
+                "there is nothing new to compact in this conversation",
+                false,
+            ));
+        }
+        let max_chars = self.config.chat.service.context.max_tokens as usize * 2;
+        let text = self
+            .summarise(
+                caller,
+                (None, None),
+                transcript(&messages, max_chars),
+                cancel,
+            )
+            .await?;
+        let text = format!("{SUMMARY_PREFIX}{text}");
+        let encoding = super::Encoding::for_model(self.providers.default_model(None)?);
+        encoding.load().await;
+        let mut stored = NewMessage::new(Role::System, text.clone());
+        stored.token_count = encoding.count(&text);
+        let stored = repo.append(&id, vec![stored]).await?;
+        let message_id = stored.first().map(|m| m.id);
+        Ok(ServerFrame::result(
+            request_id,
+            "compacted",
+            serde_json::json!({"conversation_id": id, "summary_message_id": message_id,
+                               "summarised": messages.len(), "summary": text}),
+        ))
+    }
+}
+
+/// Messages a `compact` reads at most.
+const MAX_ROWS: u32 = 5000;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{ConversationId, MessageStatus};
+
+    fn stored(seq: i64, role: Role, content: &str, request: Option<&str>) -> StoredMessage {
+        StoredMessage {
+            id: seq,
+            conversation_id: ConversationId::generate(),
+            seq,
+            role,
+            content: content.into(),
+            tool_calls: None,
+            tool_call_id: None,
+            request_id: request.map(String::from),
+            status: MessageStatus::Complete,
+            token_count: 1,
+            model: None,
+            usage: None,
+            created_at: 0,
+            attachments: Vec::new(),
+        }
+    }
+
+    fn seqs(messages: &[&StoredMessage]) -> Vec<i64> {
+        messages.iter().map(|m| m.seq).collect()
+    }
+
+    #[test]
+    fn history_starts_at_the_latest_summary_with_the_turn_that_made_it() {
+        let summary = format!("{SUMMARY_PREFIX}they talked");
+        let history = vec![
+            stored(1, Role::User, "old", Some("a")),
+            stored(2, Role::Assistant, "old answer", Some("a")),
+            stored(3, Role::User, "long one", Some("b")),
+            stored(4, Role::System, &summary, Some("b")),
+            stored(5, Role::Assistant, "answer b", Some("b")),
+            stored(6, Role::User, "next", Some("c")),
+        ];
+        let (found, rest) = since_summary(&history);
+        assert_eq!(found.map(|m| m.seq), Some(4));
+        assert_eq!(seqs(&rest), [3, 5, 6]);
+        // No summary: everything.
+        let (none, all) = since_summary(&history[..3]);
+        assert!(none.is_none());
+        assert_eq!(seqs(&all), [1, 2, 3]);
+        // A summary of no turn (made on request): what follows it.
+        let mut alone = history.clone();
+        alone[3].request_id = None;
+        assert_eq!(seqs(&since_summary(&alone).1), [5, 6]);
+        // A system message that is not a summary is history like any other.
+        let plain = vec![
+            stored(1, Role::System, "be brief", None),
+            stored(2, Role::User, "x", None),
+        ];
+        assert!(since_summary(&plain).0.is_none());
+    }
+
+    #[test]
+    fn messages_split_at_the_current_question() {
+        let message = |role, text: &str| ChatMessage::new(role, text);
+        let messages = vec![
+            message(MessageRole::System, "sys"),
+            message(MessageRole::User, "q1"),
+            message(MessageRole::Assistant, "a1"),
+            message(MessageRole::User, "q2"),
+            message(MessageRole::Tool, "result"),
+        ];
+        let (system, history, rest) = split(messages);
+        let texts = |m: &[ChatMessage]| -> Vec<String> {
+            m.iter()
+                .map(|m| m.content.clone().unwrap_or_default())
+                .collect()
+        };
+        assert_eq!(texts(&system), ["sys"]);
+        assert_eq!(texts(&history), ["q1", "a1"]);
+        assert_eq!(texts(&rest), ["q2", "result"]);
+    }
+
+    #[test]
+    fn a_transcript_keeps_its_newest_part() {
+        let history = vec![
+            ChatMessage::new(MessageRole::User, "first question"),
+            ChatMessage::new(MessageRole::Assistant, "first answer"),
+        ];
+        let whole = transcript(&history, 1000);
+        assert_eq!(whole, "User: first question\n\nAssistant: first answer\n\n");
+        let cut = transcript(&history, 16);
+        assert!(cut.starts_with("[… the oldest part is left out]"), "{cut}");
+        assert!(cut.ends_with("first answer\n\n"), "{cut}");
+    }
+}
