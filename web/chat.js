@@ -221,6 +221,10 @@ export class ChatView {
       this.askElicitation(turn, chunk.metadata || {}, null);
     } else if (chunk.type === "notice" && this.questionNotice(turn, chunk)) {
       // Handled: asked again, or a dialog closed.
+    } else if (chunk.type === "notice" && chunk.metadata && chunk.metadata.code === "answer_restarted") {
+      // The provider broke off mid-answer: the answer starts again on another.
+      turn.group.discardText();
+      turn.group.add(h("p", { class: "notice" }, chunk.data || ""));
     } else if (chunk.type === "notice") {
       turn.group.add(h("p", { class: "notice" }, chunk.data || ""));
     } else if (frame.status === "complete") {
@@ -404,6 +408,13 @@ class Group {
         this.render();
       });
     }
+  }
+
+  /** Drops the text of the reply being streamed (earlier rounds and tool blocks stay). */
+  discardText() {
+    if (!this.segment) return;
+    this.segment.element.remove();
+    this.segment = null;
   }
 
   setText(text) {

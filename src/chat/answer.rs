@@ -4,6 +4,7 @@
 //! notice. The final answer is stored once, with the usage summed over the rounds; a cancelled
 //! or broken answer keeps what was said, marked so.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
@@ -86,6 +87,8 @@ pub struct Reply {
     /// Why the model stopped, when it said.
     pub finish: Option<FinishReason>,
     pub end: Result<(), WireError>,
+    /// The provider's own error when it broke off (for a failover).
+    pub fault: Option<ProviderError>,
 }
 
 impl ChatService {
@@ -108,6 +111,13 @@ impl ChatService {
         let mut guard = LoopGuard::new(self.config.chat.service.loop_guard);
         let mut stopped = false;
         let mut compacted = false;
+        // The turn's provider and model; after a failover, the fallback's.
+        let mut route = (
+            turn.provider.map(String::from),
+            turn.model.map(String::from),
+        );
+        // Providers that broke off mid-answer in this turn.
+        let mut broke: Vec<String> = Vec::new();
         loop {
             let offer_tools = !tools.is_empty() && hops < max_hops && !stopped;
             let request = ChatRequest {
@@ -118,14 +128,14 @@ impl ChatService {
                     Vec::new()
                 },
                 stream: turn.streaming,
-                model: turn.model.map(String::from),
+                model: route.1.clone(),
                 temperature: turn.sampling.temperature,
                 max_tokens: turn.sampling.max_tokens,
                 top_p: turn.sampling.top_p,
                 ..ChatRequest::default()
             };
             let (provider, stream) = tokio::select! {
-                opened = self.providers.chat(turn.provider, request) => match opened {
+                opened = self.providers.chat(route.0.as_deref(), request) => match opened {
                     Ok(opened) => opened,
                     // Too long for the model: compacted once, then asked again.
                     Err(overflow @ ProviderError::ContextLength { .. }) if !compacted => {
@@ -137,13 +147,17 @@ impl ChatService {
                 },
                 () = turn.cancel.cancelled() => return Err(WireError::cancelled()),
             };
-            let model = turn.model.unwrap_or(provider.model()).to_string();
+            let model = route.1.as_deref().unwrap_or(provider.model()).to_string();
             let reply = self.relay(turn, stream).await;
             if let Some(spent) = &reply.usage {
                 turn.caller
                     .spent(spent.prompt_tokens, spent.completion_tokens);
             }
             usage = add_usage(usage, reply.usage);
+            if let Some(next) = self.failover(turn, &provider, &reply, &mut broke) {
+                route = (Some(next.name().to_string()), None);
+                continue;
+            }
             if offer_tools && reply.end.is_ok() && Self::calls_client(turn, &reply) {
                 return self
                     .return_client_calls(turn, reply, &provider, &model, usage, hops)
@@ -154,20 +168,16 @@ impl ChatService {
                 messages.push(assistant_with_calls(&reply));
                 messages.extend(results);
                 hops += 1;
-                if let Some(reason) = guard.record(&reply.tool_calls, &statuses) {
-                    stopped = true;
-                    turn.sink.emit(TurnEvent::Notice {
-                        code: NoticeCode::ToolLoopStopped,
-                        message: reason,
-                    });
-                    messages.push(ChatMessage::new(MessageRole::System, LOOP_STOPPED_NOTICE));
-                } else if hops >= max_hops {
-                    Self::hop_limit_notice(turn, max_hops);
-                    messages.push(ChatMessage::new(MessageRole::System, HOP_LIMIT_NOTICE));
-                }
+                let verdict = guard.record(&reply.tool_calls, &statuses);
+                stopped = Self::after_round(turn, verdict, (hops, max_hops), &mut messages);
                 continue;
             }
-            let stored = self.store_final(turn, &reply, &model, usage).await?;
+            if !broke.is_empty() {
+                broke.push(provider.name().to_string());
+            }
+            let stored = self
+                .store_final(turn, &reply, &model, usage, &broke)
+                .await?;
             reply.end?;
             if !turn.streaming {
                 turn.sink.emit(TurnEvent::TextDelta(reply.text));
@@ -190,13 +200,15 @@ impl ChatService {
     }
 
     /// Stores the final answer, complete or not: a cancelled or broken answer keeps what was
-    /// said. An answer that failed before any text stores nothing.
+    /// said. An answer that failed before any text stores nothing. `providers`: after a
+    /// failover, every provider that took part, in order (recorded with the usage).
     async fn store_final(
         &self,
         turn: &Turn<'_>,
         reply: &Reply,
         model: &str,
         usage: Option<Usage>,
+        providers: &[String],
     ) -> Result<Option<StoredMessage>, WireError> {
         let Some(record) = turn.record else {
             return Ok(None);
@@ -212,7 +224,13 @@ impl ChatService {
             Err(_) => MessageStatus::Failed,
         };
         assistant.model = Some(model.to_string());
-        assistant.usage = usage.map(|u| json!(u));
+        assistant.usage = usage.map(|u| {
+            let mut usage = json!(u);
+            if !providers.is_empty() {
+                usage["providers"] = json!(providers);
+            }
+            usage
+        });
         assistant.token_count = turn.encoding.count_long(&reply.text).await;
         let mut stored = self
             .store
@@ -253,13 +271,14 @@ impl ChatService {
                 usage: None,
                 finish: None,
                 end: Ok(()),
+                fault: None,
             };
             self.tool_round(turn, &server_reply, model).await?;
         }
         let stored = if reply.text.is_empty() {
             None
         } else {
-            self.store_final(turn, &reply, model, usage).await?
+            self.store_final(turn, &reply, model, usage, &[]).await?
         };
         if !turn.streaming && !reply.text.is_empty() {
             turn.sink.emit(TurnEvent::TextDelta(reply.text));
@@ -280,6 +299,68 @@ impl ChatService {
         Ok(())
     }
 
+    /// A reply its provider broke off (stream cut, garbage or an error mid-stream, silence
+    /// past `read_timeout`) goes to the next provider of `llm.fallback`, once per turn: the
+    /// reply starts again there, and an `answer_restarted` notice tells the client to discard
+    /// what it showed of it. `None`: no failover (the reply stands as it ended).
+    fn failover(
+        &self,
+        turn: &Turn<'_>,
+        provider: &crate::llm::Provider,
+        reply: &Reply,
+        broke: &mut Vec<String>,
+    ) -> Option<Arc<crate::llm::Provider>> {
+        let fault = reply.fault.as_ref().filter(|fault| fault.is_outage())?;
+        if !broke.is_empty() || turn.cancel.is_cancelled() {
+            return None;
+        }
+        let next = self
+            .providers
+            .failover_for(&[provider.name().to_string()])?;
+        tracing::warn!(from = %provider.name(), to = %next.name(), error = %fault,
+            "provider broke off mid-answer; the answer starts again on the fallback");
+        broke.push(provider.name().to_string());
+        let shown = if reply.text.is_empty() {
+            ""
+        } else {
+            "; discard the text shown so far"
+        };
+        turn.sink.emit(TurnEvent::Notice {
+            code: NoticeCode::AnswerRestarted,
+            message: format!(
+                "provider `{}` broke off mid-answer ({}): the answer starts again on `{}`{shown}",
+                provider.name(),
+                fault.kind(),
+                next.name()
+            ),
+        });
+        Some(next)
+    }
+
+    /// After a tool round: the loop guard's `verdict` stops the tool loop, else the hop
+    /// limit ends it once reached; each tells the model (and the client) so. Whether the loop
+    /// guard stopped it.
+    fn after_round(
+        turn: &Turn<'_>,
+        verdict: Option<String>,
+        (hops, max_hops): (u32, u32),
+        messages: &mut Vec<ChatMessage>,
+    ) -> bool {
+        if let Some(reason) = verdict {
+            turn.sink.emit(TurnEvent::Notice {
+                code: NoticeCode::ToolLoopStopped,
+                message: reason,
+            });
+            messages.push(ChatMessage::new(MessageRole::System, LOOP_STOPPED_NOTICE));
+            return true;
+        }
+        if hops >= max_hops {
+            Self::hop_limit_notice(turn, max_hops);
+            messages.push(ChatMessage::new(MessageRole::System, HOP_LIMIT_NOTICE));
+        }
+        false
+    }
+
     fn hop_limit_notice(turn: &Turn<'_>, max_hops: u32) {
         let message = format!(
             "the tool-call limit ({max_hops} rounds) was reached; the model answers without tools"
@@ -298,6 +379,7 @@ impl ChatService {
             usage: None,
             finish: None,
             end: Ok(()),
+            fault: None,
         };
         loop {
             let item = tokio::select! {
@@ -322,7 +404,8 @@ impl ChatService {
                 Some(Ok(ChatEvent::Usage(usage))) => reply.usage = Some(usage),
                 Some(Ok(ChatEvent::Finish(reason))) => reply.finish = Some(reason),
                 Some(Err(error)) => {
-                    reply.end = Err(error.into());
+                    reply.end = Err(error.clone().into());
+                    reply.fault = Some(error);
                     return reply;
                 }
             }

@@ -118,6 +118,9 @@ pub enum NoticeCode {
     /// The provider said the prompt was too long: the history before the message is
     /// summarised and the turn goes on.
     ContextCompacted,
+    /// The provider broke off mid-answer and the answer starts again on a fallback provider:
+    /// the client discards what it showed of it.
+    AnswerRestarted,
 }
 
 impl NoticeCode {
@@ -126,6 +129,7 @@ impl NoticeCode {
             Self::ToolLimitReached => "tool_limit_reached",
             Self::ToolLoopStopped => "tool_loop_stopped",
             Self::ContextCompacted => "context_compacted",
+            Self::AnswerRestarted => "answer_restarted",
         }
     }
 }

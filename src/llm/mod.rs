@@ -178,6 +178,15 @@ impl Providers {
         Err(error)
     }
 
+    /// Where a turn goes when `current` breaks off mid-answer: the first provider of
+    /// `llm.fallback` other than `current` (and than the ones already `used`).
+    pub fn failover_for(&self, used: &[String]) -> Option<Arc<Provider>> {
+        self.fallback
+            .iter()
+            .filter(|name| !used.contains(name))
+            .find_map(|name| self.get(name).cloned())
+    }
+
     /// The embedder of `provider` (or the active one), started on first use. Must be called
     /// inside a tokio runtime.
     pub fn embedder(&self, provider: Option<&str>) -> Result<Arc<Embedder>, ProviderError> {

@@ -589,7 +589,24 @@ def oauth_login():
     harness.finish({"before": before, "landed": landed, "url": tab.url, "after": row.inner_text()})
 
 
+def restart():
+    """The provider breaks off mid-answer and the fallback answers: the page drops the
+    partial text and shows the new answer whole, with the notice."""
+    page = open_page()
+    send(page, "Tell me a story")
+    wait_done(page)
+    harness.screenshot("restart")
+    answer = last_answer(page)
+    harness.finish(
+        {
+            "answer": answer.locator(".content").inner_text(),
+            "notices": answer.locator("p.notice").all_inner_texts(),
+        }
+    )
+
+
 SCENARIOS = {
+    "restart": restart,
     "oauth_login": oauth_login,
     "library": library,
     "question": question,

@@ -16,6 +16,7 @@ mod chat_turns;
 mod compaction;
 mod conformance;
 mod everything;
+mod failover;
 mod health;
 mod helpers;
 mod http_limits;

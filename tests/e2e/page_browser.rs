@@ -526,3 +526,20 @@ async fn the_status_view_offers_the_login_a_remote_server_needs() {
         "ready"
     );
 }
+
+#[tokio::test]
+async fn an_answer_restarted_on_the_fallback_replaces_the_partial_text() {
+    let (app, primary, backup) = crate::failover::with_backup().await;
+    primary.mock.push([Reply::DropAfter { pieces_before: 4 }]);
+    backup
+        .mock
+        .push([slow_text(&["Once ", "upon ", "a time."], 30)]);
+    let report = browse(&app, "restart", &[], &[]).await;
+    let answer = report["answer"].as_str().expect("answer");
+    assert!(answer.contains("Once upon a time."), "{report}");
+    assert!(!answer.contains("w0"), "the partial text stayed: {report}");
+    assert!(
+        report["notices"].to_string().contains("starts again"),
+        "{report}"
+    );
+}
