@@ -190,6 +190,7 @@ impl App {
         ));
         let sockets = Arc::new(http::Sockets::new(
             config.chat.websocket.max_connections,
+            config.chat.service.detached_turn_timeout,
             shutdown.child_token(),
         ));
         Ok(Self {

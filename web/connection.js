@@ -1,5 +1,7 @@
 // One WebSocket to /ws/chat, reopened by itself when it drops (backoff up to 10 s). Actions
-// are requests whose answer is one frame; a turn is a stream of frames to a handler.
+// are requests whose answer is one frame; a turn is a stream of frames to a handler. A turn
+// outlives a dropped socket on the server: once reopened, the page follows it again with
+// `attach` from the last `seq` it had, so its answer goes on with no gap and no repeat.
 
 const MAX_BACKOFF_MS = 10000;
 
@@ -28,6 +30,8 @@ export class Connection extends EventTarget {
     this.socket = null;
     this.requests = new Map();
     this.turns = new Map();
+    // Per turn in flight: its conversation and the last seq handed to its handler.
+    this.places = new Map();
     this.backoff = 500;
     this.everOpened = false;
     this.stopped = false;
@@ -45,6 +49,7 @@ export class Connection extends EventTarget {
       this.backoff = 500;
       const reopened = this.everOpened;
       this.everOpened = true;
+      this.resume();
       this.dispatchEvent(new CustomEvent("online", { detail: { reopened } }));
     });
     socket.addEventListener("message", (event) => this.receive(event.data));
@@ -62,8 +67,13 @@ export class Connection extends EventTarget {
     const lost = { error: "the connection to the server was lost", code: "disconnected", retryable: true };
     for (const { reject } of this.requests.values()) reject(new ActionError(lost));
     this.requests.clear();
-    for (const handler of this.turns.values()) handler({ status: "error", chunk: lost });
-    this.turns.clear();
+    // Turns whose conversation is known go on on the server: followed again once reopened.
+    for (const [id, handler] of this.turns) {
+      if (!this.places.get(id)?.conversation) {
+        handler({ status: "error", chunk: lost });
+        this.turns.delete(id);
+      }
+    }
     this.dispatchEvent(new CustomEvent("offline", { detail: { code: event.code, reason: event.reason } }));
     if (event.code === 4401 || this.stopped) return;
     const wait = this.backoff;
@@ -81,7 +91,18 @@ export class Connection extends EventTarget {
     const id = frame.request_id;
     const turn = this.turns.get(id);
     if (turn) {
-      if (frame.status === "complete" || frame.status === "error") this.turns.delete(id);
+      const place = this.places.get(id) || {};
+      if (typeof frame.seq === "number") {
+        if (frame.seq <= (place.seq || 0)) return; // already shown
+        place.seq = frame.seq;
+      }
+      const conversation = frame.chunk && frame.chunk.metadata && frame.chunk.metadata.conversation_id;
+      if (conversation && !place.conversation) place.conversation = conversation;
+      this.places.set(id, place);
+      if (frame.status === "complete" || frame.status === "error") {
+        this.turns.delete(id);
+        this.places.delete(id);
+      }
       turn(frame);
       return;
     }
@@ -118,6 +139,16 @@ export class Connection extends EventTarget {
   chat(request_id, payload, handler) {
     this.send({ action: "chat", request_id, payload });
     this.turns.set(request_id, handler);
+    this.places.set(request_id, { conversation: payload.conversation_id, seq: 0 });
+  }
+
+  /** After a reconnect: follows again every turn that was in flight, from its last frame. */
+  resume() {
+    for (const id of this.turns.keys()) {
+      const place = this.places.get(id);
+      const payload = { conversation_id: place.conversation, after_seq: place.seq || 0 };
+      this.socket.send(JSON.stringify({ action: "attach", request_id: id, payload }));
+    }
   }
 
   /** The user's decision on a tool call of turn `request_id` (no answer frame: the turn's

@@ -50,7 +50,10 @@ impl ChatService {
             }
             ConversationAction::List(ListConversations { limit, cursor }) => {
                 let page = repo.list(limit.unwrap_or(DEFAULT_PAGE), cursor).await?;
-                let (conversations, next_cursor) = newest_first_within_budget(page);
+                let (mut conversations, next_cursor) = newest_first_within_budget(page);
+                for conversation in &mut conversations {
+                    self.mark_in_progress(conversation);
+                }
                 let metadata = json!({"conversations": conversations, "next_cursor": next_cursor});
                 ServerFrame::result(request_id, "conversations", metadata)
             }
@@ -69,6 +72,7 @@ impl ChatService {
                     "conversation_id": id,
                     "messages": messages,
                     "next_cursor": next_cursor,
+                    "in_progress": self.in_flight.in_conversation(id.as_str()),
                 });
                 ServerFrame::result(request_id, "history", metadata)
             }
@@ -90,6 +94,20 @@ impl ChatService {
                 ServerFrame::result(request_id, "deleted", metadata)
             }
         })
+    }
+}
+
+impl ChatService {
+    /// Adds `in_progress` (the request ids of its turns running now) to a listed conversation
+    /// that has any.
+    fn mark_in_progress(&self, conversation: &mut Value) {
+        let Some(id) = conversation["id"].as_str() else {
+            return;
+        };
+        let running = self.in_flight.in_conversation(id);
+        if let (false, Some(object)) = (running.is_empty(), conversation.as_object_mut()) {
+            object.insert("in_progress".into(), json!(running));
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 use std::borrow::Borrow;
 
 use crate::llm::{ChatMessage, MessageRole, ToolCall};
-use crate::store::{Role, StoredMessage};
+use crate::store::{MessageStatus, Role, StoredMessage};
 
 use super::tokens::{Encoding, PER_MESSAGE, REPLY_PRIMING};
 
@@ -80,6 +80,44 @@ fn first_fitting<M: Borrow<StoredMessage>>(history: &[M], room: u32, encoding: E
         kept = index;
     }
     kept
+}
+
+/// Of the messages a request stored (oldest first), its whole tool rounds: each assistant
+/// message that called tools, complete, with a result for every call. A partial answer, a
+/// round cut short, a summary are left out.
+pub fn complete_rounds(stored: &[StoredMessage]) -> Vec<StoredMessage> {
+    let mut rounds = Vec::new();
+    let mut index = 0;
+    while index < stored.len() {
+        let message = &stored[index];
+        index += 1;
+        let calls: Vec<ToolCall> = message
+            .tool_calls
+            .as_ref()
+            .and_then(|calls| serde_json::from_value(calls.clone()).ok())
+            .unwrap_or_default();
+        if message.role != Role::Assistant
+            || message.status != MessageStatus::Complete
+            || calls.is_empty()
+        {
+            continue;
+        }
+        let results: Vec<&StoredMessage> = stored[index..]
+            .iter()
+            .take_while(|m| m.role == Role::Tool)
+            .collect();
+        let answered = calls.iter().all(|call| {
+            results
+                .iter()
+                .any(|r| r.tool_call_id.as_deref() == Some(call.id.as_str()))
+        });
+        index += results.len();
+        if answered {
+            rounds.push(message.clone());
+            rounds.extend(results.into_iter().cloned());
+        }
+    }
+    rounds
 }
 
 /// The messages sent to the model, in order: system prompt, kept history (a summary of what
@@ -243,6 +281,26 @@ mod tests {
                 budget: fixed - 1
             })
         );
+    }
+
+    #[test]
+    fn only_whole_rounds_of_an_earlier_try_are_reused() {
+        let mut partial = message(6, Role::Assistant, 3);
+        partial.status = MessageStatus::Failed;
+        let mut cut = message(4, Role::Assistant, 0);
+        cut.tool_calls = Some(json!([{"id": "c", "name": "t", "arguments": "{}"},
+                                     {"id": "d", "name": "t", "arguments": "{}"}]));
+        let stored = vec![
+            message(1, Role::User, 5),
+            message(2, Role::Assistant, 0),
+            message(3, Role::Tool, 5),
+            // A round whose second call has no result: left out.
+            cut,
+            message(5, Role::Tool, 5),
+            partial,
+        ];
+        let seqs: Vec<i64> = complete_rounds(&stored).iter().map(|m| m.seq).collect();
+        assert_eq!(seqs, [2, 3]);
     }
 
     #[test]

@@ -57,6 +57,11 @@ pub enum ClientFrame {
         request_id: String,
         action: LibraryAction,
     },
+    /// `attach`: follow a turn of this key from another socket (or again), from `after_seq`.
+    Attach {
+        request_id: String,
+        payload: AttachPayload,
+    },
     /// `compact`: summarise a conversation's history into a stored summary.
     Compact {
         request_id: String,
@@ -189,6 +194,15 @@ pub struct DeleteConversation {
     pub conversation_id: String,
 }
 
+/// `attach`: the turn's conversation, and the last `seq` the client has (0: none).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachPayload {
+    pub conversation_id: String,
+    #[serde(default)]
+    pub after_seq: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChatPayload {
@@ -219,7 +233,7 @@ pub struct FrameError {
 const ACTIONS: &str = "chat, cancel, ping, new_conversation, list_conversations, get_history, \
                        update_conversation, delete_conversation, search, list_models, \
                        list_memories, delete_memory, approve, elicit, list_resources, \
-                       read_resource, list_prompts, get_prompt, compact";
+                       read_resource, list_prompts, get_prompt, compact, attach";
 
 impl ClientFrame {
     pub fn parse(text: &str) -> Result<Self, FrameError> {
@@ -307,32 +321,35 @@ impl ClientFrame {
             }),
             "ping" => Ok(Self::Ping { request_id }),
             "search" => {
-                let payload = required_payload(action, object)
-                    .map_err(|m| refuse(request_id.clone(), ErrorCode::InvalidRequest, m))?;
+                let payload = typed(action, object, request_id.as_deref())?;
                 Ok(Self::Search {
                     request_id: required(request_id)?,
                     payload,
                 })
             }
             "approve" => {
-                let payload = required_payload(action, object)
-                    .map_err(|m| refuse(request_id.clone(), ErrorCode::InvalidRequest, m))?;
+                let payload = typed(action, object, request_id.as_deref())?;
                 Ok(Self::Approve {
                     request_id: required(request_id)?,
                     payload,
                 })
             }
             "elicit" => {
-                let payload = required_payload(action, object)
-                    .map_err(|m| refuse(request_id.clone(), ErrorCode::InvalidRequest, m))?;
+                let payload = typed(action, object, request_id.as_deref())?;
                 Ok(Self::Elicit {
                     request_id: required(request_id)?,
                     payload,
                 })
             }
+            "attach" => {
+                let payload = typed(action, object, request_id.as_deref())?;
+                Ok(Self::Attach {
+                    request_id: required(request_id)?,
+                    payload,
+                })
+            }
             "compact" => {
-                let payload = required_payload(action, object)
-                    .map_err(|m| refuse(request_id.clone(), ErrorCode::InvalidRequest, m))?;
+                let payload = typed(action, object, request_id.as_deref())?;
                 Ok(Self::Compact {
                     request_id: required(request_id)?,
                     payload,
@@ -417,6 +434,19 @@ fn optional_payload<T: DeserializeOwned + Default>(
 }
 
 /// What the payload of an action that needs one must hold, for the error when it is missing.
+/// The payload `action` requires, typed; refused with the frame's request id.
+fn typed<T: DeserializeOwned>(
+    action: &str,
+    object: &Map<String, Value>,
+    request_id: Option<&str>,
+) -> Result<T, FrameError> {
+    required_payload(action, object).map_err(|message| FrameError {
+        request_id: request_id.map(String::from),
+        code: ErrorCode::InvalidRequest,
+        message,
+    })
+}
+
 fn required_fields(action: &str) -> &'static str {
     match action {
         "search" => "query",
@@ -462,6 +492,9 @@ pub struct ServerFrame {
     pub request_id: Option<String>,
     pub status: &'static str,
     pub chunk: Chunk,
+    /// The frame's place in its turn (1, 2, 3 …); `None` for frames of no turn.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -488,6 +521,7 @@ impl ServerFrame {
         Self {
             request_id: Some(request_id.into()),
             status: "processing",
+            seq: None,
             chunk: Chunk {
                 metadata: Some(metadata),
                 ..Chunk::default()
@@ -499,6 +533,7 @@ impl ServerFrame {
         Self {
             request_id: Some(request_id.into()),
             status: "chunk",
+            seq: None,
             chunk: Chunk {
                 kind: Some("text"),
                 data: Some(data),
@@ -512,6 +547,7 @@ impl ServerFrame {
         Self {
             request_id: Some(request_id.into()),
             status: "complete",
+            seq: None,
             chunk: Chunk {
                 metadata: Some(metadata),
                 ..Chunk::default()
@@ -525,6 +561,7 @@ impl ServerFrame {
         Self {
             request_id: Some(request_id.into()),
             status: "complete",
+            seq: None,
             chunk: Chunk {
                 kind: Some(kind),
                 metadata: Some(metadata),
@@ -552,6 +589,7 @@ impl ServerFrame {
         Self {
             request_id: Some(request_id.into()),
             status: "processing",
+            seq: None,
             chunk: Chunk {
                 kind: Some(kind),
                 data: Some(data),
@@ -566,6 +604,7 @@ impl ServerFrame {
         Self {
             request_id: Some(request_id.into()),
             status: "processing",
+            seq: None,
             chunk: Chunk {
                 kind: Some("notice"),
                 data: Some(message),
@@ -587,6 +626,7 @@ impl ServerFrame {
         Self {
             request_id: Some(request_id.into()),
             status: "processing",
+            seq: None,
             chunk: Chunk {
                 kind: Some("notice"),
                 data: Some(message),
@@ -602,6 +642,7 @@ impl ServerFrame {
         Self {
             request_id,
             status: "pong",
+            seq: None,
             chunk: Chunk::default(),
         }
     }
@@ -615,6 +656,7 @@ impl ServerFrame {
         Self {
             request_id,
             status: "error",
+            seq: None,
             chunk: Chunk {
                 error: Some(message.into()),
                 code: Some(code.as_str()),

@@ -18,6 +18,20 @@ pub struct Claim<'a> {
 }
 
 impl InFlight {
+    /// The request ids in flight in `conversation`, sorted.
+    pub fn in_conversation(&self, conversation: &str) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .filter(|(c, _)| c == conversation)
+            .map(|(_, request)| request.clone())
+            .collect();
+        ids.sort();
+        ids
+    }
+
     /// `None` when the request is already in flight.
     pub fn claim(&self, conversation: &ConversationId, request_id: &str) -> Option<Claim<'_>> {
         let key = (conversation.as_str().to_string(), request_id.to_string());
@@ -26,7 +40,8 @@ impl InFlight {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(key.clone());
-        fresh.then_some(Claim { owner: self, key })
+        // Built only when fresh: a Claim dropped here would free the running turn's key.
+        fresh.then(|| Claim { owner: self, key })
     }
 }
 
@@ -51,6 +66,9 @@ mod tests {
         let claim = in_flight.claim(&conversation, "r1");
         assert!(claim.is_some());
         assert!(in_flight.claim(&conversation, "r1").is_none());
+        // A refused claim leaves the running one in place.
+        assert!(in_flight.claim(&conversation, "r1").is_none());
+        assert_eq!(in_flight.in_conversation(conversation.as_str()), ["r1"]);
         assert!(in_flight.claim(&ConversationId::generate(), "r1").is_some());
         drop(claim);
         assert!(in_flight.claim(&conversation, "r1").is_some());

@@ -29,8 +29,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 
 pub use frames::{
-    ApprovePayload, ChatPayload, ClientFrame, ConversationAction, ElicitAction, ElicitPayload,
-    FrameError, MemoryAction, Remember, SearchPayload, ServerFrame,
+    ApprovePayload, AttachPayload, ChatPayload, ClientFrame, ConversationAction, ElicitAction,
+    ElicitPayload, FrameError, MemoryAction, Remember, SearchPayload, ServerFrame,
 };
 
 use crate::config::Config;

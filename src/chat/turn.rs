@@ -21,7 +21,8 @@ const MAX_HISTORY_ROWS: u32 = 5000;
 /// A request id already used in the conversation.
 enum Earlier {
     Answered(StoredMessage, Box<StoredMessage>),
-    Unanswered(StoredMessage),
+    /// Asked but not answered in full: the question and the tool rounds it stored.
+    Unanswered(StoredMessage, Vec<StoredMessage>),
 }
 
 impl ChatService {
@@ -144,6 +145,7 @@ impl ChatService {
             NewMessage::new(Role::User, payload.text.clone()).with_request_id(request_id);
         user.token_count = current_tokens;
         user.attachments = attachments;
+        let mut resumed = Vec::new();
         let user = match repo.append(&conversation, vec![user]).await {
             Ok(mut stored) if !stored.is_empty() => stored.remove(0),
             Ok(_) => {
@@ -158,8 +160,11 @@ impl ChatService {
                         return Ok(());
                     }
                     // Asked before but never answered in full (cancelled, failed, or the
-                    // server stopped): answer it now.
-                    Earlier::Unanswered(user) => user,
+                    // server stopped): answered now, from its stored tool rounds on.
+                    Earlier::Unanswered(user, stored) => {
+                        resumed = context::complete_rounds(&stored);
+                        user
+                    }
                 }
             }
             Err(other) => return Err(other.into()),
@@ -179,7 +184,9 @@ impl ChatService {
         let kept = &since[context::first_kept(&since, room, encoding)..];
         let history: Vec<&StoredMessage> =
             summary.into_iter().chain(kept.iter().copied()).collect();
-        let messages = context::messages(system_prompt, &history, &user);
+        let mut messages = context::messages(system_prompt, &history, &user);
+        // Tool rounds of an earlier try are not run again: the model reads their results.
+        messages.extend(resumed.iter().filter_map(context::to_chat_message));
         let turn = Turn {
             caller,
             request_id,
@@ -273,25 +280,69 @@ impl ChatService {
         id: &ConversationId,
         request_id: &str,
     ) -> Result<Earlier, WireError> {
+        self.stored_request(caller, id, request_id)
+            .await?
+            .ok_or_else(|| WireError::internal("a duplicate request has no stored user message"))
+    }
+
+    /// `attach` to a turn that is no longer live: its stored answer, replayed.
+    pub async fn replay_request(
+        &self,
+        caller: &Caller,
+        conversation: &str,
+        request_id: &str,
+        sink: &dyn TurnSink,
+    ) -> Result<(), WireError> {
+        let id = ConversationId::try_from(conversation.to_string())?;
+        match self.stored_request(caller, &id, request_id).await? {
+            Some(Earlier::Answered(user, answer)) => {
+                self.replay(&user, &answer, sink);
+                Ok(())
+            }
+            Some(Earlier::Unanswered(..)) => Err(WireError::new(
+                ErrorCode::NotFound,
+                format!(
+                    "turn `{request_id}` ended without an answer (cancelled or failed); send it \
+                     again with the same request_id to continue it"
+                ),
+                false,
+            )),
+            None => Err(WireError::new(
+                ErrorCode::NotFound,
+                format!("no turn `{request_id}` in conversation `{conversation}`"),
+                false,
+            )),
+        }
+    }
+
+    /// What is stored of `request_id` in the conversation; `None` if it never came.
+    async fn stored_request(
+        &self,
+        caller: &Caller,
+        id: &ConversationId,
+        request_id: &str,
+    ) -> Result<Option<Earlier>, WireError> {
         let stored = self
             .store
             .conversations_of(caller.owner())
             .find_by_request(id, request_id)
             .await?;
-        let user = stored
+        let Some(user) = stored.iter().find(|m| m.role == Role::User).cloned() else {
+            return Ok(None);
+        };
+        let answer = stored
             .iter()
-            .find(|m| m.role == Role::User)
-            .cloned()
-            .ok_or_else(|| WireError::internal("a duplicate request has no stored user message"))?;
-        let answer = stored.into_iter().rev().find(|m| {
-            m.role == Role::Assistant
-                && m.status == MessageStatus::Complete
-                && m.tool_calls.is_none()
-        });
-        Ok(match answer {
+            .rev()
+            .find(|m| {
+                m.role == Role::Assistant
+                    && m.status == MessageStatus::Complete
+                    && m.tool_calls.is_none()
+            })
+            .cloned();
+        Ok(Some(match answer {
             Some(answer) => Earlier::Answered(user, Box::new(answer)),
-            None => Earlier::Unanswered(user),
-        })
+            None => Earlier::Unanswered(user, stored),
+        }))
     }
 
     /// Tells a stored answer again, without calling a provider: the same events as a live

@@ -69,6 +69,20 @@ pub struct ServiceConfig {
     pub repository: RepositoryConfig,
     /// When a turn's tool loop is stopped as going in circles.
     pub loop_guard: LoopGuardConfig,
+    /// What a closed socket does to its turns: `detach` (they go on; `attach` from another
+    /// socket follows them) or `cancel` (the behaviour before turns outlived sockets).
+    pub on_disconnect: OnDisconnect,
+    /// How long a turn goes on without a socket watching it, and how long a finished turn's
+    /// frames are kept for `attach`.
+    #[serde(with = "super::duration")]
+    pub detached_turn_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDisconnect {
+    Detach,
+    Cancel,
 }
 
 /// A turn's tool loop ends (the model answers without tools) when it repeats itself.
@@ -103,6 +117,8 @@ impl Default for ServiceConfig {
             streaming: StreamingConfig::default(),
             repository: RepositoryConfig::default(),
             loop_guard: LoopGuardConfig::default(),
+            on_disconnect: OnDisconnect::Detach,
+            detached_turn_timeout: Duration::from_secs(300),
         }
     }
 }

@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 pub use chat::{
-    ChatConfig, ContextConfig, LoopGuardConfig, PoolConfig, RepositoryConfig, RetentionConfig,
-    RetentionPolicy, ServiceConfig, StreamingConfig, Synchronous, WebSocketConfig,
+    ChatConfig, ContextConfig, LoopGuardConfig, OnDisconnect, PoolConfig, RepositoryConfig,
+    RetentionConfig, RetentionPolicy, ServiceConfig, StreamingConfig, Synchronous, WebSocketConfig,
 };
 pub use llm::{
     CircuitBreakerConfig, EmbeddingsConfig, HttpClientConfig, LlmConfig, Models, ProviderConfig,

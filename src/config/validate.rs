@@ -168,6 +168,28 @@ impl Config {
     }
 }
 
+/// How long a turn may go on without a socket, and when its tool loop stops.
+fn validate_turn_limits(service: &chat::ServiceConfig) -> Result<(), Invalid> {
+    within(
+        "chat.service.detached_turn_timeout (seconds)",
+        service.detached_turn_timeout.as_secs_f64(),
+        0.1,
+        86_400.0,
+    )?;
+    within(
+        "chat.service.loop_guard.repeated_calls",
+        service.loop_guard.repeated_calls,
+        0,
+        100,
+    )?;
+    within(
+        "chat.service.loop_guard.consecutive_errors",
+        service.loop_guard.consecutive_errors,
+        0,
+        100,
+    )
+}
+
 fn validate_chat(chat: &chat::ChatConfig) -> Result<(), Invalid> {
     let ws = &chat.websocket;
     within(
@@ -201,18 +223,7 @@ fn validate_chat(chat: &chat::ChatConfig) -> Result<(), Invalid> {
 
     let service = &chat.service;
     within("chat.service.max_tool_hops", service.max_tool_hops, 0, 100)?;
-    within(
-        "chat.service.loop_guard.repeated_calls",
-        service.loop_guard.repeated_calls,
-        0,
-        100,
-    )?;
-    within(
-        "chat.service.loop_guard.consecutive_errors",
-        service.loop_guard.consecutive_errors,
-        0,
-        100,
-    )?;
+    validate_turn_limits(service)?;
     within(
         "chat.service.max_tool_calls_per_reply",
         service.max_tool_calls_per_reply,

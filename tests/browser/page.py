@@ -605,7 +605,39 @@ def restart():
     )
 
 
+def reattach():
+    """The socket drops in the middle of an answer: the answer goes on on the server, and once
+    reconnected the page follows it again and shows it whole, with nothing repeated."""
+    routes = []
+
+    def proxy(route):
+        route.connect_to_server()
+        routes.append(route)
+
+    page = harness.start()
+    page.route_web_socket("**/ws/chat", proxy)
+    page.goto(BASE + "/")
+    page.wait_for_selector("body[data-ready=true]")
+    send(page, "Count slowly")
+    page.wait_for_function(
+        "() => { const a = [...document.querySelectorAll('article.message.assistant')].pop();"
+        " return a && a.innerText.includes('n4'); }"
+    )
+    routes[-1].close(code=1001, reason="dropped")
+    page.wait_for_selector("#connection.offline")
+    wait_done(page)
+    harness.screenshot("reattach")
+    harness.finish(
+        {
+            "sockets": len(routes),
+            "answer": last_answer(page).locator(".content").inner_text(),
+            "alerts": page.locator("article.message.assistant .alert").count(),
+        }
+    )
+
+
 SCENARIOS = {
+    "reattach": reattach,
     "restart": restart,
     "oauth_login": oauth_login,
     "library": library,

@@ -235,7 +235,7 @@ async fn cancel_mid_stream_stores_the_partial_answer() {
 }
 
 #[tokio::test]
-async fn a_client_that_disconnects_mid_stream_leaves_its_partial_answer_stored() {
+async fn a_client_that_disconnects_mid_stream_leaves_a_turn_that_stores_its_whole_answer() {
     let (app, fake) = chat_app(|_| {}).await;
     let slow = Reply::Text {
         pieces: (0..100).map(|i| format!("p{i} ")).collect(),
@@ -259,10 +259,17 @@ async fn a_client_that_disconnects_mid_stream_leaves_its_partial_answer_stored()
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(stored.len(), 2, "the partial answer was not stored");
-    assert_eq!(stored[1]["status"], "cancelled");
+    assert_eq!(stored.len(), 2, "the answer was not stored");
+    // The turn went on without its socket (chat.service.on_disconnect: detach).
+    assert_eq!(stored[1]["status"], "complete");
+    let whole = (0..100)
+        .map(|i| format!("p{i} "))
+        .collect::<Vec<_>>()
+        .concat();
+    assert_eq!(stored[1]["content"], whole);
     let health = get_json(&app.client, &app.url("/health")).await;
-    assert_eq!(health["websocket_stats"]["turns"]["cancelled"], 1);
+    assert_eq!(health["websocket_stats"]["turns"]["completed"], 1);
+    assert_eq!(health["websocket_stats"]["turns"]["cancelled"], 0);
     app.shutdown().await;
 }
 

@@ -72,7 +72,7 @@ async fn an_answered_request_is_replayed_from_storage_without_the_provider() {
 }
 
 #[tokio::test]
-async fn the_same_request_in_flight_twice_is_busy_once() {
+async fn the_same_request_in_flight_twice_runs_once_and_the_second_follows_it() {
     let (app, fake) = chat_app(|_| {}).await;
     let mut socket = connect(&app).await;
     send(
@@ -91,19 +91,14 @@ async fn the_same_request_in_flight_twice_is_busy_once() {
     send(&mut socket, chat("same", "hi", payload.clone())).await;
     // Acknowledged: the turn is in flight.
     assert_eq!(next_frame(&mut socket).await["status"], "processing");
-    // A second socket (another tab) sends the same request while the first runs.
+    // A second socket (another tab) sends the same request while the first runs: it follows
+    // the running turn from its first frame instead of running it again.
     let mut other = connect(&app).await;
     send(&mut other, chat("same", "hi", payload.clone())).await;
-    let refused = turn_frames(&mut other, "same").await;
-    let refusal = refused.last().expect("end");
-    assert_eq!(
-        (
-            refusal["chunk"]["code"].as_str(),
-            refusal["chunk"]["retryable"].as_bool()
-        ),
-        (Some("busy"), Some(true)),
-        "{refused:?}"
-    );
+    let followed = turn_frames(&mut other, "same").await;
+    assert_eq!(followed[0]["seq"], 1, "{followed:?}");
+    assert_eq!(followed.last().expect("end")["status"], "complete");
+    assert_eq!(text_of(&followed), "slow slow slow slow ");
     let first = turn_frames(&mut socket, "same").await;
     assert_eq!(text_of(&first), "slow slow slow slow ");
     assert_eq!(chat_requests(&fake), 1);
@@ -259,5 +254,37 @@ async fn a_429_from_the_provider_is_retried_without_the_client_seeing_it() {
     assert_eq!(chat_requests(&fake), 2);
     let health = app.health().await.1;
     assert_eq!(health["llm_client_stats"]["mock"]["retries"], 1);
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn every_frame_of_a_turn_carries_its_place_and_other_frames_none() {
+    let (app, fake) = crate::chat_tools::tool_app(|_| {}).await;
+    fake.mock.push([
+        crate::chat_tools::calls(&[("c1", "add", json!({"a": 1, "b": 2}))]),
+        Reply::words(4),
+    ]);
+    let mut socket = connect(&app).await;
+    send(&mut socket, chat("r", "add", json!({}))).await;
+    let frames = turn_frames(&mut socket, "r").await;
+    let seqs: Vec<u64> = frames.iter().filter_map(|f| f["seq"].as_u64()).collect();
+    assert_eq!(seqs.len(), frames.len(), "a frame without seq: {frames:?}");
+    assert_eq!(seqs, (1..=frames.len() as u64).collect::<Vec<_>>());
+    assert!(frames.len() >= 8, "{frames:?}");
+    let conversation = frames[0]["chunk"]["metadata"]["conversation_id"].clone();
+
+    // A replay is numbered from 1 too; a pong or an action's answer has no seq.
+    send(
+        &mut socket,
+        chat("r", "add", json!({"conversation_id": conversation})),
+    )
+    .await;
+    let replayed = turn_frames(&mut socket, "r").await;
+    let seqs: Vec<u64> = replayed.iter().filter_map(|f| f["seq"].as_u64()).collect();
+    assert_eq!(seqs, [1, 2, 3], "{replayed:?}");
+    send(&mut socket, json!({"action": "ping", "request_id": "p"})).await;
+    let pong = next_frame(&mut socket).await;
+    assert_eq!(pong["status"], "pong");
+    assert!(pong.get("seq").is_none(), "{pong}");
     app.shutdown().await;
 }

@@ -3,6 +3,7 @@
 
 mod api;
 mod approvals;
+mod attach;
 mod attachments;
 mod auth;
 mod binary;
@@ -37,6 +38,7 @@ mod page_browser;
 mod provider_limits;
 mod providers;
 mod python;
+mod recovery;
 mod security;
 mod shutdown;
 mod turn_limits;

@@ -543,3 +543,17 @@ async fn an_answer_restarted_on_the_fallback_replaces_the_partial_text() {
         "{report}"
     );
 }
+
+#[tokio::test]
+async fn a_dropped_socket_mid_answer_is_followed_again_and_the_answer_shown_whole() {
+    let (app, fake) = chat_app(|_| {}).await;
+    let pieces: Vec<String> = (0..40).map(|i| format!("n{i} ")).collect();
+    let refs: Vec<&str> = pieces.iter().map(String::as_str).collect();
+    fake.mock.push([slow_text(&refs, 40)]);
+    let report = browse(&app, "reattach", &[], &[]).await;
+    assert!(report["sockets"].as_u64().unwrap_or(0) >= 2, "{report}");
+    let answer = report["answer"].as_str().expect("answer");
+    assert_eq!(answer.trim(), pieces.concat().trim(), "{report}");
+    assert_eq!(report["alerts"], 0, "{report}");
+    assert_eq!(fake.mock.requests().len(), 1);
+}

@@ -5,6 +5,7 @@
 //! a [`session`]: a reader, a [`writer`] fed by a bounded queue, and its turns.
 
 mod close;
+mod live;
 mod render;
 mod session;
 mod stats;

@@ -2,6 +2,8 @@
 //! frames"). This is the one place turn frames are made; live and replayed turns go through it
 //! alike.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use serde::Serialize;
 use serde_json::Value;
 
@@ -9,16 +11,61 @@ use crate::chat::{Completion, Outbox, ServerFrame, TurnEvent, TurnSink};
 use crate::llm::Usage;
 use crate::store::ConversationId;
 
-/// A turn on a socket: its events become frames in the socket's outbox.
+/// The longest text one `chunk` frame carries, in bytes: a longer delta (a non-streamed
+/// answer) goes as several, each its own `seq`, so that no frame is ever split on the way out
+/// (JSON escaping grows text at most six times: well under the 1 MiB frame limit).
+pub(super) const MAX_CHUNK_TEXT: usize = 128 << 10;
+
+/// A turn on a socket: its events become frames in the socket's outbox, numbered by `seq`.
 pub struct SocketTurn {
-    pub out: Outbox,
-    pub request_id: String,
+    out: Outbox,
+    request_id: String,
+    /// The `seq` of the last frame sent.
+    seq: AtomicU64,
+}
+
+impl SocketTurn {
+    pub fn new(out: Outbox, request_id: String) -> Self {
+        Self {
+            out,
+            request_id,
+            seq: AtomicU64::new(0),
+        }
+    }
+
+    fn send(&self, mut frame: ServerFrame) {
+        frame.seq = Some(self.seq.fetch_add(1, Ordering::Relaxed) + 1);
+        self.out.send(&frame);
+    }
 }
 
 impl TurnSink for SocketTurn {
     fn emit(&self, event: TurnEvent) {
-        self.out.send(&frame(&self.request_id, event));
+        match event {
+            TurnEvent::TextDelta(text) if text.len() > MAX_CHUNK_TEXT => {
+                for piece in pieces(&text, MAX_CHUNK_TEXT) {
+                    self.send(ServerFrame::text(&self.request_id, piece.to_string()));
+                }
+            }
+            event => self.send(frame(&self.request_id, event)),
+        }
     }
+}
+
+/// `text` in pieces of at most `max` bytes, cut at character boundaries.
+pub(super) fn pieces(text: &str, max: usize) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while !rest.is_empty() {
+        let mut cut = rest.len().min(max);
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (piece, tail) = rest.split_at(cut);
+        out.push(piece);
+        rest = tail;
+    }
+    out
 }
 
 /// `processing` metadata of the first frame.
@@ -241,6 +288,15 @@ mod tests {
             client_tool_calls: Vec::new(),
             replayed,
         }))
+    }
+
+    #[test]
+    fn long_text_is_cut_at_character_boundaries() {
+        let text = "é".repeat(10);
+        let cut = pieces(&text, 5);
+        assert!(cut.iter().all(|p| p.len() <= 5 && !p.is_empty()), "{cut:?}");
+        assert_eq!(cut.concat(), text);
+        assert_eq!(pieces("", 5), Vec::<&str>::new());
     }
 
     #[test]

@@ -1,9 +1,12 @@
-//! One socket: the reader loop (this task), its writer task, and one task per turn in flight.
-//! A client that leaves, or reads too slowly (its outbox stalled), has its turns cancelled;
-//! they still store what was answered. At shutdown the socket stops reading, lets its turns finish (up to
-//! `server.shutdown_timeout`), then closes with 1001.
+//! One socket: the reader loop (this task), its writer task, and the turns it started or
+//! follows. Turns outlive their socket (`live.rs`): a client that leaves, or reads too slowly,
+//! stops watching its turns, which go on and store their whole answer (unless
+//! `chat.service.on_disconnect` is `cancel`); a revoked key's turns are cancelled. At shutdown
+//! the socket stops reading, lets its turns finish (up to `server.shutdown_timeout`), then
+//! closes with 1001.
 
-use crate::chat::{ChatPayload, CompactPayload};
+use crate::chat::{AttachPayload, ChatPayload, CompactPayload};
+use crate::config::OnDisconnect;
 use crate::wire::ErrorCode;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
@@ -17,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::close::{CloseReason, Closer};
+use super::live::LiveTurn;
 use super::render::SocketTurn;
 use super::writer::{self, Keepalive};
 use crate::auth::Caller;
@@ -65,6 +69,8 @@ pub async fn run(socket: WebSocket, state: AppState, caller: Caller, _slot: Owne
         out,
         turns: Turns::default(),
         tasks: TaskTracker::new(),
+        socket: sockets.live.socket_id(),
+        watching: Mutex::default(),
     };
     loop {
         tokio::select! {
@@ -107,13 +113,18 @@ pub async fn run(socket: WebSocket, state: AppState, caller: Caller, _slot: Owne
             }
         }
     }
-    let finish = if closer.reason() == CloseReason::Shutdown {
-        Some(state.config.server.shutdown_timeout)
-    } else {
-        closer.set(CloseReason::Client);
-        None
+    let end = match closer.reason() {
+        CloseReason::Shutdown => End::Finish(state.config.server.shutdown_timeout),
+        CloseReason::Revoked => End::Cancel,
+        _ => {
+            closer.set(CloseReason::Client);
+            match state.config.chat.service.on_disconnect {
+                OnDisconnect::Detach => End::Detach,
+                OnDisconnect::Cancel => End::Cancel,
+            }
+        }
     };
-    session.end(finish).await;
+    session.end(end).await;
     if tokio::time::timeout(WRITER_GRACE, &mut writer)
         .await
         .is_err()
@@ -135,8 +146,25 @@ struct Session {
     caller: Caller,
     state: AppState,
     out: Outbox,
+    /// What this socket started and may `cancel` (its turns and compactions), counted against
+    /// `max_turns_per_connection`.
     turns: Turns,
+    /// The compactions' tasks (turns run on the live registry's).
     tasks: TaskTracker,
+    /// This socket among the watchers of live turns.
+    socket: u64,
+    /// The live turns this socket watches (started here or attached), by request id.
+    watching: Mutex<HashMap<String, Arc<LiveTurn>>>,
+}
+
+/// How a session ends its turns.
+enum End {
+    /// Shutdown: they may finish within the deadline, then are cancelled.
+    Finish(Duration),
+    /// Cancelled now (a revoked key; `on_disconnect: cancel`); they store what they have.
+    Cancel,
+    /// They go on without this socket.
+    Detach,
 }
 
 impl Session {
@@ -197,6 +225,10 @@ impl Session {
                 request_id,
                 payload,
             }) => self.start_compact(request_id, payload),
+            Ok(ClientFrame::Attach {
+                request_id,
+                payload,
+            }) => self.attach(request_id, payload),
             Ok(ClientFrame::Cancel { request_id }) => self.cancel(request_id),
             Ok(ClientFrame::Search {
                 request_id,
@@ -233,9 +265,10 @@ impl Session {
     /// Runs a `compact` like a turn (one of the socket's turns; `cancel` stops it): a model
     /// call that may take a while, the socket going on meanwhile.
     fn start_compact(&self, request_id: String, payload: CompactPayload) {
-        let Some(token) = self.admit(&request_id) else {
+        let token = CancellationToken::new();
+        if !self.admit(&request_id, &token) {
             return self.busy(request_id);
-        };
+        }
         let (chat, out, turns, caller) = (
             self.state.chat.clone(),
             self.out.clone(),
@@ -254,28 +287,87 @@ impl Session {
         });
     }
 
-    /// Runs a `chat` turn in its own task (refused when it is in flight or at the limit).
+    /// Runs a `chat` turn on the live registry, watched from here (refused at the limit). The
+    /// same request in flight in the same conversation is followed instead of run twice.
     fn start_turn(&self, request_id: String, payload: ChatPayload) {
-        let Some(token) = self.admit(&request_id) else {
+        let live = self.state.sockets.live.clone();
+        if let Some(conversation) = &payload.conversation_id
+            && let Some(turn) = live.find(self.caller.name(), &request_id, conversation)
+            && !turn.is_finished()
+        {
+            return self.follow(&turn, 0);
+        }
+        let token = CancellationToken::new();
+        if !self.admit(&request_id, &token) {
             return self.busy(request_id);
-        };
-        let (chat, out, turns, caller) = (
+        }
+        let turn = live.start(
+            self.caller.name(),
+            &request_id,
+            token,
+            (self.socket, self.out.clone()),
+        );
+        self.watch(&turn);
+        let (chat, turns, caller) = (
             self.state.chat.clone(),
-            self.out.clone(),
             self.turns.clone(),
             self.caller.clone(),
         );
-        self.tasks.spawn(async move {
-            let sink = SocketTurn {
-                out,
-                request_id: request_id.clone(),
-            };
-            chat.run_turn(&caller, &request_id, payload, &sink, &token)
+        let sink = turn.clone();
+        live.spawn(turn, async move {
+            chat.run_turn(&caller, &request_id, payload, &*sink, &sink.cancel)
                 .await;
             turns
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&request_id);
+        });
+    }
+
+    fn watch(&self, turn: &Arc<LiveTurn>) {
+        self.watching
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(turn.request_id.clone(), turn.clone());
+    }
+
+    /// Sends this socket the frames of `turn` after `after_seq`, then its live ones.
+    fn follow(&self, turn: &Arc<LiveTurn>, after_seq: u64) {
+        match turn.attach(self.socket, self.out.clone(), after_seq) {
+            Ok(()) => self.watch(turn),
+            Err(gap) => self.refuse(&ServerFrame::error(
+                Some(turn.request_id.clone()),
+                ErrorCode::Unavailable,
+                format!(
+                    "the frames of turn `{}` before seq {} are no longer kept; its answer is in \
+                     get_history once it ends",
+                    turn.request_id, gap.first_kept
+                ),
+                false,
+            )),
+        }
+    }
+
+    /// `attach`: follows a turn of this key, live or just ended, from `after_seq`; a turn
+    /// long over is replayed from its stored answer.
+    fn attach(&self, request_id: String, payload: AttachPayload) {
+        let live = &self.state.sockets.live;
+        if let Some(turn) = live.find(self.caller.name(), &request_id, &payload.conversation_id) {
+            return self.follow(&turn, payload.after_seq);
+        }
+        let (chat, out, caller) = (
+            self.state.chat.clone(),
+            self.out.clone(),
+            self.caller.clone(),
+        );
+        self.tasks.spawn(async move {
+            let sink = SocketTurn::new(out.clone(), request_id.clone());
+            let replayed = chat
+                .replay_request(&caller, &payload.conversation_id, &request_id, &sink)
+                .await;
+            if let Err(error) = replayed {
+                out.send(&ServerFrame::failed(Some(request_id), &error));
+            }
         });
     }
 
@@ -302,17 +394,20 @@ impl Session {
     /// An answer (`approve`, `elicit`) that was not taken: a `notice` with `invalid_answer`
     /// on the turn while it runs here, else an `error`.
     fn refuse_answer(&self, request_id: String, refused: &AnswerError) {
-        let running = self
-            .turns
+        let watched = self
+            .watching
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .contains_key(&request_id);
-        if running {
+            .get(&request_id)
+            .filter(|turn| !turn.is_finished())
+            .cloned();
+        if let Some(turn) = watched {
             let (id, open) = match refused {
                 AnswerError::Invalid { id, .. } => (id, true),
                 AnswerError::NotWaiting(id) => (id, false),
             };
-            self.send(&ServerFrame::question_notice(
+            // On the turn: every socket that follows it sees it, in its place.
+            turn.publish(ServerFrame::question_notice(
                 &request_id,
                 "invalid_answer",
                 id,
@@ -349,12 +444,20 @@ impl Session {
     }
 
     fn cancel(&self, request_id: String) {
+        let followed = || {
+            self.watching
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&request_id)
+                .map(|turn| turn.cancel.clone())
+        };
         let token = self
             .turns
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&request_id)
-            .cloned();
+            .cloned()
+            .or_else(followed);
         if let Some(token) = token {
             token.cancel();
         } else {
@@ -368,16 +471,16 @@ impl Session {
         }
     }
 
-    /// Registers a turn unless its id is in flight or the socket is at its turn limit.
-    fn admit(&self, request_id: &str) -> Option<CancellationToken> {
+    /// Registers a turn (cancelled by `token`) unless its id is in flight here or the socket
+    /// is at its turn limit.
+    fn admit(&self, request_id: &str, token: &CancellationToken) -> bool {
         let mut turns = self.turns.lock().unwrap_or_else(PoisonError::into_inner);
         let max = self.state.config.chat.websocket.max_turns_per_connection;
         if turns.contains_key(request_id) || turns.len() >= max {
-            return None;
+            return false;
         }
-        let token = CancellationToken::new();
         turns.insert(request_id.to_string(), token.clone());
-        Some(token)
+        true
     }
 
     fn send(&self, frame: &ServerFrame) {
@@ -392,24 +495,67 @@ impl Session {
         self.send(frame);
     }
 
-    /// Ends the socket's turns: at once (cancelled, they store what they have), or given up
-    /// to `finish` to complete first. Dropping the outbox then lets the writer close.
-    async fn end(self, finish: Option<Duration>) {
+    /// Ends what the socket started or follows, as `end` says; its compactions are cancelled
+    /// unless they may finish. Dropping the outbox then lets the writer close.
+    async fn end(self, end: End) {
         self.tasks.close();
-        if let Some(deadline) = finish
-            && tokio::time::timeout(deadline, self.tasks.wait())
-                .await
-                .is_ok()
-        {
-            return;
-        }
-        for token in self
+        let watching: Vec<Arc<LiveTurn>> = self
+            .watching
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .map(|(_, turn)| turn)
+            .collect();
+        let started: Vec<(String, CancellationToken)> = self
             .turns
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .values()
-        {
-            token.cancel();
+            .iter()
+            .map(|(id, token)| (id.clone(), token.clone()))
+            .collect();
+        let detach = matches!(end, End::Detach);
+        match end {
+            End::Finish(deadline) => {
+                let all_done = async {
+                    self.tasks.wait().await;
+                    for turn in &watching {
+                        turn.finished().await;
+                    }
+                };
+                if tokio::time::timeout(deadline, all_done).await.is_ok() {
+                    return;
+                }
+                for (_, token) in &started {
+                    token.cancel();
+                }
+                for turn in &watching {
+                    turn.cancel.cancel();
+                }
+            }
+            End::Cancel => {
+                for (_, token) in &started {
+                    token.cancel();
+                }
+            }
+            End::Detach => {
+                // Compactions are the socket's own errands: they end with it.
+                for (request_id, token) in &started {
+                    if !watching.iter().any(|turn| &turn.request_id == request_id) {
+                        token.cancel();
+                    }
+                }
+            }
+        }
+        if !detach {
+            // Cancelled turns end while this socket still follows them: their last frame (and
+            // what they store) comes before the close.
+            for turn in watching.iter().filter(|turn| turn.cancel.is_cancelled()) {
+                turn.finished().await;
+            }
+        }
+        let live = &self.state.sockets.live;
+        for turn in &watching {
+            live.detach(turn, self.socket);
         }
         self.tasks.wait().await;
     }

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::close::CloseReason;
+use super::live::LiveTurns;
 use crate::chat::TurnSnapshot;
 use crate::stats::{Gauge, GaugeGuard};
 
@@ -39,6 +40,8 @@ pub struct Sockets {
     pub(super) refused_frames: AtomicU64,
     closing: CancellationToken,
     sessions: TaskTracker,
+    /// The turns of every socket, which outlive them.
+    pub live: Arc<LiveTurns>,
 }
 
 /// `/health` `websocket_stats`.
@@ -59,6 +62,9 @@ pub struct SocketSnapshot {
     /// Inbound frames answered with an error frame (bad JSON, unknown action, too large...).
     pub refused_frames: u64,
     pub turns: TurnSnapshot,
+    /// Turns running now, and those of them no socket watches (their socket closed).
+    pub live_turns: usize,
+    pub detached_turns: usize,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -81,7 +87,8 @@ pub struct ClosedByReason {
 
 impl Sockets {
     /// `closing` is cancelled when shutdown begins (a child of the application's shutdown).
-    pub fn new(max: usize, closing: CancellationToken) -> Self {
+    /// `keep`: `chat.service.detached_turn_timeout`.
+    pub fn new(max: usize, keep: Duration, closing: CancellationToken) -> Self {
         Self {
             slots: Arc::new(Semaphore::new(max)),
             max,
@@ -96,6 +103,7 @@ impl Sockets {
             refused_frames: AtomicU64::new(0),
             closing,
             sessions: TaskTracker::new(),
+            live: Arc::new(LiveTurns::new(keep)),
         }
     }
 
@@ -157,11 +165,15 @@ impl Sockets {
         self.sessions.close();
     }
 
-    /// Waits until every socket has closed; `false` if some are still open at `deadline`.
+    /// Waits until every socket has closed and every turn has ended (turns without a socket
+    /// are cancelled at `deadline`, storing what they have); `false` if some socket is still
+    /// open at `deadline`.
     pub async fn drained(&self, deadline: Duration) -> bool {
-        tokio::time::timeout(deadline, self.sessions.wait())
+        let closed = tokio::time::timeout(deadline, self.sessions.wait())
             .await
-            .is_ok()
+            .is_ok();
+        self.live.drain(deadline).await;
+        closed
     }
 
     pub fn snapshot(&self, turns: TurnSnapshot) -> SocketSnapshot {
@@ -200,6 +212,8 @@ impl Sockets {
             bytes_out: load(&self.bytes_out),
             refused_frames: load(&self.refused_frames),
             turns,
+            live_turns: self.live.running(),
+            detached_turns: self.live.detached(),
         }
     }
 }

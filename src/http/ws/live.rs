@@ -1,0 +1,321 @@
+//! Turns that outlive their socket. A turn started on a socket is registered here under its
+//! owner (the caller's principal) and request id; its frames are numbered (`seq`), kept in a
+//! bounded buffer and sent to every socket watching it. A socket that closes stops watching:
+//! the turn goes on, reading its provider at its own pace, for at most
+//! `chat.service.detached_turn_timeout` without a watcher (then it is cancelled, what was
+//! answered stored). `attach` from any socket of the same owner sends the frames after the
+//! `seq` it names, then the live ones. A finished turn's frames are kept for the same time.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::render::{MAX_CHUNK_TEXT, frame, pieces};
+use crate::chat::{Outbox, ServerFrame, TurnEvent, TurnSink};
+use crate::store::ConversationId;
+
+/// Frames a turn keeps for late watchers at most, and their text in bytes at most; past
+/// either the oldest go (an `attach` from before them is refused).
+const MAX_KEPT_FRAMES: usize = 8192;
+const MAX_KEPT_BYTES: usize = 8 << 20;
+
+/// Live turns by (owner, request id): one per conversation that used the id.
+type Registry = HashMap<(String, String), Vec<Arc<LiveTurn>>>;
+
+/// Every live turn, by (owner, request id).
+pub struct LiveTurns {
+    turns: Mutex<Registry>,
+    /// The turns' tasks: shutdown waits for them, then cancels them.
+    tasks: TaskTracker,
+    /// `chat.service.detached_turn_timeout`.
+    keep: Duration,
+    next_socket: AtomicU64,
+}
+
+/// One turn: its frames so far and who watches it.
+pub struct LiveTurn {
+    pub request_id: String,
+    owner: String,
+    /// Cancels the turn (what was answered is stored).
+    pub cancel: CancellationToken,
+    /// Cancelled once the turn has ended (its last frame sent).
+    done: CancellationToken,
+    state: Mutex<State>,
+}
+
+struct State {
+    conversation: Option<ConversationId>,
+    frames: VecDeque<ServerFrame>,
+    bytes: usize,
+    last_seq: u64,
+    watchers: Vec<(u64, Outbox)>,
+    /// Since when no socket watches the unfinished turn.
+    detached_since: Option<Instant>,
+}
+
+/// Why an `attach` cannot send what was asked.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Gap {
+    pub first_kept: u64,
+}
+
+fn frame_bytes(frame: &ServerFrame) -> usize {
+    frame.chunk.data.as_ref().map_or(0, String::len) + 256
+}
+
+impl LiveTurns {
+    pub fn new(keep: Duration) -> Self {
+        Self {
+            turns: Mutex::default(),
+            tasks: TaskTracker::new(),
+            keep,
+            next_socket: AtomicU64::new(1),
+        }
+    }
+
+    /// A new id for a socket (its watcher entries).
+    pub fn socket_id(&self) -> u64 {
+        self.next_socket.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Registers a turn (stopped by `cancel`) watched by `watcher` (a socket and its outbox)
+    /// from its first frame.
+    pub fn start(
+        &self,
+        owner: &str,
+        request_id: &str,
+        cancel: CancellationToken,
+        watcher: (u64, Outbox),
+    ) -> Arc<LiveTurn> {
+        let turn = Arc::new(LiveTurn {
+            request_id: request_id.to_string(),
+            owner: owner.to_string(),
+            cancel,
+            done: CancellationToken::new(),
+            state: Mutex::new(State {
+                conversation: None,
+                frames: VecDeque::new(),
+                bytes: 0,
+                last_seq: 0,
+                watchers: vec![watcher],
+                detached_since: None,
+            }),
+        });
+        self.lock()
+            .entry((owner.to_string(), request_id.to_string()))
+            .or_default()
+            .push(turn.clone());
+        turn
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.turns.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `work` (the turn) to its end on the registry's tasks; the turn is then finished,
+    /// and forgotten `keep` later.
+    pub fn spawn(
+        self: &Arc<Self>,
+        turn: Arc<LiveTurn>,
+        work: impl Future<Output = ()> + Send + 'static,
+    ) {
+        let registry = self.clone();
+        self.tasks.spawn(async move {
+            work.await;
+            turn.finish();
+            tokio::time::sleep(registry.keep).await;
+            registry.forget(&turn);
+        });
+    }
+
+    fn forget(&self, turn: &Arc<LiveTurn>) {
+        let mut turns = self.lock();
+        let key = (turn.owner.clone(), turn.request_id.clone());
+        if let Some(list) = turns.get_mut(&key) {
+            list.retain(|t| !Arc::ptr_eq(t, turn));
+            if list.is_empty() {
+                turns.remove(&key);
+            }
+        }
+    }
+
+    /// The owner's turn `request_id` of `conversation`, live or recently ended.
+    pub fn find(&self, owner: &str, request_id: &str, conversation: &str) -> Option<Arc<LiveTurn>> {
+        self.lock()
+            .get(&(owner.to_string(), request_id.to_string()))?
+            .iter()
+            .rev()
+            .find(|turn| {
+                turn.conversation()
+                    .is_some_and(|c| c.as_str() == conversation)
+            })
+            .cloned()
+    }
+
+    /// `socket` stops watching `turn`; a turn left without watchers is cancelled if it is
+    /// still running `keep` later and nobody has attached meanwhile.
+    pub fn detach(&self, turn: &Arc<LiveTurn>, socket: u64) {
+        let Some(since) = turn.remove_watcher(socket) else {
+            return;
+        };
+        let (turn, keep) = (turn.clone(), self.keep);
+        self.tasks.spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(keep) => {}
+                () = turn.done.cancelled() => return,
+            }
+            if turn.detached_since() == Some(since) {
+                tracing::info!(request_id = %turn.request_id,
+                    "a turn without a socket for chat.service.detached_turn_timeout is cancelled");
+                turn.cancel.cancel();
+            }
+        });
+    }
+
+    /// Turns still running (detached or not).
+    pub fn running(&self) -> usize {
+        self.lock()
+            .values()
+            .flatten()
+            .filter(|t| !t.is_finished())
+            .count()
+    }
+
+    /// Turns running without a watcher.
+    pub fn detached(&self) -> usize {
+        self.lock()
+            .values()
+            .flatten()
+            .filter(|t| !t.is_finished() && t.detached_since().is_some())
+            .count()
+    }
+
+    /// At shutdown: waits up to `deadline` for the running turns, then cancels them and waits
+    /// for them to store what they have.
+    pub async fn drain(&self, deadline: Duration) -> bool {
+        let running: Vec<Arc<LiveTurn>> = self.lock().values().flatten().cloned().collect();
+        let all_done = async {
+            for turn in &running {
+                turn.done.cancelled().await;
+            }
+        };
+        if tokio::time::timeout(deadline, all_done).await.is_ok() {
+            return true;
+        }
+        for turn in &running {
+            turn.cancel.cancel();
+        }
+        for turn in &running {
+            turn.done.cancelled().await;
+        }
+        false
+    }
+}
+
+impl LiveTurn {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    pub fn conversation(&self) -> Option<ConversationId> {
+        self.state().conversation.clone()
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.done.is_cancelled()
+    }
+
+    /// Waits until the turn has ended.
+    pub async fn finished(&self) {
+        self.done.cancelled().await;
+    }
+
+    fn detached_since(&self) -> Option<Instant> {
+        self.state().detached_since
+    }
+
+    /// The instant it became detached, if removing `socket` left it so.
+    fn remove_watcher(&self, socket: u64) -> Option<Instant> {
+        let mut state = self.state();
+        let before = state.watchers.len();
+        state.watchers.retain(|(id, _)| *id != socket);
+        if state.watchers.len() == before || !state.watchers.is_empty() || self.is_finished() {
+            return None;
+        }
+        let now = Instant::now();
+        state.detached_since = Some(now);
+        Some(now)
+    }
+
+    /// Sends `socket` the frames after `after_seq`, then (until the end) every new one.
+    pub fn attach(&self, socket: u64, out: Outbox, after_seq: u64) -> Result<(), Gap> {
+        let mut state = self.state();
+        let first_kept = state
+            .frames
+            .front()
+            .and_then(|f| f.seq)
+            .unwrap_or(state.last_seq + 1);
+        if after_seq + 1 < first_kept {
+            return Err(Gap { first_kept });
+        }
+        for frame in state.frames.iter().filter(|f| f.seq > Some(after_seq)) {
+            out.send(frame);
+        }
+        if !self.is_finished() {
+            state.watchers.retain(|(id, _)| *id != socket);
+            state.watchers.push((socket, out));
+            state.detached_since = None;
+        }
+        Ok(())
+    }
+
+    fn finish(&self) {
+        let mut state = self.state();
+        state.watchers.clear();
+        state.detached_since = None;
+        self.done.cancel();
+    }
+
+    /// Numbers `frame`, keeps it and sends it to every watcher.
+    pub fn publish(&self, mut frame: ServerFrame) {
+        let mut state = self.state();
+        state.last_seq += 1;
+        frame.seq = Some(state.last_seq);
+        // A watcher whose queue gave up is left to its session, which detaches it as it ends.
+        for (_, out) in &state.watchers {
+            out.send(&frame);
+        }
+        state.bytes += frame_bytes(&frame);
+        state.frames.push_back(frame);
+        while state.frames.len() > MAX_KEPT_FRAMES || state.bytes > MAX_KEPT_BYTES {
+            let Some(old) = state.frames.pop_front() else {
+                break;
+            };
+            state.bytes -= frame_bytes(&old);
+        }
+    }
+}
+
+impl TurnSink for LiveTurn {
+    fn emit(&self, event: TurnEvent) {
+        match event {
+            TurnEvent::Accepted {
+                ref conversation, ..
+            } => {
+                self.state().conversation = Some(conversation.clone());
+                self.publish(frame(&self.request_id, event));
+            }
+            TurnEvent::TextDelta(text) if text.len() > MAX_CHUNK_TEXT => {
+                for piece in pieces(&text, MAX_CHUNK_TEXT) {
+                    self.publish(ServerFrame::text(&self.request_id, piece.to_string()));
+                }
+            }
+            event => self.publish(frame(&self.request_id, event)),
+        }
+    }
+}
