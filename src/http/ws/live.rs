@@ -4,7 +4,10 @@
 //! the turn goes on, reading its provider at its own pace, for at most
 //! `chat.service.detached_turn_timeout` without a watcher (then it is cancelled, what was
 //! answered stored). `attach` from any socket of the same owner sends the frames after the
-//! `seq` it names, then the live ones. A finished turn's frames are kept for the same time.
+//! `seq` it names, then the live ones. A turn that ends without a watcher keeps its frames
+//! for the same time; one that ends watched lets them go at once (under load, keeping every
+//! turn's frames for minutes would cost gigabytes), and an `attach` then replays its stored
+//! answer.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -127,8 +130,12 @@ impl LiveTurns {
         let registry = self.clone();
         self.tasks.spawn(async move {
             work.await;
-            turn.finish();
-            tokio::time::sleep(registry.keep).await;
+            // A turn that ended watched has been seen to its end: nothing is kept for later
+            // (an `attach` then replays the stored answer). One that ended alone keeps its
+            // frames for `keep`, for the client that comes back.
+            if !turn.finish() {
+                tokio::time::sleep(registry.keep).await;
+            }
             registry.forget(&turn);
         });
     }
@@ -274,11 +281,18 @@ impl LiveTurn {
         Ok(())
     }
 
-    fn finish(&self) {
+    /// Ends the turn; whether a socket watched its end (its frames are then let go).
+    fn finish(&self) -> bool {
         let mut state = self.state();
+        let watched = !state.watchers.is_empty();
         state.watchers.clear();
         state.detached_since = None;
+        if watched {
+            state.frames.clear();
+            state.bytes = 0;
+        }
         self.done.cancel();
+        watched
     }
 
     /// Numbers `frame`, keeps it and sends it to every watcher.
@@ -317,5 +331,83 @@ impl TurnSink for LiveTurn {
             }
             event => self.publish(frame(&self.request_id, event)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chat::{OutboxLimits, OutboxReceiver};
+
+    fn outbox() -> (Outbox, OutboxReceiver) {
+        Outbox::channel(OutboxLimits {
+            queue_frames: 1000,
+            buffer_bytes: 1 << 20,
+            stall_limit: Duration::from_secs(10),
+        })
+    }
+
+    fn seqs(rx: &mut OutboxReceiver) -> Vec<u64> {
+        std::iter::from_fn(|| rx.try_recv())
+            .filter_map(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+            .filter_map(|frame| frame["seq"].as_u64())
+            .collect()
+    }
+
+    fn text(turn: &LiveTurn, n: usize) {
+        for i in 0..n {
+            turn.emit(TurnEvent::TextDelta(format!("t{i} ")));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_late_watcher_gets_what_it_missed_then_the_live_frames_once_each() {
+        let live = LiveTurns::new(Duration::from_secs(60));
+        let (first, mut first_rx) = outbox();
+        let turn = live.start("alice", "r", CancellationToken::new(), (1, first));
+        text(&turn, 3);
+        assert_eq!(seqs(&mut first_rx), [1, 2, 3]);
+        let (second, mut second_rx) = outbox();
+        turn.attach(2, second, 1).expect("kept");
+        text(&turn, 2);
+        assert_eq!(seqs(&mut second_rx), [2, 3, 4, 5]);
+        assert_eq!(seqs(&mut first_rx), [4, 5]);
+        // A third follower from where the others are; each gets every new frame once.
+        let (again, mut again_rx) = outbox();
+        turn.attach(3, again, 5).expect("kept");
+        text(&turn, 1);
+        assert_eq!(seqs(&mut again_rx), [6]);
+        assert_eq!(seqs(&mut second_rx), [6]);
+    }
+
+    #[tokio::test]
+    async fn a_turn_left_alone_is_detached_and_a_watched_end_lets_its_frames_go() {
+        let live = LiveTurns::new(Duration::from_secs(60));
+        let (out, _rx) = outbox();
+        let turn = live.start("alice", "r", CancellationToken::new(), (1, out));
+        live.detach(&turn, 1);
+        assert_eq!(live.detached(), 1);
+        let (back, _back_rx) = outbox();
+        turn.attach(2, back, 0).expect("kept");
+        assert_eq!(live.detached(), 0);
+        text(&turn, 2);
+        assert!(turn.finish(), "a watcher saw the end");
+        assert!(turn.state().frames.is_empty());
+        assert!(turn.is_finished());
+        assert_eq!(live.running(), 0);
+    }
+
+    #[tokio::test]
+    async fn frames_past_the_bound_are_dropped_and_an_attach_before_them_is_refused() {
+        let live = LiveTurns::new(Duration::from_secs(60));
+        let (out, _rx) = outbox();
+        let turn = live.start("alice", "r", CancellationToken::new(), (1, out));
+        text(&turn, MAX_KEPT_FRAMES + 10);
+        let (late, _late_rx) = outbox();
+        assert_eq!(turn.attach(2, late, 0), Err(Gap { first_kept: 11 }));
+        let (recent, mut recent_rx) = outbox();
+        let last = (MAX_KEPT_FRAMES + 10) as u64;
+        turn.attach(3, recent, last - 2).expect("kept");
+        assert_eq!(seqs(&mut recent_rx), [last - 1, last]);
     }
 }
