@@ -41,6 +41,20 @@ enum Command {
         #[command(subcommand)]
         command: mcp_platform::auth::cli::KeysCommand,
     },
+    /// Write a consistent copy of the database to PATH while the server runs (SQLite's online
+    /// backup), checked with integrity_check; PATH must not exist.
+    Backup {
+        path: PathBuf,
+        /// Config file [default: ./config.yaml if present, else the built-in defaults]
+        #[arg(long, value_name = "PATH")]
+        config: Option<PathBuf>,
+    },
+    /// Exit 0 if the server's /health answers 200 within 3 s, else 1 (a container's health
+    /// check: the runtime image has no curl).
+    Healthcheck {
+        #[arg(long, default_value = "http://127.0.0.1:8000/health")]
+        url: String,
+    },
     /// Hosted MCP servers: log in to one that asks for OAuth.
     Mcp {
         #[command(subcommand)]
@@ -163,6 +177,8 @@ fn main() -> ExitCode {
                 }
             };
         }
+        Some(Command::Healthcheck { url }) => return healthcheck(&url),
+        Some(Command::Backup { path, config }) => backup(&path, config.as_deref()),
         Some(Command::Reembed { config }) => reembed(config.as_deref()),
         Some(Command::MockProvider(args)) => mock_provider(&args),
         Some(Command::Loadtest(args)) => return loadtest(args),
@@ -176,6 +192,52 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn healthcheck(url: &str) -> ExitCode {
+    let answer = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                let client = reqwest::Client::builder()
+                    .timeout(std::time::Duration::from_secs(3))
+                    .build()
+                    .map_err(|e| e.to_string())?;
+                let response = client.get(url).send().await.map_err(|e| e.to_string())?;
+                Ok(response.status())
+            })
+        });
+    match answer {
+        Ok(status) if status.is_success() => ExitCode::SUCCESS,
+        Ok(status) => {
+            eprintln!("unhealthy: {url} answered {status}");
+            ExitCode::from(1)
+        }
+        Err(error) => {
+            eprintln!("unhealthy: {url}: {error}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn backup(target: &Path, config: Option<&Path>) -> Result<(), StartError> {
+    let (config, _) = Config::load(config)?;
+    let source = &config.chat.service.repository.path;
+    let report = mcp_platform::store::backup::backup(source, target)?;
+    println!(
+        "backup of {} written to {}: {} conversations, {} messages, {} memories, {} bytes in {} ms \
+         (integrity_check ok)",
+        source.display(),
+        report.path.display(),
+        report.conversations,
+        report.messages,
+        report.memories,
+        report.bytes,
+        report.took_ms
+    );
+    Ok(())
 }
 
 fn check_config(path: Option<&Path>) -> Result<(), StartError> {

@@ -5,6 +5,7 @@
 //! Every call runs its SQLite work on a dedicated worker thread through [`Store::read`] or
 //! [`Store::write`], in queue order (see [`lane`]).
 
+pub mod backup;
 mod connection;
 mod conversations;
 mod error;
