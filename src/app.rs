@@ -315,6 +315,13 @@ impl App {
         );
         // After the server is up: MCP servers start in the background, in parallel.
         self.mcp.start();
+        // Without a key for the active provider, a local model server may be at hand.
+        let providers = self.providers.clone();
+        tasks.spawn(async move {
+            if let Some(hint) = crate::llm::local::hint(&providers, local.port()).await {
+                tracing::warn!("{hint}");
+            }
+        });
 
         tokio::select! {
             () = shutdown => {}

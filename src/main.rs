@@ -153,6 +153,10 @@ struct ServeArgs {
     /// Port to listen on, overriding server.port (0 picks a free one)
     #[arg(long, value_name = "PORT")]
     port: Option<u16>,
+    /// The active provider, overriding llm.active: one of llm.providers, or a local preset
+    /// (ollama, llamacpp, lmstudio, vllm) that needs no entry
+    #[arg(long, value_name = "NAME")]
+    provider: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -400,11 +404,33 @@ fn reembed(path: Option<&Path>) -> Result<(), StartError> {
     Ok(())
 }
 
+/// `--provider NAME`: the active provider, a local preset added when it has no entry.
+fn choose_provider(config: &mut Config, provider: String) -> Result<(), StartError> {
+    config.llm.add_local_preset(&provider);
+    if !config.llm.providers.contains_key(&provider) {
+        let mut known: Vec<&str> = config.llm.providers.keys().map(String::as_str).collect();
+        known.extend(mcp_platform::config::LOCAL_PRESETS.iter().map(|p| p.name));
+        known.sort_unstable();
+        known.dedup();
+        return Err(mcp_platform::config::ConfigError::Invalid {
+            origin: "--provider".into(),
+            key: format!("`{provider}`"),
+            message: format!("is not a provider (one of {})", known.join(", ")),
+        }
+        .into());
+    }
+    config.llm.active = provider;
+    Ok(())
+}
+
 fn serve(args: ServeArgs) -> Result<(), StartError> {
     let (mut config, source) = Config::load(args.config.as_deref())?;
     raise_open_files_limit(&config);
     config.server.host = args.host.unwrap_or(config.server.host);
     config.server.port = args.port.unwrap_or(config.server.port);
+    if let Some(provider) = args.provider {
+        choose_provider(&mut config, provider)?;
+    }
     mcp_platform::telemetry::init(&config.logging);
     tracing::debug!(config = %source, "starting");
     let runtime = tokio::runtime::Runtime::new().map_err(StartError::Runtime)?;

@@ -225,6 +225,21 @@ impl ProviderConfig {
                     2000,
                 )
             },
+            local if LOCAL_PRESETS.iter().any(|p| p.name == local) => {
+                let preset = LOCAL_PRESETS
+                    .iter()
+                    .find(|p| p.name == local)
+                    .map_or(&LOCAL_PRESETS[0], |p| p);
+                let mut config = ProviderConfig {
+                    api_key_env: None,
+                    // A local server serves whatever it has loaded: any name may be asked for.
+                    models: Models::Any,
+                    ..base(&preset.base_url(), preset.model, "", 4, 4, 6000)
+                };
+                // Local models on a laptop can be slow to the first token.
+                config.http_client.read_timeout = Duration::from_secs(300);
+                config
+            }
             _ => ProviderConfig {
                 api_key_env: None,
                 ..base("", "", "", 10, 10, 600)
@@ -232,6 +247,50 @@ impl ProviderConfig {
         }
     }
 }
+
+/// A local model server with a preset: its name in `llm.providers`, what it is, its default
+/// loopback port and the model asked for unless the entry names one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalPreset {
+    pub name: &'static str,
+    pub label: &'static str,
+    pub port: u16,
+    pub model: &'static str,
+}
+
+impl LocalPreset {
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1", self.port)
+    }
+}
+
+/// Ollama, llama.cpp's `llama-server`, LM Studio and vLLM at their default local addresses.
+pub const LOCAL_PRESETS: &[LocalPreset] = &[
+    LocalPreset {
+        name: "ollama",
+        label: "Ollama",
+        port: 11434,
+        model: "llama3.2",
+    },
+    LocalPreset {
+        name: "llamacpp",
+        label: "llama.cpp server",
+        port: 8080,
+        model: "default",
+    },
+    LocalPreset {
+        name: "lmstudio",
+        label: "LM Studio",
+        port: 1234,
+        model: "default",
+    },
+    LocalPreset {
+        name: "vllm",
+        label: "vLLM",
+        port: 8000,
+        model: "default",
+    },
+];
 
 impl HttpClientConfig {
     fn with_limits(
@@ -300,11 +359,26 @@ impl From<RawLlmConfig> for LlmConfig {
                 .map(|name| (name.to_string(), ProviderConfig::preset(name)))
                 .collect(),
         };
-        Self {
+        let mut config = Self {
             active: raw.active,
             fallback: raw.fallback,
             providers,
             embeddings: raw.embeddings,
+        };
+        for name in std::iter::once(config.active.clone()).chain(config.fallback.clone()) {
+            config.add_local_preset(&name);
+        }
+        config
+    }
+}
+
+impl LlmConfig {
+    /// Makes `name` usable without an entry of its own when it is a local preset (`ollama`,
+    /// `llamacpp`, `lmstudio`, `vllm`): `llm.active: ollama` or `--provider ollama` is enough.
+    pub fn add_local_preset(&mut self, name: &str) {
+        if LOCAL_PRESETS.iter().any(|p| p.name == name) && !self.providers.contains_key(name) {
+            self.providers
+                .insert(name.to_string(), ProviderConfig::preset(name));
         }
     }
 }

@@ -25,7 +25,8 @@ pub use chat::{
     RetentionConfig, RetentionPolicy, ServiceConfig, StreamingConfig, Synchronous, WebSocketConfig,
 };
 pub use llm::{
-    CircuitBreakerConfig, EmbeddingsConfig, HttpClientConfig, LlmConfig, Models, ProviderConfig,
+    CircuitBreakerConfig, EmbeddingsConfig, HttpClientConfig, LOCAL_PRESETS, LlmConfig,
+    LocalPreset, Models, ProviderConfig,
 };
 pub use mcp::{Approval, McpConfig, McpServerConfig};
 pub use memory::{

@@ -218,3 +218,25 @@ llm:
         "{error}"
     );
 }
+
+#[test]
+fn a_local_preset_needs_no_entry_of_its_own() {
+    let config = parse("llm:\n  active: lmstudio\n  fallback: [ollama]\n").expect("parses");
+    let lmstudio = &config.llm.providers["lmstudio"];
+    assert_eq!(lmstudio.base_url, "http://127.0.0.1:1234/v1");
+    assert_eq!(lmstudio.api_key_env, None);
+    assert_eq!(lmstudio.models, Models::Any);
+    assert_eq!(
+        config.llm.providers["ollama"].base_url,
+        "http://127.0.0.1:11434/v1"
+    );
+    // An entry overrides only what it names.
+    let config = parse("llm:\n  active: ollama\n  providers:\n    ollama: {model: qwen2.5}\n")
+        .expect("parses");
+    let ollama = &config.llm.providers["ollama"];
+    assert_eq!(
+        (ollama.model.as_str(), ollama.base_url.as_str()),
+        ("qwen2.5", "http://127.0.0.1:11434/v1")
+    );
+    assert_eq!(ollama.http_client.read_timeout, Duration::from_secs(300));
+}

@@ -11,6 +11,7 @@ mod breaker;
 mod embeddings;
 mod error;
 mod limits;
+pub mod local;
 mod provider;
 mod retry;
 mod stats;

@@ -24,6 +24,7 @@ mod health;
 mod helpers;
 mod http_limits;
 mod library;
+mod local_models;
 mod loop_guard;
 mod loose_ends;
 mod mcp_host;
