@@ -38,6 +38,7 @@ pub mod app;
 pub mod auth;
 pub mod chat;
 pub mod config;
+pub mod embed;
 pub mod http;
 pub mod llm;
 pub mod loadtest;

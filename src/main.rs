@@ -10,8 +10,11 @@ use mcp_platform::config::{Config, McpServerConfig};
 use mcp_platform::loadtest;
 
 /// Local-first MCP chat server: WebSocket chat, LLM providers, MCP tools, one SQLite file.
+/// The version and the commit it was built from.
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("MCPP_COMMIT"), ")");
+
 #[derive(Parser)]
-#[command(name = "mcp-platform", version, about, long_about = None)]
+#[command(name = "mcp-platform", version = VERSION, about, long_about = None)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -157,6 +160,10 @@ struct ServeArgs {
     /// (ollama, llamacpp, lmstudio, vllm) that needs no entry
     #[arg(long, value_name = "NAME")]
     provider: Option<String>,
+    /// Once accepting, print one JSON line on stdout: {"address", "pid", "version"} (for a
+    /// program that runs this one as a sidecar with --port 0)
+    #[arg(long)]
+    ready_json: bool,
 }
 
 fn main() -> ExitCode {
@@ -404,6 +411,22 @@ fn reembed(path: Option<&Path>) -> Result<(), StartError> {
     Ok(())
 }
 
+/// `--ready-json`: the address a sidecar's parent connects to, on one line of stdout.
+fn announce(listener: &tokio::net::TcpListener) {
+    use std::io::Write;
+    let Ok(local) = listener.local_addr() else {
+        return;
+    };
+    let line = serde_json::json!({
+        "address": format!("http://{local}"),
+        "pid": std::process::id(),
+        "version": VERSION,
+    });
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
 /// `--provider NAME`: the active provider, a local preset added when it has no entry.
 fn choose_provider(config: &mut Config, provider: String) -> Result<(), StartError> {
     config.llm.add_local_preset(&provider);
@@ -425,6 +448,7 @@ fn choose_provider(config: &mut Config, provider: String) -> Result<(), StartErr
 
 fn serve(args: ServeArgs) -> Result<(), StartError> {
     let (mut config, source) = Config::load(args.config.as_deref())?;
+    let ready_json = args.ready_json;
     raise_open_files_limit(&config);
     config.server.host = args.host.unwrap_or(config.server.host);
     config.server.port = args.port.unwrap_or(config.server.port);
@@ -439,6 +463,9 @@ fn serve(args: ServeArgs) -> Result<(), StartError> {
         mcp_platform::app::check_exposure(&config)?;
         let listener = bind(&config.server).await?;
         let app = App::start(config).await?;
+        if ready_json {
+            announce(&listener);
+        }
         app.serve(listener, shutdown)
             .await
             .map_err(StartError::Runtime)

@@ -18,6 +18,7 @@ mod chat_turns;
 mod compaction;
 mod conformance;
 mod deploy;
+mod embed;
 mod everything;
 mod failover;
 mod health;
