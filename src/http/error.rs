@@ -44,6 +44,19 @@ impl ApiError {
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, ErrorCode::InvalidRequest, message)
     }
+
+    /// Refuses a caller without an admin key: "`what` needs an admin key".
+    pub fn require_admin(caller: &crate::auth::Caller, what: &str) -> Result<(), Self> {
+        if caller.is_admin() {
+            Ok(())
+        } else {
+            Err(Self::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
+                format!("{what} needs an admin key"),
+            ))
+        }
+    }
 }
 
 impl IntoResponse for ApiError {

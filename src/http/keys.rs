@@ -6,7 +6,6 @@
 //!   "concurrent_turns"?}` → 201 with the new `key`, shown this once
 //! - `DELETE /api/keys/{name}`     revoke: its sessions end, its sockets close (4401)
 
-use crate::wire::ErrorCode;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -28,23 +27,11 @@ pub fn router() -> Router<AppState> {
         ))
 }
 
-fn require_admin(caller: &Caller) -> Result<(), ApiError> {
-    if caller.is_admin() {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Forbidden,
-            "managing keys needs an admin key",
-        ))
-    }
-}
-
 async fn list(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&caller)?;
+    ApiError::require_admin(&caller, "managing keys")?;
     Ok(Json(json!({"keys": state.auth.keys().await?})))
 }
 
@@ -70,7 +57,7 @@ async fn create(
     Extension(caller): Extension<Caller>,
     body: Result<Json<CreateBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    require_admin(&caller)?;
+    ApiError::require_admin(&caller, "managing keys")?;
     let Json(body) = body?;
     let quotas = Quotas {
         turns_per_minute: body.quotas.turns_per_minute,
@@ -113,7 +100,7 @@ async fn revoke(
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&caller)?;
+    ApiError::require_admin(&caller, "managing keys")?;
     let row = state.auth.revoke(&name).await?;
     tracing::info!(key = %row.name, by = caller.name(), "API key revoked over REST");
     Ok(Json(json!({"revoked": row})))

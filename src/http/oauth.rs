@@ -36,18 +36,6 @@ pub fn callback_router() -> Router<AppState> {
     Router::new().route(CALLBACK_PATH, get(callback))
 }
 
-fn require_admin(caller: &Caller) -> Result<(), ApiError> {
-    if caller.is_admin() {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            ErrorCode::Forbidden,
-            "logging in to MCP servers needs an admin key",
-        ))
-    }
-}
-
 impl From<LoginError> for ApiError {
     fn from(error: LoginError) -> Self {
         let (status, code) = match &error {
@@ -80,7 +68,7 @@ async fn begin(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&caller)?;
+    ApiError::require_admin(&caller, "logging in to MCP servers")?;
     let redirect = redirect_uri(&headers)?;
     let started = state.mcp.begin_login(&name, &redirect).await?;
     Ok(Json(serde_json::json!(started)))
@@ -91,7 +79,7 @@ async fn outcome(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&caller)?;
+    ApiError::require_admin(&caller, "logging in to MCP servers")?;
     let outcome = state
         .mcp
         .login_outcome(&id)

@@ -23,6 +23,22 @@ def open_page(path="/"):
     return page
 
 
+def open_through_proxy():
+    """The page with its sockets passed through a proxy the scenario can cut; the page and the
+    list of proxied sockets (newest last)."""
+    routes = []
+
+    def proxy(route):
+        route.connect_to_server()
+        routes.append(route)
+
+    page = harness.start()
+    page.route_web_socket("**/ws/chat", proxy)
+    page.goto(BASE + "/")
+    page.wait_for_selector("body[data-ready=true]")
+    return page, routes
+
+
 def message_box(page):
     return page.get_by_role("textbox", name="Message")
 
@@ -404,16 +420,7 @@ def admin():
 def reconnect():
     """The socket drops under the page: it says so, reconnects, reopens the conversation,
     and the next message goes to the same conversation."""
-    routes = []
-
-    def proxy(route):
-        route.connect_to_server()
-        routes.append(route)
-
-    page = harness.start()
-    page.route_web_socket("**/ws/chat", proxy)
-    page.goto(BASE + "/")
-    page.wait_for_selector("body[data-ready=true]")
+    page, routes = open_through_proxy()
     ask(page, "First question")
     before = page.evaluate("location.hash")
     routes[-1].close(code=1001, reason="dropped")
@@ -608,16 +615,7 @@ def restart():
 def reattach():
     """The socket drops in the middle of an answer: the answer goes on on the server, and once
     reconnected the page follows it again and shows it whole, with nothing repeated."""
-    routes = []
-
-    def proxy(route):
-        route.connect_to_server()
-        routes.append(route)
-
-    page = harness.start()
-    page.route_web_socket("**/ws/chat", proxy)
-    page.goto(BASE + "/")
-    page.wait_for_selector("body[data-ready=true]")
+    page, routes = open_through_proxy()
     send(page, "Count slowly")
     page.wait_for_function(
         "() => { const a = [...document.querySelectorAll('article.message.assistant')].pop();"

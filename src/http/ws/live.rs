@@ -18,7 +18,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::render::{MAX_CHUNK_TEXT, frame, pieces};
+use super::render::frames;
 use crate::chat::{Outbox, ServerFrame, TurnEvent, TurnSink};
 use crate::store::ConversationId;
 
@@ -317,19 +317,11 @@ impl LiveTurn {
 
 impl TurnSink for LiveTurn {
     fn emit(&self, event: TurnEvent) {
-        match event {
-            TurnEvent::Accepted {
-                ref conversation, ..
-            } => {
-                self.state().conversation = Some(conversation.clone());
-                self.publish(frame(&self.request_id, event));
-            }
-            TurnEvent::TextDelta(text) if text.len() > MAX_CHUNK_TEXT => {
-                for piece in pieces(&text, MAX_CHUNK_TEXT) {
-                    self.publish(ServerFrame::text(&self.request_id, piece.to_string()));
-                }
-            }
-            event => self.publish(frame(&self.request_id, event)),
+        if let TurnEvent::Accepted { conversation, .. } = &event {
+            self.state().conversation = Some(conversation.clone());
+        }
+        for frame in frames(&self.request_id, event) {
+            self.publish(frame);
         }
     }
 }

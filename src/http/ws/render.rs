@@ -14,7 +14,7 @@ use crate::store::ConversationId;
 /// The longest text one `chunk` frame carries, in bytes: a longer delta (a non-streamed
 /// answer) goes as several, each its own `seq`, so that no frame is ever split on the way out
 /// (JSON escaping grows text at most six times: well under the 1 MiB frame limit).
-pub(super) const MAX_CHUNK_TEXT: usize = 128 << 10;
+const MAX_CHUNK_TEXT: usize = 128 << 10;
 
 /// A turn on a socket: its events become frames in the socket's outbox, numbered by `seq`.
 pub struct SocketTurn {
@@ -41,19 +41,25 @@ impl SocketTurn {
 
 impl TurnSink for SocketTurn {
     fn emit(&self, event: TurnEvent) {
-        match event {
-            TurnEvent::TextDelta(text) if text.len() > MAX_CHUNK_TEXT => {
-                for piece in pieces(&text, MAX_CHUNK_TEXT) {
-                    self.send(ServerFrame::text(&self.request_id, piece.to_string()));
-                }
-            }
-            event => self.send(frame(&self.request_id, event)),
+        for frame in frames(&self.request_id, event) {
+            self.send(frame);
         }
     }
 }
 
+/// The frames of one event, in order: one, or a long text delta in [`MAX_CHUNK_TEXT`] pieces.
+pub(super) fn frames(request_id: &str, event: TurnEvent) -> Vec<ServerFrame> {
+    match event {
+        TurnEvent::TextDelta(text) if text.len() > MAX_CHUNK_TEXT => pieces(&text, MAX_CHUNK_TEXT)
+            .into_iter()
+            .map(|piece| ServerFrame::text(request_id, piece.to_string()))
+            .collect(),
+        event => vec![frame(request_id, event)],
+    }
+}
+
 /// `text` in pieces of at most `max` bytes, cut at character boundaries.
-pub(super) fn pieces(text: &str, max: usize) -> Vec<&str> {
+fn pieces(text: &str, max: usize) -> Vec<&str> {
     let mut out = Vec::new();
     let mut rest = text;
     while !rest.is_empty() {
