@@ -16,6 +16,7 @@ use super::events::{ToolStatus, TurnEvent};
 use super::questions::{Decision, Scope};
 use crate::config::Approval;
 use crate::llm::ToolSpec;
+use crate::llm::text_tools;
 use crate::llm::{ChatMessage, MessageRole, ToolCall};
 use crate::mcp::ToolOutcome;
 use crate::memory::tools as memory_tools;
@@ -49,6 +50,10 @@ impl ChatService {
     /// One call, to the built-in tool or the MCP server that has it, once its approval
     /// policy lets it run.
     async fn call_tool(&self, turn: &Turn<'_>, call: &ToolCall) -> ToolOutcome {
+        if call.name == text_tools::MALFORMED_CALL {
+            let message = text_tools::malformed_message(&call.arguments);
+            return ToolOutcome::failed(message, std::time::Duration::ZERO);
+        }
         if !(self.memory.config().tools && memory_tools::NAMES.contains(&call.name.as_str())) {
             let handler = TurnCall::new(self, turn, &call.id, &call.name);
             // The server and tool are decided once: a catalogue that changes while the user

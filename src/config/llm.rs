@@ -69,6 +69,21 @@ pub struct ProviderConfig {
     /// The models a request may name for this provider (`/v1/chat/completions`, a chat's
     /// `model`): a list (empty: just `model`), or `"*"` for any name (OpenRouter).
     pub models: Models,
+    /// How the model calls tools: through the API's function calling, or written in its text.
+    pub tool_calls: ToolCallMode,
+}
+
+/// `tool_calls` of a provider entry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ToolCallMode {
+    /// The API's `tools` and `tool_calls` (OpenAI function calling).
+    #[default]
+    Native,
+    /// Tools described in the system prompt, calls read from `<tool_call>` markup in the
+    /// answer, results sent back as `<tool_response>` user text: for models without function
+    /// calling.
+    Text,
 }
 
 /// `models` of a provider entry.
@@ -186,6 +201,7 @@ impl ProviderConfig {
             http_client: HttpClientConfig::with_limits(conns, concurrent, rpm),
             circuit_breaker: CircuitBreakerConfig::default(),
             models: Models::Configured,
+            tool_calls: ToolCallMode::Native,
         };
         match name {
             "openai" => ProviderConfig {
@@ -398,6 +414,7 @@ struct RawProvider {
     http_client: RawHttpClient,
     circuit_breaker: RawCircuitBreaker,
     models: Option<Models>,
+    tool_calls: Option<ToolCallMode>,
 }
 
 impl RawProvider {
@@ -415,6 +432,7 @@ impl RawProvider {
             http_client: self.http_client.resolve(&preset.http_client),
             circuit_breaker: self.circuit_breaker.resolve(&preset.circuit_breaker),
             models: self.models.unwrap_or(preset.models),
+            tool_calls: self.tool_calls.unwrap_or(preset.tool_calls),
         }
     }
 }

@@ -26,7 +26,7 @@ pub use chat::{
 };
 pub use llm::{
     CircuitBreakerConfig, EmbeddingsConfig, HttpClientConfig, LOCAL_PRESETS, LlmConfig,
-    LocalPreset, Models, ProviderConfig,
+    LocalPreset, Models, ProviderConfig, ToolCallMode,
 };
 pub use mcp::{Approval, McpConfig, McpServerConfig};
 pub use memory::{

@@ -220,6 +220,26 @@ llm:
 }
 
 #[test]
+fn tool_calls_are_native_unless_an_entry_says_text() {
+    let config = parse("llm:\n  active: ollama\n  providers:\n    ollama: {tool_calls: text}\n")
+        .expect("parses");
+    assert_eq!(
+        config.llm.providers["ollama"].tool_calls,
+        super::ToolCallMode::Text
+    );
+    let config = parse("llm:\n  active: ollama\n").expect("parses");
+    assert_eq!(
+        config.llm.providers["ollama"].tool_calls,
+        super::ToolCallMode::Native
+    );
+    let error = error_of("llm:\n  providers:\n    ollama: {tool_calls: xml}\n");
+    assert!(
+        error.contains("tool_calls") && error.contains("native") && error.contains("text"),
+        "{error}"
+    );
+}
+
+#[test]
 fn a_local_preset_needs_no_entry_of_its_own() {
     let config = parse("llm:\n  active: lmstudio\n  fallback: [ollama]\n").expect("parses");
     let lmstudio = &config.llm.providers["lmstudio"];

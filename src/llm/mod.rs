@@ -15,6 +15,7 @@ pub mod local;
 mod provider;
 mod retry;
 mod stats;
+pub mod text_tools;
 mod types;
 mod wire;
 

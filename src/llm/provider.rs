@@ -22,9 +22,10 @@ use super::error::ProviderError;
 use super::limits::{Limits, Refused, Slot};
 use super::retry;
 use super::stats::{ProviderSnapshot, ProviderStats};
+use super::text_tools;
 use super::types::{ChatEvent, ChatRequest};
 use super::wire::{Body, Completion, status_error};
-use crate::config::{ProviderConfig, Secret};
+use crate::config::{ProviderConfig, Secret, ToolCallMode};
 
 /// An answer as it arrives. Dropping it cancels the request.
 pub type ChatStream = Pin<Box<dyn Stream<Item = Result<ChatEvent, ProviderError>> + Send>>;
@@ -148,10 +149,17 @@ impl Provider {
         request: &ChatRequest,
         started: Instant,
     ) -> Result<ChatStream, ProviderError> {
-        let body = Body::new(&self.config, request);
+        let text_mode = self.config.tool_calls == ToolCallMode::Text;
+        let in_text = text_mode.then(|| text_tools::to_text(request));
+        let body = Body::new(&self.config, in_text.as_ref().unwrap_or(request));
         let (opened, slot, pass) = self.call(|| self.attempt(&body, request.stream)).await?;
         self.stats.ttft.record(started.elapsed());
-        Ok(self.clone().finish_stream(opened, slot, pass, started))
+        let stream = self.clone().finish_stream(opened, slot, pass, started);
+        Ok(if text_mode {
+            text_tools::read_calls(stream)
+        } else {
+            stream
+        })
     }
 
     /// What every call goes through: the key check, the breaker, a request slot, then

@@ -45,5 +45,6 @@ mod python;
 mod recovery;
 mod security;
 mod shutdown;
+mod text_tools;
 mod turn_limits;
 mod ws;
