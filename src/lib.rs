@@ -50,4 +50,5 @@ pub mod scrub;
 pub mod stats;
 pub mod store;
 pub mod telemetry;
+pub mod transfer;
 pub mod wire;

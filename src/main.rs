@@ -52,6 +52,12 @@ enum Command {
         #[arg(long, value_name = "PATH")]
         config: Option<PathBuf>,
     },
+    /// Write conversations with their messages, and memories, as JSON Lines (the format is in
+    /// the README) that `import` reads back; works while the server runs.
+    Export(mcp_platform::transfer::cli::ExportArgs),
+    /// Read an `export` file into this database (what is already there is skipped); works
+    /// while the server runs.
+    Import(mcp_platform::transfer::cli::ImportArgs),
     /// Exit 0 if the server's /health answers 200 within 3 s, else 1 (a container's health
     /// check: the runtime image has no curl).
     Healthcheck {
@@ -189,6 +195,8 @@ fn main() -> ExitCode {
             };
         }
         Some(Command::Healthcheck { url }) => return healthcheck(&url),
+        Some(Command::Export(args)) => return mcp_platform::transfer::cli::run_export(&args),
+        Some(Command::Import(args)) => return mcp_platform::transfer::cli::run_import(&args),
         Some(Command::Backup { path, config }) => backup(&path, config.as_deref()),
         Some(Command::Reembed { config }) => reembed(config.as_deref()),
         Some(Command::MockProvider(args)) => mock_provider(&args),

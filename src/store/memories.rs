@@ -258,7 +258,7 @@ impl Memories {
     }
 }
 
-fn clean_tags(tags: Vec<String>) -> Result<Vec<String>, StoreError> {
+pub(super) fn clean_tags(tags: Vec<String>) -> Result<Vec<String>, StoreError> {
     let mut clean: Vec<String> = Vec::new();
     for tag in tags {
         let tag = tag.trim().to_lowercase();
@@ -280,7 +280,7 @@ fn clean_tags(tags: Vec<String>) -> Result<Vec<String>, StoreError> {
     Ok(clean)
 }
 
-fn insert_memory(
+pub(super) fn insert_memory(
     tx: &Transaction<'_>,
     owner: PrincipalId,
     text: String,

@@ -19,6 +19,7 @@ mod model;
 mod principals;
 pub mod reembed;
 mod retention;
+mod transfer;
 mod vectors;
 
 use std::path::{Path, PathBuf};
@@ -45,6 +46,7 @@ pub use principals::{
 };
 pub use reembed::ReembedCounts;
 pub use retention::{RetentionReport, RetentionSnapshot};
+pub use transfer::{ConversationRecord, MemoryRecord, MessageRecord};
 pub use vectors::{MemoryCounts, Vector};
 
 use crate::config::{RepositoryConfig, VectorSpace};
@@ -101,6 +103,17 @@ impl Store {
         let mut config = config.clone();
         config.connection_pool.enable_pooling = false;
         Self::open_checked(&config, space, false)
+    }
+
+    /// Opens the database for `mcp-platform import`, which may run beside the server: one
+    /// reader, one writer, and vectors of `space` (the memories it stores are embedded so).
+    pub fn open_for_import(
+        config: &RepositoryConfig,
+        space: &VectorSpace,
+    ) -> Result<Self, StoreError> {
+        let mut config = config.clone();
+        config.connection_pool.enable_pooling = false;
+        Self::open_checked(&config, space, true)
     }
 
     /// Opens the database for `mcp-platform reembed`: whatever its vector space.

@@ -46,5 +46,6 @@ mod recovery;
 mod security;
 mod shutdown;
 mod text_tools;
+mod transfer;
 mod turn_limits;
 mod ws;
