@@ -110,6 +110,10 @@ struct LoadtestArgs {
     /// Print the report as JSON on stdout (progress still goes to stderr)
     #[arg(long)]
     json: bool,
+    /// Also write the report as one self-contained HTML page with plots (latency over time,
+    /// histogram, turns/s, errors by code, the server's CPU and memory, SLO verdicts)
+    #[arg(long, value_name = "FILE.html")]
+    report: Option<PathBuf>,
     /// Hold this many idle connections and report the server's memory instead of chatting
     #[arg(long)]
     idle: Option<usize>,
@@ -307,6 +311,9 @@ fn run_loadtest(args: LoadtestArgs) -> Result<bool, String> {
     // A load client holds one descriptor per connection it drives: as many as it may have.
     let _ = mcp_platform::process::raise_open_files_limit(u64::MAX);
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+    if args.idle.is_some() && args.report.is_some() {
+        return Err("--report is for chat runs; --idle prints its figures only".into());
+    }
     if let Some(count) = args.idle {
         let report = runtime.block_on(loadtest::run_idle(args.url, args.key, count))?;
         print_report(&report, &report.table(), args.json)?;
@@ -343,6 +350,11 @@ fn run_loadtest(args: LoadtestArgs) -> Result<bool, String> {
     };
     let report = runtime.block_on(loadtest::run(options))?;
     print_report(&report, &report.table(), args.json)?;
+    if let Some(path) = &args.report {
+        std::fs::write(path, loadtest::html::render(&report))
+            .map_err(|e| format!("--report: cannot write {}: {e}", path.display()))?;
+        eprintln!("report written to {}", path.display());
+    }
     Ok(report.passed())
 }
 

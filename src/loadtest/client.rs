@@ -31,12 +31,25 @@ pub struct Progress {
 pub struct Outcome {
     pub ttft: Vec<Duration>,
     pub latency: Vec<Duration>,
+    /// When each turn of `latency` ended.
+    pub ended: Vec<Instant>,
     pub completed: u64,
     pub errors: BTreeMap<String, u64>,
+    /// When each error happened.
+    pub failed_at: Vec<Instant>,
 }
 
 impl Outcome {
+    /// A turn that began at `started` has just completed.
+    pub(super) fn turn_done(&mut self, started: Instant) {
+        let now = Instant::now();
+        self.latency.push(now - started);
+        self.ended.push(now);
+        self.completed += 1;
+    }
+
     pub(super) fn error(&mut self, code: &str, progress: &Progress) {
+        self.failed_at.push(Instant::now());
         *self.errors.entry(code.to_string()).or_default() += 1;
         progress.errors.fetch_add(1, Ordering::Relaxed);
     }
@@ -136,8 +149,7 @@ pub async fn run(
                 if let Some(ttft) = done.ttft {
                     outcome.ttft.push(ttft);
                 }
-                outcome.latency.push(started.elapsed());
-                outcome.completed += 1;
+                outcome.turn_done(started);
                 progress.turns.fetch_add(1, Ordering::Relaxed);
             }
             Ok(Err(TurnFailure::Code(code))) => outcome.error(&code, progress),

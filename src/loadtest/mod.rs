@@ -6,6 +6,7 @@
 //! the server's memory with them open and after they close.
 
 mod client;
+pub mod html;
 mod openai_client;
 pub mod profile;
 pub mod report;
@@ -23,7 +24,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 pub use profile::{Plan, Profile, Slo, parse_slos};
-pub use report::{Percentiles, Report, ServerFigures};
+pub use report::{HealthPoint, Percentiles, Report, ServerFigures, Timeline};
 
 use client::{Outcome, Progress};
 
@@ -149,7 +150,8 @@ pub async fn run(options: Options) -> Result<Report, String> {
             stop.cancel();
         });
     }
-    let sampler = spawn_sampler(health.clone(), options.key.clone(), done.clone());
+    let started = Instant::now();
+    let sampler = spawn_sampler(health.clone(), options.key.clone(), done.clone(), started);
     let printer = options.progress.then(|| {
         tokio::spawn(print_progress(
             progress.clone(),
@@ -157,7 +159,6 @@ pub async fn run(options: Options) -> Result<Report, String> {
             done.clone(),
         ))
     });
-    let started = Instant::now();
     let tasks: Vec<_> = (0..plan.connections)
         .map(|i| {
             let delay = plan.ramp_up.mul_f64(ratio(i, plan.connections));
@@ -198,13 +199,14 @@ pub async fn run(options: Options) -> Result<Report, String> {
         let _ = printer.await;
     }
     let after = settled_health(&http, &health).await;
-    let mut report = summarize(&options, outcomes, elapsed);
+    let mut report = summarize(&options, outcomes, elapsed, started);
     report.server = server_figures(
         before.as_ref(),
         after.as_ref(),
         report.turns_completed,
-        health_samples,
+        health_samples.iter().map(|h| h.round_trip).collect(),
     );
+    report.timeline.health = health_samples;
     report.judge(&options.slos);
     Ok(report)
 }
@@ -215,11 +217,28 @@ fn ratio(i: usize, n: usize) -> f64 {
 }
 
 #[allow(clippy::cast_precision_loss)] // counts far below 2^52
-fn summarize(options: &Options, outcomes: Vec<Outcome>, elapsed: Duration) -> Report {
+fn summarize(
+    options: &Options,
+    outcomes: Vec<Outcome>,
+    elapsed: Duration,
+    started: Instant,
+) -> Report {
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     let (mut ttft, mut latency, mut completed) = (Vec::new(), Vec::new(), 0);
+    let mut timeline = report::Timeline::default();
+    let since = |at: Instant| at.saturating_duration_since(started).as_secs_f64();
     for outcome in outcomes {
         ttft.extend(outcome.ttft);
+        timeline.turns.extend(
+            outcome
+                .ended
+                .iter()
+                .zip(&outcome.latency)
+                .map(|(&at, took)| (since(at), took.as_secs_f64() * 1000.0)),
+        );
+        timeline
+            .failures
+            .extend(outcome.failed_at.iter().map(|&at| since(at)));
         latency.extend(outcome.latency);
         completed += outcome.completed;
         for (code, count) in outcome.errors {
@@ -246,6 +265,7 @@ fn summarize(options: &Options, outcomes: Vec<Outcome>, elapsed: Duration) -> Re
         turn_ms: Percentiles::of(latency),
         server: ServerFigures::default(),
         slos: Vec::new(),
+        timeline,
     }
 }
 
@@ -314,7 +334,8 @@ fn spawn_sampler(
     url: String,
     key: Option<String>,
     done: CancellationToken,
-) -> tokio::sync::oneshot::Receiver<Vec<Duration>> {
+    started: Instant,
+) -> tokio::sync::oneshot::Receiver<Vec<HealthPoint>> {
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let spawned = std::thread::Builder::new()
         .name("health-sampler".into())
@@ -323,7 +344,12 @@ fn spawn_sampler(
                 .enable_all()
                 .build()
                 .map(|runtime| {
-                    runtime.block_on(sample_health(http_client(key.as_deref()), url, done))
+                    runtime.block_on(sample_health(
+                        http_client(key.as_deref()),
+                        url,
+                        done,
+                        started,
+                    ))
                 })
                 .unwrap_or_default();
             let _ = sender.send(samples);
@@ -334,12 +360,13 @@ fn spawn_sampler(
     receiver
 }
 
-/// `/health` round trips until `done`.
+/// `/health` round trips until `done`, with the CPU and memory the server said.
 async fn sample_health(
     http: reqwest::Client,
     url: String,
     done: CancellationToken,
-) -> Vec<Duration> {
+    started: Instant,
+) -> Vec<HealthPoint> {
     let mut samples = Vec::new();
     let mut tick = tokio::time::interval(HEALTH_EVERY);
     loop {
@@ -347,11 +374,18 @@ async fn sample_health(
             _ = tick.tick() => {}
             () = done.cancelled() => return samples,
         }
-        let started = Instant::now();
+        let sent = Instant::now();
         if let Ok(response) = http.get(&url).send().await
-            && response.bytes().await.is_ok()
+            && let Ok(body) = response.bytes().await
         {
-            samples.push(started.elapsed());
+            let round_trip = sent.elapsed();
+            let health: Option<Value> = serde_json::from_slice(&body).ok();
+            samples.push(HealthPoint {
+                at_s: sent.saturating_duration_since(started).as_secs_f64(),
+                round_trip,
+                cpu_seconds: server_cpu_seconds(health.as_ref()),
+                rss_bytes: server_rss_bytes(health.as_ref()),
+            });
         }
     }
 }

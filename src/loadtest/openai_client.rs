@@ -75,8 +75,7 @@ pub async fn run(
                 if let Some(ttft) = ttft {
                     outcome.ttft.push(ttft);
                 }
-                outcome.latency.push(started.elapsed());
-                outcome.completed += 1;
+                outcome.turn_done(started);
                 progress.turns.fetch_add(1, Ordering::Relaxed);
             }
             Ok(Err(code)) => {

@@ -78,6 +78,30 @@ pub struct Report {
     pub turn_ms: Percentiles,
     pub server: ServerFigures,
     pub slos: Vec<SloVerdict>,
+    /// What happened when, for the HTML report (`--report`).
+    #[serde(skip)]
+    pub timeline: Timeline,
+}
+
+/// A run's events over time, in seconds since it began.
+#[derive(Debug, Clone, Default)]
+pub struct Timeline {
+    /// Each completed turn: when it ended, and its latency in milliseconds.
+    pub turns: Vec<(f64, f64)>,
+    /// When each failed turn failed.
+    pub failures: Vec<f64>,
+    /// The `/health` samples.
+    pub health: Vec<HealthPoint>,
+}
+
+/// One `/health` sample: its round trip, and the server's CPU and memory when it said them
+/// (`process` is shown to admin keys, and to everyone without keys).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct HealthPoint {
+    pub at_s: f64,
+    pub round_trip: Duration,
+    pub cpu_seconds: Option<f64>,
+    pub rss_bytes: Option<u64>,
 }
 
 impl Report {
@@ -217,6 +241,7 @@ mod tests {
             turn_ms: Percentiles::of(vec![Duration::from_millis(30)]),
             server: ServerFigures::default(),
             slos: Vec::new(),
+            timeline: Timeline::default(),
         };
         report.judge(&parse_slos("p99_ms=50,error_rate=0.02,turns_per_s=50").expect("valid"));
         assert!(report.passed(), "{:?}", report.slos);

@@ -25,6 +25,7 @@ mod health;
 mod helpers;
 mod http_limits;
 mod library;
+mod load_report;
 mod local_models;
 mod loop_guard;
 mod loose_ends;
