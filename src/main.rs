@@ -110,6 +110,10 @@ struct LoadtestArgs {
     /// Print the report as JSON on stdout (progress still goes to stderr)
     #[arg(long)]
     json: bool,
+    /// Tool turns: each turn asks the mock provider to call this tool once, e.g.
+    /// 'echo {"text": "x"}' (the server must offer the tool; the provider must be the mock)
+    #[arg(long, value_name = "NAME {JSON}")]
+    tool_call: Option<String>,
     /// Also write the report as one self-contained HTML page with plots (latency over time,
     /// histogram, turns/s, errors by code, the server's CPU and memory, SLO verdicts)
     #[arg(long, value_name = "FILE.html")]
@@ -347,6 +351,7 @@ fn run_loadtest(args: LoadtestArgs) -> Result<bool, String> {
         api: args.api,
         model: args.model,
         store: args.store,
+        tool_call: args.tool_call,
     };
     let report = runtime.block_on(loadtest::run(options))?;
     print_report(&report, &report.table(), args.json)?;

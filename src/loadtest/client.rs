@@ -37,6 +37,8 @@ pub struct Outcome {
     pub errors: BTreeMap<String, u64>,
     /// When each error happened.
     pub failed_at: Vec<Instant>,
+    /// Tool calls seen ending.
+    pub tool_calls: u64,
 }
 
 impl Outcome {
@@ -87,6 +89,18 @@ pub struct Shape {
     pub conversation_turns: usize,
     /// Wait this long before connecting (the ramp-up).
     pub delay: Duration,
+    /// `NAME {json}`: each turn asks the mock provider to call this tool (`/tool NAME {json}`).
+    pub tool_call: Option<std::sync::Arc<str>>,
+}
+
+impl Shape {
+    /// The user message of turn `turn`.
+    pub fn message(&self, turn: usize) -> String {
+        match &self.tool_call {
+            Some(call) => format!("/tool {call}"),
+            None => format!("load test turn {turn}"),
+        }
+    }
 }
 
 /// Chats as `shape` says until its turns are done or `stop`.
@@ -128,7 +142,7 @@ pub async fn run(
             }
         }
         let request_id = format!("t{turn}");
-        let mut payload = json!({"text": format!("load test turn {turn}")});
+        let mut payload = json!({"text": shape.message(turn)});
         if let Some(id) = &conversation {
             payload["conversation_id"] = json!(id);
         }
@@ -146,6 +160,7 @@ pub async fn run(
         {
             Ok(Ok(done)) => {
                 conversation = conversation.or(done.conversation);
+                outcome.tool_calls += done.tool_calls;
                 if let Some(ttft) = done.ttft {
                     outcome.ttft.push(ttft);
                 }
@@ -172,6 +187,8 @@ pub async fn run(
 struct TurnDone {
     conversation: Option<String>,
     ttft: Option<Duration>,
+    /// Tool calls that ended (ok or not) in the turn.
+    tool_calls: u64,
 }
 
 enum TurnFailure {
@@ -188,6 +205,7 @@ async fn read_turn(
     let mut done = TurnDone {
         conversation: None,
         ttft: None,
+        tool_calls: 0,
     };
     loop {
         let text = match socket.next().await {
@@ -203,8 +221,12 @@ async fn read_turn(
         }
         match frame["status"].as_str() {
             Some("processing") => {
-                if let Some(id) = frame["chunk"]["metadata"]["conversation_id"].as_str() {
+                let metadata = &frame["chunk"]["metadata"];
+                if let Some(id) = metadata["conversation_id"].as_str() {
                     done.conversation = Some(id.to_string());
+                }
+                if frame["chunk"]["type"] == "tool_execution" && metadata["status"] != "running" {
+                    done.tool_calls += 1;
                 }
             }
             Some("chunk") => {

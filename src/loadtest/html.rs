@@ -98,6 +98,12 @@ fn summary(page: &mut String, report: &Report) {
     if let Some(rate) = report.rate {
         rows.push(("paced at".into(), format!("{rate} turns/s")));
     }
+    if let Some(call) = &report.tool_call {
+        rows.push((
+            "tool calls".into(),
+            format!("{} of /tool {call}", report.tool_calls),
+        ));
+    }
     for (name, p) in [
         ("time to first token", &report.ttft_ms),
         ("turn latency", &report.turn_ms),
@@ -518,6 +524,8 @@ mod tests {
             turn_ms: Percentiles::of(vec![Duration::from_millis(2); timeline.turns.len()]),
             server: ServerFigures::default(),
             slos: Vec::new(),
+            tool_call: None,
+            tool_calls: 0,
             timeline,
         }
     }

@@ -57,6 +57,8 @@ pub struct Options {
     pub model: Option<String>,
     /// `--api openai`: store each conversation (`X-Conversation-Id`), as `/ws/chat` does.
     pub store: bool,
+    /// `NAME {json}`: every turn asks the mock provider to call this tool once.
+    pub tool_call: Option<String>,
 }
 
 /// The door a load test drives.
@@ -150,6 +152,7 @@ pub async fn run(options: Options) -> Result<Report, String> {
             stop.cancel();
         });
     }
+    let tool_call: Option<Arc<str>> = options.tool_call.as_deref().map(Arc::from);
     let started = Instant::now();
     let sampler = spawn_sampler(health.clone(), options.key.clone(), done.clone(), started);
     let printer = options.progress.then(|| {
@@ -169,6 +172,7 @@ pub async fn run(options: Options) -> Result<Report, String> {
                 pace: plan.pace(),
                 conversation_turns: plan.conversation_turns.max(1),
                 delay,
+                tool_call: tool_call.clone(),
             };
             let openai = openai.clone();
             let store = options.store;
@@ -225,6 +229,7 @@ fn summarize(
 ) -> Report {
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     let (mut ttft, mut latency, mut completed) = (Vec::new(), Vec::new(), 0);
+    let mut tool_calls = 0;
     let mut timeline = report::Timeline::default();
     let since = |at: Instant| at.saturating_duration_since(started).as_secs_f64();
     for outcome in outcomes {
@@ -241,6 +246,7 @@ fn summarize(
             .extend(outcome.failed_at.iter().map(|&at| since(at)));
         latency.extend(outcome.latency);
         completed += outcome.completed;
+        tool_calls += outcome.tool_calls;
         for (code, count) in outcome.errors {
             *errors.entry(code).or_default() += count;
         }
@@ -265,6 +271,8 @@ fn summarize(
         turn_ms: Percentiles::of(latency),
         server: ServerFigures::default(),
         slos: Vec::new(),
+        tool_call: options.tool_call.clone(),
+        tool_calls,
         timeline,
     }
 }

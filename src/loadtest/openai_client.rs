@@ -65,7 +65,7 @@ pub async fn run(
                 () = stop.cancelled() => break,
             }
         }
-        history.push(json!({"role": "user", "content": format!("load test turn {turn}")}));
+        history.push(json!({"role": "user", "content": shape.message(turn)}));
         let started = Instant::now();
         let exchange = exchange(&http, &target, &history, conversation.as_deref(), started);
         match tokio::time::timeout(TURN_TIMEOUT, exchange).await {

@@ -78,6 +78,10 @@ pub struct Report {
     pub turn_ms: Percentiles,
     pub server: ServerFigures,
     pub slos: Vec<SloVerdict>,
+    /// `--tool-call`: the tool every turn asked for, and how many calls were seen ending.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tool_call: Option<String>,
+    pub tool_calls: u64,
     /// What happened when, for the HTML report (`--report`).
     #[serde(skip)]
     pub timeline: Timeline,
@@ -163,6 +167,18 @@ impl Report {
             format!("{} ({:.2}%)", self.turns_failed, self.error_rate * 100.0),
         );
         row(&mut out, "turns/s", format!("{:.1}", self.turns_per_s));
+        if let Some(call) = &self.tool_call {
+            let warning = if self.tool_calls < self.turns_completed {
+                "  (fewer than turns: is the tool offered, and the provider the mock?)"
+            } else {
+                ""
+            };
+            row(
+                &mut out,
+                "tool calls",
+                format!("{} of `/tool {call}`{warning}", self.tool_calls),
+            );
+        }
         let p = |q: &Percentiles| {
             format!(
                 "p50 {:.2}  p95 {:.2}  p99 {:.2}  max {:.2} ms",
@@ -241,6 +257,8 @@ mod tests {
             turn_ms: Percentiles::of(vec![Duration::from_millis(30)]),
             server: ServerFigures::default(),
             slos: Vec::new(),
+            tool_call: None,
+            tool_calls: 0,
             timeline: Timeline::default(),
         };
         report.judge(&parse_slos("p99_ms=50,error_rate=0.02,turns_per_s=50").expect("valid"));

@@ -1,5 +1,6 @@
 //! `loadtest --report FILE.html`: one self-contained page (no script, nothing fetched) that
-//! parses as HTML and holds its plots as inline SVG, its summary and its SLO verdicts.
+//! parses as HTML and holds its plots as inline SVG, its summary and its SLO verdicts; and
+//! `loadtest --tool-call`, whose every turn runs an MCP tool.
 
 use mcp_platform::mock_provider::Reply;
 use scraper::{Html, Selector};
@@ -97,5 +98,49 @@ async fn the_report_is_a_self_contained_page_with_its_plots() {
         run_to_completion(&["loadtest", "--url", &url, "--idle", "2", "--report", path]).await;
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("--report is for chat runs"), "{stderr}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn tool_turns_run_the_tool_once_per_turn() {
+    let (app, _fake) = crate::chat_tools::tool_app(|_| {}).await;
+    let url = format!("ws://{}/ws/chat", app.addr);
+    let (code, stdout, stderr) = run_to_completion(&[
+        "loadtest",
+        "--url",
+        &url,
+        "--connections",
+        "2",
+        "--turns",
+        "3",
+        "--json",
+        "--tool-call",
+        "echo {\"text\": \"load\"}",
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    let report: Value = serde_json::from_str(&stdout).expect("JSON report");
+    assert_eq!(report["turns_completed"], 6, "{report}");
+    assert_eq!(report["tool_calls"], 6, "{report}");
+    assert_eq!(report["tool_call"], "echo {\"text\": \"load\"}");
+
+    // A tool the server does not offer: the table says the calls did not happen.
+    let (code, stdout, stderr) = run_to_completion(&[
+        "loadtest",
+        "--url",
+        &url,
+        "--connections",
+        "1",
+        "--turns",
+        "2",
+        "--tool-call",
+        "nosuch {}",
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("0 of `/tool nosuch {}`") && stdout.contains("is the tool offered"),
+        "{stdout}"
+    );
     app.shutdown().await;
 }
