@@ -1,7 +1,8 @@
 //! Credentials out of text meant for people: URL user-info (`https://user:pass@host`) and the
 //! values of secret-looking query parameters (`?access_token=...`) wherever they appear in a
 //! text (an error message, a log line, JSON included), and whole query strings where only the
-//! endpoint matters. Every log line passes through [`credentials`] (see `telemetry`).
+//! endpoint matters. Every log line passes through [`credentials`] (see `telemetry`). And
+//! [`html`], text made safe inside an HTML page (the OAuth callback's, the load test report).
 
 use std::borrow::Cow;
 
@@ -37,6 +38,14 @@ pub fn endpoint(url: &str) -> String {
         }
         Err(_) => credentials(url.split(['?', '#']).next().unwrap_or_default()).into_owned(),
     }
+}
+
+/// `text` with `&`, `<`, `>` and `"` escaped, for HTML text and attribute values.
+pub fn html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// `text` with credentials hidden, cut to `max_chars` characters.
@@ -155,6 +164,11 @@ fn is_secret_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn page_text_is_escaped() {
+        assert_eq!(html("<b a=\"1\">&"), "&lt;b a=&quot;1&quot;&gt;&amp;");
+    }
 
     #[test]
     fn an_endpoint_loses_its_credentials_and_query() {

@@ -8,6 +8,7 @@ use std::fmt::Write;
 use plotters::prelude::*;
 
 use super::report::{Report, mb};
+use crate::scrub::html as escape;
 
 const WIDTH: u32 = 760;
 const HEIGHT: u32 = 300;
@@ -492,13 +493,6 @@ fn draw(paint: impl FnOnce(&Area<'_>) -> Result<(), String>) -> Result<String, S
 
 fn text(error: impl std::fmt::Display) -> String {
     format!("the plot could not be drawn: {error}")
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
 }
 
 #[cfg(test)]

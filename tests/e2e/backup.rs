@@ -74,15 +74,7 @@ async fn the_backup_command_writes_a_checked_copy_and_refuses_to_overwrite() {
     let mut socket = connect(&app).await;
     send(&mut socket, chat("r", "hello", json!({}))).await;
     turn_frames(&mut socket, "r").await;
-    let config = app.dir.path().join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "chat:\n  service:\n    repository:\n      path: {}\n",
-            app.db_path.display()
-        ),
-    )
-    .expect("config");
+    let config = crate::transfer::config_for(&app);
     let target = app.dir.path().join("copy.db");
     let run = || {
         std::process::Command::new(BIN)

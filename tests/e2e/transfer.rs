@@ -14,7 +14,7 @@ use crate::helpers::TestApp;
 use crate::ws::{chat, chat_app, connect, send, turn_frames};
 
 /// A config file for the commands, naming `app`'s database.
-fn config_for(app: &TestApp) -> PathBuf {
+pub fn config_for(app: &TestApp) -> PathBuf {
     let config = app.dir.path().join("config.yaml");
     std::fs::write(
         &config,
