@@ -324,11 +324,12 @@ impl Session {
         });
     }
 
+    /// Follows `turn` until the socket ends; turns that have finished are let go here, so a
+    /// socket that chats for hours holds only the turns it is still following.
     fn watch(&self, turn: &Arc<LiveTurn>) {
-        self.watching
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(turn.request_id.clone(), turn.clone());
+        let mut watching = self.watching.lock().unwrap_or_else(PoisonError::into_inner);
+        watching.retain(|_, watched| !watched.is_finished());
+        watching.insert(turn.request_id.clone(), turn.clone());
     }
 
     /// Sends this socket the frames of `turn` after `after_seq`, then its live ones.
