@@ -163,9 +163,15 @@ pub struct RepositoryConfig {
     /// SQLite's own busy handler: a safety net only, writes are queued in-process first.
     #[serde(with = "super::duration")]
     pub busy_timeout: Duration,
-    /// Page cache per connection, in KiB.
-    pub cache_size_kib: u32,
-    /// Memory-mapped I/O per connection, in MiB (0 disables it).
+    /// What the store's caches may hold in all, in MiB: half for SQLite's page caches (shared
+    /// out among the pool's connections), half for the recent history kept for chat turns.
+    pub memory_budget_mib: u32,
+    /// Page cache per connection, in KiB; by default the budget's half divided among the
+    /// connections.
+    pub cache_size_kib: Option<u32>,
+    /// Memory-mapped I/O per connection, in MiB (0, the default, disables it). Pages read
+    /// through a map count in the process's resident memory once per connection, outside the
+    /// budget; reading through SQLite's page cache cost no measurable CPU per turn.
     pub mmap_size_mib: u32,
     pub connection_pool: PoolConfig,
 }
@@ -176,10 +182,32 @@ impl Default for RepositoryConfig {
             path: PathBuf::from("./data/chat.db"),
             synchronous: Synchronous::Normal,
             busy_timeout: Duration::from_secs(5),
-            cache_size_kib: 8192,
-            mmap_size_mib: 256,
+            memory_budget_mib: 32,
+            cache_size_kib: None,
+            mmap_size_mib: 0,
             connection_pool: PoolConfig::default(),
         }
+    }
+}
+
+impl RepositoryConfig {
+    /// The page cache of each pooled connection, in KiB: `cache_size_kib`, or half the
+    /// budget divided among the readers and writers (at least 256 KiB).
+    pub fn page_cache_kib(&self) -> u32 {
+        self.cache_size_kib.unwrap_or_else(|| {
+            let pool = &self.connection_pool;
+            let connections = if pool.enable_pooling {
+                pool.max_readers + pool.max_writers
+            } else {
+                2
+            };
+            (self.memory_budget_mib.saturating_mul(1024) / 2 / connections.max(1)).max(256)
+        })
+    }
+
+    /// Bytes of recent history kept in memory: the budget's other half.
+    pub fn history_cache_bytes(&self) -> u64 {
+        u64::from(self.memory_budget_mib) << 19
     }
 }
 

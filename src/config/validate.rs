@@ -255,11 +255,14 @@ fn validate_chat(chat: &chat::ChatConfig) -> Result<(), Invalid> {
     )?;
     positive("chat.service.repository.busy_timeout", repo.busy_timeout)?;
     within(
-        "chat.service.repository.cache_size_kib",
-        repo.cache_size_kib,
-        64,
-        4 << 20,
+        "chat.service.repository.memory_budget_mib",
+        repo.memory_budget_mib,
+        4,
+        1 << 20,
     )?;
+    if let Some(kib) = repo.cache_size_kib {
+        within("chat.service.repository.cache_size_kib", kib, 64, 4 << 20)?;
+    }
     within(
         "chat.service.repository.mmap_size_mib",
         repo.mmap_size_mib,

@@ -62,7 +62,7 @@ impl Pragmas {
         Self {
             busy_timeout: config.busy_timeout,
             synchronous: config.synchronous,
-            cache_size_kib: config.cache_size_kib,
+            cache_size_kib: config.page_cache_kib(),
             mmap_size_mib: config.mmap_size_mib,
             read_only,
             autocheckpoint_pages: 1000,

@@ -17,14 +17,13 @@ use super::conversations::HistoryWindow;
 use super::{ConversationId, StoredMessage};
 use crate::llm::CacheSnapshot;
 
-/// Bytes of message text kept at most, across conversations.
-const CAPACITY_BYTES: u64 = 32 << 20;
 /// Conversations expected in the cache, for its initial sizing.
 const EXPECTED_ENTRIES: usize = 4096;
 /// Messages kept per conversation at most; a turn that needs more reads them from the database.
 pub const MAX_ROWS: usize = 512;
-/// Weight of a message besides its text: the struct and its other fields.
-const MESSAGE_OVERHEAD: u64 = 256;
+/// Weight of a message besides its text: the struct, its `Arc`, its ids and its `usage` map
+/// (heap profiles put a cached message at about 500 bytes besides its text).
+const MESSAGE_OVERHEAD: u64 = 512;
 
 #[derive(Debug)]
 struct Tail {
@@ -86,12 +85,13 @@ pub struct HistoryCache {
     misses: AtomicU64,
 }
 
-impl Default for HistoryCache {
-    fn default() -> Self {
+impl HistoryCache {
+    /// A cache of at most `capacity_bytes` of messages, across conversations.
+    pub fn new(capacity_bytes: u64) -> Self {
         Self {
             tails: quick_cache::sync::Cache::with_weighter(
                 EXPECTED_ENTRIES,
-                CAPACITY_BYTES,
+                capacity_bytes,
                 TailWeight,
             ),
             epoch: AtomicU64::new(0),
@@ -252,7 +252,7 @@ mod tests {
 
     #[test]
     fn a_filled_tail_serves_the_same_rows_as_the_database_would() {
-        let cache = HistoryCache::default();
+        let cache = HistoryCache::new(32 << 20);
         let rows: Vec<_> = (0..4).map(|s| message(s, 10)).collect();
         cache.fill(&id(), rows, 4, true, cache.epoch());
         // The newest rows until their tokens pass the limit, the one passing it included.
@@ -275,7 +275,7 @@ mod tests {
 
     #[test]
     fn a_partial_tail_does_not_serve_more_than_it_holds() {
-        let cache = HistoryCache::default();
+        let cache = HistoryCache::new(32 << 20);
         let rows: Vec<_> = (5..8).map(|s| message(s, 10)).collect();
         cache.fill(&id(), rows, 8, false, cache.epoch());
         assert_eq!(
@@ -290,7 +290,7 @@ mod tests {
 
     #[test]
     fn appends_extend_a_tail_only_when_they_follow_it() {
-        let cache = HistoryCache::default();
+        let cache = HistoryCache::new(32 << 20);
         cache.fill(&id(), vec![message(0, 1)], 1, true, cache.epoch());
         cache.appended(&id(), &[message(1, 1), message(2, 1)], cache.epoch());
         assert_eq!(
@@ -305,7 +305,7 @@ mod tests {
 
     #[test]
     fn an_append_that_raced_a_deletion_extends_nothing() {
-        let cache = HistoryCache::default();
+        let cache = HistoryCache::new(32 << 20);
         let before = cache.epoch();
         cache.invalidate();
         // The conversation was created again and its first message cached...
@@ -318,7 +318,7 @@ mod tests {
     /// Invalidates the cache when dropped: a deletion whose caller stops waiting still counts.
     #[test]
     fn an_invalidation_guard_invalidates_when_dropped() {
-        let cache = HistoryCache::default();
+        let cache = HistoryCache::new(32 << 20);
         cache.fill(&id(), vec![message(0, 1)], 1, true, cache.epoch());
         drop(cache.invalidate_on_drop());
         assert!(cache.recent(&id(), 1, 100, 100).is_none());
@@ -326,7 +326,7 @@ mod tests {
 
     #[test]
     fn a_deletion_makes_older_tails_and_racing_reads_stale() {
-        let cache = HistoryCache::default();
+        let cache = HistoryCache::new(32 << 20);
         let before = cache.epoch();
         cache.fill(&id(), vec![message(0, 1)], 1, true, before);
         cache.invalidate();
@@ -340,7 +340,7 @@ mod tests {
 
     #[test]
     fn a_long_conversation_keeps_its_newest_rows_only() {
-        let cache = HistoryCache::default();
+        let cache = HistoryCache::new(32 << 20);
         let count = i64::try_from(MAX_ROWS).expect("small") + 10;
         let rows: Vec<_> = (0..count).map(|s| message(s, 1)).collect();
         let next = count;

@@ -197,7 +197,7 @@ impl Store {
                 checkpointer,
                 health: health::HealthState::default(),
                 retention: retention::RetentionStats::default(),
-                history: history_cache::HistoryCache::default(),
+                history: history_cache::HistoryCache::new(config.history_cache_bytes()),
                 dimensions: space.dimensions,
                 path,
             }),
