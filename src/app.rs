@@ -274,10 +274,6 @@ impl App {
         let cancel = self.shutdown.clone();
         let tasks = TaskTracker::new();
         self.spawn_background(&tasks, &cancel);
-        // Build the tokenizer tables of the default model now rather than in the first turn.
-        if let Ok(model) = self.providers.default_model(None) {
-            tasks.spawn(crate::chat::Encoding::for_model(model).load());
-        }
 
         let services = http::Services {
             config: self.config.clone(),
@@ -291,6 +287,9 @@ impl App {
         };
         let state = AppState::new(services, self.started, local);
         let sockets = state.sockets.clone();
+        // A first sample before accepting: no /health ever shows the sampled figures unknown.
+        state.process.sample();
+        tasks.spawn(state.process.clone().run(cancel.child_token()));
         tasks.spawn(release_memory_after_closes(
             sockets.clone(),
             cancel.child_token(),

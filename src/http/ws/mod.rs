@@ -26,6 +26,10 @@ use crate::auth::Caller;
 use crate::chat::MAX_FRAME_BYTES;
 use crate::wire::ErrorCode;
 
+/// Bytes of frames gathered before a send when more are waiting; the writer flushes each
+/// batch, so nothing stays here.
+const WRITE_BATCH_BYTES: usize = 32 << 10;
+
 pub fn router() -> Router<AppState> {
     Router::new().route("/ws/chat", get(upgrade))
 }
@@ -59,16 +63,23 @@ async fn upgrade(
             return refusal.into_response();
         }
     };
+    // The default model's tokenizer tables are built when the first socket comes, not at
+    // start: a server nobody chats with does not hold them.
+    if let Ok(model) = state.providers.default_model(None) {
+        crate::chat::Encoding::for_model(model).preload();
+    }
     let limit = state.config.chat.websocket.max_message_size;
     // Frames up to 4x the limit are read and refused with `too_large` (the socket lives on);
     // larger ones close the socket (1009) without being buffered.
     let hard_limit = (limit * 4).max(1 << 20);
     let sessions = state.sockets.sessions().clone();
     ws.read_buffer_size(4096)
-        .write_buffer_size(0)
-        // One frame beyond what the socket took is buffered at most, and frames are fitted
-        // to MAX_FRAME_BYTES: a large frame never overflows the buffer.
-        .max_write_buffer_size(2 * MAX_FRAME_BYTES)
+        // The writer feeds every frame waiting in the outbox, then flushes: frames gather in
+        // this buffer and leave in one send (one system call per batch, not per frame).
+        .write_buffer_size(WRITE_BATCH_BYTES)
+        // A batch and one frame beyond what the socket took are buffered at most, and frames
+        // are fitted to MAX_FRAME_BYTES: a large frame never overflows the buffer.
+        .max_write_buffer_size(WRITE_BATCH_BYTES + 2 * MAX_FRAME_BYTES)
         .max_message_size(hard_limit)
         .max_frame_size(hard_limit)
         .on_upgrade(move |socket| {
