@@ -1,58 +1,162 @@
 //! The process's own figures for `/health` `process` and `/metrics`: resident memory, CPU
-//! time, open file descriptors (and their limit), threads. Read from `/proc/self` on Linux;
-//! elsewhere the fields are `null`.
+//! time, open file descriptors (and their limit), threads. On Linux; elsewhere the fields are
+//! `null`.
+//!
+//! `/health` must answer in well under a millisecond while the server is saturated, so a
+//! request reads only what costs a system call or one small file (CPU time from `getrusage`,
+//! resident memory from `/proc/self/statm`, the limit from `getrlimit`); the figures that walk
+//! a directory with one entry per socket (`open_fds`) or parse a larger file (`threads`) are
+//! sampled once a second by [`ProcessSampler::run`], off the request path.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
-/// Clock ticks per second in `/proc/<pid>/stat` (USER_HZ, 100 on every Linux architecture).
-const USER_HZ: f64 = 100.0;
+/// How often the sampled figures are read again.
+const SAMPLE_EVERY: Duration = Duration::from_secs(1);
+/// "Not sampled yet" in a [`ProcessSampler`] field.
+const UNKNOWN: u64 = u64::MAX;
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ProcessSnapshot {
     pub rss_bytes: Option<u64>,
     /// User plus system CPU time since start.
     pub cpu_seconds: Option<f64>,
+    /// Sampled at most a second ago.
     pub open_fds: Option<u64>,
     /// The soft limit on open files (each WebSocket is one).
     pub fd_limit: Option<u64>,
+    /// Sampled at most a second ago.
     pub threads: Option<u64>,
 }
 
 impl ProcessSnapshot {
+    /// Every figure read now (walks `/proc/self/fd`: not for a request path).
     pub fn read() -> Self {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
         Self {
-            rss_bytes: status_field(&status, "VmRSS:").map(|kib| kib * 1024),
-            cpu_seconds: std::fs::read_to_string("/proc/self/stat")
-                .ok()
-                .and_then(|stat| cpu_seconds(&stat)),
-            open_fds: std::fs::read_dir("/proc/self/fd")
-                .ok()
-                .map(|entries| entries.count() as u64),
-            fd_limit: std::fs::read_to_string("/proc/self/limits")
-                .ok()
-                .and_then(|limits| fd_limit(&limits)),
-            threads: status_field(&status, "Threads:"),
+            open_fds: count_open_fds(),
+            threads: count_threads(),
+            ..Self::quick(&ProcessSampler::default())
         }
     }
+
+    /// The figures that are cheap to read now, with the sampled ones from `sampled`.
+    pub fn quick(sampled: &ProcessSampler) -> Self {
+        let known = |cell: &AtomicU64| Some(cell.load(Ordering::Relaxed)).filter(|v| *v != UNKNOWN);
+        Self {
+            rss_bytes: rss_bytes(),
+            cpu_seconds: cpu_seconds(),
+            open_fds: known(&sampled.open_fds),
+            fd_limit: fd_limit(),
+            threads: known(&sampled.threads),
+        }
+    }
+}
+
+/// The latest sample of the figures that are too dear to read per request.
+#[derive(Debug)]
+pub struct ProcessSampler {
+    open_fds: AtomicU64,
+    threads: AtomicU64,
+}
+
+impl Default for ProcessSampler {
+    fn default() -> Self {
+        Self {
+            open_fds: AtomicU64::new(UNKNOWN),
+            threads: AtomicU64::new(UNKNOWN),
+        }
+    }
+}
+
+impl ProcessSampler {
+    /// Reads the figures now (on the calling thread).
+    pub fn sample(&self) {
+        let store = |cell: &AtomicU64, value: Option<u64>| {
+            cell.store(value.unwrap_or(UNKNOWN), Ordering::Relaxed);
+        };
+        store(&self.open_fds, count_open_fds());
+        store(&self.threads, count_threads());
+    }
+
+    /// Samples once a second, on a blocking thread (10,000 sockets are 10,000 entries to
+    /// walk), until `cancel`.
+    pub async fn run(self: std::sync::Arc<Self>, cancel: CancellationToken) {
+        let mut tick = tokio::time::interval(SAMPLE_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let sampler = self.clone();
+            let _ = tokio::task::spawn_blocking(move || sampler.sample()).await;
+        }
+    }
+}
+
+fn count_open_fds() -> Option<u64> {
+    std::fs::read_dir("/proc/self/fd")
+        .ok()
+        .map(|entries| entries.count() as u64)
+}
+
+fn count_threads() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status_field(&status, "Threads:")
+}
+
+/// Resident pages (the second field of `/proc/self/statm`) times the page size.
+fn rss_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * page_size()?)
+}
+
+fn page_size() -> Option<u64> {
+    u64::try_from(rustix::param::page_size()).ok()
+}
+
+/// User plus system time of every thread, to the microsecond (`/proc/self/stat` counts 10 ms
+/// ticks).
+#[cfg(unix)]
+fn cpu_seconds() -> Option<f64> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes one rusage into the pointer it is given, which points to
+    // memory of that type; the struct is read only when the call succeeded.
+    #[allow(unsafe_code)]
+    let usage = unsafe {
+        if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
+            return None;
+        }
+        usage.assume_init()
+    };
+    let seconds = |t: libc::timeval| {
+        #[allow(clippy::cast_precision_loss)] // seconds of CPU: far below 2^52
+        let whole = t.tv_sec as f64;
+        #[allow(clippy::cast_precision_loss)]
+        let micros = t.tv_usec as f64;
+        whole + micros / 1e6
+    };
+    Some(seconds(usage.ru_utime) + seconds(usage.ru_stime))
+}
+
+#[cfg(not(unix))]
+fn cpu_seconds() -> Option<f64> {
+    None
+}
+
+/// The soft limit on open files.
+fn fd_limit() -> Option<u64> {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current
 }
 
 /// The number after `key` in `/proc/self/status` (`VmRSS:   1234 kB`).
 fn status_field(status: &str, key: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with(key))?;
     line[key.len()..].split_whitespace().next()?.parse().ok()
-}
-
-/// utime + stime (fields 14 and 15) of `/proc/self/stat`; the command name in parentheses may
-/// hold spaces, so fields are counted after its closing parenthesis.
-fn cpu_seconds(stat: &str) -> Option<f64> {
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    let fields: Vec<&str> = after_name.split_whitespace().collect();
-    // After the name: state is field 3, so utime (14) is index 11 and stime (15) index 12.
-    let utime: u64 = fields.get(11)?.parse().ok()?;
-    let stime: u64 = fields.get(12)?.parse().ok()?;
-    #[allow(clippy::cast_precision_loss)] // ticks since start: far below 2^52
-    Some((utime + stime) as f64 / USER_HZ)
 }
 
 /// Gives the allocator's free pages back to the system. glibc keeps the memory of freed
@@ -69,28 +173,45 @@ pub fn release_free_memory() {
     }
 }
 
-fn fd_limit(limits: &str) -> Option<u64> {
-    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    line["Max open files".len()..]
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn proc_formats_are_parsed() {
-        let stat = "4242 (mcp platform) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 7 0 100 0";
-        assert_eq!(cpu_seconds(stat), Some(3.0));
+    fn proc_status_is_parsed() {
         let status = "Name:\tx\nVmRSS:\t   2048 kB\nThreads:\t7\n";
         assert_eq!(status_field(status, "VmRSS:"), Some(2048));
         assert_eq!(status_field(status, "Threads:"), Some(7));
-        let limits = "Limit Soft Hard Units\nMax open files            1024                 524288               files\n";
-        assert_eq!(fd_limit(limits), Some(1024));
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn sampled_figures_are_unknown_until_sampled() {
+        let sampler = ProcessSampler::default();
+        let before = ProcessSnapshot::quick(&sampler);
+        assert!(
+            before.open_fds.is_none() && before.threads.is_none(),
+            "{before:?}"
+        );
+        assert!(before.rss_bytes.unwrap_or(0) > 1024 * 1024, "{before:?}");
+        sampler.sample();
+        let after = ProcessSnapshot::quick(&sampler);
+        assert!(after.open_fds.unwrap_or(0) >= 3, "{after:?}");
+        assert!(after.threads.unwrap_or(0) >= 1, "{after:?}");
+    }
+
+    #[test]
+    #[cfg(target_os = "linux")]
+    fn cpu_time_counts_microseconds() {
+        let start = cpu_seconds().unwrap_or(0.0);
+        let spin = std::time::Instant::now();
+        let mut x = 0_u64;
+        while spin.elapsed() < Duration::from_millis(3) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        let spent = cpu_seconds().unwrap_or(0.0) - start;
+        // /proc's 10 ms ticks would often show 0 for 3 ms of spinning.
+        assert!(spent > 0.0, "{spent}");
     }
 
     #[test]

@@ -118,7 +118,7 @@ pub async fn snapshot(state: &AppState) -> Health {
         mcp_stats: state.mcp.snapshot(),
         mcp_endpoint: state.mcp_sessions.snapshot().await,
         memory: state.memory.snapshot().await,
-        process: ProcessSnapshot::read(),
+        process: ProcessSnapshot::quick(&state.process),
         access: state.counters.snapshot(),
         auth: state.auth.snapshot(),
     }

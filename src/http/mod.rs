@@ -64,6 +64,8 @@ pub struct AppState {
     pub connections: Arc<Connections>,
     /// Sessions of the `/mcp` endpoint.
     pub mcp_sessions: Arc<McpSessions>,
+    /// The process figures `/health` serves without reading them per request.
+    pub process: Arc<crate::process::ProcessSampler>,
 }
 
 /// Requests refused before any handler ran, for `/health`.
@@ -144,6 +146,7 @@ impl AppState {
             auth,
             connections,
             mcp_sessions,
+            process: Arc::default(),
         }
     }
 }
