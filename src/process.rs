@@ -33,15 +33,6 @@ pub struct ProcessSnapshot {
 }
 
 impl ProcessSnapshot {
-    /// Every figure read now (walks `/proc/self/fd`: not for a request path).
-    pub fn read() -> Self {
-        Self {
-            open_fds: count_open_fds(),
-            threads: count_threads(),
-            ..Self::quick(&ProcessSampler::default())
-        }
-    }
-
     /// The figures that are cheap to read now, with the sampled ones from `sampled`.
     pub fn quick(sampled: &ProcessSampler) -> Self {
         let known = |cell: &AtomicU64| Some(cell.load(Ordering::Relaxed)).filter(|v| *v != UNKNOWN);
@@ -217,7 +208,9 @@ mod tests {
     #[test]
     #[cfg(target_os = "linux")]
     fn this_process_has_figures() {
-        let now = ProcessSnapshot::read();
+        let sampler = ProcessSampler::default();
+        sampler.sample();
+        let now = ProcessSnapshot::quick(&sampler);
         assert!(now.rss_bytes.unwrap_or(0) > 1024 * 1024, "{now:?}");
         assert!(
             now.threads.unwrap_or(0) >= 1 && now.open_fds.unwrap_or(0) >= 3,

@@ -195,13 +195,8 @@ impl RepositoryConfig {
     /// budget divided among the readers and writers (at least 256 KiB).
     pub fn page_cache_kib(&self) -> u32 {
         self.cache_size_kib.unwrap_or_else(|| {
-            let pool = &self.connection_pool;
-            let connections = if pool.enable_pooling {
-                pool.max_readers + pool.max_writers
-            } else {
-                2
-            };
-            (self.memory_budget_mib.saturating_mul(1024) / 2 / connections.max(1)).max(256)
+            let (readers, writers) = self.connection_pool.sizes();
+            (self.memory_budget_mib.saturating_mul(1024) / 2 / (readers + writers).max(1)).max(256)
         })
     }
 
@@ -242,6 +237,17 @@ impl Default for PoolConfig {
             connection_timeout: Duration::from_secs(30),
             health_check_interval: Duration::from_secs(60),
             enable_pooling: true,
+        }
+    }
+}
+
+impl PoolConfig {
+    /// The (reader, writer) connections the store opens: one each without pooling.
+    pub fn sizes(&self) -> (u32, u32) {
+        if self.enable_pooling {
+            (self.max_readers, self.max_writers)
+        } else {
+            (1, 1)
         }
     }
 }

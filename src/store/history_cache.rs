@@ -99,9 +99,7 @@ impl HistoryCache {
             misses: AtomicU64::new(0),
         }
     }
-}
 
-impl HistoryCache {
     /// The epoch to pass to [`HistoryCache::fill`]: read it before reading the database.
     pub fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)

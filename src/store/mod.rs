@@ -154,13 +154,8 @@ impl Store {
         }
         migrate::apply(&mut conn, &pending, space)?;
 
-        let pool = &config.connection_pool;
-        let (readers, writers) = if pool.enable_pooling {
-            (pool.max_readers, pool.max_writers)
-        } else {
-            (1, 1)
-        };
-        let timeout = pool.connection_timeout;
+        let (readers, writers) = config.connection_pool.sizes();
+        let timeout = config.connection_pool.connection_timeout;
         // Writers first: read-only WAL connections need the -shm file a writer creates.
         let background_checkpoints = writers >= 2;
         let mut writer_pragmas = Pragmas::from_config(config, false);
