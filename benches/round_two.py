@@ -17,7 +17,7 @@ Scenarios:
              MCP servers configured (median of 11 starts each)
   idle       RSS 5 s after start, before any turn
   families   RSS after 200 turns on an o200k model and 200 on a cl100k model (/v1 door)
-  load100    100 connections x 50 turns: server CPU per turn, turns/s, /health p99
+  load100    100 connections x 200 turns: server CPU per turn, turns/s, /health p99
   load1      1 connection x 1000 turns: server CPU per turn, turn p50
   tools      1 connection x 300 tool turns (echo on the stdio test server): p50, CPU/turn
   idle10k    RSS with 10,000 idle sockets open
@@ -173,7 +173,7 @@ def chat(binary, client, work, *args, servers=None):
 
 
 def scenario_load100(binary, client, work):
-    r = chat(binary, client, work, "--connections", "100", "--turns", "50", "--ramp-up", "0s")
+    r = chat(binary, client, work, "--connections", "100", "--turns", "200", "--ramp-up", "0s")
     return {
         "100 conns: CPU ms/turn": r["server"]["cpu_ms_per_turn"],
         "100 conns: turns/s": r["turns_per_s"],

@@ -24,8 +24,8 @@ use serde::Serialize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt;
 
 use crate::config::HttpConfig;
@@ -118,6 +118,11 @@ impl ConnectionSlot {
 
 /// Serves `router` on `listener` until `stop` is cancelled, then lets each connection finish
 /// its request in flight and returns once all have closed. Dropping the future closes them.
+///
+/// Connections are accepted on a thread of their own (the "front"), which also serves the
+/// connections whose first request is a probe (`GET /health`, `GET /metrics`): a load balancer
+/// or the load tester gets its answer while chat saturates the main runtime. Every other
+/// connection moves to the runtime `serve` is called on before hyper reads it.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -125,41 +130,225 @@ pub async fn serve(
     limits: HttpConfig,
     stop: CancellationToken,
 ) {
-    let mut open = JoinSet::new();
-    loop {
-        let (stream, peer) = tokio::select! {
-            () = stop.cancelled() => break,
-            Some(_) = open.join_next(), if !open.is_empty() => continue,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(error) => {
-                    accept_failed(error).await;
-                    continue;
-                }
-            },
+    let listener = match listener.into_std() {
+        Ok(listener) => listener,
+        Err(error) => {
+            tracing::error!(%error, "cannot hand the listener to its thread");
+            return;
+        }
+    };
+    let abort = CancellationToken::new();
+    let _abort_on_drop = abort.clone().drop_guard();
+    let front = Front {
+        router,
+        connections,
+        limits,
+        stop,
+        abort,
+        main: tokio::runtime::Handle::current(),
+        open: TaskTracker::new(),
+    };
+    let (finished, done) = tokio::sync::oneshot::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("http-front".into())
+        .spawn(move || {
+            front.run(listener);
+            drop(finished);
+        });
+    match spawned {
+        Ok(_) => {
+            let _ = done.await;
+        }
+        Err(error) => tracing::error!(%error, "cannot start the HTTP listener's thread"),
+    }
+}
+
+/// The accept loop and what it needs to place each connection.
+struct Front {
+    router: Router,
+    connections: Arc<Connections>,
+    limits: HttpConfig,
+    /// Stop accepting; connections finish their request in flight.
+    stop: CancellationToken,
+    /// Close every connection now (the `serve` future was dropped).
+    abort: CancellationToken,
+    /// The runtime that serves everything but probes.
+    main: tokio::runtime::Handle,
+    /// Connections open on either runtime.
+    open: TaskTracker,
+}
+
+impl Front {
+    /// Runs the accept loop on a current-thread runtime until `stop`, then waits for the open
+    /// connections (both runtimes) to close.
+    fn run(self, listener: std::net::TcpListener) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(error) => {
+                tracing::error!(%error, "cannot build the HTTP listener's runtime");
+                return;
+            }
         };
-        let Ok(permit) = connections.permits.clone().try_acquire_owned() else {
-            connections.refused.fetch_add(1, Ordering::Relaxed);
-            refuse(stream, &connections);
-            continue;
+        let front = Arc::new(self);
+        runtime.block_on(async {
+            match TcpListener::from_std(listener) {
+                Ok(listener) => front.clone().accept_loop(listener).await,
+                Err(error) => tracing::error!(%error, "cannot register the listener"),
+            }
+            front.open.close();
+            tokio::select! {
+                () = front.open.wait() => {}
+                () = front.abort.cancelled() => {}
+            }
+        });
+    }
+
+    async fn accept_loop(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = self.stop.cancelled() => break,
+                () = self.abort.cancelled() => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        accept_failed(error).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(permit) = self.connections.permits.clone().try_acquire_owned() else {
+                self.connections.refused.fetch_add(1, Ordering::Relaxed);
+                refuse(stream, &self.connections);
+                continue;
+            };
+            self.connections.accepted.fetch_add(1, Ordering::Relaxed);
+            let slot = ConnectionSlot {
+                permit: Arc::new(Mutex::new(Some(permit))),
+                connections: self.connections.clone(),
+            };
+            prepare(&stream, &self.limits);
+            tokio::spawn(
+                self.open
+                    .track_future(self.clone().place(stream, peer, slot)),
+            );
+        }
+    }
+
+    /// Serves the connection here if its first request is a probe, else on the main runtime.
+    async fn place(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, slot: ConnectionSlot) {
+        let first = tokio::select! {
+            first = first_request(&stream, self.limits.header_read_timeout) => first,
+            () = self.stop.cancelled() => FirstRequest::Closed,
         };
-        connections.accepted.fetch_add(1, Ordering::Relaxed);
-        let slot = ConnectionSlot {
-            permit: Arc::new(Mutex::new(Some(permit))),
-            connections: connections.clone(),
-        };
-        prepare(&stream, &limits);
-        open.spawn(serve_connection(
+        match first {
+            FirstRequest::Probe => self.serve_here(stream, peer, slot).await,
+            FirstRequest::Other => self.serve_on_main(stream, peer, slot),
+            FirstRequest::TimedOut => {
+                self.connections
+                    .header_timeouts
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(%peer, "closed a connection that sent no request head in time");
+            }
+            FirstRequest::Closed => {}
+        }
+    }
+
+    async fn serve_here(&self, stream: TcpStream, peer: SocketAddr, slot: ConnectionSlot) {
+        let connection = serve_connection(
             stream,
             peer,
             slot,
-            router.clone(),
-            limits.header_read_timeout,
-            stop.clone(),
-        ));
+            self.router.clone(),
+            self.limits.header_read_timeout,
+            self.stop.clone(),
+        );
+        tokio::select! {
+            () = connection => {}
+            () = self.abort.cancelled() => {}
+        }
     }
-    drop(listener);
-    while open.join_next().await.is_some() {}
+
+    fn serve_on_main(&self, stream: TcpStream, peer: SocketAddr, slot: ConnectionSlot) {
+        // Registered with this runtime's reactor: out of it, then into the main one's.
+        let stream = match stream.into_std() {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::debug!(%peer, %error, "cannot move a connection to the main runtime");
+                return;
+            }
+        };
+        let connection = serve_connection_std(
+            stream,
+            peer,
+            slot,
+            self.router.clone(),
+            self.limits.header_read_timeout,
+            self.stop.clone(),
+        );
+        let abort = self.abort.clone();
+        self.main.spawn(self.open.track_future(async move {
+            tokio::select! {
+                () = connection => {}
+                () = abort.cancelled() => {}
+            }
+        }));
+    }
+}
+
+/// Requests answered on the front thread when they open a connection.
+const PROBES: [&[u8]; 2] = [b"GET /health", b"GET /metrics"];
+
+/// How long to wait before looking again at a request line that has only partly arrived.
+const PEEK_AGAIN_AFTER: Duration = Duration::from_millis(2);
+
+/// What a connection's first bytes say.
+#[derive(Debug, PartialEq, Eq)]
+enum FirstRequest {
+    Probe,
+    Other,
+    /// Not enough of a request line within the header timeout.
+    TimedOut,
+    /// Closed (or failed) before saying anything.
+    Closed,
+}
+
+/// Looks at (without reading) the start of the first request.
+async fn first_request(stream: &TcpStream, within: Duration) -> FirstRequest {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut head = [0u8; 16];
+    loop {
+        let n = match tokio::time::timeout_at(deadline, stream.peek(&mut head)).await {
+            Err(_) => return FirstRequest::TimedOut,
+            Ok(Ok(0) | Err(_)) => return FirstRequest::Closed,
+            Ok(Ok(n)) => n,
+        };
+        if let Some(verdict) = classify(&head[..n]) {
+            return verdict;
+        }
+        // Peeked bytes stay readable: wait a moment rather than spin on them.
+        if tokio::time::timeout_at(deadline, tokio::time::sleep(PEEK_AGAIN_AFTER))
+            .await
+            .is_err()
+        {
+            return FirstRequest::TimedOut;
+        }
+    }
+}
+
+/// `Probe` or `Other` once `head` decides it; `None` while it could still become a probe.
+fn classify(head: &[u8]) -> Option<FirstRequest> {
+    let mut undecided = false;
+    for probe in PROBES {
+        match head.get(probe.len()) {
+            Some(b' ' | b'?') if head.starts_with(probe) => return Some(FirstRequest::Probe),
+            Some(_) => {}
+            None => undecided |= probe.starts_with(head),
+        }
+    }
+    (!undecided).then_some(FirstRequest::Other)
 }
 
 /// Socket options of an accepted connection: no Nagle delay (a streamed answer is many small
@@ -174,6 +363,23 @@ fn prepare(stream: &TcpStream, limits: &HttpConfig) {
             rustix::net::sockopt::set_socket_send_buffer_size(stream, limits.socket_send_buffer)
     {
         tracing::debug!(%error, "cannot set SO_SNDBUF on an accepted socket");
+    }
+}
+
+/// [`serve_connection`] for a stream handed over from another runtime.
+async fn serve_connection_std(
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    slot: ConnectionSlot,
+    router: Router,
+    header_read_timeout: Duration,
+    stop: CancellationToken,
+) {
+    match TcpStream::from_std(stream) {
+        Ok(stream) => {
+            serve_connection(stream, peer, slot, router, header_read_timeout, stop).await;
+        }
+        Err(error) => tracing::debug!(%peer, %error, "cannot register a moved connection"),
     }
 }
 
@@ -260,6 +466,22 @@ async fn accept_failed(error: std::io::Error) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_probe_is_told_from_its_first_bytes_and_waits_while_it_could_still_be_one() {
+        use FirstRequest::{Other, Probe};
+        assert_eq!(classify(b"GET /health HTTP/1.1\r\n"), Some(Probe));
+        assert_eq!(classify(b"GET /health?x=1 HTTP"), Some(Probe));
+        assert_eq!(classify(b"GET /metrics HTTP/1.1"), Some(Probe));
+        assert_eq!(classify(b"GET /healthz HTTP/1.1"), Some(Other));
+        assert_eq!(classify(b"GET /ws/chat HTTP/1.1"), Some(Other));
+        assert_eq!(classify(b"POST /health HTTP"), Some(Other));
+        assert_eq!(classify(b"PUT"), Some(Other));
+        assert_eq!(classify(b"GET /he"), None);
+        assert_eq!(classify(b"GET /health"), None);
+        assert_eq!(classify(b"G"), None);
+        assert_eq!(classify(b"GET /m"), None);
+    }
 
     #[test]
     fn the_over_capacity_reply_declares_its_exact_length() {

@@ -249,3 +249,46 @@ async fn metrics_show_the_health_figures_in_prometheus_format() {
     drop(socket);
     app.shutdown().await;
 }
+
+/// A std-thread client: the request, and the status line of the answer.
+fn blocking_get(addr: std::net::SocketAddr, path: &str) -> std::io::Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer)?;
+    Ok(answer.lines().next().unwrap_or_default().to_owned())
+}
+
+#[tokio::test]
+async fn probes_are_answered_while_the_chat_runtime_is_stuck() {
+    let app = spawn_app().await;
+    let addr = app.addr;
+    // The server task has run (it is spawned on this runtime, and accepts once it has).
+    assert_eq!(app.health().await.0, 200);
+    // The test's runtime is the one the server serves chat on. Block it (as a saturated
+    // runtime would delay it) while another thread asks for /health and /metrics: they are
+    // served by the listener's own thread, so they answer anyway.
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let answers: Vec<_> = ["/health", "/metrics"]
+            .iter()
+            .map(|path| blocking_get(addr, path).map_err(|e| e.to_string()))
+            .collect();
+        let _ = sender.send(answers);
+    });
+    let answers = receiver
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the probes were not answered while the main runtime was blocked");
+    for answer in answers {
+        let status = answer.expect("probe answered");
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    }
+    // Other requests are served by the main runtime, now free again.
+    assert!(!app.create_conversation().await.is_empty());
+    app.shutdown().await;
+}
