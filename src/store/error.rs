@@ -70,6 +70,23 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The same error for another caller: one failed `COMMIT` answers every write it covered.
+    /// SQLite's own errors keep their code (and so [`Self::is_database_fault`]); any other
+    /// becomes a generic SQLite error with the same message.
+    #[must_use]
+    pub fn for_another_caller(&self) -> StoreError {
+        match self {
+            Self::Sqlite(rusqlite::Error::SqliteFailure(error, message)) => {
+                Self::Sqlite(rusqlite::Error::SqliteFailure(*error, message.clone()))
+            }
+            Self::Closed => Self::Closed,
+            other => Self::Sqlite(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ERROR),
+                Some(other.to_string()),
+            )),
+        }
+    }
+
     /// A stable machine code for the wire (`/api`, WebSocket error frames).
     pub fn code(&self) -> ErrorCode {
         match self {

@@ -15,6 +15,10 @@ pub struct GateStats {
     pub queue_depth: usize,
     pub wait_ms: LatencySummary,
     pub timeouts: u64,
+    /// Write transactions committed; each carries the write jobs that were queued together
+    /// (group commit), `writes_committed` in all.
+    pub commits: u64,
+    pub writes_committed: u64,
 }
 
 /// The outcome of the last health probe, or the last database fault seen since.
@@ -134,12 +138,15 @@ impl Store {
         wal.push("-wal");
         let last = self.health();
         let writers = self.inner.writers.stats();
+        let (commits, writes_committed) = self.inner.writers.commits();
         StoreStats {
             readers: self.inner.readers.stats(),
             write_gate: GateStats {
                 queue_depth: writers.waiting,
                 wait_ms: writers.acquire_wait_ms,
                 timeouts: writers.timeouts,
+                commits,
+                writes_committed,
             },
             writers,
             wal_bytes: std::fs::metadata(&wal).map_or(0, |m| m.len()),

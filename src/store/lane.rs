@@ -16,10 +16,20 @@ use tokio::sync::oneshot;
 
 use super::StoreError;
 use super::connection::{Pool, PooledConnection};
+use super::group_commit::{self, TxJob};
 use crate::stats::{Gauge, Histogram, LatencySummary};
 
 type Outcome<T> = std::thread::Result<Result<T, StoreError>>;
 type Job = Box<dyn FnOnce(Result<PooledConnection, StoreError>) + Send>;
+
+/// What a queued job does with the worker's connection.
+enum Work {
+    /// Uses it as it is.
+    Plain(Job),
+    /// Runs inside a write transaction shared with the write jobs queued right behind it
+    /// ([`group_commit`]); meant for a lane with one worker.
+    Transaction(TxJob),
+}
 
 const QUEUED: u8 = 0;
 const RUNNING: u8 = 1;
@@ -29,7 +39,7 @@ pub const QUEUE_CAPACITY: usize = 4096;
 const ABANDONED: u8 = 2;
 
 struct Queued {
-    job: Job,
+    work: Work,
     enqueued: Instant,
     /// `QUEUED` until a worker starts it (`RUNNING`) or its caller gives up (`ABANDONED`).
     state: Arc<AtomicU8>,
@@ -43,6 +53,9 @@ struct Shared {
     running: Gauge,
     wait: Histogram,
     timeouts: AtomicU64,
+    /// Transactions committed by group commit, and the write jobs they carried.
+    commits: AtomicU64,
+    committed_jobs: AtomicU64,
 }
 
 pub struct Lane {
@@ -83,6 +96,8 @@ impl Lane {
             running: Gauge::default(),
             wait: Histogram::new(),
             timeouts: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
+            committed_jobs: AtomicU64::new(0),
         });
         // One slot more than callers may fill: kept for `close_with`'s last job (should a race
         // of callers take it, `close_with` waits for a worker to free a slot: milliseconds).
@@ -114,6 +129,28 @@ impl Lane {
         T: Send + 'static,
     {
         let (queued, answer) = Self::job(f);
+        self.enqueue(queued, answer).await
+    }
+
+    /// Runs `f` inside a `BEGIN IMMEDIATE` transaction, in queue order, and answers once it is
+    /// committed (its changes kept when `f` returns `Ok`, undone otherwise). Write jobs queued
+    /// one behind another share one transaction and one `COMMIT` ([`group_commit`]), each in
+    /// a savepoint of its own: for the writer lane, whose single worker is the write gate.
+    pub async fn run_in_transaction<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (job, answer) = group_commit::job(f);
+        self.enqueue(Queued::new(Work::Transaction(job)), answer)
+            .await
+    }
+
+    async fn enqueue<T>(
+        &self,
+        queued: Queued,
+        answer: oneshot::Receiver<Outcome<T>>,
+    ) -> Result<T, StoreError> {
         let ticket = Ticket::new(&queued, &self.shared);
         {
             let sender = self.sender.read().unwrap_or_else(PoisonError::into_inner);
@@ -204,12 +241,15 @@ impl Lane {
                 .in_scope(|| catch_unwind(AssertUnwindSafe(|| conn.and_then(|mut c| f(&mut c)))));
             let _ = reply.send(outcome);
         });
-        let queued = Queued {
-            job,
-            enqueued: Instant::now(),
-            state: Arc::new(AtomicU8::new(QUEUED)),
-        };
-        (queued, answer)
+        (Queued::new(Work::Plain(job)), answer)
+    }
+
+    /// Transactions group commit has committed, and the write jobs they carried.
+    pub fn commits(&self) -> (u64, u64) {
+        (
+            self.shared.commits.load(Ordering::Relaxed),
+            self.shared.committed_jobs.load(Ordering::Relaxed),
+        )
     }
 
     pub fn stats(&self) -> PoolStats {
@@ -222,6 +262,16 @@ impl Lane {
             waiting: self.shared.queued.current(),
             acquire_wait_ms: self.shared.wait.summary(),
             timeouts: self.shared.timeouts.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Queued {
+    fn new(work: Work) -> Self {
+        Self {
+            work,
+            enqueued: Instant::now(),
+            state: Arc::new(AtomicU8::new(QUEUED)),
         }
     }
 }
@@ -300,38 +350,105 @@ impl Shared {
 
 /// A worker: takes jobs in order until every sender is gone.
 fn serve(shared: &Shared, receiver: &crossbeam_channel::Receiver<Queued>) {
-    while let Ok(queued) = receiver.recv() {
-        shared.queued.add(-1);
-        let waited = queued.enqueued.elapsed();
-        if queued
-            .state
-            .compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
-            .is_err()
-        {
-            continue; // its caller timed out and gave up
-        }
-        shared.wait.record(waited);
-        let _running = shared.running.enter();
-        let conn = if waited > shared.timeout {
-            shared.timeouts.fetch_add(1, Ordering::Relaxed);
-            Err(shared.pool_timeout())
-        } else {
-            shared.pool.get_timeout(shared.timeout).map_err(|_| {
-                shared.timeouts.fetch_add(1, Ordering::Relaxed);
-                shared.pool_timeout()
-            })
+    let mut held_back = None;
+    loop {
+        let queued = match held_back.take() {
+            Some(queued) => queued,
+            None => match receiver.recv() {
+                Ok(queued) => queued,
+                Err(_) => return,
+            },
         };
-        (queued.job)(conn);
+        let Some((work, waited)) = admit(shared, queued) else {
+            continue;
+        };
+        let _running = shared.running.enter();
+        let conn = connection(shared, waited);
+        match work {
+            Work::Plain(job) => job(conn),
+            Work::Transaction(job) => match conn {
+                Err(error) => job(Err(error)).answer_alone(),
+                Ok(mut conn) => {
+                    group_commit::run_batch(
+                        &mut conn,
+                        job,
+                        || next_write(shared, receiver, &mut held_back),
+                        |report| {
+                            if report.committed {
+                                shared.commits.fetch_add(1, Ordering::Relaxed);
+                                shared
+                                    .committed_jobs
+                                    .fetch_add(report.jobs as u64, Ordering::Relaxed);
+                            }
+                        },
+                    );
+                }
+            },
+        }
     }
 }
 
+/// Takes a job off the queue for running: `None` if its caller gave up.
+fn admit(shared: &Shared, queued: Queued) -> Option<(Work, Duration)> {
+    shared.queued.add(-1);
+    let waited = queued.enqueued.elapsed();
+    if queued
+        .state
+        .compare_exchange(QUEUED, RUNNING, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return None; // its caller timed out and gave up
+    }
+    shared.wait.record(waited);
+    Some((queued.work, waited))
+}
+
+/// A pooled connection for a job that waited `waited`, unless it waited too long.
+fn connection(shared: &Shared, waited: Duration) -> Result<PooledConnection, StoreError> {
+    if waited > shared.timeout {
+        shared.timeouts.fetch_add(1, Ordering::Relaxed);
+        return Err(shared.pool_timeout());
+    }
+    shared.pool.get_timeout(shared.timeout).map_err(|_| {
+        shared.timeouts.fetch_add(1, Ordering::Relaxed);
+        shared.pool_timeout()
+    })
+}
+
+/// The next write job already waiting, to join the open batch. A job of another kind ends the
+/// batch and is `held_back` to run after its `COMMIT`; one that waited past the timeout is
+/// answered at once and skipped.
+fn next_write(
+    shared: &Shared,
+    receiver: &crossbeam_channel::Receiver<Queued>,
+    held_back: &mut Option<Queued>,
+) -> Option<TxJob> {
+    loop {
+        let queued = receiver.try_recv().ok()?;
+        if matches!(queued.work, Work::Plain(_)) {
+            *held_back = Some(queued);
+            return None;
+        }
+        let Some((Work::Transaction(job), waited)) = admit(shared, queued) else {
+            continue;
+        };
+        if waited > shared.timeout {
+            shared.timeouts.fetch_add(1, Ordering::Relaxed);
+            job(Err(shared.pool_timeout())).answer_alone();
+            continue;
+        }
+        return Some(job);
+    }
+}
+
+/// A one-connection writer lane on a fresh file, and a way to hold its worker: for this
+/// module's tests and group commit's.
 #[cfg(test)]
-mod tests {
+pub(super) mod testing {
     use super::*;
     use crate::store::connection::{Pragmas, build_pool};
-    use std::sync::atomic::AtomicBool;
 
-    fn lane(workers: usize, timeout: Duration) -> (Lane, tempfile::TempDir) {
+    pub fn lane(workers: usize, timeout: Duration) -> (Lane, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = crate::config::RepositoryConfig::default();
         std::fs::File::create(dir.path().join("t.db")).expect("create the file");
@@ -351,7 +468,7 @@ mod tests {
 
     /// Starts a job that keeps the lane's one worker busy until `release` is sent, and waits
     /// until it runs: every later job is queued.
-    async fn hold_the_worker(
+    pub async fn hold_the_worker(
         lane: &Arc<Lane>,
     ) -> (
         std::sync::mpsc::Sender<()>,
@@ -367,6 +484,13 @@ mod tests {
         }
         (release, blocker)
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::{hold_the_worker, lane};
+    use super::*;
+    use std::sync::atomic::AtomicBool;
 
     #[tokio::test]
     async fn a_full_queue_refuses_at_once_with_busy() {

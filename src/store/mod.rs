@@ -9,6 +9,7 @@ pub mod backup;
 mod connection;
 mod conversations;
 mod error;
+mod group_commit;
 mod health;
 mod history_cache;
 mod lane;
@@ -26,7 +27,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use rusqlite::{Connection, Transaction, TransactionBehavior};
+use rusqlite::{Connection, Transaction};
 
 pub use conversations::Conversations;
 pub use error::StoreError;
@@ -270,11 +271,7 @@ impl Store {
         F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        let result = self
-            .inner
-            .writers
-            .run(move |conn| in_transaction(conn, f))
-            .await;
+        let result = self.inner.writers.run_in_transaction(f).await;
         self.observe(result)
     }
 
@@ -344,16 +341,6 @@ impl Store {
         }
         result
     }
-}
-
-fn in_transaction<T>(
-    conn: &mut Connection,
-    f: impl FnOnce(&Transaction<'_>) -> Result<T, StoreError>,
-) -> Result<T, StoreError> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let value = f(&tx)?;
-    tx.commit()?;
-    Ok(value)
 }
 
 /// How often the application runs [`Store::checkpoint`]. Under the heaviest write load
