@@ -14,6 +14,9 @@ use super::{MemoryError, MemoryService};
 /// Checked this often even without a finished turn (messages written through `/api`).
 const IDLE_INTERVAL: Duration = Duration::from_secs(30);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// After a turn finishes, the indexer waits this long for others before it reads what is
+/// pending: under load many turns make one batch (one read, one write) instead of one each.
+const GATHER: Duration = Duration::from_millis(200);
 
 impl MemoryService {
     /// Runs until `shutdown`.
@@ -28,11 +31,10 @@ impl MemoryService {
                 Ok(false) => {
                     backoff = Duration::from_secs(1);
                     tokio::select! {
-                        () = self.turn_finished.notified() => {}
-                        () = tokio::time::sleep(IDLE_INTERVAL) => {}
+                        () = self.turn_finished.notified() => GATHER,
+                        () = tokio::time::sleep(IDLE_INTERVAL) => Duration::ZERO,
                         () = shutdown.cancelled() => return,
                     }
-                    continue;
                 }
                 Err(error) => {
                     self.stats.failures.fetch_add(1, Ordering::Relaxed);

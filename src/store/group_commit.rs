@@ -200,7 +200,8 @@ mod tests {
         outcomes
     }
 
-    /// Spawns a write of `v` (then `then`), and waits until it is queued.
+    /// Spawns a write of `v` (then `then`), and waits until it is queued: only behind a held
+    /// worker (a free one may take it before it is ever seen waiting).
     async fn queue_write(
         lane: &Arc<Lane>,
         v: i64,
@@ -290,7 +291,9 @@ mod tests {
         ));
         assert!(outcomes[2].as_ref().is_ok_and(Result::is_ok));
         assert!(
-            outcomes[3].as_ref().is_err_and(tokio::task::JoinError::is_panic),
+            outcomes[3]
+                .as_ref()
+                .is_err_and(tokio::task::JoinError::is_panic),
             "the panic reaches its own caller"
         );
         assert!(outcomes[4].as_ref().is_ok_and(Result::is_ok));
@@ -303,7 +306,10 @@ mod tests {
         let (lane, _dir) = lane_with_table().await;
         let (release, blocker) = hold_the_worker(&lane).await;
         let jobs = vec![
-            queue_write(&lane, 1, |_| Err(StoreError::InvalidInput("refused".into()))).await,
+            queue_write(&lane, 1, |_| {
+                Err(StoreError::InvalidInput("refused".into()))
+            })
+            .await,
             queue_write(&lane, 2, fine).await,
             queue_write(&lane, 3, fine).await,
         ];
@@ -334,10 +340,8 @@ mod tests {
         assert_eq!(values(&lane).await, Vec::<i64>::new());
         assert_eq!(lane.commits(), (0, 0));
         // The writer goes on.
-        queue_write(&lane, 7, fine)
+        lane.run_in_transaction(|tx| Ok(tx.execute("INSERT INTO t (v) VALUES (7)", [])?))
             .await
-            .await
-            .expect("task")
             .expect("a later write commits");
         assert_eq!(values(&lane).await, vec![7]);
     }
