@@ -1,11 +1,14 @@
 //! The conversations repository: conversations and their messages.
 
+use std::sync::Arc;
+
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::model::{
     Conversation, ConversationId, ConversationUpdate, NewMessage, Page, StoredMessage,
 };
 use super::principals::Owner;
+use super::prompt_cache::PromptEntry;
 use super::{Store, StoreError, history_cache, now_ms};
 
 /// Largest page a listing returns, whatever the caller asks.
@@ -131,6 +134,7 @@ impl Conversations {
         let prompt = update.system_prompt;
         super::model::check_title(title.as_deref())?;
         super::model::check_system_prompt(prompt.as_deref())?;
+        let _changed = self.store.prompt_cache().changed_on_drop(id);
         let (id, owner) = (id.clone(), self.owner.filter());
         self.store
             .write(move |tx| {
@@ -151,26 +155,49 @@ impl Conversations {
             .await
     }
 
-    /// The conversation's own system prompt (`None`: the configured one).
+    /// The conversation's own system prompt (`None`: the configured one); served from memory
+    /// for a conversation seen recently.
     pub async fn system_prompt(&self, id: &ConversationId) -> Result<Option<String>, StoreError> {
-        let (id, owner) = (id.clone(), self.owner.filter());
-        self.store
+        let entry = self.prompt_entry(id).await?;
+        match self.owner.filter() {
+            Some(owner) if owner != entry.owner => Err(StoreError::NotFound("conversation")),
+            _ => Ok(entry.prompt.map(|p| p.to_string())),
+        }
+    }
+
+    /// The conversation's owner and prompt, from the cache or else the database.
+    async fn prompt_entry(&self, id: &ConversationId) -> Result<PromptEntry, StoreError> {
+        let cache = self.store.prompt_cache();
+        if let Some(entry) = cache.get(id) {
+            return Ok(entry);
+        }
+        let epoch = cache.epoch();
+        let key = id.clone();
+        let entry = self
+            .store
             .read(move |conn| {
                 conn.prepare_cached(
-                    "SELECT system_prompt FROM conversations
-                     WHERE id = ?1 AND (?2 IS NULL OR owner_id = ?2)",
+                    "SELECT owner_id, system_prompt FROM conversations WHERE id = ?1",
                 )?
-                .query_row(params![id.as_str(), owner], |row| row.get(0))
+                .query_row(params![key.as_str()], |row| {
+                    Ok(PromptEntry {
+                        owner: row.get(0)?,
+                        prompt: row.get::<_, Option<String>>(1)?.map(Arc::from),
+                    })
+                })
                 .optional()?
                 .ok_or(StoreError::NotFound("conversation"))
             })
-            .await
+            .await?;
+        cache.fill(id, entry.clone(), epoch);
+        Ok(entry)
     }
 
     /// Deletes the conversation and all its messages.
     pub async fn delete(&self, id: &ConversationId) -> Result<(), StoreError> {
         let (id, owner) = (id.clone(), self.owner.filter());
         let _invalidate = self.store.history_cache().invalidate_on_drop();
+        let _forget = self.store.prompt_cache().clear_on_drop();
         self.store
             .write(move |tx| {
                 let deleted = tx.execute(

@@ -18,6 +18,7 @@ mod memories;
 mod migrate;
 mod model;
 mod principals;
+mod prompt_cache;
 pub mod reembed;
 mod retention;
 mod transfer;
@@ -74,6 +75,8 @@ struct Inner {
     retention: retention::RetentionStats,
     /// Recent history of active conversations, so turns need not read it back.
     history: history_cache::HistoryCache,
+    /// Owners and system prompts of active conversations, for the same reason.
+    prompts: prompt_cache::PromptCache,
     dimensions: u32,
 }
 
@@ -194,6 +197,7 @@ impl Store {
                 health: health::HealthState::default(),
                 retention: retention::RetentionStats::default(),
                 history: history_cache::HistoryCache::new(config.history_cache_bytes()),
+                prompts: prompt_cache::PromptCache::new(config.history_cache_bytes() / 16),
                 dimensions: space.dimensions,
                 path,
             }),
@@ -206,6 +210,16 @@ impl Store {
 
     fn history_cache(&self) -> &history_cache::HistoryCache {
         &self.inner.history
+    }
+
+    fn prompt_cache(&self) -> &prompt_cache::PromptCache {
+        &self.inner.prompts
+    }
+
+    /// Conversations or messages were deleted: the caches may not serve what was read before.
+    fn forget_deleted(&self) {
+        self.inner.history.invalidate();
+        self.inner.prompts.clear();
     }
 
     /// Hits and misses of the in-memory history that chat turns read (`/health` `cache_stats`).

@@ -174,3 +174,54 @@ async fn an_owner_sees_only_its_conversations_and_an_admin_sees_all() {
         "names are unique"
     );
 }
+
+#[tokio::test]
+async fn a_system_prompt_served_from_memory_follows_updates_owners_and_deletions() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = RepositoryConfig {
+        path: dir.path().join("chat.db"),
+        ..RepositoryConfig::default()
+    };
+    let store = Store::open_with(&config, &space()).expect("open");
+    let key = |name: &str| NewKey {
+        name: name.into(),
+        role: AccessRole::User,
+        quotas: Quotas::default(),
+        key_hash: crate::auth::secrets::hash(name),
+        key_prefix: "mcpp_x…".into(),
+    };
+    let alice = store
+        .principals()
+        .create(key("alice"))
+        .await
+        .expect("alice");
+    let bob = store.principals().create(key("bob")).await.expect("bob");
+    let alices = store.conversations_of(Owner::only(alice.id));
+    let bobs = store.conversations_of(Owner::only(bob.id));
+    let id = alices.create(None).await.expect("create").id;
+    // Read (and so cached) before each change.
+    assert_eq!(alices.system_prompt(&id).await.expect("prompt"), None);
+    let update = |prompt: &str| ConversationUpdate {
+        system_prompt: Some(prompt.into()),
+        ..ConversationUpdate::default()
+    };
+    alices
+        .update(&id, update("be brief"))
+        .await
+        .expect("update");
+    assert_eq!(
+        alices.system_prompt(&id).await.expect("prompt").as_deref(),
+        Some("be brief")
+    );
+    assert!(
+        matches!(bobs.system_prompt(&id).await, Err(StoreError::NotFound(_))),
+        "another owner does not see it, cached or not"
+    );
+    alices.update(&id, update("")).await.expect("cleared");
+    assert_eq!(alices.system_prompt(&id).await.expect("prompt"), None);
+    alices.delete(&id).await.expect("delete");
+    assert!(matches!(
+        alices.system_prompt(&id).await,
+        Err(StoreError::NotFound(_))
+    ));
+}

@@ -77,7 +77,7 @@ impl Store {
         let started = std::time::Instant::now();
         let result = self.retention_pass(policy).await;
         // Messages may be gone (even from a pass that failed half-way).
-        self.inner.history.invalidate();
+        self.forget_deleted();
         let stats = &self.inner.retention;
         stats.runs.fetch_add(1, Ordering::Relaxed);
         if let Ok(report) = &result {
@@ -121,7 +121,7 @@ impl Store {
                     self.write(move |tx| rule.trim(tx, &id)).await?;
                 if messages > 0 || deleted_conversation {
                     // Not one turn may be served the deleted messages from memory.
-                    self.inner.history.invalidate();
+                    self.forget_deleted();
                 }
                 report.conversations_trimmed += u64::from(messages > 0);
                 report.messages_deleted += messages;
