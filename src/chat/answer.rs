@@ -381,13 +381,17 @@ impl ChatService {
             end: Ok(()),
             fault: None,
         };
+        // One registration for the whole stream, not one per chunk.
+        let cancelled = turn.cancel.cancelled();
+        tokio::pin!(cancelled);
         loop {
             let item = tokio::select! {
-                item = stream.next() => item,
-                () = turn.cancel.cancelled() => {
+                biased;
+                () = &mut cancelled => {
                     reply.end = Err(WireError::cancelled());
                     return reply;
                 }
+                item = stream.next() => item,
             };
             match item {
                 None => return reply,

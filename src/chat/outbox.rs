@@ -54,6 +54,8 @@ struct Shared {
     full_since: Mutex<Option<Instant>>,
     became_full: Notify,
     overflowed: CancellationToken,
+    /// `overflowed`, read without its lock on every frame.
+    has_overflowed: AtomicBool,
 }
 
 impl Outbox {
@@ -70,6 +72,7 @@ impl Outbox {
             full_since: Mutex::new(None),
             became_full: Notify::new(),
             overflowed: CancellationToken::new(),
+            has_overflowed: AtomicBool::new(false),
         });
         let receiver = OutboxReceiver {
             rx,
@@ -82,7 +85,7 @@ impl Outbox {
     /// gone, or its reader stalled).
     pub fn send(&self, frame: &ServerFrame) -> bool {
         let shared = &self.shared;
-        if shared.overflowed.is_cancelled() {
+        if shared.has_overflowed.load(Ordering::Acquire) {
             return false;
         }
         let encoded = encode(frame, MAX_FRAME_BYTES);
@@ -90,6 +93,7 @@ impl Outbox {
         let waiting = shared.bytes.load(Ordering::Relaxed);
         // A frame always goes into an empty queue, however large.
         if waiting > 0 && waiting + size > shared.limits.buffer_bytes {
+            shared.has_overflowed.store(true, Ordering::Release);
             shared.overflowed.cancel();
             return false;
         }

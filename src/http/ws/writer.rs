@@ -40,11 +40,16 @@ pub async fn run(
         tokio::time::interval_at(Instant::now() + keepalive.interval, keepalive.interval);
     ping_timer.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut pong_due: Option<Instant> = None;
+    // Made once and polled again each time round, not made anew per frame.
+    let aborted = closer.aborted();
+    tokio::pin!(aborted);
+    let mut ponged = std::pin::pin!(pong.notified());
     loop {
         let message = tokio::select! {
             biased;
-            () = closer.aborted() => break,
-            () = pong.notified() => {
+            () = &mut aborted => break,
+            () = &mut ponged => {
+                ponged.set(pong.notified());
                 pong_due = None;
                 continue;
             }
@@ -66,7 +71,7 @@ pub async fn run(
         };
         let sent = tokio::select! {
             sent = write_batch(&mut sink, message, &mut frames, &sockets) => sent.is_ok(),
-            () = closer.aborted() => false,
+            () = &mut aborted => false,
         };
         if !sent {
             closer.abort(CloseReason::Client);
