@@ -4,6 +4,7 @@
 mod api;
 mod auth;
 mod error;
+mod front;
 mod health;
 mod host;
 mod keys;
@@ -27,8 +28,9 @@ use axum::serve::{ListenerExt, TapIo};
 use tokio::net::{TcpListener, TcpStream};
 
 pub use error::ApiError;
+pub use front::serve;
 pub use host::{AllowedHosts, HostPattern};
-pub use listener::{ConnectionSlot, Connections, ConnectionsSnapshot, serve};
+pub use listener::{ConnectionSlot, Connections, ConnectionsSnapshot};
 pub use mcp_sessions::{McpSessions, McpSessionsSnapshot};
 pub use ws::{Rejection, SocketSnapshot, Sockets};
 
