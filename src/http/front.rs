@@ -17,7 +17,6 @@ use tokio_util::task::TaskTracker;
 
 use super::listener::{
     ConnectionSlot, Connections, accept_failed, prepare, refuse, serve_connection,
-    serve_connection_std,
 };
 use crate::config::HttpConfig;
 
@@ -146,7 +145,7 @@ impl Front {
             () = self.stop.cancelled() => FirstRequest::Closed,
         };
         match first {
-            FirstRequest::Probe => self.serve_here(stream, peer, slot).await,
+            FirstRequest::Probe => self.serve(stream, peer, slot).await,
             FirstRequest::Other => self.serve_on_main(stream, peer, slot),
             FirstRequest::TimedOut => {
                 self.connections
@@ -158,7 +157,8 @@ impl Front {
         }
     }
 
-    async fn serve_here(&self, stream: TcpStream, peer: SocketAddr, slot: ConnectionSlot) {
+    /// Serves the connection on the runtime this is polled on, until it ends or `abort`.
+    async fn serve(&self, stream: TcpStream, peer: SocketAddr, slot: ConnectionSlot) {
         let connection = serve_connection(
             stream,
             peer,
@@ -173,7 +173,7 @@ impl Front {
         }
     }
 
-    fn serve_on_main(&self, stream: TcpStream, peer: SocketAddr, slot: ConnectionSlot) {
+    fn serve_on_main(self: Arc<Self>, stream: TcpStream, peer: SocketAddr, slot: ConnectionSlot) {
         // Registered with this runtime's reactor: out of it, then into the main one's.
         let stream = match stream.into_std() {
             Ok(stream) => stream,
@@ -182,19 +182,11 @@ impl Front {
                 return;
             }
         };
-        let connection = serve_connection_std(
-            stream,
-            peer,
-            slot,
-            self.router.clone(),
-            self.limits.header_read_timeout,
-            self.stop.clone(),
-        );
-        let abort = self.abort.clone();
+        let front = self.clone();
         self.main.spawn(self.open.track_future(async move {
-            tokio::select! {
-                () = connection => {}
-                () = abort.cancelled() => {}
+            match TcpStream::from_std(stream) {
+                Ok(stream) => front.serve(stream, peer, slot).await,
+                Err(error) => tracing::debug!(%peer, %error, "cannot register a moved connection"),
             }
         }));
     }

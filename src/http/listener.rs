@@ -139,23 +139,6 @@ pub(super) fn prepare(stream: &TcpStream, limits: &HttpConfig) {
     }
 }
 
-/// [`serve_connection`] for a stream handed over from another runtime.
-pub(super) async fn serve_connection_std(
-    stream: std::net::TcpStream,
-    peer: SocketAddr,
-    slot: ConnectionSlot,
-    router: Router,
-    header_read_timeout: Duration,
-    stop: CancellationToken,
-) {
-    match TcpStream::from_std(stream) {
-        Ok(stream) => {
-            serve_connection(stream, peer, slot, router, header_read_timeout, stop).await;
-        }
-        Err(error) => tracing::debug!(%peer, %error, "cannot register a moved connection"),
-    }
-}
-
 pub(super) async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
