@@ -196,8 +196,7 @@ impl Conversations {
     /// Deletes the conversation and all its messages.
     pub async fn delete(&self, id: &ConversationId) -> Result<(), StoreError> {
         let (id, owner) = (id.clone(), self.owner.filter());
-        let _invalidate = self.store.history_cache().invalidate_on_drop();
-        let _forget = self.store.prompt_cache().clear_on_drop();
+        let _forget = self.store.forget_deleted_on_drop();
         self.store
             .write(move |tx| {
                 let deleted = tx.execute(

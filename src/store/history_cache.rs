@@ -70,14 +70,6 @@ impl Weighter<String, Arc<Tail>> for TailWeight {
     }
 }
 
-pub struct InvalidateOnDrop<'a>(&'a HistoryCache);
-
-impl Drop for InvalidateOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.invalidate();
-    }
-}
-
 pub struct HistoryCache {
     tails: quick_cache::sync::Cache<String, Arc<Tail>, TailWeight>,
     epoch: AtomicU64,
@@ -109,12 +101,6 @@ impl HistoryCache {
     pub fn invalidate(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.tails.clear();
-    }
-
-    /// Invalidates when dropped: hold it across a deletion, so that the cache is invalidated
-    /// even if the caller stops waiting after the commit.
-    pub fn invalidate_on_drop(&self) -> InvalidateOnDrop<'_> {
-        InvalidateOnDrop(self)
     }
 
     /// What [`super::Conversations::recent`] would read, if the cache holds all of it.
@@ -311,15 +297,6 @@ mod tests {
         // ...when the old conversation's append, started before the deletion, reports seq 1.
         cache.appended(&id(), &[message(1, 1)], before);
         assert!(cache.recent(&id(), 2, 100, 100).is_none());
-    }
-
-    /// Invalidates the cache when dropped: a deletion whose caller stops waiting still counts.
-    #[test]
-    fn an_invalidation_guard_invalidates_when_dropped() {
-        let cache = HistoryCache::new(32 << 20);
-        cache.fill(&id(), vec![message(0, 1)], 1, true, cache.epoch());
-        drop(cache.invalidate_on_drop());
-        assert!(cache.recent(&id(), 1, 100, 100).is_none());
     }
 
     #[test]

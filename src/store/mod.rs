@@ -222,6 +222,12 @@ impl Store {
         self.inner.prompts.clear();
     }
 
+    /// [`Store::forget_deleted`] when dropped: hold it across a deletion, so that the caches
+    /// forget even if the caller stops waiting after the commit.
+    fn forget_deleted_on_drop(&self) -> ForgetDeletedOnDrop<'_> {
+        ForgetDeletedOnDrop(self)
+    }
+
     /// Hits and misses of the in-memory history that chat turns read (`/health` `cache_stats`).
     pub fn history_cache_stats(&self) -> crate::llm::CacheSnapshot {
         self.inner.history.snapshot()
@@ -354,6 +360,14 @@ impl Store {
             }
         }
         result
+    }
+}
+
+struct ForgetDeletedOnDrop<'a>(&'a Store);
+
+impl Drop for ForgetDeletedOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.forget_deleted();
     }
 }
 

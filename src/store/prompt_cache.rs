@@ -88,23 +88,9 @@ impl PromptCache {
         self.entries.clear();
     }
 
-    /// Clears when dropped: hold it across a deletion, so that the cache is cleared even if
-    /// the caller stops waiting after the commit.
-    pub fn clear_on_drop(&self) -> ClearOnDrop<'_> {
-        ClearOnDrop(self)
-    }
-
     /// Drops when dropped: hold it across a change of the prompt.
     pub fn changed_on_drop<'a>(&'a self, id: &ConversationId) -> ChangedOnDrop<'a> {
         ChangedOnDrop(self, id.clone())
-    }
-}
-
-pub struct ClearOnDrop<'a>(&'a PromptCache);
-
-impl Drop for ClearOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.clear();
     }
 }
 

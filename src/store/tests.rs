@@ -620,6 +620,33 @@ async fn recent_history_served_from_memory_matches_the_database() {
     assert!(after.is_empty(), "{after:?}");
 }
 
+/// The caches forget when the guard drops: a deletion whose caller stops waiting still counts.
+#[tokio::test]
+async fn the_deletion_guard_makes_both_caches_forget_when_dropped() {
+    let t = open_temp();
+    let repo = t.store.conversations();
+    let c = repo.create(None).await.expect("create");
+    let stored = repo.append(&c.id, vec![user("a")]).await.expect("append");
+    let next = stored.last().expect("stored").seq + 1;
+    repo.recent(&c.id, next, 10_000, 100).await.expect("recent");
+    repo.system_prompt(&c.id).await.expect("prompt");
+    assert!(
+        t.store
+            .history_cache()
+            .recent(&c.id, next, 10_000, 100)
+            .is_some()
+    );
+    assert!(t.store.prompt_cache().get(&c.id).is_some());
+    drop(t.store.forget_deleted_on_drop());
+    assert!(
+        t.store
+            .history_cache()
+            .recent(&c.id, next, 10_000, 100)
+            .is_none()
+    );
+    assert!(t.store.prompt_cache().get(&c.id).is_none());
+}
+
 #[tokio::test]
 async fn attachments_are_stored_with_a_user_message_and_read_back() {
     let t = open_temp();
