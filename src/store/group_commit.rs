@@ -185,16 +185,17 @@ mod tests {
         (lane, dir)
     }
 
-    /// Queues `jobs` behind a held worker (in this order), releases it and gives each outcome.
+    /// Releases the worker `jobs` were queued behind (in this order) and gives each outcome,
+    /// a panic included.
     async fn queued_together<T: Send + 'static>(
         lane: &Arc<Lane>,
         jobs: Vec<tokio::task::JoinHandle<T>>,
         release: std::sync::mpsc::Sender<()>,
-    ) -> Vec<T> {
+    ) -> Vec<Result<T, tokio::task::JoinError>> {
         let _ = release.send(());
         let mut outcomes = Vec::new();
         for job in jobs {
-            outcomes.push(job.await.expect("task"));
+            outcomes.push(job.await);
         }
         assert_eq!(lane.stats().waiting, 0);
         outcomes
@@ -248,7 +249,7 @@ mod tests {
             jobs.push(queue_write(&lane, v, fine).await);
         }
         for outcome in queued_together(&lane, jobs, release).await {
-            outcome.expect("committed");
+            outcome.expect("task").expect("committed");
         }
         blocker.await.expect("task").expect("blocker");
         assert_eq!(values(&lane).await, (0..20).collect::<Vec<_>>());
@@ -278,11 +279,7 @@ mod tests {
             queue_write(&lane, 4, |_| panic!("boom")).await,
             queue_write(&lane, 5, fine).await,
         ];
-        let mut outcomes = Vec::new();
-        let _ = release.send(());
-        for job in jobs {
-            outcomes.push(job.await);
-        }
+        let outcomes = queued_together(&lane, jobs, release).await;
         blocker.await.expect("task").expect("blocker");
         assert!(outcomes[0].as_ref().is_ok_and(Result::is_ok));
         assert!(matches!(
@@ -313,7 +310,11 @@ mod tests {
             queue_write(&lane, 2, fine).await,
             queue_write(&lane, 3, fine).await,
         ];
-        let outcomes = queued_together(&lane, jobs, release).await;
+        let outcomes: Vec<_> = queued_together(&lane, jobs, release)
+            .await
+            .into_iter()
+            .map(|outcome| outcome.expect("task"))
+            .collect();
         blocker.await.expect("task").expect("blocker");
         assert!(matches!(outcomes[0], Err(StoreError::InvalidInput(_))));
         assert!(outcomes[1].is_ok() && outcomes[2].is_ok(), "{outcomes:?}");
@@ -331,7 +332,11 @@ mod tests {
             queue_write(&lane, 1, fine).await,
             queue_write(&lane, 2, |tx| Ok(tx.execute_batch("ROLLBACK")?)).await,
         ];
-        let outcomes = queued_together(&lane, jobs, release).await;
+        let outcomes: Vec<_> = queued_together(&lane, jobs, release)
+            .await
+            .into_iter()
+            .map(|outcome| outcome.expect("task"))
+            .collect();
         blocker.await.expect("task").expect("blocker");
         assert!(
             outcomes.iter().all(Result::is_err),

@@ -117,21 +117,31 @@ async fn migration_5_keeps_ids_and_vectors_gives_rows_to_local_and_never_reuses_
     );
 }
 
-#[tokio::test]
-async fn an_owner_sees_only_its_conversations_and_an_admin_sees_all() {
+/// A fresh store of the current schema, in a directory kept alive with it.
+fn open_store() -> (Store, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = RepositoryConfig {
         path: dir.path().join("chat.db"),
         ..RepositoryConfig::default()
     };
     let store = Store::open_with(&config, &space()).expect("open");
-    let key = |name: &str| NewKey {
+    (store, dir)
+}
+
+/// A user's key named `name`.
+fn key(name: &str) -> NewKey {
+    NewKey {
         name: name.into(),
         role: AccessRole::User,
         quotas: Quotas::default(),
         key_hash: crate::auth::secrets::hash(name),
         key_prefix: "mcpp_x…".into(),
-    };
+    }
+}
+
+#[tokio::test]
+async fn an_owner_sees_only_its_conversations_and_an_admin_sees_all() {
+    let (store, _dir) = open_store();
     let alice = store
         .principals()
         .create(key("alice"))
@@ -177,19 +187,7 @@ async fn an_owner_sees_only_its_conversations_and_an_admin_sees_all() {
 
 #[tokio::test]
 async fn a_system_prompt_served_from_memory_follows_updates_owners_and_deletions() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let config = RepositoryConfig {
-        path: dir.path().join("chat.db"),
-        ..RepositoryConfig::default()
-    };
-    let store = Store::open_with(&config, &space()).expect("open");
-    let key = |name: &str| NewKey {
-        name: name.into(),
-        role: AccessRole::User,
-        quotas: Quotas::default(),
-        key_hash: crate::auth::secrets::hash(name),
-        key_prefix: "mcpp_x…".into(),
-    };
+    let (store, _dir) = open_store();
     let alice = store
         .principals()
         .create(key("alice"))
