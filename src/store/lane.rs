@@ -403,11 +403,18 @@ fn admit(shared: &Shared, queued: Queued) -> Option<(Work, Duration)> {
     Some((queued.work, waited))
 }
 
+/// The pool timeout, counted, for a job that waited `waited` in the queue, if that was too long.
+fn expired(shared: &Shared, waited: Duration) -> Option<StoreError> {
+    (waited > shared.timeout).then(|| {
+        shared.timeouts.fetch_add(1, Ordering::Relaxed);
+        shared.pool_timeout()
+    })
+}
+
 /// A pooled connection for a job that waited `waited`, unless it waited too long.
 fn connection(shared: &Shared, waited: Duration) -> Result<PooledConnection, StoreError> {
-    if waited > shared.timeout {
-        shared.timeouts.fetch_add(1, Ordering::Relaxed);
-        return Err(shared.pool_timeout());
+    if let Some(timeout) = expired(shared, waited) {
+        return Err(timeout);
     }
     shared.pool.get_timeout(shared.timeout).map_err(|_| {
         shared.timeouts.fetch_add(1, Ordering::Relaxed);
@@ -432,9 +439,8 @@ fn next_write(
         let Some((Work::Transaction(job), waited)) = admit(shared, queued) else {
             continue;
         };
-        if waited > shared.timeout {
-            shared.timeouts.fetch_add(1, Ordering::Relaxed);
-            job(Err(shared.pool_timeout())).answer_alone();
+        if let Some(timeout) = expired(shared, waited) {
+            job(Err(timeout)).answer_alone();
             continue;
         }
         return Some(job);
