@@ -159,10 +159,10 @@ impl Conversations {
     /// for a conversation seen recently.
     pub async fn system_prompt(&self, id: &ConversationId) -> Result<Option<String>, StoreError> {
         let entry = self.prompt_entry(id).await?;
-        match self.owner.filter() {
-            Some(owner) if owner != entry.owner => Err(StoreError::NotFound("conversation")),
-            _ => Ok(entry.prompt.map(|p| p.to_string())),
+        if !self.owner.sees(entry.owner) {
+            return Err(StoreError::NotFound("conversation"));
         }
+        Ok(entry.prompt.map(|p| p.to_string()))
     }
 
     /// The conversation's owner and prompt, from the cache or else the database.

@@ -37,6 +37,11 @@ impl Owner {
     pub(super) fn filter(self) -> Option<i64> {
         (!self.sees_all).then_some(self.id.0)
     }
+
+    /// The same rule in Rust, for a row read without the filter (a cached one).
+    pub(super) fn sees(self, owner: i64) -> bool {
+        self.filter().is_none_or(|only| only == owner)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
