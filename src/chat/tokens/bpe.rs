@@ -1,17 +1,20 @@
 //! A compact byte-pair counter for OpenAI's encodings: the same pre-tokenising pattern, the
-//! same ranks and the same merge order as tiktoken, so its counts are tiktoken's exactly, in
-//! about a tenth of the memory.
+//! same ranks and the same merge order as tiktoken, so its counts are tiktoken's exactly.
 //!
-//! tiktoken-rs keeps each table three times over (bytes → rank and rank → bytes hash maps of
-//! one heap allocation per token, and a sorted copy): about 45 MB for `o200k_base` and 23 MB for
-//! `cl100k_base`. Here a table is every token's bytes in one buffer, their offsets, and an
-//! open-addressing index of ranks: about 4 MB and 2 MB. The ranks are read once from
-//! tiktoken-rs's own tables (built, read, and dropped on a blocking thread), so nothing is
-//! copied into this repository and the two cannot drift apart; unit tests compare the counts.
+//! tiktoken-rs keeps each table three times over on the heap (bytes → rank and rank → bytes
+//! hash maps of one heap allocation per token, and a sorted copy): about 45 MB for
+//! `o200k_base` and 23 MB for `cl100k_base`, built from base64 text at start. Here a table is
+//! every token's bytes in one buffer, their offsets, and an open-addressing index of ranks
+//! ([`super::layout`]): about 4 MB and 2 MB, written by `build.rs` from tiktoken-rs's own
+//! tables (so nothing is copied into this repository and the two cannot drift apart; unit
+//! tests compare the counts) and read where the binary holds them: nothing to build at run
+//! time, and pages the kernel can drop and read back, not heap.
 
 use std::collections::BinaryHeap;
 
 use fancy_regex::Regex;
+
+use super::layout::{self, word};
 
 /// A piece from this many bytes is merged with a heap (`O(n log n)`) rather than by scanning
 /// for the lowest rank after each merge (`O(n²)`, faster on the short pieces of real text).
@@ -22,39 +25,37 @@ type Rank = u32;
 /// One encoding's ranks and pre-tokenising pattern.
 pub struct CompactBpe {
     /// Every token's bytes, in rank order.
-    bytes: Box<[u8]>,
-    /// Where token `r` starts in `bytes`; `starts[r + 1]` is where it ends.
-    starts: Box<[u32]>,
-    /// Open addressing: `rank + 1` at the slot of a token's hash (or a later one), 0 if empty.
-    slots: Box<[u32]>,
+    bytes: &'static [u8],
+    /// Where token `r` starts in `bytes` (little-endian `u32`s); the next one is where it ends.
+    starts: &'static [u8],
+    /// The index: `rank + 1` (little-endian `u32`s) at the slot of a token's hash or a later
+    /// one, 0 if empty; a power of two of them.
+    slots: &'static [u8],
+    /// `slots`' count less one.
+    mask: usize,
     pattern: Regex,
 }
 
 impl CompactBpe {
-    /// The tables of `tokens` (token `r` is `tokens[r]`) with `pattern` to split text.
-    pub fn new(tokens: &[Vec<u8>], pattern: &str) -> Result<Self, String> {
-        let total: usize = tokens.iter().map(Vec::len).sum();
-        let too_big = || "token table too large".to_string();
-        let mut bytes = Vec::with_capacity(total);
-        let mut starts = Vec::with_capacity(tokens.len() + 1);
-        for token in tokens {
-            starts.push(u32::try_from(bytes.len()).map_err(|_| too_big())?);
-            bytes.extend_from_slice(token);
+    /// The table laid out as [`layout`] says, with `pattern` to split text.
+    pub fn new(tables: [&'static [u8]; 3], pattern: &str) -> Result<Self, String> {
+        let [bytes, starts, slots] = tables;
+        let count = slots.len() / 4;
+        let well_formed = slots.len() % 4 == 0
+            && count.is_power_of_two()
+            && starts.len() % 4 == 0
+            && starts.len() >= 4
+            && word(starts, starts.len() / 4 - 1) as usize == bytes.len();
+        if !well_formed {
+            return Err("malformed token table".into());
         }
-        starts.push(u32::try_from(bytes.len()).map_err(|_| too_big())?);
-        let capacity = (tokens.len() * 2).next_power_of_two().max(2);
-        let mut table = Self {
-            bytes: bytes.into_boxed_slice(),
-            starts: starts.into_boxed_slice(),
-            slots: vec![0; capacity].into_boxed_slice(),
+        Ok(Self {
+            bytes,
+            starts,
+            slots,
+            mask: count - 1,
             pattern: Regex::new(pattern).map_err(|e| e.to_string())?,
-        };
-        for (rank, token) in tokens.iter().enumerate() {
-            if !token.is_empty() {
-                table.insert(Rank::try_from(rank).map_err(|_| too_big())?);
-            }
-        }
-        Ok(table)
+        })
     }
 
     /// Tokens in `text` (no special tokens: their text counts as ordinary text, as
@@ -70,13 +71,13 @@ impl CompactBpe {
     /// Bytes held by the tables (not the pattern's automaton).
     #[cfg(test)]
     pub fn table_bytes(&self) -> usize {
-        self.bytes.len() + 4 * (self.starts.len() + self.slots.len())
+        self.bytes.len() + self.starts.len() + self.slots.len()
     }
 
     /// Tokens in the table.
     #[cfg(test)]
     pub fn tokens(&self) -> usize {
-        self.starts.len() - 1
+        self.starts.len() / 4 - 1
     }
 
     fn count_piece(&self, piece: &[u8]) -> usize {
@@ -175,10 +176,9 @@ impl CompactBpe {
     }
 
     fn rank(&self, token: &[u8]) -> Option<Rank> {
-        let mask = self.slots.len() - 1;
-        let mut slot = hash(token) & mask;
+        let mut slot = layout::hash(token) & self.mask;
         loop {
-            let entry = self.slots[slot];
+            let entry = word(self.slots, slot);
             if entry == 0 {
                 return None;
             }
@@ -186,36 +186,14 @@ impl CompactBpe {
             if self.token(rank) == token {
                 return Some(rank);
             }
-            slot = (slot + 1) & mask;
+            slot = (slot + 1) & self.mask;
         }
     }
 
     fn token(&self, rank: Rank) -> &[u8] {
         let r = rank as usize;
-        &self.bytes[self.starts[r] as usize..self.starts[r + 1] as usize]
+        &self.bytes[word(self.starts, r) as usize..word(self.starts, r + 1) as usize]
     }
-
-    fn insert(&mut self, rank: Rank) {
-        let mask = self.slots.len() - 1;
-        let mut slot = hash(self.token(rank)) & mask;
-        while self.slots[slot] != 0 {
-            slot = (slot + 1) & mask;
-        }
-        self.slots[slot] = rank + 1;
-    }
-}
-
-/// FNV-1a: tokens are short, and the table is built from trusted data.
-fn hash(bytes: &[u8]) -> usize {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    // Fold the high bits in: the mask keeps only the low ones.
-    #[allow(clippy::cast_possible_truncation)]
-    let folded = (h ^ (h >> 32)) as usize;
-    folded
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! context budget keeps `reserve_tokens` free.
 
 mod bpe;
+mod layout;
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,6 +21,36 @@ pub const REPLY_PRIMING: u32 = 3;
 
 /// Texts from this many bytes are counted off the runtime's threads.
 const LONG_TEXT: usize = 64 << 10;
+
+/// The tables `build.rs` wrote from tiktoken-rs's ([`layout`]).
+macro_rules! tables {
+    ($name:literal) => {
+        [
+            include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".bytes")).as_slice(),
+            include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".starts")).as_slice(),
+            include_bytes!(concat!(env!("OUT_DIR"), "/", $name, ".slots")).as_slice(),
+        ]
+    };
+}
+const O200K_TABLES: [&[u8]; 3] = tables!("o200k_base");
+const CL100K_TABLES: [&[u8]; 3] = tables!("cl100k_base");
+
+/// `o200k_base`'s pre-tokenising pattern, as tiktoken defines it.
+const O200K_PATTERN: &str = concat!(
+    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+    "|",
+    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+    "|",
+    r"\p{N}{1,3}",
+    "|",
+    r" ?[^\s\p{L}\p{N}]+[\r\n/]*",
+    "|",
+    r"\s*[\r\n]+",
+    "|",
+    r"\s+(?!\S)",
+    "|",
+    r"\s+"
+);
 
 /// `cl100k_base`'s pre-tokenising pattern, as tiktoken defines it.
 const CL100K_PATTERN: &str = "'(?i:[sdmt]|ll|ve|re)|[^\\r\\n\\p{L}\\p{N}]?+\\p{L}++|\\p{N}{1,3}+| ?[^\\s\\p{L}\\p{N}]++[\\r\\n]*+|\\s++$|\\s*[\\r\\n]|\\s+(?!\\S)|\\s";
@@ -67,8 +98,9 @@ impl Encoding {
         }
     }
 
-    /// Tokens of `text`; the first call per encoding builds its tables (about a tenth of a
-    /// second in release builds): call [`Encoding::load`] off the runtime first.
+    /// Tokens of `text`; the first call per encoding compiles its pre-tokenising pattern (a few
+    /// milliseconds; the tables are in the binary): call [`Encoding::load`] off the runtime
+    /// first.
     pub fn count(self, text: &str) -> u32 {
         u32::try_from(self.bpe().count(text)).unwrap_or(u32::MAX)
     }
@@ -85,14 +117,14 @@ impl Encoding {
             .unwrap_or(u32::MAX)
     }
 
-    /// Builds the tables on a blocking thread if they are not built yet.
+    /// Compiles the pattern on a blocking thread if it is not compiled yet.
     pub async fn load(self) {
         if self.cell().get().is_none() {
             let _ = tokio::task::spawn_blocking(move || self.bpe()).await;
         }
     }
 
-    /// Starts building the tables in the background, once, if they are not built yet: a
+    /// Starts compiling the pattern in the background, once, if it is not compiled yet: a
     /// socket that may chat soon calls this so that its first turn does not wait for them,
     /// and a server nobody uses never builds them.
     pub fn preload(self) {
@@ -114,35 +146,12 @@ impl Encoding {
 
     fn bpe(self) -> &'static CompactBpe {
         self.cell().get_or_init(|| {
-            let table = self.build();
-            // Building read tiktoken-rs's tables (tens of megabytes, now freed): give their
-            // pages back.
-            crate::process::release_free_memory();
-            table
+            let (tables, pattern) = match self {
+                Self::O200kBase => (O200K_TABLES, O200K_PATTERN),
+                Self::Cl100kBase => (CL100K_TABLES, CL100K_PATTERN),
+            };
+            CompactBpe::new(tables, pattern).expect("build.rs's tables and tiktoken's patterns")
         })
-    }
-
-    /// Reads the ranks out of tiktoken-rs's tables and keeps them compactly; tiktoken-rs's
-    /// own copy is dropped at the end. Ordinary ranks are contiguous from 0; the first rank
-    /// that does not decode ends them (the special tokens come after a gap).
-    fn build(self) -> CompactBpe {
-        let (core, pattern) = match self {
-            Self::O200kBase => (tiktoken_rs::o200k_base(), tiktoken_rs::O200K_BASE_PAT_STR),
-            Self::Cl100kBase => (tiktoken_rs::cl100k_base(), CL100K_PATTERN),
-        };
-        let core = core.expect("tiktoken-rs's compiled-in tables parse");
-        let special = core.special_tokens();
-        let mut tokens = Vec::new();
-        for rank in 0.. {
-            match core.decode_bytes(&[rank]) {
-                Ok(bytes) if !std::str::from_utf8(&bytes).is_ok_and(|s| special.contains(s)) => {
-                    tokens.push(bytes);
-                }
-                _ => break,
-            }
-        }
-        drop(core);
-        CompactBpe::new(&tokens, pattern).expect("tiktoken's patterns compile")
     }
 }
 
@@ -215,6 +224,28 @@ mod tests {
         assert!(cl100k.table_bytes() < 3 << 20, "{}", cl100k.table_bytes());
         assert_eq!(o200k.tokens(), 199_998);
         assert_eq!(cl100k.tokens(), 100_256);
+    }
+
+    #[test]
+    fn patterns_are_tiktokens() {
+        assert_eq!(O200K_PATTERN, tiktoken_rs::O200K_BASE_PAT_STR);
+    }
+
+    #[test]
+    fn a_table_built_here_counts_with_its_own_ranks() {
+        // Ranks 0-3 are single bytes, 4 is "ab", 5 is "abc": "abcab" is "abc" + "ab".
+        let tokens: Vec<Vec<u8>> = ["a", "b", "c", " ", "ab", "abc"]
+            .iter()
+            .map(|t| t.as_bytes().to_vec())
+            .collect();
+        let [bytes, starts, slots] = layout::encode(&tokens).expect("small table");
+        let leak = |v: Vec<u8>| -> &'static [u8] { Vec::leak(v) };
+        let bpe = CompactBpe::new([leak(bytes), leak(starts), leak(slots)], r"\S+|\s")
+            .expect("well formed");
+        assert_eq!(bpe.count("abcab"), 2);
+        assert_eq!(bpe.count("abc ab cab"), 1 + 1 + 1 + 1 + 2);
+        let malformed = CompactBpe::new([b"ab".as_slice(), &[0, 0, 0, 0], &[0; 12]], "x");
+        assert!(malformed.is_err());
     }
 
     #[test]
