@@ -4,12 +4,13 @@
 use std::fs::OpenOptions;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
 use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OpenFlags};
+use scheduled_thread_pool::ScheduledThreadPool;
 
 use super::StoreError;
 use crate::config::{RepositoryConfig, Synchronous};
@@ -116,12 +117,27 @@ impl r2d2::HandleError<rusqlite::Error> for TracingErrorHandler {
 pub type Pool = r2d2::Pool<SqliteConnectionManager>;
 pub type PooledConnection = r2d2::PooledConnection<SqliteConnectionManager>;
 
+/// The thread that opens pooled connections (both pools of a store share it).
+pub fn opener() -> Arc<ScheduledThreadPool> {
+    Arc::new(
+        ScheduledThreadPool::builder()
+            .num_threads(1)
+            .thread_name_pattern("db-open-{}")
+            .build(),
+    )
+}
+
+/// A pool of up to `size` connections to `path`. One is opened now (and the pool keeps one
+/// idle connection ready); the others when the load needs them, by `opener`, and then kept
+/// with their page and statement caches for the life of the store: a server at rest holds
+/// two connections, not twenty (~130 KB each: SQLite's schema and lookaside memory).
 pub fn build_pool(
     path: &Path,
     name: &'static str,
     size: u32,
     pragmas: Pragmas,
     timeout: Duration,
+    opener: Arc<ScheduledThreadPool>,
 ) -> Result<Pool, StoreError> {
     let mut flags = OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI;
     flags |= if pragmas.read_only {
@@ -132,12 +148,12 @@ pub fn build_pool(
     let manager = SqliteConnectionManager::file(path).with_flags(flags);
     r2d2::Pool::builder()
         .max_size(size)
-        .min_idle(Some(size))
+        .min_idle(Some(1))
         .test_on_check_out(false)
-        // Keep connections (and their page and statement caches) for the life of the store.
         .idle_timeout(None)
         .max_lifetime(None)
         .connection_timeout(timeout)
+        .thread_pool(opener)
         .error_handler(Box::new(TracingErrorHandler(name)))
         .connection_customizer(Box::new(pragmas))
         .build(manager)

@@ -70,8 +70,11 @@ pub struct Lane {
 /// `/health` figures for one pool and its queue.
 #[derive(Debug, Clone, Serialize)]
 pub struct PoolStats {
+    /// Connections the pool may open at most.
     pub size: u32,
     pub workers: usize,
+    /// Connections open now (opened as the load needs them, then kept).
+    pub open: u32,
     pub idle: u32,
     pub in_use: u32,
     /// Jobs waiting in the queue for a worker.
@@ -99,9 +102,10 @@ impl Lane {
             commits: AtomicU64::new(0),
             committed_jobs: AtomicU64::new(0),
         });
-        // One slot more than callers may fill: kept for `close_with`'s last job (should a race
-        // of callers take it, `close_with` waits for a worker to free a slot: milliseconds).
-        let (sender, receiver) = crossbeam_channel::bounded::<Queued>(QUEUE_CAPACITY + 1);
+        // Unbounded in the channel, bounded by `enqueue`: a bounded channel would allocate
+        // (and touch) all its slots at start, ~260 KB a lane, for a queue that is nearly always
+        // short.
+        let (sender, receiver) = crossbeam_channel::unbounded::<Queued>();
         let mut threads = Vec::with_capacity(workers);
         for index in 0..workers {
             let (shared, receiver) = (shared.clone(), receiver.clone());
@@ -158,7 +162,8 @@ impl Lane {
                 return Err(StoreError::Closed);
             };
             // Bounded: under a flood callers get `busy` at once instead of the queue (and the
-            // memory its jobs hold) growing without end.
+            // memory its jobs hold) growing without end. (Callers checking at the same instant
+            // may pass it together: a few jobs over, never without end.)
             if sender.len() >= QUEUE_CAPACITY {
                 return Err(StoreError::QueueFull {
                     pool: self.shared.name,
@@ -166,19 +171,9 @@ impl Lane {
                 });
             }
             self.shared.queued.add(1);
-            match sender.try_send(queued) {
-                Ok(()) => {}
-                Err(crossbeam_channel::TrySendError::Full(_)) => {
-                    self.shared.queued.add(-1);
-                    return Err(StoreError::QueueFull {
-                        pool: self.shared.name,
-                        capacity: QUEUE_CAPACITY,
-                    });
-                }
-                Err(crossbeam_channel::TrySendError::Disconnected(_)) => {
-                    self.shared.queued.add(-1);
-                    return Err(StoreError::Closed);
-                }
+            if sender.send(queued).is_err() {
+                self.shared.queued.add(-1);
+                return Err(StoreError::Closed);
             }
         }
         ticket.outcome(answer).await
@@ -257,6 +252,7 @@ impl Lane {
         PoolStats {
             size: self.shared.pool.max_size(),
             workers: self.workers,
+            open: state.connections,
             idle: state.idle_connections,
             in_use: state.connections.saturating_sub(state.idle_connections),
             waiting: self.shared.queued.current(),
@@ -464,6 +460,7 @@ pub(super) mod testing {
             1,
             Pragmas::from_config(&config, false),
             timeout,
+            crate::store::connection::opener(),
         )
         .expect("pool");
         (

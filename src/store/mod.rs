@@ -167,14 +167,22 @@ impl Store {
             writer_pragmas.autocheckpoint_pages = 10_000;
         }
         // Writers first: read-only WAL connections need the -shm file a writer creates.
-        let writer_pool =
-            connection::build_pool(&path, "writer", writers, writer_pragmas, timeout)?;
+        let opener = connection::opener();
+        let writer_pool = connection::build_pool(
+            &path,
+            "writer",
+            writers,
+            writer_pragmas,
+            timeout,
+            opener.clone(),
+        )?;
         let reader_pool = connection::build_pool(
             &path,
             "reader",
             readers,
             Pragmas::from_config(config, true),
             timeout,
+            opener,
         )?;
         drop(conn);
         let spawn_error = |e: std::io::Error| StoreError::Open {
