@@ -482,7 +482,11 @@ fn serve(args: ServeArgs) -> Result<(), StartError> {
     }
     mcp_platform::telemetry::init(&config.logging);
     tracing::debug!(config = %source, "starting");
-    let runtime = tokio::runtime::Runtime::new().map_err(StartError::Runtime)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.server.runtime_threads())
+        .enable_all()
+        .build()
+        .map_err(StartError::Runtime)?;
     runtime.block_on(async {
         let shutdown = shutdown_signal().map_err(StartError::Runtime)?;
         mcp_platform::app::check_exposure(&config)?;

@@ -21,6 +21,10 @@ pub struct ServerConfig {
     /// How long a graceful shutdown waits for in-flight requests before closing them.
     #[serde(with = "super::duration")]
     pub shutdown_timeout: Duration,
+    /// Threads of the chat runtime (sockets, turns, providers, MCP). 0, the default: one fewer
+    /// than the CPUs the process may use, at least one, since the database writer and
+    /// SQLite's reads run on threads of their own and want a CPU under load.
+    pub worker_threads: usize,
     pub auth: AuthConfig,
     /// A bearer token that may read `/metrics` (for a Prometheus scraper) without an admin
     /// key. Write it as `${VAR}` so that it stays out of the file.
@@ -92,10 +96,24 @@ impl Default for ServerConfig {
             allowed_origins: Vec::new(),
             allowed_hosts: Vec::new(),
             shutdown_timeout: Duration::from_secs(10),
+            worker_threads: 0,
             auth: AuthConfig::default(),
             metrics_token: None,
             http: HttpConfig::default(),
             mcp: McpEndpointConfig::default(),
+        }
+    }
+}
+
+impl ServerConfig {
+    /// The chat runtime's threads: `worker_threads`, or when 0, the CPUs this process may use
+    /// (its affinity and cgroup quota counted) less one, at least one.
+    pub fn runtime_threads(&self) -> usize {
+        match self.worker_threads {
+            0 => std::thread::available_parallelism()
+                .map_or(1, |cpus| cpus.get().saturating_sub(1))
+                .max(1),
+            n => n,
         }
     }
 }

@@ -260,3 +260,16 @@ fn a_local_preset_needs_no_entry_of_its_own() {
     );
     assert_eq!(ollama.http_client.read_timeout, Duration::from_secs(300));
 }
+
+#[test]
+fn the_runtime_gets_the_threads_asked_for_or_one_fewer_than_the_cpus() {
+    let config = parse("server:\n  worker_threads: 3\n").expect("3 threads");
+    assert_eq!(config.server.runtime_threads(), 3);
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    assert_eq!(
+        Config::default().server.runtime_threads(),
+        cpus.saturating_sub(1).max(1)
+    );
+    let message = error_of("server:\n  worker_threads: 5000\n");
+    assert!(message.contains("server.worker_threads"), "{message}");
+}

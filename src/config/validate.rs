@@ -132,6 +132,7 @@ impl Config {
                 ),
             )?;
         }
+        within("server.worker_threads", self.server.worker_threads, 0, 1024)?;
         let auth = &self.server.auth;
         within(
             "server.auth.max_failures_per_minute",

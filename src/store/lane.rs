@@ -73,7 +73,8 @@ pub struct PoolStats {
     /// Connections the pool may open at most.
     pub size: u32,
     pub workers: usize,
-    /// Connections open now (opened as the load needs them, then kept).
+    /// Connections open now (all of them once the pool is built; fewer only while one that
+    /// failed is opened again).
     pub open: u32,
     pub idle: u32,
     pub in_use: u32,

@@ -19,7 +19,10 @@ async fn health_reports_the_documented_shape() {
         }
         // Connections are opened as the load needs them: at least one, never above the size.
         let (open, size) = (&repo[pool]["open"], &repo[pool]["size"]);
-        assert!(open.as_u64() >= Some(1) && open.as_u64() <= size.as_u64(), "{repo}");
+        assert!(
+            open.as_u64() >= Some(1) && open.as_u64() <= size.as_u64(),
+            "{repo}"
+        );
         assert!(repo[pool]["acquire_wait_ms"]["p50"].is_number());
         assert!(repo[pool]["acquire_wait_ms"]["p99"].is_number());
     }
