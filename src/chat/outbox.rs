@@ -156,6 +156,11 @@ impl OutboxReceiver {
         Some(text)
     }
 
+    /// No frame waiting now.
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
     pub fn try_recv(&mut self) -> Option<String> {
         let text = self.rx.try_recv().ok()?;
         self.shared.taken(text.len());

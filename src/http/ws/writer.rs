@@ -98,9 +98,19 @@ async fn write_batch(
     sockets: &Sockets,
 ) -> Result<(), axum::Error> {
     sink.feed(first).await?;
-    for _ in 1..MAX_BATCH {
+    let mut fed = 1;
+    // Nothing else queued yet: let the tasks that are ready run once first. A provider's burst
+    // of events reaches the turn one HTTP chunk per hop (hyper hands a body over one chunk at
+    // a time), so without this each of its frames would go out in a system call (and wake the
+    // client) of its own; with it, they leave together. Costs one scheduling round when
+    // nothing more comes.
+    if frames.is_empty() {
+        tokio::task::yield_now().await;
+    }
+    while fed < MAX_BATCH {
         let Some(text) = frames.try_recv() else { break };
         sink.feed(message(text, sockets)).await?;
+        fed += 1;
     }
     sink.flush().await
 }
