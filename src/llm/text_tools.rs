@@ -562,7 +562,7 @@ mod tests {
             tools: vec![ToolSpec {
                 name: "add".into(),
                 description: "Adds".into(),
-                parameters: json!({"type": "object"}),
+                parameters: json!({"type": "object"}).into(),
             }],
             tool_choice: Some(json!("auto")),
             stream: true,

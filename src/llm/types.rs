@@ -39,8 +39,9 @@ pub enum MessageRole {
 pub struct ToolSpec {
     pub name: String,
     pub description: String,
-    /// JSON Schema of the arguments, already in the provider's accepted form.
-    pub parameters: serde_json::Value,
+    /// JSON Schema of the arguments, already in the provider's accepted form; shared, since
+    /// the same schemas are offered on every turn.
+    pub parameters: std::sync::Arc<serde_json::Value>,
 }
 
 /// A completed tool call: its arguments are the whole JSON text the model produced.

@@ -313,7 +313,7 @@ mod tests {
             tools: vec![ToolSpec {
                 name: "echo".into(),
                 description: "Echo".into(),
-                parameters: serde_json::json!({"type": "object"}),
+                parameters: serde_json::json!({"type": "object"}).into(),
             }],
             tool_choice: Some(serde_json::json!("auto")),
             stream: true,

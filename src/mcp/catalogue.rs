@@ -101,7 +101,7 @@ impl Catalogue {
             .map(|t| ToolSpec {
                 name: t.name.clone(),
                 description: t.description.clone(),
-                parameters: (*t.parameters).clone(),
+                parameters: t.parameters.clone(),
             })
             .collect()
     }

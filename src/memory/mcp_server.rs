@@ -142,13 +142,14 @@ impl MemoryMcpServer {
                 "query": {"type": "string"},
                 "k": {"type": "integer", "minimum": 1, "maximum": max_k},
                 "conversation_id": {"type": "string", "description": "Only this conversation"}},
-                "required": ["query"]}),
+                "required": ["query"]})
+            .into(),
         });
         specs
             .into_iter()
             .map(|spec| {
-                let schema = match spec.parameters {
-                    Value::Object(schema) => schema,
+                let schema = match &*spec.parameters {
+                    Value::Object(schema) => schema.clone(),
                     _ => Map::new(),
                 };
                 Tool::new(spec.name, spec.description, Arc::new(schema))

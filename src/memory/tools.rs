@@ -1,6 +1,7 @@
 //! The built-in memory tools, `memory_store`, `memory_find` and `memory_delete`: offered to the
 //! model beside the MCP tools (same loop, same frames) and served to MCP clients at `/mcp`.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Instant;
 
 use serde::Deserialize;
@@ -20,6 +21,20 @@ const DEFAULT_K: usize = 5;
 
 /// The three tools' definitions.
 pub fn specs(max_k: usize) -> Vec<ToolSpec> {
+    // Offered on every turn: built once (for the configured `max_k`) and shared.
+    static BUILT: Mutex<Option<(usize, Vec<ToolSpec>)>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(PoisonError::into_inner);
+    match &*built {
+        Some((k, specs)) if *k == max_k => specs.clone(),
+        _ => {
+            let specs = build_specs(max_k);
+            *built = Some((max_k, specs.clone()));
+            specs
+        }
+    }
+}
+
+fn build_specs(max_k: usize) -> Vec<ToolSpec> {
     let tags = json!({"type": "array", "items": {"type": "string"}, "maxItems": crate::store::MAX_TAGS,
         "description": "Short lowercase labels, e.g. [\"preferences\", \"project-x\"]"});
     vec![
@@ -29,7 +44,8 @@ pub fn specs(max_k: usize) -> Vec<ToolSpec> {
                 .into(),
             parameters: json!({"type": "object", "properties": {
                 "text": {"type": "string", "description": "What to remember"},
-                "tags": tags}, "required": ["text"]}),
+                "tags": tags}, "required": ["text"]})
+            .into(),
         },
         ToolSpec {
             name: FIND.into(),
@@ -39,13 +55,15 @@ pub fn specs(max_k: usize) -> Vec<ToolSpec> {
                 "query": {"type": "string"},
                 "k": {"type": "integer", "minimum": 1, "maximum": max_k,
                       "description": format!("How many (default {DEFAULT_K})")},
-                "tags": tags}, "required": ["query"]}),
+                "tags": tags}, "required": ["query"]})
+            .into(),
         },
         ToolSpec {
             name: DELETE.into(),
             description: "Forget a remembered fact by its id (from memory_find).".into(),
             parameters: json!({"type": "object", "properties": {
-                "id": {"type": "integer"}}, "required": ["id"]}),
+                "id": {"type": "integer"}}, "required": ["id"]})
+            .into(),
         },
     ]
 }

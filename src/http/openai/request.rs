@@ -217,10 +217,12 @@ fn client_tool(index: usize, tool: &Value) -> Result<ToolSpec, WireError> {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string(),
-        parameters: function
-            .get("parameters")
-            .cloned()
-            .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}})),
+        parameters: std::sync::Arc::new(
+            function
+                .get("parameters")
+                .cloned()
+                .unwrap_or_else(|| serde_json::json!({"type": "object", "properties": {}})),
+        ),
     })
 }
 
