@@ -70,7 +70,7 @@ pub struct Lane {
 /// `/health` figures for one pool and its queue.
 #[derive(Debug, Clone, Serialize)]
 pub struct PoolStats {
-    /// Connections the pool may open at most.
+    /// Connections in the pool.
     pub size: u32,
     pub workers: usize,
     /// Connections open now (all of them once the pool is built; fewer only while one that
