@@ -4,6 +4,8 @@
 
 use std::path::Path;
 
+use tiktoken_rs::tokenizer::Tokenizer;
+
 #[allow(dead_code)] // the reading half is the server's
 #[path = "src/chat/tokens/layout.rs"]
 mod layout;
@@ -45,13 +47,14 @@ fn write_token_tables(out: &Path) {
     if std::fs::read_to_string(&stamp_path).is_ok_and(|written| written == stamp) {
         return;
     }
-    for name in ["o200k_base", "cl100k_base"] {
-        let core = match name {
-            "o200k_base" => tiktoken_rs::o200k_base(),
-            _ => tiktoken_rs::cl100k_base(),
-        }
-        .expect("tiktoken-rs's compiled-in tables parse");
-        let tables = layout::encode(&ordinary_tokens(&core)).expect("tables fit u32 offsets");
+    let encodings = [
+        ("o200k_base", Tokenizer::O200kBase),
+        ("cl100k_base", Tokenizer::Cl100kBase),
+    ];
+    for (name, tokenizer) in encodings {
+        let core = tiktoken_rs::bpe_for_tokenizer(tokenizer)
+            .expect("tiktoken-rs's compiled-in tables parse");
+        let tables = layout::encode(&ordinary_tokens(core)).expect("tables fit u32 offsets");
         for (part, data) in ["bytes", "starts", "slots"].iter().zip(tables) {
             std::fs::write(out.join(format!("{name}.{part}")), data).expect("OUT_DIR is writable");
         }

@@ -125,8 +125,8 @@ impl Encoding {
     }
 
     /// Starts compiling the pattern in the background, once, if it is not compiled yet: a
-    /// socket that may chat soon calls this so that its first turn does not wait for them,
-    /// and a server nobody uses never builds them.
+    /// socket that may chat soon calls this so that its first turn does not wait for it,
+    /// and a server nobody uses never compiles it.
     pub fn preload(self) {
         static STARTED: [AtomicBool; 2] = [AtomicBool::new(false), AtomicBool::new(false)];
         let started = &STARTED[self as usize];

@@ -98,7 +98,6 @@ async fn write_batch(
     sockets: &Sockets,
 ) -> Result<(), axum::Error> {
     sink.feed(first).await?;
-    let mut fed = 1;
     // Nothing else queued yet: let the tasks that are ready run once first. A provider's burst
     // of events reaches the turn one HTTP chunk per hop (hyper hands a body over one chunk at
     // a time), so without this each of its frames would go out in a system call (and wake the
@@ -107,10 +106,9 @@ async fn write_batch(
     if frames.is_empty() {
         tokio::task::yield_now().await;
     }
-    while fed < MAX_BATCH {
+    for _ in 1..MAX_BATCH {
         let Some(text) = frames.try_recv() else { break };
         sink.feed(message(text, sockets)).await?;
-        fed += 1;
     }
     sink.flush().await
 }
