@@ -139,15 +139,21 @@ fn key(name: &str) -> NewKey {
     }
 }
 
-#[tokio::test]
-async fn an_owner_sees_only_its_conversations_and_an_admin_sees_all() {
-    let (store, _dir) = open_store();
+/// Two users' principals, `alice` and `bob`.
+async fn alice_and_bob(store: &Store) -> (PrincipalRow, PrincipalRow) {
     let alice = store
         .principals()
         .create(key("alice"))
         .await
         .expect("alice");
     let bob = store.principals().create(key("bob")).await.expect("bob");
+    (alice, bob)
+}
+
+#[tokio::test]
+async fn an_owner_sees_only_its_conversations_and_an_admin_sees_all() {
+    let (store, _dir) = open_store();
+    let (alice, bob) = alice_and_bob(&store).await;
     let mine = store
         .conversations_of(Owner::only(alice.id))
         .create(Some("a".into()))
@@ -188,12 +194,7 @@ async fn an_owner_sees_only_its_conversations_and_an_admin_sees_all() {
 #[tokio::test]
 async fn a_system_prompt_served_from_memory_follows_updates_owners_and_deletions() {
     let (store, _dir) = open_store();
-    let alice = store
-        .principals()
-        .create(key("alice"))
-        .await
-        .expect("alice");
-    let bob = store.principals().create(key("bob")).await.expect("bob");
+    let (alice, bob) = alice_and_bob(&store).await;
     let alices = store.conversations_of(Owner::only(alice.id));
     let bobs = store.conversations_of(Owner::only(bob.id));
     let id = alices.create(None).await.expect("create").id;

@@ -630,20 +630,16 @@ async fn the_deletion_guard_makes_both_caches_forget_when_dropped() {
     let next = stored.last().expect("stored").seq + 1;
     repo.recent(&c.id, next, 10_000, 100).await.expect("recent");
     repo.system_prompt(&c.id).await.expect("prompt");
-    assert!(
+    let history_cached = || {
         t.store
             .history_cache()
             .recent(&c.id, next, 10_000, 100)
             .is_some()
-    );
+    };
+    assert!(history_cached());
     assert!(t.store.prompt_cache().get(&c.id).is_some());
     drop(t.store.forget_deleted_on_drop());
-    assert!(
-        t.store
-            .history_cache()
-            .recent(&c.id, next, 10_000, 100)
-            .is_none()
-    );
+    assert!(!history_cached());
     assert!(t.store.prompt_cache().get(&c.id).is_none());
 }
 
