@@ -21,12 +21,6 @@ use crate::memory::{MemoryService, TextEmbedder, tools as memory_tools};
 use crate::store::{CHECKPOINT_INTERVAL, Store, StoreError};
 
 /// Beyond the shutdown deadline: time for sockets to cancel their last turns and close.
-/// How often the server looks whether many sockets closed since it last released memory.
-const MEMORY_RELEASE_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Closed sockets that make a memory release worth it (each held ~15 KB).
-const MEMORY_RELEASE_AFTER_CLOSED: u64 = 256;
-
 const SOCKET_CLOSE_GRACE: Duration = Duration::from_secs(6);
 
 /// Why the server could not start; `main` prints it on one line and exits with code 2.
@@ -290,10 +284,20 @@ impl App {
         // A first sample before accepting: no /health ever shows the sampled figures unknown.
         state.process.sample();
         tasks.spawn(state.process.clone().run(cancel.child_token()));
-        tasks.spawn(release_memory_after_closes(
-            sockets.clone(),
-            cancel.child_token(),
-        ));
+        let quiet = self
+            .config
+            .chat
+            .service
+            .repository
+            .release_memory_when_quiet;
+        if !quiet.is_zero() {
+            tasks.spawn(release_memory_when_quiet(
+                self.store.clone(),
+                sockets.clone(),
+                quiet,
+                cancel.child_token(),
+            ));
+        }
         let connections = state.connections.clone();
         let router = http::router(state);
         let stop_accepting = cancel.child_token();
@@ -413,22 +417,40 @@ fn log_ready(
     );
 }
 
-/// Runs `tick` every `period` (the first at once) until cancelled; a slow tick delays the
-/// next rather than piling up.
-/// Once many sockets have closed, gives their freed memory back to the system.
-async fn release_memory_after_closes(sockets: Arc<http::Sockets>, cancel: CancellationToken) {
-    let mut released_at = 0;
-    every(MEMORY_RELEASE_INTERVAL, cancel, move || {
-        let closed = sockets.closed_total();
-        if closed.saturating_sub(released_at) >= MEMORY_RELEASE_AFTER_CLOSED {
-            released_at = closed;
-            crate::process::release_free_memory();
-        }
-        std::future::ready(())
-    })
+/// Once the server has been quiet for `quiet` (no write committed, no socket opened or closed),
+/// gives back the memory it held for speed and for the work just done: the store's caches,
+/// then every free page of the allocator. Once per quiet spell, and once after start.
+async fn release_memory_when_quiet(
+    store: Store,
+    sockets: Arc<http::Sockets>,
+    quiet: Duration,
+    cancel: CancellationToken,
+) {
+    let mut watch = crate::process::QuietWatch::new(2);
+    every(
+        (quiet / 2).max(Duration::from_millis(50)),
+        cancel,
+        move || {
+            let activity = store
+                .writes_committed()
+                .wrapping_add(sockets.opened_total())
+                .wrapping_add(sockets.closed_total());
+            let release = watch.observe(activity).then(|| store.clone());
+            async move {
+                let Some(store) = release else { return };
+                match store.release_memory().await {
+                    Ok(connections) => tracing::debug!(connections, "quiet: caches released"),
+                    Err(error) => tracing::warn!(%error, "releasing the store's caches failed"),
+                }
+                let _ = tokio::task::spawn_blocking(crate::process::release_free_memory).await;
+            }
+        },
+    )
     .await;
 }
 
+/// Runs `tick` every `period` (the first at once) until cancelled; a slow tick delays the
+/// next rather than piling up.
 async fn every<F, Fut>(period: Duration, cancel: CancellationToken, mut tick: F)
 where
     F: FnMut() -> Fut,

@@ -164,9 +164,61 @@ pub fn release_free_memory() {
     }
 }
 
+/// Tells when a server has gone quiet: fed a count that grows with activity (writes, sockets
+/// opened and closed) at a steady period, it answers `true` once, when the count has not
+/// moved for `checks` periods in a row after it last did (and once after start).
+#[derive(Debug)]
+pub struct QuietWatch {
+    checks: u32,
+    last: Option<u64>,
+    unchanged: u32,
+    released: bool,
+}
+
+impl QuietWatch {
+    pub fn new(checks: u32) -> Self {
+        Self {
+            checks: checks.max(1),
+            last: None,
+            unchanged: 0,
+            released: false,
+        }
+    }
+
+    /// Records the activity count now; `true` when memory should be released.
+    pub fn observe(&mut self, activity: u64) -> bool {
+        if self.last == Some(activity) {
+            self.unchanged = self.unchanged.saturating_add(1);
+        } else {
+            self.last = Some(activity);
+            self.unchanged = 0;
+            self.released = false;
+        }
+        if self.unchanged >= self.checks && !self.released {
+            self.released = true;
+            return true;
+        }
+        false
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quiet_watch_answers_once_per_quiet_spell() {
+        let mut watch = QuietWatch::new(2);
+        // Start counts as activity: quiet after two unchanged checks, and only once.
+        let seen: Vec<bool> = [0, 0, 0, 0].iter().map(|&n| watch.observe(n)).collect();
+        assert_eq!(seen, [false, false, true, false]);
+        // Busy: never while the count moves; quiet again two checks after it stops.
+        let seen: Vec<bool> = [5, 9, 12, 12, 12, 12]
+            .iter()
+            .map(|&n| watch.observe(n))
+            .collect();
+        assert_eq!(seen, [false, false, false, false, true, false]);
+    }
 
     #[test]
     fn proc_status_is_parsed() {

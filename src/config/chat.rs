@@ -173,6 +173,10 @@ pub struct RepositoryConfig {
     /// through a map count in the process's resident memory once per connection, outside the
     /// budget; reading through SQLite's page cache cost no measurable CPU per turn.
     pub mmap_size_mib: u32,
+    /// Once the server has been quiet this long (no write, no socket opened or closed), it
+    /// empties these caches and gives free memory back to the system; zero never does.
+    #[serde(with = "super::duration")]
+    pub release_memory_when_quiet: Duration,
     pub connection_pool: PoolConfig,
 }
 
@@ -185,6 +189,7 @@ impl Default for RepositoryConfig {
             memory_budget_mib: 32,
             cache_size_kib: None,
             mmap_size_mib: 0,
+            release_memory_when_quiet: Duration::from_secs(2),
             connection_pool: PoolConfig::default(),
         }
     }

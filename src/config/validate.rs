@@ -270,6 +270,11 @@ fn validate_chat(chat: &chat::ChatConfig) -> Result<(), Invalid> {
         0,
         64 << 10,
     )?;
+    ensure(
+        repo.release_memory_when_quiet <= Duration::from_secs(86_400),
+        "chat.service.repository.release_memory_when_quiet",
+        "must be at most 1 day (0 never releases)",
+    )?;
     let pool = &repo.connection_pool;
     let key = "chat.service.repository.connection_pool";
     within(&format!("{key}.max_readers"), pool.max_readers, 1, 1024)?;

@@ -103,6 +103,11 @@ impl HistoryCache {
         self.tails.clear();
     }
 
+    /// Forgets every entry (to give the memory back; nothing was deleted, so the epoch stays).
+    pub fn clear(&self) {
+        self.tails.clear();
+    }
+
     /// What [`super::Conversations::recent`] would read, if the cache holds all of it.
     pub fn recent(
         &self,

@@ -240,6 +240,24 @@ impl Lane {
         (Queued::new(Work::Plain(job)), answer)
     }
 
+    /// Frees what SQLite holds in memory on this connection and every other one not in use
+    /// (`PRAGMA shrink_memory`: their page caches; pages are read again from the file, most
+    /// often from the system's cache, when next needed). A job like any other, in queue
+    /// order; the connections it borrows are back in the pool when it answers.
+    pub async fn release_memory(&self) -> Result<usize, StoreError> {
+        let pool = self.shared.pool.clone();
+        self.run(move |conn| {
+            conn.execute_batch("PRAGMA shrink_memory")?;
+            let mut others = Vec::new();
+            while let Some(other) = pool.try_get() {
+                other.execute_batch("PRAGMA shrink_memory")?;
+                others.push(other);
+            }
+            Ok(1 + others.len())
+        })
+        .await
+    }
+
     /// Transactions group commit has committed, and the write jobs they carried.
     pub fn commits(&self) -> (u64, u64) {
         (

@@ -160,7 +160,6 @@ impl Store {
 
         let (readers, writers) = config.connection_pool.sizes();
         let timeout = config.connection_pool.connection_timeout;
-        // Writers first: read-only WAL connections need the -shm file a writer creates.
         let background_checkpoints = writers >= 2;
         let mut writer_pragmas = Pragmas::from_config(config, false);
         if background_checkpoints {
@@ -326,6 +325,24 @@ impl Store {
             })
             .await;
         self.observe(result).map(|_| ())
+    }
+
+    /// Gives back the memory the store holds for speed, for a quiet server: the recent history
+    /// and prompts kept for chat turns, and SQLite's page caches on every connection not in
+    /// use. Nothing is lost: the next turn reads what it needs from the database. Gives the
+    /// number of connections released.
+    pub async fn release_memory(&self) -> Result<usize, StoreError> {
+        self.inner.history.clear();
+        self.inner.prompts.clear();
+        let readers = self.inner.readers.release_memory().await?;
+        // The checkpointer borrows from the writers' pool: covered by their release.
+        let writers = self.inner.writers.release_memory().await?;
+        Ok(readers + writers)
+    }
+
+    /// Write jobs committed since start: a measure of activity.
+    pub fn writes_committed(&self) -> u64 {
+        self.inner.writers.commits().1
     }
 
     /// Stops admitting work, lets queued writes finish (up to `deadline`), checkpoints the WAL

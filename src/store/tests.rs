@@ -614,6 +614,15 @@ async fn recent_history_served_from_memory_matches_the_database() {
     }
     let stats = t.store.history_cache_stats();
     assert_eq!((stats.hits, stats.misses), (6, 1), "{stats:?}");
+    // Released when quiet: every idle connection shrinks, the cache empties, and the next
+    // read (a miss) gives the same history from the database.
+    assert_eq!(t.store.release_memory().await.expect("released"), 20);
+    assert_eq!(t.store.history_cache_stats().entries, 0);
+    let history = repo.history(&c.id).await.expect("history");
+    let next = history.last().expect("stored").seq + 1;
+    let reread = repo.recent(&c.id, next, 10_000, 100).await.expect("recent");
+    assert_eq!(reread, history);
+    assert_eq!(t.store.history_cache_stats().misses, 2);
     // Deleted history is never served from memory.
     repo.delete(&c.id).await.expect("delete");
     let after = repo.recent(&c.id, 100, 10_000, 100).await.expect("recent");

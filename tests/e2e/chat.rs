@@ -105,6 +105,44 @@ async fn a_resumed_conversation_sends_its_history_and_an_unknown_one_is_not_foun
 }
 
 #[tokio::test]
+async fn a_quiet_server_empties_its_history_cache_and_the_next_turn_has_the_whole_history() {
+    let (app, fake) = chat_app(|config| {
+        config.chat.service.repository.release_memory_when_quiet = Duration::from_millis(200);
+    })
+    .await;
+    fake.mock
+        .push([Reply::text("first answer"), Reply::text("second answer")]);
+    let mut socket = connect(&app).await;
+    send(&mut socket, chat("a", "first question", json!({}))).await;
+    let frames = turn_frames(&mut socket, "a").await;
+    let conversation = frames[0]["chunk"]["metadata"]["conversation_id"].clone();
+    let entries = || async { app.health().await.1["cache_stats"]["history"]["entries"].as_u64() };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while entries().await != Some(0) {
+        assert!(tokio::time::Instant::now() < deadline, "never released");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let follow_up = json!({"conversation_id": conversation});
+    send(&mut socket, chat("b", "second question", follow_up)).await;
+    let end = turn_frames(&mut socket, "b").await.pop().expect("end");
+    assert_eq!(end["status"], "complete", "{end}");
+    let requests = fake.mock.requests();
+    let contents: Vec<&str> = requests[1].body["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .skip(1)
+        .filter_map(|m| m["content"].as_str())
+        .collect();
+    assert_eq!(
+        contents,
+        ["first question", "first answer", "second question"]
+    );
+    drop(socket);
+    app.shutdown().await;
+}
+
+#[tokio::test]
 async fn non_streaming_mode_sends_one_chunk() {
     let (app, fake) = chat_app(|_| {}).await;
     fake.mock.push([Reply::text("all at once")]);

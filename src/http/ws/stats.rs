@@ -131,6 +131,11 @@ impl Sockets {
         self.active.enter()
     }
 
+    /// Sockets accepted since start.
+    pub fn opened_total(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
     /// Sockets closed since start, whatever the reason.
     pub fn closed_total(&self) -> u64 {
         self.closed.iter().map(|c| c.load(Ordering::Relaxed)).sum()
