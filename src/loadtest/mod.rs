@@ -35,7 +35,7 @@ const HEALTH_EVERY: Duration = Duration::from_millis(200);
 const SETTLED_CPU_SECONDS: f64 = 0.01;
 
 /// `--idle`: how long after the server saw the sockets close its memory is read again (it
-/// gives freed memory back within a second or two).
+/// gives freed memory back once quiet for 2 s, by default).
 const AFTER_CLOSE: Duration = Duration::from_secs(5);
 
 /// The longest wait for the server to go idle after a run.
