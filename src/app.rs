@@ -291,10 +291,20 @@ impl App {
             .repository
             .release_memory_when_quiet;
         if !quiet.is_zero() {
+            // Idle provider connections close after their keep-alive (hyper looks every
+            // keep-alive period): what they held is given back at a second, later step.
+            let keepalive = self
+                .config
+                .llm
+                .providers
+                .values()
+                .map(|p| p.http_client.keepalive_expiry)
+                .max()
+                .unwrap_or_default();
             tasks.spawn(release_memory_when_quiet(
                 self.store.clone(),
                 sockets.clone(),
-                quiet,
+                [quiet, quiet + keepalive * 2],
                 cancel.child_token(),
             ));
         }
@@ -417,35 +427,35 @@ fn log_ready(
     );
 }
 
-/// Once the server has been quiet for `quiet` (no write committed, no socket opened or closed),
-/// gives back the memory it held for speed and for the work just done: the store's caches,
-/// then every free page of the allocator. Once per quiet spell, and once after start.
+/// Once the server has been quiet for `after[0]` (no write committed, no socket opened or
+/// closed), and again at `after[1]`, gives back the memory it held for speed and for the work
+/// just done: the store's caches, then every free page of the allocator.
 async fn release_memory_when_quiet(
     store: Store,
     sockets: Arc<http::Sockets>,
-    quiet: Duration,
+    after: [Duration; 2],
     cancel: CancellationToken,
 ) {
-    let mut watch = crate::process::QuietWatch::new(2);
-    every(
-        (quiet / 2).max(Duration::from_millis(50)),
-        cancel,
-        move || {
-            let activity = store
-                .writes_committed()
-                .wrapping_add(sockets.opened_total())
-                .wrapping_add(sockets.closed_total());
-            let release = watch.observe(activity).then(|| store.clone());
-            async move {
-                let Some(store) = release else { return };
-                match store.release_memory().await {
-                    Ok(connections) => tracing::debug!(connections, "quiet: caches released"),
-                    Err(error) => tracing::warn!(%error, "releasing the store's caches failed"),
-                }
-                let _ = tokio::task::spawn_blocking(crate::process::release_free_memory).await;
+    let period = (after[0] / 2).max(Duration::from_millis(50));
+    let checks = |quiet: Duration| {
+        u32::try_from(quiet.as_millis().div_ceil(period.as_millis())).unwrap_or(u32::MAX)
+    };
+    let mut watch = crate::process::QuietWatch::new(after.iter().map(|&d| checks(d)).collect());
+    every(period, cancel, move || {
+        let activity = store
+            .writes_committed()
+            .wrapping_add(sockets.opened_total())
+            .wrapping_add(sockets.closed_total());
+        let release = watch.observe(activity).then(|| store.clone());
+        async move {
+            let Some(store) = release else { return };
+            match store.release_memory().await {
+                Ok(connections) => tracing::debug!(connections, "quiet: caches released"),
+                Err(error) => tracing::warn!(%error, "releasing the store's caches failed"),
             }
-        },
-    )
+            let _ = tokio::task::spawn_blocking(crate::process::release_free_memory).await;
+        }
+    })
     .await;
 }
 

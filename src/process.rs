@@ -165,40 +165,33 @@ pub fn release_free_memory() {
 }
 
 /// Tells when a server has gone quiet: fed a count that grows with activity (writes, sockets
-/// opened and closed) at a steady period, it answers `true` once, when the count has not
-/// moved for `checks` periods in a row after it last did (and once after start).
+/// opened and closed) at a steady period, it answers `true` when the count has been still for
+/// one of `steps` periods in a row (each step once per quiet spell; start counts as activity).
 #[derive(Debug)]
 pub struct QuietWatch {
-    checks: u32,
+    steps: Vec<u32>,
     last: Option<u64>,
-    unchanged: u32,
-    released: bool,
+    still: u32,
 }
 
 impl QuietWatch {
-    pub fn new(checks: u32) -> Self {
+    pub fn new(steps: Vec<u32>) -> Self {
         Self {
-            checks: checks.max(1),
+            steps,
             last: None,
-            unchanged: 0,
-            released: false,
+            still: 0,
         }
     }
 
     /// Records the activity count now; `true` when memory should be released.
     pub fn observe(&mut self, activity: u64) -> bool {
         if self.last == Some(activity) {
-            self.unchanged = self.unchanged.saturating_add(1);
+            self.still = self.still.saturating_add(1);
         } else {
             self.last = Some(activity);
-            self.unchanged = 0;
-            self.released = false;
+            self.still = 0;
         }
-        if self.unchanged >= self.checks && !self.released {
-            self.released = true;
-            return true;
-        }
-        false
+        self.steps.contains(&self.still)
     }
 }
 
@@ -207,17 +200,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_quiet_watch_answers_once_per_quiet_spell() {
-        let mut watch = QuietWatch::new(2);
-        // Start counts as activity: quiet after two unchanged checks, and only once.
-        let seen: Vec<bool> = [0, 0, 0, 0].iter().map(|&n| watch.observe(n)).collect();
-        assert_eq!(seen, [false, false, true, false]);
+    fn a_quiet_watch_answers_at_each_step_of_a_quiet_spell() {
+        let mut watch = QuietWatch::new(vec![2, 4]);
+        // Start counts as activity: still for two checks, then for four.
+        let seen: Vec<bool> = [0; 6].iter().map(|&n| watch.observe(n)).collect();
+        assert_eq!(seen, [false, false, true, false, true, false]);
         // Busy: never while the count moves; quiet again two checks after it stops.
-        let seen: Vec<bool> = [5, 9, 12, 12, 12, 12]
+        let seen: Vec<bool> = [5, 9, 12, 12, 12, 13, 13, 13]
             .iter()
             .map(|&n| watch.observe(n))
             .collect();
-        assert_eq!(seen, [false, false, false, false, true, false]);
+        assert_eq!(seen, [false, false, false, false, true, false, false, true]);
     }
 
     #[test]

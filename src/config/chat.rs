@@ -174,7 +174,8 @@ pub struct RepositoryConfig {
     /// budget; reading through SQLite's page cache cost no measurable CPU per turn.
     pub mmap_size_mib: u32,
     /// Once the server has been quiet this long (no write, no socket opened or closed), it
-    /// empties these caches and gives free memory back to the system; zero never does.
+    /// empties these caches and gives free memory back to the system; again once idle provider
+    /// connections have closed (twice the longest `keepalive_expiry` later); zero never does.
     #[serde(with = "super::duration")]
     pub release_memory_when_quiet: Duration,
     pub connection_pool: PoolConfig,
