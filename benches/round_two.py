@@ -21,7 +21,7 @@ Scenarios:
   load1      1 connection x 1000 turns: server CPU per turn, turn p50
   tools      1 connection x 300 tool turns (echo on the stdio test server): p50, CPU/turn
   idle10k    RSS with 10,000 idle sockets open
-  burst      1,000 connections x 10 turns: RSS before, and 5 s after they closed
+  burst      1,000 connections x 10 turns: RSS before, and 5 s and 65 s after they closed
   soak       3 minutes at --rate 800: RSS at the end (not in the default set: --only soak)
 """
 
@@ -214,20 +214,27 @@ def scenario_idle10k(binary, client, work):
 
 
 def scenario_burst(binary, client, work):
+    """RSS 5 s after a warm-up, then 5 s and 65 s after a 1,000-connection burst: the server
+    gives memory back once quiet (2 s) and again once idle provider connections have closed
+    (2 x keepalive_expiry, 30 s by default, later)."""
     server = Server(binary, config(work))
     loadtest(client, "--connections", "10", "--turns", "10", "--ramp-up", "0s")
-    time.sleep(2)
+    time.sleep(5)
     before = server.rss()
     r = loadtest(client, "--connections", "1000", "--turns", "10", "--ramp-up", "1s")
     peak = r.get("server", {}).get("rss_bytes_after") or 0
     time.sleep(5)
     after = server.rss()
+    time.sleep(60)
+    later = server.rss()
     server.stop()
     return {
         "burst: RSS before MB": before,
         "burst: RSS at end of run MB": peak / 1048576,
         "burst: RSS 5 s after MB": after,
         "burst: after / before": after / before,
+        "burst: RSS 65 s after MB": later,
+        "burst: 65 s after / before": later / before,
     }
 
 

@@ -453,7 +453,9 @@ async fn release_memory_when_quiet(
                 Ok(connections) => tracing::debug!(connections, "quiet: caches released"),
                 Err(error) => tracing::warn!(%error, "releasing the store's caches failed"),
             }
-            let _ = tokio::task::spawn_blocking(crate::process::release_free_memory).await;
+            // Here, not on a blocking thread: starting one would cost more than it gives back,
+            // and the runtime has nothing else to do.
+            crate::process::release_free_memory();
         }
     })
     .await;

@@ -7,7 +7,7 @@
 //! [`StoreError::PoolTimeout`] and can be sure nothing happened.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -56,6 +56,52 @@ struct Shared {
     /// Transactions committed by group commit, and the write jobs they carried.
     commits: AtomicU64,
     committed_jobs: AtomicU64,
+    /// The pool's open connections as a worker last counted them: r2d2 counts them under the
+    /// lock every checkout takes, which `/health` must not wait on while the lane is busy.
+    seen: SeenPoolState,
+}
+
+/// [`Shared::seen`]: read at most every [`POOL_STATE_EVERY`] by a busy lane's workers, and
+/// after every job that leaves the queue empty.
+struct SeenPoolState {
+    open: AtomicU32,
+    born: Instant,
+    /// When it was read, in milliseconds since `born`.
+    at_ms: AtomicU64,
+}
+
+const POOL_STATE_EVERY: Duration = Duration::from_millis(100);
+
+impl SeenPoolState {
+    fn new(pool: &Pool) -> Self {
+        let seen = Self {
+            open: AtomicU32::new(0),
+            born: Instant::now(),
+            at_ms: AtomicU64::new(0),
+        };
+        seen.read(pool);
+        seen
+    }
+
+    fn read(&self, pool: &Pool) {
+        self.open.store(pool.state().connections, Ordering::Relaxed);
+        self.at_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Reads it again if the lane went idle or the last reading is old.
+    fn refresh(&self, pool: &Pool, idle: bool) {
+        let old = Duration::from_millis(
+            self.now_ms()
+                .saturating_sub(self.at_ms.load(Ordering::Relaxed)),
+        ) >= POOL_STATE_EVERY;
+        if idle || old {
+            self.read(pool);
+        }
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
 }
 
 pub struct Lane {
@@ -76,7 +122,9 @@ pub struct PoolStats {
     /// Connections open now (all of them once the pool is built; fewer only while one that
     /// failed is opened again).
     pub open: u32,
+    /// Open and not held by this lane's jobs.
     pub idle: u32,
+    /// Held by this lane's running jobs.
     pub in_use: u32,
     /// Jobs waiting in the queue for a worker.
     pub waiting: usize,
@@ -94,6 +142,7 @@ impl Lane {
     ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             name,
+            seen: SeenPoolState::new(&pool),
             pool,
             timeout,
             queued: Gauge::default(),
@@ -266,14 +315,20 @@ impl Lane {
         )
     }
 
+    /// Lock-free: the open connections as the workers last counted them (at most
+    /// [`POOL_STATE_EVERY`] old while the lane is busy), and in use those its running jobs
+    /// hold (for the writers, not the checkpointer's, which shares their pool).
     pub fn stats(&self) -> PoolStats {
-        let state = self.shared.pool.state();
+        let open = self.shared.seen.open.load(Ordering::Relaxed);
+        let in_use = u32::try_from(self.shared.running.current())
+            .unwrap_or(u32::MAX)
+            .min(open);
         PoolStats {
             size: self.shared.pool.max_size(),
             workers: self.workers,
-            open: state.connections,
-            idle: state.idle_connections,
-            in_use: state.connections.saturating_sub(state.idle_connections),
+            open,
+            idle: open - in_use,
+            in_use,
             waiting: self.shared.queued.current(),
             acquire_wait_ms: self.shared.wait.summary(),
             timeouts: self.shared.timeouts.load(Ordering::Relaxed),
@@ -400,6 +455,9 @@ fn serve(shared: &Shared, receiver: &crossbeam_channel::Receiver<Queued>) {
                 }
             },
         }
+        // The job's connection is back in the pool.
+        let idle = held_back.is_none() && receiver.is_empty();
+        shared.seen.refresh(&shared.pool, idle);
     }
 }
 
@@ -543,6 +601,21 @@ mod tests {
             job.await.expect("join").expect("every queued job ran");
         }
         assert!(lane.run(|_| Ok(())).await.is_ok(), "room again");
+    }
+
+    #[tokio::test]
+    async fn stats_count_the_connection_a_running_job_holds() {
+        let (lane, _dir) = lane(1, Duration::from_secs(5));
+        let lane = Arc::new(lane);
+        let idle = lane.stats();
+        assert_eq!((idle.open, idle.idle, idle.in_use), (1, 1, 0));
+        let (release, blocker) = hold_the_worker(&lane).await;
+        let busy = lane.stats();
+        assert_eq!((busy.open, busy.idle, busy.in_use), (1, 0, 1));
+        release.send(()).expect("release");
+        blocker.await.expect("join").expect("ran");
+        let after = lane.stats();
+        assert_eq!((after.open, after.idle, after.in_use), (1, 1, 0));
     }
 
     #[tokio::test]
