@@ -46,7 +46,12 @@ impl Conversations {
     ) -> Result<Conversation, StoreError> {
         super::model::check_title(title.as_deref())?;
         let owner = self.owner.id.0;
-        self.store
+        let (history_epoch, prompt_epoch) = (
+            self.store.history_cache().epoch(),
+            self.store.prompt_cache().epoch(),
+        );
+        let created = self
+            .store
             .write(move |tx| {
                 let now = now_ms();
                 tx.prepare_cached(
@@ -66,7 +71,19 @@ impl Conversations {
                     .query_row([owner], |row| row.get(0))?;
                 Ok(Conversation { id, title, created_at: now, updated_at: now, message_count: 0, token_count: 0, owner, system_prompt: None })
             })
-            .await
+            .await?;
+        // No messages yet and no prompt of its own: its first turns need not read them.
+        self.store
+            .history_cache()
+            .fill(&created.id, Vec::new(), 1, true, history_epoch);
+        let entry = PromptEntry {
+            owner,
+            prompt: None,
+        };
+        self.store
+            .prompt_cache()
+            .fill(&created.id, entry, prompt_epoch);
+        Ok(created)
     }
 
     pub async fn get(&self, id: &ConversationId) -> Result<Conversation, StoreError> {
