@@ -51,14 +51,17 @@ impl MemoryService {
         }
     }
 
-    /// Embeds one batch; `true` when there may be more.
+    /// Embeds one batch; `true` when it was full (more may be waiting at once). A batch that
+    /// caught up returns `false`: the indexer then gathers again instead of embedding, under
+    /// steady load, a turn or two at a time (a read and a write each).
     pub async fn index_batch(&self) -> Result<bool, MemoryError> {
         let memories = self.store.memories();
-        let (pending, up_to) = memories.pending_messages(self.config.batch_size).await?;
-        let Some(up_to) = up_to else {
+        let batch = memories.pending_messages(self.config.batch_size).await?;
+        let Some(up_to) = batch.up_to else {
             return Ok(false);
         };
-        let pending: Vec<_> = pending
+        let pending: Vec<_> = batch
+            .messages
             .into_iter()
             .filter(|m| m.content.chars().any(char::is_alphanumeric))
             .collect();
@@ -77,6 +80,6 @@ impl MemoryService {
             .await?;
         self.stats.embedded.fetch_add(count, Ordering::Relaxed);
         self.stats.batches.fetch_add(1, Ordering::Relaxed);
-        Ok(true)
+        Ok(batch.full)
     }
 }

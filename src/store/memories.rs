@@ -61,6 +61,16 @@ pub struct PendingMessage {
     pub content: String,
 }
 
+/// [`Memories::pending_messages`]: what the indexer embeds next.
+#[derive(Debug)]
+pub struct PendingBatch {
+    pub messages: Vec<PendingMessage>,
+    /// The last id looked at: the watermark moves there once the vectors are stored.
+    pub up_to: Option<i64>,
+    /// The read stopped at its limit: more may be waiting.
+    pub full: bool,
+}
+
 /// One principal's memories and history search; other principals' rows are invisible.
 pub struct Memories {
     store: Store,
@@ -190,12 +200,10 @@ impl Memories {
         self.store.read(vectors::counts).await
     }
 
-    /// Up to `limit` messages after the embedded watermark that history search wants (finished
-    /// user and assistant text), and the id the watermark may move to once they are stored.
-    pub async fn pending_messages(
-        &self,
-        limit: usize,
-    ) -> Result<(Vec<PendingMessage>, Option<i64>), StoreError> {
+    /// Of the (at most `limit`) messages after the embedded watermark, those history search
+    /// wants (finished user and assistant text), and the id the watermark may move to once
+    /// they are stored.
+    pub async fn pending_messages(&self, limit: usize) -> Result<PendingBatch, StoreError> {
         self.store
             .read(move |conn| pending_messages(conn, limit))
             .await
@@ -382,14 +390,16 @@ fn memory_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Memory> {
     })
 }
 
-fn pending_messages(
-    conn: &Connection,
-    limit: usize,
-) -> Result<(Vec<PendingMessage>, Option<i64>), StoreError> {
+fn pending_messages(conn: &Connection, limit: usize) -> Result<PendingBatch, StoreError> {
     let watermark: i64 = conn
         .prepare_cached("SELECT messages_embedded_up_to FROM vector_space WHERE id = 1")?
         .query_row([], |row| row.get(0))?;
-    messages_after(conn, watermark, limit)
+    let (messages, up_to, looked_at) = messages_after_counted(conn, watermark, limit)?;
+    Ok(PendingBatch {
+        messages,
+        up_to,
+        full: looked_at >= limit,
+    })
 }
 
 /// Up to `limit` messages after id `after`, keeping those history search embeds (finished user
@@ -399,17 +409,28 @@ pub(super) fn messages_after(
     after: i64,
     limit: usize,
 ) -> Result<(Vec<PendingMessage>, Option<i64>), StoreError> {
+    let (wanted, last, _) = messages_after_counted(conn, after, limit)?;
+    Ok((wanted, last))
+}
+
+/// [`messages_after`], and how many messages it looked at.
+fn messages_after_counted(
+    conn: &Connection,
+    after: i64,
+    limit: usize,
+) -> Result<(Vec<PendingMessage>, Option<i64>, usize), StoreError> {
     let mut statement = conn.prepare_cached(
         "SELECT id, conversation_id, role, status, content FROM messages \
          WHERE id > ?1 ORDER BY id LIMIT ?2",
     )?;
-    let mut last = None;
+    let (mut last, mut looked_at) = (None, 0);
     let mut wanted = Vec::new();
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut rows = statement.query([after, limit])?;
     while let Some(row) = rows.next()? {
         let id: i64 = row.get(0)?;
         last = Some(id);
+        looked_at += 1;
         let role: String = row.get(2)?;
         let status: String = row.get(3)?;
         let content: String = row.get(4)?;
@@ -424,7 +445,7 @@ pub(super) fn messages_after(
             });
         }
     }
-    Ok((wanted, last))
+    Ok((wanted, last, looked_at))
 }
 
 fn search_messages(
@@ -616,7 +637,10 @@ mod tests {
             .await
             .expect("appended");
         let memories = store.memories();
-        let (pending, up_to) = memories.pending_messages(10).await.expect("pending");
+        assert!(memories.pending_messages(2).await.expect("two").full);
+        let batch = memories.pending_messages(10).await.expect("pending");
+        assert!(!batch.full, "3 messages looked at, not 10");
+        let (pending, up_to) = (batch.messages, batch.up_to);
         let contents: Vec<&str> = pending.iter().map(|m| m.content.as_str()).collect();
         assert_eq!(contents, ["hello there", "general kenobi"]);
         let vectors = pending
@@ -632,7 +656,7 @@ mod tests {
                 .pending_messages(10)
                 .await
                 .expect("none")
-                .0
+                .messages
                 .is_empty()
         );
         let hits = memories
