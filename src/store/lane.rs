@@ -7,7 +7,7 @@
 //! [`StoreError::PoolTimeout`] and can be sure nothing happened.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 use super::StoreError;
 use super::connection::{Pool, PooledConnection};
 use super::group_commit::{self, TxJob};
+use super::pool_state::SeenPoolState;
 use crate::stats::{Gauge, Histogram, LatencySummary};
 
 type Outcome<T> = std::thread::Result<Result<T, StoreError>>;
@@ -59,49 +60,6 @@ struct Shared {
     /// The pool's open connections as a worker last counted them: r2d2 counts them under the
     /// lock every checkout takes, which `/health` must not wait on while the lane is busy.
     seen: SeenPoolState,
-}
-
-/// [`Shared::seen`]: read at most every [`POOL_STATE_EVERY`] by a busy lane's workers, and
-/// after every job that leaves the queue empty.
-struct SeenPoolState {
-    open: AtomicU32,
-    born: Instant,
-    /// When it was read, in milliseconds since `born`.
-    at_ms: AtomicU64,
-}
-
-const POOL_STATE_EVERY: Duration = Duration::from_millis(100);
-
-impl SeenPoolState {
-    fn new(pool: &Pool) -> Self {
-        let seen = Self {
-            open: AtomicU32::new(0),
-            born: Instant::now(),
-            at_ms: AtomicU64::new(0),
-        };
-        seen.read(pool);
-        seen
-    }
-
-    fn read(&self, pool: &Pool) {
-        self.open.store(pool.state().connections, Ordering::Relaxed);
-        self.at_ms.store(self.now_ms(), Ordering::Relaxed);
-    }
-
-    /// Reads it again if the lane went idle or the last reading is old.
-    fn refresh(&self, pool: &Pool, idle: bool) {
-        let old = Duration::from_millis(
-            self.now_ms()
-                .saturating_sub(self.at_ms.load(Ordering::Relaxed)),
-        ) >= POOL_STATE_EVERY;
-        if idle || old {
-            self.read(pool);
-        }
-    }
-
-    fn now_ms(&self) -> u64 {
-        u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX)
-    }
 }
 
 pub struct Lane {
@@ -316,10 +274,10 @@ impl Lane {
     }
 
     /// Lock-free: the open connections as the workers last counted them (at most
-    /// [`POOL_STATE_EVERY`] old while the lane is busy), and in use those its running jobs
+    /// [`super::pool_state::POOL_STATE_EVERY`] old while the lane is busy), and in use those its running jobs
     /// hold (for the writers, not the checkpointer's, which shares their pool).
     pub fn stats(&self) -> PoolStats {
-        let open = self.shared.seen.open.load(Ordering::Relaxed);
+        let open = self.shared.seen.open();
         let in_use = u32::try_from(self.shared.running.current())
             .unwrap_or(u32::MAX)
             .min(open);

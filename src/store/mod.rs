@@ -17,6 +17,7 @@ mod mcp_logins;
 mod memories;
 mod migrate;
 mod model;
+mod pool_state;
 mod principals;
 mod prompt_cache;
 pub mod reembed;
