@@ -183,9 +183,10 @@ impl QuietWatch {
         }
     }
 
-    /// Records the activity count now; `true` when memory should be released.
-    pub fn observe(&mut self, activity: u64) -> bool {
-        if self.last == Some(activity) {
+    /// Records the activity count now (`busy`: work in progress, whatever the count says);
+    /// `true` when memory should be released.
+    pub fn observe(&mut self, activity: u64, busy: bool) -> bool {
+        if self.last == Some(activity) && !busy {
             self.still = self.still.saturating_add(1);
         } else {
             self.last = Some(activity);
@@ -203,14 +204,20 @@ mod tests {
     fn a_quiet_watch_answers_at_each_step_of_a_quiet_spell() {
         let mut watch = QuietWatch::new(vec![2, 4]);
         // Start counts as activity: still for two checks, then for four.
-        let seen: Vec<bool> = [0; 6].iter().map(|&n| watch.observe(n)).collect();
+        let seen: Vec<bool> = [0; 6].iter().map(|&n| watch.observe(n, false)).collect();
         assert_eq!(seen, [false, false, true, false, true, false]);
         // Busy: never while the count moves; quiet again two checks after it stops.
         let seen: Vec<bool> = [5, 9, 12, 12, 12, 13, 13, 13]
             .iter()
-            .map(|&n| watch.observe(n))
+            .map(|&n| watch.observe(n, false))
             .collect();
         assert_eq!(seen, [false, false, false, false, true, false, false, true]);
+        // Work in progress (a long tool call, a slow model) is never quiet.
+        let seen: Vec<bool> = [true, true, true, false, false]
+            .iter()
+            .map(|&busy| watch.observe(13, busy))
+            .collect();
+        assert_eq!(seen, [false, false, false, false, true]);
     }
 
     #[test]

@@ -144,6 +144,22 @@ impl ChatService {
             .answer(caller.id().0, request_id, approval_id, answer)
     }
 
+    /// Grows with every turn started or ended and every tool call, from either door: a
+    /// measure of activity.
+    pub fn turn_events(&self) -> u64 {
+        let stats = &self.stats;
+        [
+            &stats.started,
+            &stats.completed,
+            &stats.failed,
+            &stats.cancelled,
+            &stats.tool_calls,
+        ]
+        .iter()
+        .map(|c| c.load(Ordering::Relaxed))
+        .fold(0, u64::wrapping_add)
+    }
+
     pub fn snapshot(&self) -> TurnSnapshot {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         TurnSnapshot {

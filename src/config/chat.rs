@@ -173,7 +173,7 @@ pub struct RepositoryConfig {
     /// through a map count in the process's resident memory once per connection, outside the
     /// budget; reading through SQLite's page cache cost no measurable CPU per turn.
     pub mmap_size_mib: u32,
-    /// Once the server has been quiet this long (no write, no socket opened or closed), it
+    /// Once the server has been quiet this long (no write, socket, frame or turn), it
     /// empties these caches and gives free memory back to the system; again once idle provider
     /// connections have closed (twice the longest `keepalive_expiry` later); zero never does.
     #[serde(with = "super::duration")]

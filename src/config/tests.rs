@@ -119,6 +119,25 @@ fn zero_readers_is_out_of_range_and_named() {
 }
 
 #[test]
+fn a_quiet_time_under_100ms_is_refused_and_zero_is_never() {
+    let yaml = "chat:\n  service:\n    repository:\n      release_memory_when_quiet: 5ms\n";
+    assert_eq!(
+        error_of(yaml),
+        "test.yaml: chat.service.repository.release_memory_when_quiet must be between 100ms and 1 day, or 0 (never release)"
+    );
+    let never = "chat:\n  service:\n    repository:\n      release_memory_when_quiet: 0\n";
+    let config = parse(never).expect("0 is valid");
+    assert!(
+        config
+            .chat
+            .service
+            .repository
+            .release_memory_when_quiet
+            .is_zero()
+    );
+}
+
+#[test]
 fn an_active_provider_that_does_not_exist_is_refused() {
     let message = error_of("llm:\n  active: anthropic\n");
     assert!(

@@ -270,10 +270,12 @@ fn validate_chat(chat: &chat::ChatConfig) -> Result<(), Invalid> {
         0,
         64 << 10,
     )?;
+    let quiet = repo.release_memory_when_quiet;
     ensure(
-        repo.release_memory_when_quiet <= Duration::from_secs(86_400),
+        quiet.is_zero()
+            || (Duration::from_millis(100)..=Duration::from_secs(86_400)).contains(&quiet),
         "chat.service.repository.release_memory_when_quiet",
-        "must be at most 1 day (0 never releases)",
+        "must be between 100ms and 1 day, or 0 (never release)",
     )?;
     let pool = &repo.connection_pool;
     let key = "chat.service.repository.connection_pool";

@@ -34,8 +34,27 @@ impl Conversations {
     }
 
     pub async fn create(&self, title: Option<String>) -> Result<Conversation, StoreError> {
-        let id = ConversationId::generate();
-        self.create_with_id(id, title).await
+        let (history_epoch, prompt_epoch) = (
+            self.store.history_cache().epoch(),
+            self.store.prompt_cache().epoch(),
+        );
+        let created = self
+            .create_with_id(ConversationId::generate(), title)
+            .await?;
+        // No messages yet and no prompt of its own: its first turns need not read them. (Not
+        // for a caller-chosen id: an import would fill the cache with conversations nobody
+        // chats in.)
+        self.store
+            .history_cache()
+            .fill(&created.id, Vec::new(), 1, true, history_epoch);
+        let entry = PromptEntry {
+            owner: self.owner.id.0,
+            prompt: None,
+        };
+        self.store
+            .prompt_cache()
+            .fill(&created.id, entry, prompt_epoch);
+        Ok(created)
     }
 
     /// Creates a conversation under a caller-chosen id (imports, clients that name their own).
@@ -46,12 +65,7 @@ impl Conversations {
     ) -> Result<Conversation, StoreError> {
         super::model::check_title(title.as_deref())?;
         let owner = self.owner.id.0;
-        let (history_epoch, prompt_epoch) = (
-            self.store.history_cache().epoch(),
-            self.store.prompt_cache().epoch(),
-        );
-        let created = self
-            .store
+        self.store
             .write(move |tx| {
                 let now = now_ms();
                 tx.prepare_cached(
@@ -71,19 +85,7 @@ impl Conversations {
                     .query_row([owner], |row| row.get(0))?;
                 Ok(Conversation { id, title, created_at: now, updated_at: now, message_count: 0, token_count: 0, owner, system_prompt: None })
             })
-            .await?;
-        // No messages yet and no prompt of its own: its first turns need not read them.
-        self.store
-            .history_cache()
-            .fill(&created.id, Vec::new(), 1, true, history_epoch);
-        let entry = PromptEntry {
-            owner,
-            prompt: None,
-        };
-        self.store
-            .prompt_cache()
-            .fill(&created.id, entry, prompt_epoch);
-        Ok(created)
+            .await
     }
 
     pub async fn get(&self, id: &ConversationId) -> Result<Conversation, StoreError> {

@@ -336,7 +336,8 @@ impl Store {
         self.inner.history.clear();
         self.inner.prompts.clear();
         let readers = self.inner.readers.release_memory().await?;
-        // The checkpointer borrows from the writers' pool: covered by their release.
+        // The checkpointer borrows from the writers' pool: its connection is released with
+        // theirs, unless it is checkpointing at that moment.
         let writers = self.inner.writers.release_memory().await?;
         Ok(readers + writers)
     }

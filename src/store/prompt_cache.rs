@@ -82,7 +82,8 @@ impl PromptCache {
         self.entries.remove(id.as_str());
     }
 
-    /// Conversations were deleted: nothing cached before now may be served.
+    /// Conversations were deleted, or the server went quiet: nothing cached before now is
+    /// served (reads in flight do not fill either).
     pub fn clear(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
         self.entries.clear();

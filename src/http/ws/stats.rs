@@ -131,9 +131,18 @@ impl Sockets {
         self.active.enter()
     }
 
-    /// Sockets accepted since start.
-    pub fn opened_total(&self) -> u64 {
-        self.accepted.load(Ordering::Relaxed)
+    /// Grows with every socket opened or closed and every frame in or out: a measure of
+    /// activity.
+    pub fn activity(&self) -> u64 {
+        [&self.accepted, &self.frames_in, &self.frames_out]
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .fold(self.closed_total(), u64::wrapping_add)
+    }
+
+    /// Turns running for sockets (attached or not).
+    pub fn live_turns(&self) -> usize {
+        self.live.running()
     }
 
     /// Sockets closed since start, whatever the reason.
