@@ -20,6 +20,8 @@ use crate::mcp::{EnvLookup, McpHost};
 use crate::memory::{MemoryService, TextEmbedder, tools as memory_tools};
 use crate::store::{CHECKPOINT_INTERVAL, Store, StoreError};
 
+mod quiet;
+
 /// Beyond the shutdown deadline: time for sockets to cancel their last turns and close.
 const SOCKET_CLOSE_GRACE: Duration = Duration::from_secs(6);
 
@@ -258,45 +260,6 @@ impl App {
         ));
     }
 
-    /// Gives memory back when the server goes quiet (`release_memory_when_quiet`), and again
-    /// once idle provider connections have closed: they close after their keep-alive (hyper
-    /// looks every keep-alive period), so twice the longest keep-alive later.
-    fn spawn_memory_release(
-        &self,
-        tasks: &TaskTracker,
-        sockets: &Arc<http::Sockets>,
-        cancel: &CancellationToken,
-    ) {
-        let quiet = self
-            .config
-            .chat
-            .service
-            .repository
-            .release_memory_when_quiet;
-        if quiet.is_zero() {
-            return;
-        }
-        let keepalive = self
-            .config
-            .llm
-            .providers
-            .values()
-            .map(|p| p.http_client.keepalive_expiry)
-            .max()
-            .unwrap_or_default();
-        let activity = Activity {
-            store: self.store.clone(),
-            sockets: sockets.clone(),
-            chat: self.chat.clone(),
-        };
-        let later = quiet.saturating_add(keepalive.saturating_mul(2));
-        tasks.spawn(release_memory_when_quiet(
-            activity,
-            [quiet, later],
-            cancel.child_token(),
-        ));
-    }
-
     /// Serves until `shutdown` resolves, then shuts down gracefully.
     pub async fn serve(
         self,
@@ -323,7 +286,7 @@ impl App {
         // A first sample before accepting: no /health ever shows the sampled figures unknown.
         state.process.sample();
         tasks.spawn(state.process.clone().run(cancel.child_token()));
-        self.spawn_memory_release(&tasks, &sockets, &cancel);
+        quiet::spawn(&self, &tasks, &sockets, &cancel);
         let connections = state.connections.clone();
         let router = http::router(state);
         let stop_accepting = cancel.child_token();
@@ -441,59 +404,6 @@ fn log_ready(
         "mcp-platform {} listening",
         env!("CARGO_PKG_VERSION"),
     );
-}
-
-/// What tells a quiet server from a busy one.
-struct Activity {
-    store: Store,
-    sockets: Arc<http::Sockets>,
-    chat: Arc<ChatService>,
-}
-
-impl Activity {
-    /// A count that grows with writes, sockets opened and closed, frames, turns started and
-    /// ended and tool calls (either door); and whether a socket's turn is running now.
-    fn now(&self) -> (u64, bool) {
-        let count = self
-            .store
-            .writes_committed()
-            .wrapping_add(self.sockets.activity())
-            .wrapping_add(self.chat.turn_events());
-        (count, self.sockets.live_turns() > 0)
-    }
-}
-
-/// Once the server has been quiet for `after[0]` (no write committed, no socket opened or
-/// closed, no frame, no turn started, ended or running), and again at `after[1]`, gives back
-/// the memory it held for speed and for the work just done: the store's caches, then every
-/// free page of the allocator.
-async fn release_memory_when_quiet(
-    activity: Activity,
-    after: [Duration; 2],
-    cancel: CancellationToken,
-) {
-    let period = (after[0] / 2).max(Duration::from_millis(50));
-    let checks = |quiet: Duration| {
-        u32::try_from(quiet.as_millis().div_ceil(period.as_millis()))
-            .unwrap_or(u32::MAX)
-            .max(1)
-    };
-    let mut watch = crate::process::QuietWatch::new(after.iter().map(|&d| checks(d)).collect());
-    every(period, cancel, move || {
-        let (count, busy) = activity.now();
-        let release = watch.observe(count, busy).then(|| activity.store.clone());
-        async move {
-            let Some(store) = release else { return };
-            match store.release_memory().await {
-                Ok(connections) => tracing::debug!(connections, "quiet: caches released"),
-                Err(error) => tracing::warn!(%error, "releasing the store's caches failed"),
-            }
-            // Here, not on a blocking thread: starting one would cost more than it gives back
-            // (a quiet server's runtime has little else to do).
-            crate::process::release_free_memory();
-        }
-    })
-    .await;
 }
 
 /// Runs `tick` every `period` (the first at once) until cancelled; a slow tick delays the
