@@ -100,7 +100,7 @@ impl HistoryCache {
     /// Messages were deleted: nothing cached before now may be served.
     pub fn invalidate(&self) {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        self.tails.clear();
+        self.clear();
     }
 
     /// Forgets every entry (to give the memory back; nothing was deleted, so the epoch stays).

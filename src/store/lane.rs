@@ -274,8 +274,9 @@ impl Lane {
     }
 
     /// Lock-free: the open connections as the workers last counted them (at most
-    /// [`super::pool_state::POOL_STATE_EVERY`] old while the lane is busy), and in use those its running jobs
-    /// hold (for the writers, not the checkpointer's, which shares their pool).
+    /// [`super::pool_state::POOL_STATE_EVERY`] old while the lane is busy), and in use those
+    /// its running jobs hold (for the writers, not the checkpointer's, which shares their
+    /// pool).
     pub fn stats(&self) -> PoolStats {
         let open = self.shared.seen.open();
         let in_use = u32::try_from(self.shared.running.current())

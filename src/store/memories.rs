@@ -61,7 +61,8 @@ pub struct PendingMessage {
     pub content: String,
 }
 
-/// [`Memories::pending_messages`]: what the indexer embeds next.
+/// Messages after a watermark, as history search sees them: what the indexer (or `reembed`)
+/// embeds next.
 #[derive(Debug)]
 pub struct PendingBatch {
     pub messages: Vec<PendingMessage>,
@@ -394,39 +395,23 @@ fn pending_messages(conn: &Connection, limit: usize) -> Result<PendingBatch, Sto
     let watermark: i64 = conn
         .prepare_cached("SELECT messages_embedded_up_to FROM vector_space WHERE id = 1")?
         .query_row([], |row| row.get(0))?;
-    let (messages, up_to, looked_at) = messages_after_counted(conn, watermark, limit)?;
-    Ok(PendingBatch {
-        messages,
-        up_to,
-        full: looked_at >= limit,
-    })
+    messages_after(conn, watermark, limit)
 }
 
 /// Up to `limit` messages after id `after`, keeping those history search embeds (finished user
-/// and assistant text), and the last id looked at.
+/// and assistant text), the last id looked at, and whether the limit was reached.
 pub(super) fn messages_after(
     conn: &Connection,
     after: i64,
     limit: usize,
-) -> Result<(Vec<PendingMessage>, Option<i64>), StoreError> {
-    let (wanted, last, _) = messages_after_counted(conn, after, limit)?;
-    Ok((wanted, last))
-}
-
-/// [`messages_after`], and how many messages it looked at.
-fn messages_after_counted(
-    conn: &Connection,
-    after: i64,
-    limit: usize,
-) -> Result<(Vec<PendingMessage>, Option<i64>, usize), StoreError> {
+) -> Result<PendingBatch, StoreError> {
     let mut statement = conn.prepare_cached(
         "SELECT id, conversation_id, role, status, content FROM messages \
          WHERE id > ?1 ORDER BY id LIMIT ?2",
     )?;
     let (mut last, mut looked_at) = (None, 0);
     let mut wanted = Vec::new();
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let mut rows = statement.query([after, limit])?;
+    let mut rows = statement.query([after, i64::try_from(limit).unwrap_or(i64::MAX)])?;
     while let Some(row) = rows.next()? {
         let id: i64 = row.get(0)?;
         last = Some(id);
@@ -445,7 +430,11 @@ fn messages_after_counted(
             });
         }
     }
-    Ok((wanted, last, looked_at))
+    Ok(PendingBatch {
+        messages: wanted,
+        up_to: last,
+        full: looked_at >= limit,
+    })
 }
 
 fn search_messages(

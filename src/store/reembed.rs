@@ -65,8 +65,10 @@ impl Store {
         after: i64,
         limit: usize,
     ) -> Result<(Vec<PendingMessage>, Option<i64>), StoreError> {
-        self.read(move |conn| super::memories::messages_after(conn, after, limit))
-            .await
+        let batch = self
+            .read(move |conn| super::memories::messages_after(conn, after, limit))
+            .await?;
+        Ok((batch.messages, batch.up_to))
     }
 
     /// Stages vectors of `kind` (`MEMORY` or `MESSAGE`) for `space`.

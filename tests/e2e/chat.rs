@@ -8,8 +8,9 @@ use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::get_json;
-use crate::ws::{chat, chat_app, connect, next_frame, send, text_of, turn_frames};
+use crate::helpers::{TestApp, get_json};
+use crate::providers::Fake;
+use crate::ws::{Socket, chat, chat_app, connect, next_frame, send, text_of, turn_frames};
 
 #[tokio::test]
 async fn a_streamed_turn_is_stored_and_completed() {
@@ -57,15 +58,34 @@ async fn a_streamed_turn_is_stored_and_completed() {
     app.shutdown().await;
 }
 
-#[tokio::test]
-async fn a_resumed_conversation_sends_its_history_and_an_unknown_one_is_not_found() {
-    let (app, fake) = chat_app(|_| {}).await;
+/// A socket whose first turn ("first question", answered "first answer") started a
+/// conversation, and that conversation's id; the fake answers the next turn "second answer".
+async fn first_question_answered(app: &TestApp, fake: &Fake) -> (Socket, Value) {
     fake.mock
         .push([Reply::text("first answer"), Reply::text("second answer")]);
-    let mut socket = connect(&app).await;
+    let mut socket = connect(app).await;
     send(&mut socket, chat("a", "first question", json!({}))).await;
     let frames = turn_frames(&mut socket, "a").await;
     let conversation = frames[0]["chunk"]["metadata"]["conversation_id"].clone();
+    (socket, conversation)
+}
+
+/// The contents of the messages the provider's request number `index` carried, after the
+/// system prompt.
+fn contents_sent(fake: &Fake, index: usize) -> Vec<String> {
+    fake.mock.requests()[index].body["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .skip(1)
+        .map(|m| m["content"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn a_resumed_conversation_sends_its_history_and_an_unknown_one_is_not_found() {
+    let (app, fake) = chat_app(|_| {}).await;
+    let (mut socket, conversation) = first_question_answered(&app, &fake).await;
     send(
         &mut socket,
         chat(
@@ -79,14 +99,8 @@ async fn a_resumed_conversation_sends_its_history_and_an_unknown_one_is_not_foun
         turn_frames(&mut socket, "b").await.last().expect("end")["status"],
         "complete"
     );
-    let contents: Vec<String> = fake.mock.requests()[1].body["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .map(|m| m["content"].as_str().unwrap_or_default().to_string())
-        .collect();
     assert_eq!(
-        contents[1..],
+        contents_sent(&fake, 1),
         ["first question", "first answer", "second question"]
     );
     send(
@@ -110,12 +124,7 @@ async fn a_quiet_server_empties_its_history_cache_and_the_next_turn_has_the_whol
         config.chat.service.repository.release_memory_when_quiet = Duration::from_millis(200);
     })
     .await;
-    fake.mock
-        .push([Reply::text("first answer"), Reply::text("second answer")]);
-    let mut socket = connect(&app).await;
-    send(&mut socket, chat("a", "first question", json!({}))).await;
-    let frames = turn_frames(&mut socket, "a").await;
-    let conversation = frames[0]["chunk"]["metadata"]["conversation_id"].clone();
+    let (mut socket, conversation) = first_question_answered(&app, &fake).await;
     let entries = || async { app.health().await.1["cache_stats"]["history"]["entries"].as_u64() };
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while entries().await != Some(0) {
@@ -126,16 +135,8 @@ async fn a_quiet_server_empties_its_history_cache_and_the_next_turn_has_the_whol
     send(&mut socket, chat("b", "second question", follow_up)).await;
     let end = turn_frames(&mut socket, "b").await.pop().expect("end");
     assert_eq!(end["status"], "complete", "{end}");
-    let requests = fake.mock.requests();
-    let contents: Vec<&str> = requests[1].body["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .skip(1)
-        .filter_map(|m| m["content"].as_str())
-        .collect();
     assert_eq!(
-        contents,
+        contents_sent(&fake, 1),
         ["first question", "first answer", "second question"]
     );
     drop(socket);
