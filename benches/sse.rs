@@ -1,7 +1,8 @@
 //! Stream parsing and limiter figures (README, Performance):
-//! - parse throughput of a 1000-chunk streamed answer, bytes through `eventsource-stream` and
-//!   the assembler, in MB/s, with its network chunks cut at awkward places;
-//! - heap allocations per chunk (a counting allocator around the system one);
+//! - parse throughput of a 1000-chunk streamed answer, bytes through the SSE decoder and the
+//!   assembler, in MB/s, with its network chunks cut at awkward places: our `SseDecoder` side
+//!   by side with `eventsource-stream`, the crate it replaced;
+//! - heap allocations per chunk for both (a counting allocator around the system one);
 //! - the limiter's overhead per request (a slot and a rate token, no waiting).
 //!
 //! `cargo bench --bench sse`
@@ -16,7 +17,7 @@ use bytes::Bytes;
 use criterion::{Criterion, Throughput};
 use eventsource_stream::Eventsource;
 use futures::StreamExt;
-use mcp_platform::llm::{Assembler, Limits};
+use mcp_platform::llm::{Assembler, Limits, SseDecoder};
 
 /// Counts allocations so the report can give allocations per chunk.
 struct Counting;
@@ -81,7 +82,8 @@ fn network_reads() -> (Vec<Bytes>, usize) {
     (reads, total)
 }
 
-async fn parse(reads: Vec<Bytes>) -> usize {
+/// Events the assembler made of `reads`, parsed by `eventsource-stream`.
+async fn parse_with_crate(reads: Vec<Bytes>) -> usize {
     let mut events =
         futures::stream::iter(reads.into_iter().map(Ok::<_, std::io::Error>)).eventsource();
     let mut assembler = Assembler::default();
@@ -94,6 +96,21 @@ async fn parse(reads: Vec<Bytes>) -> usize {
     count
 }
 
+/// The same, parsed by our decoder (as the provider reads a stream).
+fn parse_with_decoder(reads: Vec<Bytes>) -> usize {
+    let mut decoder = SseDecoder::default();
+    let mut assembler = Assembler::default();
+    let mut count = 0;
+    for read in reads {
+        decoder.push(&read);
+        while decoder.next_event().expect("well-formed") {
+            count += assembler.feed(decoder.data()).expect("valid").len();
+        }
+    }
+    count += assembler.end(true).expect("complete").len();
+    count
+}
+
 fn parsing(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
@@ -101,10 +118,17 @@ fn parsing(c: &mut Criterion) {
     let (reads, total) = network_reads();
     let mut group = c.benchmark_group("sse");
     group.throughput(Throughput::Bytes(total as u64));
-    group.bench_function("parse_1000_chunks", |b| {
+    group.bench_function("parse_1000_chunks/eventsource_stream", |b| {
         b.iter_batched(
             || reads.clone(),
-            |reads| black_box(rt.block_on(parse(reads))),
+            |reads| black_box(rt.block_on(parse_with_crate(reads))),
+            criterion::BatchSize::SmallInput,
+        );
+    });
+    group.bench_function("parse_1000_chunks/sse_decoder", |b| {
+        b.iter_batched(
+            || reads.clone(),
+            |reads| black_box(parse_with_decoder(reads)),
             criterion::BatchSize::SmallInput,
         );
     });
@@ -127,13 +151,22 @@ fn allocation_report() {
         .build()
         .expect("runtime");
     let (reads, total) = network_reads();
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    let events = rt.block_on(parse(reads));
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    let count = |parse: &dyn Fn(Vec<Bytes>) -> usize| {
+        let input = reads.clone();
+        let before = ALLOCATIONS.load(Ordering::Relaxed);
+        let events = parse(input);
+        (events, ALLOCATIONS.load(Ordering::Relaxed) - before)
+    };
+    let (events, by_crate) = count(&|reads| rt.block_on(parse_with_crate(reads)));
+    let (same, by_decoder) = count(&parse_with_decoder);
+    assert_eq!(events, same, "both parsers give the same events");
     #[allow(clippy::cast_precision_loss)] // small counts
-    let per_chunk = allocations as f64 / CHUNKS as f64;
+    let per_chunk = |allocations: u64| allocations as f64 / CHUNKS as f64;
     println!(
-        "\nsse: {CHUNKS} chunks, {total} bytes, {events} events: {allocations} allocations, {per_chunk:.1} per chunk"
+        "\nsse: {CHUNKS} chunks, {total} bytes, {events} events: eventsource-stream {by_crate} allocations \
+         ({:.1} per chunk), SseDecoder {by_decoder} ({:.1} per chunk)",
+        per_chunk(by_crate),
+        per_chunk(by_decoder)
     );
 }
 

@@ -8,6 +8,8 @@
 //! the latest summary instead of what it summarised: the messages after it, and those of the
 //! turn that made it (its question came before it).
 
+use std::sync::Arc;
+
 use tokio_util::sync::CancellationToken;
 
 use super::answer::Turn;
@@ -35,11 +37,13 @@ pub fn is_summary(message: &StoredMessage) -> bool {
 
 /// The history to send, oldest first: from the latest summary on, the summary first and then
 /// the turn that made it and what came after; the whole history when there is no summary.
-pub fn since_summary(history: &[StoredMessage]) -> (Option<&StoredMessage>, Vec<&StoredMessage>) {
-    let Some(at) = history.iter().rposition(is_summary) else {
-        return (None, history.iter().collect());
+pub fn since_summary(
+    history: &[Arc<StoredMessage>],
+) -> (Option<&StoredMessage>, Vec<&StoredMessage>) {
+    let Some(at) = history.iter().rposition(|m| is_summary(m)) else {
+        return (None, history.iter().map(|m| &**m).collect());
     };
-    let summary = &history[at];
+    let summary: &StoredMessage = &history[at];
     // The question of the turn that compacted was stored before its summary.
     let from = summary
         .request_id
@@ -54,7 +58,7 @@ pub fn since_summary(history: &[StoredMessage]) -> (Option<&StoredMessage>, Vec<
         .iter()
         .enumerate()
         .filter(|(i, _)| from + i != at)
-        .map(|(_, m)| m)
+        .map(|(_, m)| &**m)
         .collect();
     (Some(summary), rest)
 }
@@ -341,14 +345,17 @@ mod tests {
     #[test]
     fn history_starts_at_the_latest_summary_with_the_turn_that_made_it() {
         let summary = format!("{SUMMARY_PREFIX}they talked");
-        let history = vec![
+        let history: Vec<Arc<StoredMessage>> = [
             stored(1, Role::User, "old", Some("a")),
             stored(2, Role::Assistant, "old answer", Some("a")),
             stored(3, Role::User, "long one", Some("b")),
             stored(4, Role::System, &summary, Some("b")),
             stored(5, Role::Assistant, "answer b", Some("b")),
             stored(6, Role::User, "next", Some("c")),
-        ];
+        ]
+        .into_iter()
+        .map(Arc::new)
+        .collect();
         let (found, rest) = since_summary(&history);
         assert_eq!(found.map(|m| m.seq), Some(4));
         assert_eq!(seqs(&rest), [3, 5, 6]);
@@ -358,12 +365,12 @@ mod tests {
         assert_eq!(seqs(&all), [1, 2, 3]);
         // A summary of no turn (made on request): what follows it.
         let mut alone = history.clone();
-        alone[3].request_id = None;
+        Arc::make_mut(&mut alone[3]).request_id = None;
         assert_eq!(seqs(&since_summary(&alone).1), [5, 6]);
         // A system message that is not a summary is history like any other.
         let plain = vec![
-            stored(1, Role::System, "be brief", None),
-            stored(2, Role::User, "x", None),
+            Arc::new(stored(1, Role::System, "be brief", None)),
+            Arc::new(stored(2, Role::User, "x", None)),
         ];
         assert!(since_summary(&plain).0.is_none());
     }

@@ -1,9 +1,10 @@
 //! What a provider sends is read within bounds: an error body is read up to [`MAX_ERROR_BODY`]
 //! (the rest is not read), a whole response up to a cap even without `Content-Length`, and one
-//! SSE event up to [`MAX_EVENT_BYTES`] (a stream that never ends an event cannot grow memory).
+//! SSE event up to [`MAX_EVENT_BYTES`] (a stream that never ends an event cannot grow memory;
+//! `super::sse` keeps that bound).
 
 use bytes::{Bytes, BytesMut};
-use futures::{Stream, StreamExt};
+use futures::StreamExt;
 
 /// Bytes of an error body kept for the message (and the log).
 pub const MAX_ERROR_BODY: usize = 64 << 10;
@@ -19,6 +20,8 @@ pub enum ReadFault {
     TooLarge(usize),
     #[error("an event of the stream is larger than {MAX_EVENT_BYTES} bytes")]
     EventTooLarge,
+    #[error("the stream's data is not UTF-8")]
+    NotUtf8,
 }
 
 impl ReadFault {
@@ -53,29 +56,4 @@ pub async fn error_text(response: reqwest::Response, max: usize) -> String {
         }
     }
     String::from_utf8_lossy(&body).into_owned()
-}
-
-/// The response's bytes, failing once an event has gone on for more than
-/// [`MAX_EVENT_BYTES`] without the blank line that ends it.
-pub fn event_bounded(
-    response: reqwest::Response,
-) -> impl Stream<Item = Result<Bytes, ReadFault>> + Send {
-    let mut since_boundary = 0usize;
-    let mut tail = [0u8; 3];
-    response.bytes_stream().map(move |chunk| {
-        let chunk = chunk?;
-        for &byte in &chunk {
-            since_boundary += 1;
-            let ends =
-                byte == b'\n' && (tail[2] == b'\n' || (tail[2] == b'\r' && tail[1] == b'\n'));
-            if ends {
-                since_boundary = 0;
-            }
-            tail = [tail[1], tail[2], byte];
-        }
-        if since_boundary > MAX_EVENT_BYTES {
-            return Err(ReadFault::EventTooLarge);
-        }
-        Ok(chunk)
-    })
 }

@@ -14,6 +14,7 @@ mod limits;
 pub mod local;
 mod provider;
 mod retry;
+mod sse;
 mod stats;
 pub mod text_tools;
 mod types;
@@ -27,6 +28,7 @@ pub use embeddings::{CacheSnapshot, Embedder, EmbedderSnapshot, Vector};
 pub use error::ProviderError;
 pub use limits::{Limits, Refused, Slot};
 pub use provider::{ChatStream, Provider};
+pub use sse::SseDecoder;
 pub use stats::ProviderSnapshot;
 pub use types::{
     ChatEvent, ChatMessage, ChatRequest, FinishReason, MessageRole, ToolCall, ToolSpec, Usage,

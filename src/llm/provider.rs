@@ -11,16 +11,17 @@ use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 
-use eventsource_stream::Eventsource;
-use futures::{Stream, StreamExt};
+use futures::Stream;
 use reqwest::header::{ACCEPT, RETRY_AFTER};
 use tokio::time::Instant;
 
 use super::assemble::{Assembler, excerpt};
+use super::bounded::ReadFault;
 use super::breaker::{CircuitBreaker, Pass};
 use super::error::ProviderError;
 use super::limits::{Limits, Refused, Slot};
 use super::retry;
+use super::sse::EventReader;
 use super::stats::{ProviderSnapshot, ProviderStats};
 use super::text_tools;
 use super::types::{ChatEvent, ChatRequest};
@@ -29,8 +30,6 @@ use crate::config::{ProviderConfig, Secret, ToolCallMode};
 
 /// An answer as it arrives. Dropping it cancels the request.
 pub type ChatStream = Pin<Box<dyn Stream<Item = Result<ChatEvent, ProviderError>> + Send>>;
-
-type EventSource = Pin<Box<dyn Stream<Item = Result<eventsource_stream::Event, String>> + Send>>;
 
 /// Largest non-streaming response body read.
 const MAX_BODY_BYTES: usize = 16 << 20;
@@ -321,24 +320,12 @@ impl Provider {
     }
 
     async fn first_events(&self, response: reqwest::Response) -> Result<Opened, ProviderError> {
-        let name = self.name.clone();
-        let mut source: EventSource = Box::pin(
-            super::bounded::event_bounded(response)
-                .eventsource()
-                .map(move |item| {
-                    item.map_err(|e| match e {
-                        eventsource_stream::EventStreamError::Transport(t) if t.is_timeout() => {
-                            format!("read timed out (provider `{name}`)")
-                        }
-                        other => other.to_string(),
-                    })
-                }),
-        );
+        let mut source = EventReader::new(response);
         let mut assembler = Assembler::default();
         loop {
             let events = match source.next().await {
-                Some(Ok(event)) => assembler.feed(&event.data),
-                Some(Err(message)) => return Err(self.stream_fault(message, true)),
+                Some(Ok(data)) => assembler.feed(data),
+                Some(Err(fault)) => return Err(self.stream_fault(self.read_fault(&fault), true)),
                 None => assembler.end(false),
             }
             .map_err(|fault| self.stream_fault(fault.0, true))?;
@@ -357,7 +344,7 @@ impl Provider {
         super::bounded::read_capped(response, MAX_BODY_BYTES)
             .await
             .map_err(|fault| match fault {
-                super::bounded::ReadFault::Transport(e) => self.transport(&e),
+                ReadFault::Transport(e) => self.transport(&e),
                 other => self.stream_fault(other.to_string(), true),
             })
     }
@@ -429,6 +416,15 @@ impl Provider {
         ProviderError::Timeout {
             provider: self.name.clone(),
             what,
+        }
+    }
+
+    /// What went wrong reading a stream, in words (a timeout names the provider).
+    fn read_fault(&self, fault: &ReadFault) -> String {
+        if fault.is_timeout() {
+            format!("read timed out (provider `{}`)", self.name)
+        } else {
+            fault.to_string()
         }
     }
 
@@ -504,7 +500,7 @@ fn worth_retrying(error: &ProviderError) -> bool {
 /// A response whose first events are in hand.
 struct Opened {
     pending: VecDeque<ChatEvent>,
-    source: Option<EventSource>,
+    source: Option<EventReader>,
     assembler: Assembler,
 }
 
@@ -543,8 +539,8 @@ impl Running {
                 continue;
             };
             let fed = match source.next().await {
-                Some(Ok(event)) => self.opened.assembler.feed(&event.data).map_err(|f| f.0),
-                Some(Err(message)) => Err(message),
+                Some(Ok(data)) => self.opened.assembler.feed(data).map_err(|f| f.0),
+                Some(Err(fault)) => Err(self.provider.read_fault(&fault)),
                 None => self.opened.assembler.end(false).map_err(|f| f.0),
             };
             match fed {

@@ -313,7 +313,7 @@ impl Conversations {
         before_seq: i64,
         token_limit: u32,
         max_rows: u32,
-    ) -> Result<Vec<StoredMessage>, StoreError> {
+    ) -> Result<Vec<Arc<StoredMessage>>, StoreError> {
         let cache = self.store.history_cache();
         if let Some(cached) = cache.recent(id, before_seq, token_limit, max_rows) {
             return Ok(cached);
@@ -331,7 +331,7 @@ impl Conversations {
                 let mut window = HistoryWindow::new(token_limit, max_rows);
                 while window.wants_more() {
                     let Some(row) = rows.next()? else { break };
-                    window.push(message_from_row(row)?);
+                    window.push(Arc::new(message_from_row(row)?));
                 }
                 let (items, whole) = window.finish();
                 // The messages from `before_seq` on (usually the turn's own), so that the tail
@@ -352,7 +352,11 @@ impl Conversations {
         // More newer messages than a tail holds (an old request answered again): keep nothing.
         if newer.len() <= history_cache::MAX_ROWS {
             let next_seq = newer.last().map_or(before_seq, |m| m.seq + 1);
-            let tail = items.iter().cloned().chain(newer).collect();
+            let tail = items
+                .iter()
+                .cloned()
+                .chain(newer.into_iter().map(Arc::new))
+                .collect();
             cache.fill(id, tail, next_seq, whole, epoch);
         }
         Ok(items)
@@ -388,21 +392,26 @@ fn insert_messages(
     let now = now_ms();
     let count = i64::try_from(messages.len()).unwrap_or(i64::MAX);
     let tokens: i64 = messages.iter().map(|m| i64::from(m.token_count)).sum();
-    let first_seq: i64 = tx
+    // Two plain statements rather than `UPDATE … RETURNING` and `INSERT … RETURNING`: SQLite
+    // gathers RETURNING rows in a temporary b-tree it opens and frees every time.
+    let updated = tx
         .prepare_cached(
             "UPDATE conversations SET next_seq = next_seq + ?2, message_count = message_count + ?2,
                  token_count = token_count + ?3, updated_at = ?4
-             WHERE id = ?1 AND (?5 IS NULL OR owner_id = ?5) RETURNING next_seq - ?2",
+             WHERE id = ?1 AND (?5 IS NULL OR owner_id = ?5)",
         )?
-        .query_row(params![id.as_str(), count, tokens, now, owner], |row| {
-            row.get(0)
-        })
-        .optional()?
-        .ok_or(StoreError::NotFound("conversation"))?;
+        .execute(params![id.as_str(), count, tokens, now, owner])?;
+    if updated == 0 {
+        return Err(StoreError::NotFound("conversation"));
+    }
+    let next_seq: i64 = tx
+        .prepare_cached("SELECT next_seq FROM conversations WHERE id = ?1")?
+        .query_row([id.as_str()], |row| row.get(0))?;
+    let first_seq = next_seq - count;
     let mut insert = tx.prepare_cached(
         "INSERT INTO messages (conversation_id, seq, role, content, tool_calls, tool_call_id,
              request_id, status, token_count, model, usage, created_at, attachments)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING id",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
     )?;
     let mut stored = Vec::with_capacity(messages.len());
     for (seq, m) in (first_seq..).zip(messages) {
@@ -415,26 +424,24 @@ fn insert_messages(
                 StoreError::InvalidInput(format!("attachments cannot be stored: {e}"))
             })?)
         };
-        let row_id: i64 = insert
-            .query_row(
-                params![
-                    id.as_str(),
-                    seq,
-                    m.role.as_str(),
-                    m.content,
-                    tool_calls,
-                    m.tool_call_id,
-                    m.request_id,
-                    m.status.as_str(),
-                    m.token_count,
-                    m.model,
-                    usage,
-                    now,
-                    attachments
-                ],
-                |row| row.get(0),
-            )
+        insert
+            .execute(params![
+                id.as_str(),
+                seq,
+                m.role.as_str(),
+                m.content,
+                tool_calls,
+                m.tool_call_id,
+                m.request_id,
+                m.status.as_str(),
+                m.token_count,
+                m.model,
+                usage,
+                now,
+                attachments
+            ])
             .map_err(|e| duplicate_request(e, m.request_id.as_deref()))?;
+        let row_id = tx.last_insert_rowid();
         stored.push(StoredMessage {
             id: row_id,
             conversation_id: id.clone(),
@@ -523,7 +530,7 @@ fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<Conversation> {
 /// counts pass `token_limit` (the message that passes it included) or `max_rows` are taken.
 /// The database read and the in-memory history both select with it, so they cannot disagree.
 pub(super) struct HistoryWindow {
-    items: Vec<StoredMessage>,
+    items: Vec<Arc<StoredMessage>>,
     tokens: i64,
     token_limit: i64,
     max_rows: usize,
@@ -544,14 +551,14 @@ impl HistoryWindow {
         self.items.len() < self.max_rows && self.tokens <= self.token_limit
     }
 
-    pub(super) fn push(&mut self, message: StoredMessage) {
+    pub(super) fn push(&mut self, message: Arc<StoredMessage>) {
         self.tokens += message.token_count;
         self.items.push(message);
     }
 
     /// The messages oldest first, and whether no limit was reached (every message offered was
     /// taken, so nothing older was left out).
-    pub(super) fn finish(self) -> (Vec<StoredMessage>, bool) {
+    pub(super) fn finish(self) -> (Vec<Arc<StoredMessage>>, bool) {
         let unlimited = self.wants_more();
         let mut items = self.items;
         items.reverse();

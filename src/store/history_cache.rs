@@ -115,7 +115,7 @@ impl HistoryCache {
         before_seq: i64,
         token_limit: u32,
         max_rows: u32,
-    ) -> Option<Vec<StoredMessage>> {
+    ) -> Option<Vec<Arc<StoredMessage>>> {
         let served = self.serve(id, before_seq, token_limit, max_rows);
         let counter = if served.is_some() {
             &self.hits
@@ -132,7 +132,7 @@ impl HistoryCache {
         before_seq: i64,
         token_limit: u32,
         max_rows: u32,
-    ) -> Option<Vec<StoredMessage>> {
+    ) -> Option<Vec<Arc<StoredMessage>>> {
         let tail = self.tails.get(id.as_str())?;
         // The tail may already hold the turn's own message (appended before its history is
         // read): it serves the messages before `before_seq` as long as it reaches that far.
@@ -147,7 +147,7 @@ impl HistoryCache {
             .skip_while(|m| m.seq >= before_seq);
         while window.wants_more() {
             let Some(message) = older.next() else { break };
-            window.push(StoredMessage::clone(message));
+            window.push(Arc::clone(message));
         }
         let (items, unlimited) = window.finish();
         // Taking every held message without reaching a limit answers only for a whole tail.
@@ -159,7 +159,7 @@ impl HistoryCache {
     pub fn fill(
         &self,
         id: &ConversationId,
-        messages: Vec<StoredMessage>,
+        messages: Vec<Arc<StoredMessage>>,
         next_seq: i64,
         whole: bool,
         epoch: u64,
@@ -171,7 +171,6 @@ impl HistoryCache {
         if !contiguous || epoch != self.epoch() {
             return;
         }
-        let messages = messages.into_iter().map(Arc::new).collect();
         let tail = Tail::new(messages, next_seq, whole, epoch);
         self.tails.insert(id.as_str().to_string(), Arc::new(tail));
     }
@@ -212,6 +211,10 @@ mod tests {
     use super::*;
     use crate::store::{MessageStatus, Role};
 
+    fn cached(seq: i64, tokens: i64) -> Arc<StoredMessage> {
+        Arc::new(message(seq, tokens))
+    }
+
     fn message(seq: i64, tokens: i64) -> StoredMessage {
         StoredMessage {
             id: seq + 100,
@@ -235,14 +238,14 @@ mod tests {
         ConversationId::try_from("c".to_string()).expect("id")
     }
 
-    fn seqs(messages: &[StoredMessage]) -> Vec<i64> {
+    fn seqs(messages: &[Arc<StoredMessage>]) -> Vec<i64> {
         messages.iter().map(|m| m.seq).collect()
     }
 
     #[test]
     fn a_filled_tail_serves_the_same_rows_as_the_database_would() {
         let cache = HistoryCache::new(32 << 20);
-        let rows: Vec<_> = (0..4).map(|s| message(s, 10)).collect();
+        let rows: Vec<_> = (0..4).map(|s| cached(s, 10)).collect();
         cache.fill(&id(), rows, 4, true, cache.epoch());
         // The newest rows until their tokens pass the limit, the one passing it included.
         assert_eq!(seqs(&cache.recent(&id(), 4, 15, 100).expect("hit")), [2, 3]);
@@ -265,7 +268,7 @@ mod tests {
     #[test]
     fn a_partial_tail_does_not_serve_more_than_it_holds() {
         let cache = HistoryCache::new(32 << 20);
-        let rows: Vec<_> = (5..8).map(|s| message(s, 10)).collect();
+        let rows: Vec<_> = (5..8).map(|s| cached(s, 10)).collect();
         cache.fill(&id(), rows, 8, false, cache.epoch());
         assert_eq!(
             seqs(&cache.recent(&id(), 8, 25, 100).expect("hit")),
@@ -280,7 +283,7 @@ mod tests {
     #[test]
     fn appends_extend_a_tail_only_when_they_follow_it() {
         let cache = HistoryCache::new(32 << 20);
-        cache.fill(&id(), vec![message(0, 1)], 1, true, cache.epoch());
+        cache.fill(&id(), vec![cached(0, 1)], 1, true, cache.epoch());
         cache.appended(&id(), &[message(1, 1), message(2, 1)], cache.epoch());
         assert_eq!(
             seqs(&cache.recent(&id(), 3, 100, 100).expect("hit")),
@@ -298,7 +301,7 @@ mod tests {
         let before = cache.epoch();
         cache.invalidate();
         // The conversation was created again and its first message cached...
-        cache.fill(&id(), vec![message(0, 1)], 1, true, cache.epoch());
+        cache.fill(&id(), vec![cached(0, 1)], 1, true, cache.epoch());
         // ...when the old conversation's append, started before the deletion, reports seq 1.
         cache.appended(&id(), &[message(1, 1)], before);
         assert!(cache.recent(&id(), 2, 100, 100).is_none());
@@ -308,11 +311,11 @@ mod tests {
     fn a_deletion_makes_older_tails_and_racing_reads_stale() {
         let cache = HistoryCache::new(32 << 20);
         let before = cache.epoch();
-        cache.fill(&id(), vec![message(0, 1)], 1, true, before);
+        cache.fill(&id(), vec![cached(0, 1)], 1, true, before);
         cache.invalidate();
         assert!(cache.recent(&id(), 1, 100, 100).is_none());
         // A read that started before the deletion is not kept.
-        cache.fill(&id(), vec![message(0, 1)], 1, true, before);
+        cache.fill(&id(), vec![cached(0, 1)], 1, true, before);
         assert!(cache.recent(&id(), 1, 100, 100).is_none());
         let snapshot = cache.snapshot();
         assert_eq!((snapshot.hits, snapshot.misses), (0, 2));
@@ -322,7 +325,7 @@ mod tests {
     fn a_long_conversation_keeps_its_newest_rows_only() {
         let cache = HistoryCache::new(32 << 20);
         let count = i64::try_from(MAX_ROWS).expect("small") + 10;
-        let rows: Vec<_> = (0..count).map(|s| message(s, 1)).collect();
+        let rows: Vec<_> = (0..count).map(|s| cached(s, 1)).collect();
         let next = count;
         cache.fill(&id(), rows, next, true, cache.epoch());
         let served = cache

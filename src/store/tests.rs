@@ -583,6 +583,9 @@ async fn a_cached_statement_is_not_prepared_again_when_its_limit_changes() {
 
 #[tokio::test]
 async fn recent_history_served_from_memory_matches_the_database() {
+    let unshared = |messages: &[Arc<StoredMessage>]| -> Vec<StoredMessage> {
+        messages.iter().map(|m| StoredMessage::clone(m)).collect()
+    };
     let t = open_temp();
     let repo = t.store.conversations();
     let c = repo.create(None).await.expect("create");
@@ -596,7 +599,7 @@ async fn recent_history_served_from_memory_matches_the_database() {
     let prompt = t.store.prompt_cache().get(&c.id).map(|entry| entry.prompt);
     assert_eq!(prompt, Some(None));
     let read = repo.recent(&c.id, next, 10_000, 100).await.expect("recent");
-    assert_eq!(read, repo.history(&c.id).await.expect("history"));
+    assert_eq!(unshared(&read), repo.history(&c.id).await.expect("history"));
     for round in 0..3 {
         let stored = repo
             .append(
@@ -607,7 +610,10 @@ async fn recent_history_served_from_memory_matches_the_database() {
             .expect("append");
         let next = stored.last().expect("stored").seq + 1;
         let served = repo.recent(&c.id, next, 10_000, 100).await.expect("recent");
-        assert_eq!(served, repo.history(&c.id).await.expect("history"));
+        assert_eq!(
+            unshared(&served),
+            repo.history(&c.id).await.expect("history")
+        );
         // What a turn reads: the history before its own (already stored) message.
         let before_own = repo
             .recent(&c.id, next - 1, 10_000, 100)
@@ -624,7 +630,7 @@ async fn recent_history_served_from_memory_matches_the_database() {
     let history = repo.history(&c.id).await.expect("history");
     let next = history.last().expect("stored").seq + 1;
     let reread = repo.recent(&c.id, next, 10_000, 100).await.expect("recent");
-    assert_eq!(reread, history);
+    assert_eq!(unshared(&reread), history);
     assert_eq!(t.store.history_cache_stats().misses, 1);
     // Deleted history is never served from memory.
     repo.delete(&c.id).await.expect("delete");
