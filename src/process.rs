@@ -164,6 +164,54 @@ pub fn release_free_memory() {
     }
 }
 
+/// Asks the kernel for short time slices for the calling thread: Linux's scheduler (EEVDF, 6.12
+/// and later) gives a normal thread that asked for a short slice (`sched_attr.sched_runtime`)
+/// an early deadline, so when it wakes it runs before, and preempts, threads that use their
+/// default slices. For a thread that does little per wakeup and must answer promptly while
+/// the rest of the process saturates the CPUs: the HTTP front, which answers the probes. Its
+/// niceness is kept. Whether the kernel took it (an older one ignores the field, harmlessly).
+pub fn prefer_prompt_wakeups(slice: Duration) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        /// `struct sched_attr` as far as `SCHED_ATTR_SIZE_VER0`.
+        #[repr(C)]
+        struct SchedAttr {
+            size: u32,
+            policy: u32,
+            flags: u64,
+            nice: i32,
+            priority: u32,
+            runtime: u64,
+            deadline: u64,
+            period: u64,
+        }
+        // SAFETY: getpriority has no memory effects. sched_setattr reads one `sched_attr` of
+        // the size written in it from the pointer, which points to such a struct alive for
+        // the call; pid 0 is the calling thread.
+        #[allow(unsafe_code)]
+        let done = unsafe {
+            let nice = libc::getpriority(libc::PRIO_PROCESS, 0);
+            let attr = SchedAttr {
+                size: u32::try_from(std::mem::size_of::<SchedAttr>()).unwrap_or(48),
+                policy: libc::SCHED_OTHER as u32,
+                flags: 0,
+                nice,
+                priority: 0,
+                runtime: u64::try_from(slice.as_nanos()).unwrap_or(u64::MAX),
+                deadline: 0,
+                period: 0,
+            };
+            libc::syscall(libc::SYS_sched_setattr, 0, &raw const attr, 0) == 0
+        };
+        done
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = slice;
+        false
+    }
+}
+
 /// Tells when a server has gone quiet: fed a count that grows with activity (writes, sockets
 /// opened and closed) at a steady period, it answers `true` when the count has been still for
 /// one of `steps` periods in a row (each step once per quiet spell; start counts as activity).
@@ -218,6 +266,31 @@ mod tests {
             .map(|&busy| watch.observe(13, busy))
             .collect();
         assert_eq!(seen, [false, false, false, false, true]);
+    }
+
+    /// On a thread of its own: the request and the niceness set here stay with it.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_short_slice_keeps_the_thread_niceness() {
+        std::thread::spawn(|| {
+            // Raising one's own niceness needs no privilege.
+            // SAFETY: setpriority has no memory effects; 0 is the calling thread.
+            #[allow(unsafe_code)]
+            let set = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 7) };
+            assert_eq!(set, 0);
+            let took = prefer_prompt_wakeups(Duration::from_micros(300));
+            // Field 19 of /proc/<tid>/stat is the niceness (after the parenthesised name).
+            let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("stat");
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .expect("name")
+                .1
+                .split_whitespace()
+                .collect();
+            assert_eq!(fields[16], "7", "niceness kept (short slice taken: {took})");
+        })
+        .join()
+        .expect("thread");
     }
 
     #[test]

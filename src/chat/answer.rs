@@ -18,8 +18,8 @@ use super::loop_guard::{LOOP_STOPPED_NOTICE, LoopGuard};
 use super::tokens::Encoding;
 use crate::auth::Caller;
 use crate::llm::{
-    ChatEvent, ChatMessage, ChatRequest, ChatStream, FinishReason, MessageRole, ProviderError,
-    ToolCall, ToolSpec, Usage,
+    ChatEvent, ChatMessage, ChatRequest, ChatStream, FinishReason, MessageRole, Provider,
+    ProviderError, ToolCall, ToolSpec, Usage,
 };
 use crate::store::{ConversationId, MessageStatus, NewMessage, Role, StoredMessage};
 use crate::wire::{ErrorCode, WireError};
@@ -120,32 +120,19 @@ impl ChatService {
         let mut broke: Vec<String> = Vec::new();
         loop {
             let offer_tools = !tools.is_empty() && hops < max_hops && !stopped;
-            let request = ChatRequest {
-                messages: messages.clone(),
-                tools: if offer_tools {
-                    tools.clone()
-                } else {
-                    Vec::new()
-                },
-                stream: turn.streaming,
-                model: route.1.clone(),
-                temperature: turn.sampling.temperature,
-                max_tokens: turn.sampling.max_tokens,
-                top_p: turn.sampling.top_p,
-                ..ChatRequest::default()
-            };
-            let (provider, stream) = tokio::select! {
-                opened = self.providers.chat(route.0.as_deref(), request) => match opened {
-                    Ok(opened) => opened,
-                    // Too long for the model: compacted once, then asked again.
-                    Err(overflow @ ProviderError::ContextLength { .. }) if !compacted => {
-                        compacted = true;
-                        messages = self.compact(turn, messages, &overflow).await?;
-                        continue;
-                    }
-                    Err(error) => return Err(error.into()),
-                },
-                () = turn.cancel.cancelled() => return Err(WireError::cancelled()),
+            let opened = self
+                .ask_model(turn, &route, (&mut messages, &mut tools), offer_tools)
+                .await;
+            let (provider, stream) = match opened {
+                Some(Ok(opened)) => opened,
+                // Too long for the model: compacted once, then asked again.
+                Some(Err(overflow @ ProviderError::ContextLength { .. })) if !compacted => {
+                    compacted = true;
+                    messages = self.compact(turn, messages, &overflow).await?;
+                    continue;
+                }
+                Some(Err(error)) => return Err(error.into()),
+                None => return Err(WireError::cancelled()),
             };
             let model = route.1.as_deref().unwrap_or(provider.model()).to_string();
             let reply = self.relay(turn, stream).await;
@@ -372,6 +359,41 @@ impl ChatService {
     }
 
     /// Forwards the provider's stream as frames until it ends, fails or is cancelled.
+    /// Asks the model on the turn's `route` (provider, model) with the turn's messages and,
+    /// when `offer_tools`, its tools: lent to the request and handed back after it rather
+    /// than copied for every hop. `None` once the turn is cancelled.
+    async fn ask_model(
+        &self,
+        turn: &Turn<'_>,
+        route: &(Option<String>, Option<String>),
+        (messages, tools): (&mut Vec<ChatMessage>, &mut Vec<ToolSpec>),
+        offer_tools: bool,
+    ) -> Option<Result<(Arc<Provider>, ChatStream), ProviderError>> {
+        let request = ChatRequest {
+            messages: std::mem::take(messages),
+            tools: if offer_tools {
+                std::mem::take(tools)
+            } else {
+                Vec::new()
+            },
+            stream: turn.streaming,
+            model: route.1.clone(),
+            temperature: turn.sampling.temperature,
+            max_tokens: turn.sampling.max_tokens,
+            top_p: turn.sampling.top_p,
+            ..ChatRequest::default()
+        };
+        let opened = tokio::select! {
+            opened = self.providers.chat(route.0.as_deref(), &request) => Some(opened),
+            () = turn.cancel.cancelled() => None,
+        };
+        *messages = request.messages;
+        if offer_tools {
+            *tools = request.tools;
+        }
+        opened
+    }
+
     async fn relay(&self, turn: &Turn<'_>, mut stream: ChatStream) -> Reply {
         let mut reply = Reply {
             text: String::new(),

@@ -195,7 +195,7 @@ impl ChatService {
             ..ChatRequest::default()
         };
         let (_, mut stream) = tokio::select! {
-            opened = self.providers.chat(provider, request) => opened.map_err(|e| {
+            opened = self.providers.chat(provider, &request) => opened.map_err(|e| {
                 if matches!(e, ProviderError::ContextLength { .. }) {
                     too_large(&e.to_string())
                 } else {

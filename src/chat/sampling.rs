@@ -47,7 +47,7 @@ impl ChatService {
             ..ChatRequest::default()
         };
         let (provider, mut stream) = tokio::select! {
-            opened = self.providers.chat(provider.as_deref(), chat) => opened.map_err(|e| e.to_string())?,
+            opened = self.providers.chat(provider.as_deref(), &chat) => opened.map_err(|e| e.to_string())?,
             () = turn.cancel.cancelled() => return Err("the turn was cancelled".into()),
         };
         let mut text = String::new();

@@ -154,13 +154,13 @@ impl Providers {
     pub async fn chat(
         &self,
         provider: Option<&str>,
-        request: ChatRequest,
+        request: &ChatRequest,
     ) -> Result<(Arc<Provider>, ChatStream), ProviderError> {
         let first = provider.unwrap_or(&self.active);
         let chosen = self
             .get(first)
             .ok_or_else(|| ProviderError::UnknownProvider(first.to_string()))?;
-        let mut error = match chosen.chat(request.clone()).await {
+        let mut error = match chosen.chat(request).await {
             Ok(stream) => return Ok((chosen.clone(), stream)),
             Err(error) => error,
         };
@@ -174,7 +174,7 @@ impl Providers {
                 model: None,
                 ..request.clone()
             };
-            match next.chat(request).await {
+            match next.chat(&request).await {
                 Ok(stream) => return Ok((next.clone(), stream)),
                 Err(next_error) => error = next_error,
             }

@@ -132,10 +132,13 @@ impl Provider {
 
     /// Starts a chat request and returns once its first event is in hand.
     #[tracing::instrument(skip_all, fields(provider = %self.name))]
-    pub async fn chat(self: &Arc<Self>, request: ChatRequest) -> Result<ChatStream, ProviderError> {
+    pub async fn chat(
+        self: &Arc<Self>,
+        request: &ChatRequest,
+    ) -> Result<ChatStream, ProviderError> {
         let started = Instant::now();
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
-        let result = self.open(&request, started).await;
+        let result = self.open(request, started).await;
         if let Err(error) = &result {
             self.stats.record_error(error);
             tracing::debug!(%error, "provider request failed");

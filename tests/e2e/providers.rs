@@ -69,7 +69,7 @@ pub async fn collect(
     provider: &Arc<Provider>,
     request: ChatRequest,
 ) -> Result<Vec<ChatEvent>, (Vec<ChatEvent>, ProviderError)> {
-    let mut stream = provider.chat(request).await.map_err(|e| (Vec::new(), e))?;
+    let mut stream = provider.chat(&request).await.map_err(|e| (Vec::new(), e))?;
     let mut events = Vec::new();
     while let Some(item) = stream.next().await {
         match item {
@@ -455,7 +455,7 @@ async fn a_missing_key_means_not_configured_and_fallback_answers() {
     assert!(error.to_string().contains("FAKE_API_KEY"), "{error}");
 
     let (answered, mut stream) = providers
-        .chat(None, ask("hi"))
+        .chat(None, &ask("hi"))
         .await
         .expect("fallback answers");
     assert_eq!(answered.name(), "backup");

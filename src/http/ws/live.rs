@@ -157,10 +157,7 @@ impl LiveTurns {
             .get(&(owner.to_string(), request_id.to_string()))?
             .iter()
             .rev()
-            .find(|turn| {
-                turn.conversation()
-                    .is_some_and(|c| c.as_str() == conversation)
-            })
+            .find(|turn| turn.is_in(conversation))
             .cloned()
     }
 
@@ -231,6 +228,14 @@ impl LiveTurn {
 
     pub fn conversation(&self) -> Option<ConversationId> {
         self.state().conversation.clone()
+    }
+
+    /// Whether the turn belongs to `conversation` (without a copy of its id).
+    fn is_in(&self, conversation: &str) -> bool {
+        self.state()
+            .conversation
+            .as_ref()
+            .is_some_and(|c| c.as_str() == conversation)
     }
 
     pub fn is_finished(&self) -> bool {
@@ -322,9 +327,7 @@ impl TurnSink for LiveTurn {
         if let TurnEvent::Accepted { conversation, .. } = &event {
             self.state().conversation = Some(conversation.clone());
         }
-        for frame in frames(&self.request_id, event) {
-            self.publish(frame);
-        }
+        frames(&self.request_id, event, |frame| self.publish(frame));
     }
 }
 

@@ -41,20 +41,20 @@ impl SocketTurn {
 
 impl TurnSink for SocketTurn {
     fn emit(&self, event: TurnEvent) {
-        for frame in frames(&self.request_id, event) {
-            self.send(frame);
-        }
+        frames(&self.request_id, event, |frame| self.send(frame));
     }
 }
 
-/// The frames of one event, in order: one, or a long text delta in [`MAX_CHUNK_TEXT`] pieces.
-pub(super) fn frames(request_id: &str, event: TurnEvent) -> Vec<ServerFrame> {
+/// The frames of one event, in order, to `each`: one, or a long text delta in
+/// [`MAX_CHUNK_TEXT`] pieces. (A callback rather than a `Vec`: one event per streamed chunk.)
+pub(super) fn frames(request_id: &str, event: TurnEvent, mut each: impl FnMut(ServerFrame)) {
     match event {
-        TurnEvent::TextDelta(text) if text.len() > MAX_CHUNK_TEXT => pieces(&text, MAX_CHUNK_TEXT)
-            .into_iter()
-            .map(|piece| ServerFrame::text(request_id, piece.to_string()))
-            .collect(),
-        event => vec![frame(request_id, event)],
+        TurnEvent::TextDelta(text) if text.len() > MAX_CHUNK_TEXT => {
+            for piece in pieces(&text, MAX_CHUNK_TEXT) {
+                each(ServerFrame::text(request_id, piece.to_string()));
+            }
+        }
+        event => each(frame(request_id, event)),
     }
 }
 
