@@ -8,8 +8,8 @@
 Every scenario runs on a fresh server and database, binaries interleaved round by round so
 that the machine's drift falls on both alike; the table gives medians. The set-up is the
 README's "Chat under load" one: the built-in mock provider (20 chunks) on 127.0.0.1:8081,
-benches/loadtest.yaml's limits, the load generator of the first binary given (the same
-client for both). The stdio MCP test server (`mcp-test-server`) is looked up beside each
+benches/loadtest.yaml's limits, the load generator of the first binary given or of --client
+(the same client for both). The stdio MCP test server (`mcp-test-server`) is looked up beside each
 binary (`cargo build --release --bins`).
 
 Scenarios:
@@ -262,9 +262,13 @@ def main():
     parser.add_argument("--before")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default=",".join(DEFAULT))
+    parser.add_argument(
+        "--client",
+        help="the binary whose load generator drives both columns (default: the first given)",
+    )
     args = parser.parse_args()
     binaries = [b for b in [args.before, args.binary] if b]
-    client = binaries[0]
+    client = args.client or binaries[0]
     mock = subprocess.Popen([client, "mock-provider", "--port", "8081", "--chunks", "20"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     time.sleep(0.5)

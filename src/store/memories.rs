@@ -223,7 +223,7 @@ impl Memories {
             .map(|(m, v)| Ok((m.id, m.conversation_id, to_blob(&v, dimensions)?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
         self.store
-            .write_large(move |tx| {
+            .write(move |tx| {
                 let mut insert = tx.prepare_cached(
                     "INSERT INTO message_vectors (message_id, embedding, conversation_id, owner_id) \
                      SELECT ?1, ?2, ?3, c.owner_id FROM messages m \

@@ -303,18 +303,6 @@ impl Store {
         self.observe(result)
     }
 
-    /// As [`Store::write`], for a write that changes many pages (vectors in bulk, a deletion or
-    /// an import): it opens its group-commit transaction instead of joining one in a savepoint
-    /// (SQLite copies every page a savepoint changes into the savepoint's journal first).
-    pub async fn write_large<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
-        T: Send + 'static,
-    {
-        let result = self.inner.writers.run_leading_transaction(f).await;
-        self.observe(result)
-    }
-
     /// Marks the store unhealthy when an error says the database itself is failing.
     fn observe<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         if let Err(error) = &result {
