@@ -63,6 +63,9 @@ pub struct SseDecoder {
     /// Bytes received; those before `read` are parsed.
     buffer: Vec<u8>,
     read: usize,
+    /// Bytes after `read` already searched for a line end (none found): a line that arrives a
+    /// byte at a time is searched once, not once per byte.
+    searched: usize,
     /// The data of the event being read (each `data` line followed by LF).
     data: String,
     /// `data` holds a dispatched event, to be cleared before the next line.
@@ -145,7 +148,15 @@ impl SseDecoder {
             self.after_cr = false;
         }
         let rest = &self.buffer[self.read..];
-        let end = rest.iter().position(|&b| b == b'\n' || b == b'\r')?;
+        let Some(found) = rest[self.searched..]
+            .iter()
+            .position(|&b| b == b'\n' || b == b'\r')
+        else {
+            self.searched = rest.len();
+            return None;
+        };
+        let end = self.searched + found;
+        self.searched = 0;
         self.after_cr = rest[end] == b'\r';
         let start = self.read;
         Some((start..start + end, start + end + 1))
@@ -266,6 +277,8 @@ mod tests {
         let mut decoder = SseDecoder::default();
         decoder.push(b"data: hel");
         assert!(!decoder.next_event().expect("no fault"));
+        // The search for the line's end goes on from where it stopped, not from its start.
+        assert_eq!(decoder.searched, 9);
         decoder.push(b"lo\n\n");
         assert!(decoder.next_event().expect("no fault"));
         assert_eq!(decoder.data(), "hello");
