@@ -164,6 +164,10 @@ pub fn release_free_memory() {
     }
 }
 
+/// The time slice [`prefer_prompt_wakeups`] asks for (Linux's default is 0.75 ms times
+/// 1 + log2(CPUs)): accepting a connection or answering a probe takes a fraction of it.
+pub const PROMPT_SLICE: Duration = Duration::from_micros(300);
+
 /// Asks the kernel for short time slices for the calling thread: Linux's scheduler (EEVDF, 6.12
 /// and later) gives a normal thread that asked for a short slice (`sched_attr.sched_runtime`)
 /// an early deadline, so when it wakes it runs before, and preempts, threads that use their
@@ -212,8 +216,8 @@ pub fn prefer_prompt_wakeups(slice: Duration) -> bool {
     }
 }
 
-/// Tells when a server has gone quiet: fed a count that grows with activity (writes, sockets
-/// opened and closed) at a steady period, it answers `true` when the count has been still for
+/// Tells when a server has gone quiet: fed a count that grows with activity (writes, sockets,
+/// frames, turns) at a steady period, it answers `true` when the count has been still for
 /// one of `steps` periods in a row (each step once per quiet spell; start counts as activity).
 #[derive(Debug)]
 pub struct QuietWatch {
@@ -278,7 +282,7 @@ mod tests {
             #[allow(unsafe_code)]
             let set = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, 7) };
             assert_eq!(set, 0);
-            let took = prefer_prompt_wakeups(Duration::from_micros(300));
+            let took = prefer_prompt_wakeups(PROMPT_SLICE);
             // Field 19 of /proc/<tid>/stat is the niceness (after the parenthesised name).
             let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("stat");
             let fields: Vec<&str> = stat

@@ -358,7 +358,6 @@ impl ChatService {
         });
     }
 
-    /// Forwards the provider's stream as frames until it ends, fails or is cancelled.
     /// Asks the model on the turn's `route` (provider, model) with the turn's messages and,
     /// when `offer_tools`, its tools: lent to the request and handed back after it rather
     /// than copied for every hop. `None` once the turn is cancelled.
@@ -394,6 +393,7 @@ impl ChatService {
         opened
     }
 
+    /// Forwards the provider's stream as frames until it ends, fails or is cancelled.
     async fn relay(&self, turn: &Turn<'_>, mut stream: ChatStream) -> Reply {
         let mut reply = Reply {
             text: String::new(),

@@ -20,10 +20,6 @@ use super::listener::{
 };
 use crate::config::HttpConfig;
 
-/// The time slice the front thread asks for (Linux's default is 0.75 ms times 1 + log2(CPUs)):
-/// accepting a connection or answering a probe takes a fraction of it.
-const FRONT_SLICE: Duration = Duration::from_micros(300);
-
 /// Serves `router` on `listener` until `stop` is cancelled, then lets each connection finish
 /// its request in flight and returns once all have closed. Dropping the future closes them.
 ///
@@ -61,7 +57,7 @@ pub async fn serve(
         .name("http-front".into())
         .spawn(move || {
             // A probe must not wait for the chat work saturating the CPUs to yield.
-            if !crate::process::prefer_prompt_wakeups(FRONT_SLICE) {
+            if !crate::process::prefer_prompt_wakeups(crate::process::PROMPT_SLICE) {
                 tracing::debug!("the kernel gave the front thread no shorter time slice");
             }
             front.run(listener);

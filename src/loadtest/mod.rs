@@ -349,7 +349,7 @@ fn spawn_sampler(
         .name("health-sampler".into())
         .spawn(move || {
             // Its round trips measure the server, not how long this thread waits for a CPU.
-            crate::process::prefer_prompt_wakeups(Duration::from_micros(300));
+            crate::process::prefer_prompt_wakeups(crate::process::PROMPT_SLICE);
             let samples = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

@@ -36,10 +36,14 @@ pub async fn reembed(
     }
     let (mut after, mut done, mut up_to) = (0, 0, 0);
     loop {
-        let (messages, last) = store.searchable_messages(after, batch).await?;
-        let Some(last) = last else { break };
+        let pending = store.searchable_messages(after, batch).await?;
+        let Some(last) = pending.up_to else { break };
         (after, up_to) = (last, last);
-        let texts = messages.into_iter().map(|m| (m.id, m.content)).collect();
+        let texts = pending
+            .messages
+            .into_iter()
+            .map(|m| (m.id, m.content))
+            .collect();
         let (none, vectors) = embed_all(embedder, texts).await?;
         skipped += none;
         done += vectors.len() as u64;

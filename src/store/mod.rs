@@ -37,7 +37,9 @@ pub use health::GateStats;
 pub use health::{HealthReport, StoreStats};
 pub use lane::PoolStats;
 pub use mcp_logins::{McpLogin, McpLogins};
-pub use memories::{MAX_TAGS, Memories, Memory, MemoryHit, MessageHit, NewMemory, PendingMessage};
+pub use memories::{
+    MAX_TAGS, Memories, Memory, MemoryHit, MessageHit, NewMemory, PendingBatch, PendingMessage,
+};
 pub use model::{
     Attachment, Conversation, ConversationId, ConversationUpdate, MAX_ATTACHMENTS,
     MAX_SYSTEM_PROMPT_CHARS, MessageStatus, NewMessage, Page, Role, StoredMessage,

@@ -5,7 +5,7 @@
 
 use rusqlite::{Connection, params};
 
-use super::memories::{MAX_TAGS, PendingMessage};
+use super::memories::{MAX_TAGS, PendingBatch};
 use super::vectors::to_blob;
 use super::{Store, StoreError, now_ms};
 use crate::config::VectorSpace;
@@ -64,11 +64,9 @@ impl Store {
         &self,
         after: i64,
         limit: usize,
-    ) -> Result<(Vec<PendingMessage>, Option<i64>), StoreError> {
-        let batch = self
-            .read(move |conn| super::memories::messages_after(conn, after, limit))
-            .await?;
-        Ok((batch.messages, batch.up_to))
+    ) -> Result<PendingBatch, StoreError> {
+        self.read(move |conn| super::memories::messages_after(conn, after, limit))
+            .await
     }
 
     /// Stages vectors of `kind` (`MEMORY` or `MESSAGE`) for `space`.
