@@ -384,7 +384,7 @@ fn server_cpu(report: &Report) -> Result<String, String> {
         .filter_map(|h| h.cpu_seconds.map(|cpu| (h.at_s, cpu)))
         .collect();
     // Over windows of at least CPU_WINDOW_S: the kernel counts CPU time in 10 ms ticks, too
-    // coarse for the 200 ms between samples.
+    // coarse for the 25 ms between samples.
     let mut points = Vec::new();
     let mut from = samples.first().copied();
     for &(at, cpu) in samples.iter().skip(1) {
