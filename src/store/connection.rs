@@ -53,8 +53,8 @@ pub struct Pragmas {
     pub cache_size_kib: u32,
     pub mmap_size_mib: u32,
     pub read_only: bool,
-    /// WAL pages after which a commit checkpoints by itself. The store checkpoints in the
-    /// background, off the write path, so this is only a safety net when that is on.
+    /// WAL pages after which a commit checkpoints by itself (and so lets the next write start
+    /// the WAL over). With the background checkpointer on, most pages are copied by then.
     pub autocheckpoint_pages: u32,
 }
 

@@ -217,7 +217,7 @@ impl Conversations {
         let (id, owner) = (id.clone(), self.owner.filter());
         let _forget = self.store.forget_deleted_on_drop();
         self.store
-            .write(move |tx| {
+            .write_large(move |tx| {
                 let deleted = tx.execute(
                     "DELETE FROM conversations WHERE id = ?1 AND (?2 IS NULL OR owner_id = ?2)",
                     params![id.as_str(), owner],

@@ -10,6 +10,11 @@
 //!
 //! Batches form only from jobs already waiting: the writer never holds a job back to wait for
 //! company, so a lone write costs what it did before.
+//!
+//! A savepoint is not free: SQLite copies every page a job changes inside one into the
+//! savepoint's journal first (in memory, in 1 KB pieces). A job that changes many pages (vectors
+//! in bulk, a deletion, an import) is queued as *leading* (`Store::write_large`): it ends the
+//! batch before it and runs first in its own, where it needs no savepoint.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
@@ -263,6 +268,41 @@ mod tests {
             .await
             .expect("alone");
         assert_eq!(lane.commits(), (2, 21));
+    }
+
+    #[tokio::test]
+    async fn a_leading_write_ends_the_batch_before_it_and_opens_its_own() {
+        let (lane, _dir) = lane_with_table().await;
+        let (release, blocker) = hold_the_worker(&lane).await;
+        let mut jobs = vec![
+            queue_write(&lane, 1, fine).await,
+            queue_write(&lane, 2, fine).await,
+        ];
+        let waiting = lane.stats().waiting;
+        let leading = tokio::spawn({
+            let lane = lane.clone();
+            async move {
+                lane.run_leading_transaction(|tx| {
+                    Ok(tx.execute("INSERT INTO t (v) VALUES (3)", [])?)
+                })
+                .await
+            }
+        });
+        while lane.stats().waiting == waiting {
+            tokio::task::yield_now().await;
+        }
+        jobs.push(queue_write(&lane, 4, fine).await);
+        for outcome in queued_together(&lane, jobs, release).await {
+            outcome.expect("task").expect("committed");
+        }
+        assert_eq!(leading.await.expect("task").expect("committed"), 1);
+        blocker.await.expect("task").expect("blocker");
+        assert_eq!(values(&lane).await, vec![1, 2, 3, 4]);
+        assert_eq!(
+            lane.commits(),
+            (2, 4),
+            "one COMMIT for 1 and 2, one for the leading write and 4, which joined it"
+        );
     }
 
     #[tokio::test]

@@ -30,6 +30,9 @@ enum Work {
     /// Runs inside a write transaction shared with the write jobs queued right behind it
     /// ([`group_commit`]); meant for a lane with one worker.
     Transaction(TxJob),
+    /// The same, but first in its transaction (it ends the batch before it): the first job
+    /// runs without a savepoint, and a savepoint costs a copy of every page the job changes.
+    Leading(TxJob),
 }
 
 const QUEUED: u8 = 0;
@@ -156,6 +159,17 @@ impl Lane {
         let (job, answer) = group_commit::job(f);
         self.enqueue(Queued::new(Work::Transaction(job)), answer)
             .await
+    }
+
+    /// As [`Lane::run_in_transaction`], but `f` opens its transaction (the jobs queued behind
+    /// it may still join): for a job that changes many pages, which a savepoint would copy.
+    pub async fn run_leading_transaction<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (job, answer) = group_commit::job(f);
+        self.enqueue(Queued::new(Work::Leading(job)), answer).await
     }
 
     async fn enqueue<T>(
@@ -395,7 +409,7 @@ fn serve(shared: &Shared, receiver: &crossbeam_channel::Receiver<Queued>) {
         let conn = connection(shared, waited);
         match work {
             Work::Plain(job) => job(conn),
-            Work::Transaction(job) => match conn {
+            Work::Transaction(job) | Work::Leading(job) => match conn {
                 Err(error) => job(Err(error)).answer_alone(),
                 Ok(mut conn) => {
                     group_commit::run_batch(
@@ -454,9 +468,9 @@ fn connection(shared: &Shared, waited: Duration) -> Result<PooledConnection, Sto
     })
 }
 
-/// The next write job already waiting, to join the open batch. A job of another kind ends the
-/// batch and is `held_back` to run after its `COMMIT`; one that waited past the timeout is
-/// answered at once and skipped.
+/// The next write job already waiting, to join the open batch. A job of another kind, or one
+/// that leads its own, ends the batch and is `held_back` to run after its `COMMIT`; one that
+/// waited past the timeout is answered at once and skipped.
 fn next_write(
     shared: &Shared,
     receiver: &crossbeam_channel::Receiver<Queued>,
@@ -464,7 +478,7 @@ fn next_write(
 ) -> Option<TxJob> {
     loop {
         let queued = receiver.try_recv().ok()?;
-        if matches!(queued.work, Work::Plain(_)) {
+        if matches!(queued.work, Work::Plain(_) | Work::Leading(_)) {
             *held_back = Some(queued);
             return None;
         }

@@ -5,7 +5,7 @@
 //! `id * 16 + slot`, because a `vec0` metadata column holds one value: a tag filter is then a
 //! plain `tag IN (…)` constraint of the KNN query.
 
-use rusqlite::{Connection, Transaction, params, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, Transaction, params, params_from_iter};
 use serde::Serialize;
 
 use super::model::Page;
@@ -223,14 +223,27 @@ impl Memories {
             .map(|(m, v)| Ok((m.id, m.conversation_id, to_blob(&v, dimensions)?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
         self.store
-            .write(move |tx| {
-                let mut insert = tx.prepare_cached(
-                    "INSERT INTO message_vectors (message_id, embedding, conversation_id, owner_id) \
-                     SELECT ?1, ?2, ?3, c.owner_id FROM messages m \
+            .write_large(move |tx| {
+                // The owner is read first and the row inserted with VALUES: `INSERT … SELECT`
+                // may write many rows, so SQLite would give it a statement journal and copy
+                // every page sqlite-vec changes for it (~7 per vector) into memory first.
+                let mut owner_of = tx.prepare_cached(
+                    "SELECT c.owner_id FROM messages m \
                      JOIN conversations c ON c.id = m.conversation_id WHERE m.id = ?1",
                 )?;
+                let mut insert = tx.prepare_cached(
+                    "INSERT INTO message_vectors (message_id, embedding, conversation_id, owner_id) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                )?;
                 for (id, conversation, blob) in &rows {
-                    insert.execute(params![id, blob, conversation])?;
+                    // A message deleted since it was read has no vector to keep.
+                    let Some(owner) = owner_of
+                        .query_row([id], |row| row.get::<_, i64>(0))
+                        .optional()?
+                    else {
+                        continue;
+                    };
+                    insert.execute(params![id, blob, conversation, owner])?;
                 }
                 tx.prepare_cached(
                     "UPDATE vector_space SET messages_embedded_up_to = max(messages_embedded_up_to, ?1), \
@@ -658,6 +671,48 @@ mod tests {
         assert_eq!(memories.counts().await.expect("counts").message_vectors, 2);
         store.conversations().delete(&id).await.expect("deleted");
         assert_eq!(memories.counts().await.expect("counts").message_vectors, 0);
+    }
+
+    #[tokio::test]
+    async fn a_message_deleted_while_it_was_embedded_gets_no_vector_and_the_rest_do() {
+        let (store, _dir) = open(3);
+        let conversations = store.conversations();
+        let kept = conversations.create(None).await.expect("created").id;
+        let gone = conversations.create(None).await.expect("created").id;
+        for id in [&kept, &gone] {
+            conversations
+                .append(id, vec![NewMessage::new(Role::User, "hello there")])
+                .await
+                .expect("appended");
+        }
+        let memories = store.memories();
+        let batch = memories.pending_messages(10).await.expect("pending");
+        assert_eq!(batch.messages.len(), 2);
+        conversations.delete(&gone).await.expect("deleted");
+        let vectors = batch
+            .messages
+            .into_iter()
+            .zip([at(0.0), at(90.0)])
+            .collect();
+        memories
+            .put_message_vectors(vectors, batch.up_to.expect("last id"))
+            .await
+            .expect("stored");
+        assert_eq!(memories.counts().await.expect("counts").message_vectors, 1);
+        let hits = memories
+            .search_messages(&at(0.0), 5, None, 20)
+            .await
+            .expect("search");
+        assert_eq!(hits.len(), 1);
+        assert_eq!(hits[0].conversation_id, kept.as_str());
+        assert!(
+            memories
+                .pending_messages(10)
+                .await
+                .expect("none")
+                .messages
+                .is_empty()
+        );
     }
 
     #[test]

@@ -164,10 +164,14 @@ impl Store {
         let (readers, writers) = config.connection_pool.sizes();
         let timeout = config.connection_pool.connection_timeout;
         let background_checkpoints = writers >= 2;
-        let mut writer_pragmas = Pragmas::from_config(config, false);
-        if background_checkpoints {
-            writer_pragmas.autocheckpoint_pages = 10_000;
-        }
+        // The writer checkpoints by itself past 1,000 WAL pages even with the background
+        // checkpointer on: that one copies the pages off the write path, but SQLite starts the
+        // WAL over only when a write begins with every frame copied, which under a steady
+        // stream of writes never happens, so the WAL grew to the old 10,000-page threshold
+        // (40 MB) and every write past the file's end made the kernel allocate and zero pages
+        // (a tenth of the server's CPU in a tool turn). The writer's own checkpoint has only
+        // the frames since the last background one left to copy.
+        let writer_pragmas = Pragmas::from_config(config, false);
         // Writers first: read-only WAL connections need the -shm file a writer creates.
         let opener = connection::opener();
         let writer_pool = connection::build_pool(
@@ -302,6 +306,18 @@ impl Store {
         T: Send + 'static,
     {
         let result = self.inner.writers.run_in_transaction(f).await;
+        self.observe(result)
+    }
+
+    /// As [`Store::write`], for a write that changes many pages (vectors in bulk, a deletion or
+    /// an import): it opens its group-commit transaction instead of joining one in a savepoint
+    /// (SQLite copies every page a savepoint changes into the savepoint's journal first).
+    pub async fn write_large<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&Transaction<'_>) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let result = self.inner.writers.run_leading_transaction(f).await;
         self.observe(result)
     }
 

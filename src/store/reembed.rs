@@ -80,7 +80,7 @@ impl Store {
             .into_iter()
             .map(|(id, v)| Ok((id, to_blob(&v, space.dimensions)?)))
             .collect::<Result<Vec<_>, StoreError>>()?;
-        self.write(move |tx| {
+        self.write_large(move |tx| {
             let mut insert = tx.prepare_cached(
                 "INSERT OR REPLACE INTO reembed_staging (kind, id, vector) VALUES (?1, ?2, ?3)",
             )?;
@@ -99,7 +99,7 @@ impl Store {
         space: VectorSpace,
         messages_up_to: i64,
     ) -> Result<ReembedCounts, StoreError> {
-        self.write(move |tx| {
+        self.write_large(move |tx| {
             tx.execute_batch(&vector_tables_sql(space.dimensions))?;
             let memories = fill_memory_vectors(tx)?;
             let messages = tx.execute(

@@ -118,7 +118,7 @@ impl Store {
             };
             for id in page {
                 let (messages, deleted_conversation) =
-                    self.write(move |tx| rule.trim(tx, &id)).await?;
+                    self.write_large(move |tx| rule.trim(tx, &id)).await?;
                 if messages > 0 || deleted_conversation {
                     // Not one turn may be served the deleted messages from memory.
                     self.forget_deleted();

@@ -216,7 +216,7 @@ impl Store {
         record: ConversationRecord,
     ) -> Result<bool, StoreError> {
         record.check()?;
-        self.write(move |tx| insert_conversation(tx, owner, &record))
+        self.write_large(move |tx| insert_conversation(tx, owner, &record))
             .await
     }
 
