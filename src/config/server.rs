@@ -75,6 +75,11 @@ pub struct HttpConfig {
     /// autotuning would grow to `tcp_wmem`'s maximum (4 MB by default) per socket. 0 leaves
     /// the kernel's autotuning on.
     pub socket_send_buffer: usize,
+    /// The thread that accepts connections and answers probes (`/health`, `/metrics`) asks for
+    /// real-time priority (`SCHED_FIFO` 1) where the process may (root, `CAP_SYS_NICE` or
+    /// `RLIMIT_RTPRIO`), so a probe is answered at once while chat saturates the CPUs; `false`,
+    /// or where it may not, it stays a normal thread that asks for short time slices.
+    pub realtime_front: bool,
 }
 
 impl Default for HttpConfig {
@@ -84,6 +89,7 @@ impl Default for HttpConfig {
             body_read_timeout: Duration::from_secs(10),
             max_connections: 2048,
             socket_send_buffer: 256 << 10,
+            realtime_front: true,
         }
     }
 }

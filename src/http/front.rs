@@ -57,9 +57,8 @@ pub async fn serve(
         .name("http-front".into())
         .spawn(move || {
             // A probe must not wait for the chat work saturating the CPUs to yield.
-            if !crate::process::prefer_prompt_wakeups(crate::process::PROMPT_SLICE) {
-                tracing::debug!("the kernel gave the front thread no shorter time slice");
-            }
+            let scheduled = crate::process::schedule_promptly(front.limits.realtime_front);
+            tracing::debug!(?scheduled, "front thread scheduling");
             front.run(listener);
             drop(finished);
         });
