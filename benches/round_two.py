@@ -1,12 +1,15 @@
 #!/usr/bin/env python3
-"""Issue 20's figures ("performance round two"), for one binary or two side by side.
+"""Issue 20's figures ("performance round two"), for one binary or several side by side.
 
     benches/round_two.py target/release/mcp-platform                    # one binary
     benches/round_two.py --before /tmp/old/mcp-platform target/release/mcp-platform
+    benches/round_two.py --before REF/mcp-platform --before OLD/mcp-platform NEW/mcp-platform
     benches/round_two.py --only start,idle,load100 --rounds 3 BIN
 
 Every scenario runs on a fresh server and database, binaries interleaved round by round so
-that the machine's drift falls on both alike; the table gives medians. The set-up is the
+that the machine's drift falls on all alike; the table gives medians and, with more than one
+binary, the last column's ratio to the first (a reference build measured in the same run turns
+a figure taken on a VM of drifting speed into one that can be compared across days). The set-up is the
 README's "Chat under load" one: the built-in mock provider (20 chunks) on 127.0.0.1:8081,
 benches/loadtest.yaml's limits, the load generator of the first binary given or of --client
 (the same client for both). The stdio MCP test server (`mcp-test-server`) is looked up beside each
@@ -259,7 +262,11 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("binary")
-    parser.add_argument("--before")
+    parser.add_argument(
+        "--before", action="append", default=[],
+        help="a binary to run side by side before BINARY (may be given more than once: the "
+             "first is the reference the ratio column divides by)",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--only", default=",".join(DEFAULT))
     parser.add_argument(
@@ -267,7 +274,7 @@ def main():
         help="the binary whose load generator drives both columns (default: the first given)",
     )
     args = parser.parse_args()
-    binaries = [b for b in [args.before, args.binary] if b]
+    binaries = [*args.before, args.binary]
     client = args.client or binaries[0]
     mock = subprocess.Popen([client, "mock-provider", "--port", "8081", "--chunks", "20"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -292,13 +299,18 @@ def main():
     finally:
         mock.terminate()
     keys = list(results[binaries[-1]].keys())
-    print("| figure | " + " | ".join(binaries) + " |")
-    print("|---|" + "---:|" * len(binaries))
+    ratio = len(binaries) > 1
+    print("| figure | " + " | ".join(binaries) + (" | last / first |" if ratio else " |"))
+    print("|---|" + "---:|" * (len(binaries) + ratio))
     for key in keys:
-        cells = []
+        medians = []
         for b in binaries:
             values = [v for v in results[b].get(key, []) if v is not None]
-            cells.append(number(statistics.median(values)) if values else "-")
+            medians.append(statistics.median(values) if values else None)
+        cells = [number(m) if m is not None else "-" for m in medians]
+        if ratio:
+            first, last = medians[0], medians[-1]
+            cells.append(f"{last / first:.2f}" if first and last is not None else "-")
         print(f"| {key} | " + " | ".join(cells) + " |")
 
 
