@@ -528,11 +528,22 @@ pub(super) mod testing {
         tokio::task::JoinHandle<Result<Option<()>, StoreError>>,
     ) {
         let (release, hold) = std::sync::mpsc::channel::<()>();
+        // The job says it started: the lane's own figures may not show it (the open
+        // connections are counted after a job, and not at all when the next one is already
+        // queued, so a count still 0 from the lane's start hid the running job and this
+        // waited forever).
+        let (started, has_started) = std::sync::mpsc::channel::<()>();
         let blocker = tokio::spawn({
             let lane = lane.clone();
-            async move { lane.run(move |_| Ok(hold.recv().ok())).await }
+            async move {
+                lane.run(move |_| {
+                    let _ = started.send(());
+                    Ok(hold.recv().ok())
+                })
+                .await
+            }
         });
-        while lane.stats().in_use == 0 {
+        while has_started.try_recv().is_err() {
             tokio::task::yield_now().await;
         }
         (release, blocker)
