@@ -53,10 +53,12 @@ pub struct Pragmas {
     pub cache_size_kib: u32,
     pub mmap_size_mib: u32,
     pub read_only: bool,
-    /// WAL pages after which a commit checkpoints by itself (and so lets the next write start
-    /// the WAL over). With the background checkpointer on, most pages are copied by then.
-    pub autocheckpoint_pages: u32,
 }
+
+/// WAL pages after which a commit checkpoints by itself (and so lets the next write start the
+/// WAL over), SQLite's default. With the background checkpointer on, most pages are copied by
+/// then (see `Store::open_checked`).
+const AUTOCHECKPOINT_PAGES: u32 = 1000;
 
 impl Pragmas {
     pub fn from_config(config: &RepositoryConfig, read_only: bool) -> Self {
@@ -66,7 +68,6 @@ impl Pragmas {
             cache_size_kib: config.page_cache_kib(),
             mmap_size_mib: config.mmap_size_mib,
             read_only,
-            autocheckpoint_pages: 1000,
         }
     }
 
@@ -87,7 +88,7 @@ impl Pragmas {
             self.cache_size_kib,
             u64::from(self.mmap_size_mib) << 20,
             if self.read_only { "ON" } else { "OFF" },
-            self.autocheckpoint_pages,
+            AUTOCHECKPOINT_PAGES,
         ))?;
         conn.set_prepared_statement_cache_capacity(64);
         // Plans that never depend on bound values. Without this, SQLite expires a cached
