@@ -528,10 +528,10 @@ pub(super) mod testing {
         tokio::task::JoinHandle<Result<Option<()>, StoreError>>,
     ) {
         let (release, hold) = std::sync::mpsc::channel::<()>();
-        // The job says it started: the lane's own figures may not show it (the open
-        // connections are counted after a job, and not at all when the next one is already
-        // queued, so a count still 0 from the lane's start hid the running job and this
-        // waited forever).
+        // The job says it started. The lane's in-use count may still hold the previous job,
+        // whose worker has answered but not yet finished its turn of the loop: waiting on that
+        // count returned before this job ran, and a `queue_write` after it then saw the
+        // waiting count move twice (its own job in, this one out) and waited forever.
         let (started, has_started) = std::sync::mpsc::channel::<()>();
         let blocker = tokio::spawn({
             let lane = lane.clone();
