@@ -40,7 +40,8 @@ pub struct Meter {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Start times of the turns of the last minute.
+    /// Start times of the turns of the last minute, kept only under a `turns_per_minute`
+    /// quota (so never more than it allows).
     recent: VecDeque<Instant>,
     in_flight: u32,
     day: i64,
@@ -113,7 +114,13 @@ impl Meter {
             });
         }
         tokens_left(&state, quotas, now_ms)?;
-        state.recent.push_back(now);
+        if quotas.turns_per_minute.is_some() {
+            state.recent.push_back(now);
+        } else if state.recent.capacity() > 0 {
+            // Without the quota nothing reads them: a key admitting thousands of turns a
+            // minute would hold a growing list. One given the quota later starts counting then.
+            state.recent = VecDeque::new();
+        }
         state.in_flight += 1;
         state.today.turns += 1;
         state.unflushed.turns += 1;
@@ -245,6 +252,26 @@ mod tests {
         assert!((59..=61).contains(&refused.retry_after_s), "{refused:?}");
         // A refused turn is not counted.
         assert_eq!(meter.today().turns, 3);
+    }
+
+    #[test]
+    fn a_key_without_a_per_minute_quota_keeps_no_list_of_its_turns() {
+        let meter = Meter::default();
+        let quotas = Quotas {
+            turns_per_minute: Some(2),
+            ..Quotas::default()
+        };
+        drop(meter.admit(&quotas).expect("counted"));
+        assert_eq!(meter.lock().recent.len(), 1);
+        for _ in 0..1000 {
+            drop(meter.admit(&Quotas::default()).expect("unlimited"));
+        }
+        assert_eq!(meter.lock().recent.capacity(), 0);
+        // The quota given again counts from then: two more, not one.
+        drop(meter.admit(&quotas).expect("first of the new minute"));
+        drop(meter.admit(&quotas).expect("second"));
+        assert!(meter.admit(&quotas).is_err());
+        assert_eq!(meter.today().turns, 1003);
     }
 
     #[test]

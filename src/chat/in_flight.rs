@@ -45,13 +45,20 @@ impl InFlight {
     }
 }
 
+/// Past this many slots, an empty set gives its table back (a burst of turns grew it).
+const KEPT_CAPACITY: usize = 256;
+
 impl Drop for Claim<'_> {
     fn drop(&mut self) {
-        self.owner
+        let mut keys = self
+            .owner
             .keys
             .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.key);
+            .unwrap_or_else(PoisonError::into_inner);
+        keys.remove(&self.key);
+        if keys.is_empty() && keys.capacity() > KEPT_CAPACITY {
+            keys.shrink_to(KEPT_CAPACITY);
+        }
     }
 }
 
@@ -72,5 +79,20 @@ mod tests {
         assert!(in_flight.claim(&ConversationId::generate(), "r1").is_some());
         drop(claim);
         assert!(in_flight.claim(&conversation, "r1").is_some());
+    }
+
+    #[test]
+    fn the_set_gives_back_what_a_burst_grew_once_empty() {
+        let in_flight = InFlight::default();
+        let conversation = ConversationId::generate();
+        let ids: Vec<String> = (0..5000).map(|i| format!("r{i}")).collect();
+        let claims: Vec<_> = ids
+            .iter()
+            .map(|id| in_flight.claim(&conversation, id).expect("fresh"))
+            .collect();
+        assert!(in_flight.keys.lock().expect("lock").capacity() >= 5000);
+        drop(claims);
+        let capacity = in_flight.keys.lock().expect("lock").capacity();
+        assert!(capacity <= 2 * KEPT_CAPACITY, "{capacity}");
     }
 }
