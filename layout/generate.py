@@ -14,7 +14,7 @@ together, the functions of start-up touch ~4 MB; those of a turn come next.
 How: the server runs under valgrind's callgrind (which records every function executed, unlike
 sampling) in three scenarios, each on a fresh database: start and 5 s idle with benches'
 loadtest config; the same with the embedded defaults; start, then turns through both doors on
-both tokenizer families. The file lists start-up's functions first, then those only a turn
+both tokenizer families, then 60 connections at once and the quiet after them. The file lists start-up's functions first, then those only a turn
 runs, each group sorted by name (names group by crate and module, so related code stays
 near). Mangled names are what lld matches; they stay the same across source edits (the hash
 is of the crate's metadata and the instantiation's types), so the file only needs
@@ -105,6 +105,10 @@ def profile_run(binary, scenario, work):
                                "--connections", "2", "--turns", "3", "--ramp-up", "0s")
         report = round_two.loadtest(binary, "--connections", "2", "--turns", "3",
                                     "--ramp-up", "0s")
+        # Many at once, then quiet: what a burst adds (more provider connections, caches
+        # evicting, runtime threads stealing work) and what giving memory back runs.
+        round_two.loadtest(binary, "--connections", "60", "--turns", "2", "--ramp-up", "0s")
+        time.sleep(5)
         if not report.get("turns_completed"):
             server.kill()
             sys.exit("turns: no turn completed (is the mock provider on 127.0.0.1:8081?)")
