@@ -484,7 +484,6 @@ fn serve(args: ServeArgs) -> Result<(), StartError> {
     tracing::debug!(config = %source, "starting");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.server.runtime_threads())
-        .on_thread_park(mcp_platform::allocator::release_if_asked)
         .enable_all()
         .build()
         .map_err(StartError::Runtime)?;

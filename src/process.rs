@@ -150,6 +150,20 @@ fn status_field(status: &str, key: &str) -> Option<u64> {
     line[key.len()..].split_whitespace().next()?.parse().ok()
 }
 
+/// Gives the allocator's free pages back to the system. glibc keeps the memory of freed
+/// objects in its arenas and returns it only from the top of each heap, so after thousands of
+/// sockets close the resident size would stay at its peak; `malloc_trim` releases every whole
+/// free page (it is reused either way). A no-op on other allocators.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks glibc's own arenas under their locks; it has no
+    // preconditions and is safe to call from any thread at any time.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// The time slice [`prefer_prompt_wakeups`] asks for (Linux's default is 0.75 ms times
 /// 1 + log2(CPUs)): accepting a connection or answering a probe takes a fraction of it.
 pub const PROMPT_SLICE: Duration = Duration::from_micros(300);

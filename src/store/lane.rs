@@ -431,10 +431,6 @@ fn serve(shared: &Shared, receiver: &crossbeam_channel::Receiver<Queued>) {
         // The job's connection is back in the pool.
         let idle = held_back.is_none() && receiver.is_empty();
         shared.seen.refresh(&shared.pool, idle);
-        if idle {
-            // A quiet server's release jobs leave the thread here (see `crate::allocator`).
-            crate::allocator::release_if_asked();
-        }
     }
 }
 
