@@ -14,11 +14,12 @@ together, the functions of start-up touch ~4 MB; those of a turn come next.
 How: the server runs under valgrind's callgrind (which records every function executed, unlike
 sampling) in three scenarios, each on a fresh database: start and 5 s idle with benches'
 loadtest config; the same with the embedded defaults; start, then turns through both doors on
-both tokenizer families, then 60 connections at once and the quiet after them. The file lists start-up's functions first, then those only a turn
-runs, each group sorted by name (names group by crate and module, so related code stays
-near). Mangled names are what lld matches; they stay the same across source edits (the hash
-is of the crate's metadata and the instantiation's types), so the file only needs
-regenerating after dependency upgrades or large changes, and a stale entry is only skipped.
+both tokenizer families, then 60 connections at once and the quiet after them. The file lists
+start-up's functions first, then those only a turn runs, each group sorted by name (names
+group by crate and module, so related code stays near). Mangled names are what lld matches;
+they stay the same across source edits (the hash is of the crate's metadata and the
+instantiation's types), so the file only needs regenerating after dependency upgrades or large
+changes, and a stale entry is only skipped.
 """
 
 import os

@@ -117,8 +117,9 @@ impl Meter {
         if quotas.turns_per_minute.is_some() {
             state.recent.push_back(now);
         } else if state.recent.capacity() > 0 {
-            // Without the quota nothing reads them: a key admitting thousands of turns a
-            // minute would hold a growing list. One given the quota later starts counting then.
+            // Without the quota nothing reads them, yet a key admitting thousands of turns a
+            // minute would keep a list that long (its capacity stays after the pruning above).
+            // One given the quota later starts counting then.
             state.recent = VecDeque::new();
         }
         state.in_flight += 1;
