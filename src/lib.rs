@@ -32,8 +32,10 @@
 //! - [`mock_provider`]: a scriptable OpenAI-compatible fake, for tests and load tests.
 //! - [`stats`]: lock-free histograms and gauges the components keep for `/health`.
 //! - [`process`]: the process's own figures (RSS, CPU, descriptors) and its open-files limit.
+//! - [`allocator`]: memory the allocator keeps after work, given back when the server is quiet.
 //! - [`scrub`]: credentials found in text (logs, `/health`) and redacted.
 //! - [`telemetry`]: logging as text or JSON, scrubbed.
+pub mod allocator;
 pub mod app;
 pub mod auth;
 pub mod chat;

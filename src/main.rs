@@ -472,6 +472,7 @@ fn choose_provider(config: &mut Config, provider: String) -> Result<(), StartErr
 }
 
 fn serve(args: ServeArgs) -> Result<(), StartError> {
+    mcp_platform::allocator::keep_arena_tops_small();
     let (mut config, source) = Config::load(args.config.as_deref())?;
     let ready_json = args.ready_json;
     raise_open_files_limit(&config);
@@ -484,6 +485,7 @@ fn serve(args: ServeArgs) -> Result<(), StartError> {
     tracing::debug!(config = %source, "starting");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.server.runtime_threads())
+        .on_thread_park(mcp_platform::allocator::release_if_asked)
         .enable_all()
         .build()
         .map_err(StartError::Runtime)?;

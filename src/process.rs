@@ -72,19 +72,51 @@ impl ProcessSampler {
         store(&self.threads, count_threads());
     }
 
-    /// Samples once a second, on a blocking thread (10,000 sockets are 10,000 entries to
-    /// walk), until `cancel`.
+    /// Samples once a second until `cancel`, on a thread of its own (10,000 sockets are
+    /// 10,000 entries to walk). Not on the runtime's blocking pool: a sample every second
+    /// woke its idle threads in turn, so none ever reached its keep-alive and ended, and each
+    /// kept its stack and its allocator cache.
     pub async fn run(self: std::sync::Arc<Self>, cancel: CancellationToken) {
-        let mut tick = tokio::time::interval(SAMPLE_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = cancel.cancelled() => return,
-                _ = tick.tick() => {}
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (ended, has_ended) = tokio::sync::oneshot::channel::<()>();
+        let spawned = std::thread::Builder::new()
+            .name("process-sampler".into())
+            .stack_size(SAMPLER_STACK)
+            .spawn({
+                let stop = stop.clone();
+                move || {
+                    sample_until(&self, &stop);
+                    drop(ended);
+                }
+            });
+        let sampler = match spawned {
+            Ok(handle) => handle,
+            Err(error) => {
+                tracing::warn!(%error, "no thread for the process sampler: /health keeps the first open_fds and threads");
+                return;
             }
-            let sampler = self.clone();
-            let _ = tokio::task::spawn_blocking(move || sampler.sample()).await;
+        };
+        cancel.cancelled().await;
+        stop.store(true, Ordering::Relaxed);
+        sampler.thread().unpark();
+        let _ = has_ended.await;
+    }
+}
+
+/// The sampler's stack: reading a directory and a small file needs little.
+const SAMPLER_STACK: usize = 128 * 1024;
+
+/// Samples every [`SAMPLE_EVERY`] until `stop` (whoever sets it unparks the thread).
+fn sample_until(sampler: &ProcessSampler, stop: &std::sync::atomic::AtomicBool) {
+    let mut next = std::time::Instant::now() + SAMPLE_EVERY;
+    while !stop.load(Ordering::Relaxed) {
+        let now = std::time::Instant::now();
+        if now < next {
+            std::thread::park_timeout(next - now);
+            continue;
         }
+        sampler.sample();
+        next = now + SAMPLE_EVERY;
     }
 }
 
@@ -148,20 +180,6 @@ fn fd_limit() -> Option<u64> {
 fn status_field(status: &str, key: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with(key))?;
     line[key.len()..].split_whitespace().next()?.parse().ok()
-}
-
-/// Gives the allocator's free pages back to the system. glibc keeps the memory of freed
-/// objects in its arenas and returns it only from the top of each heap, so after thousands of
-/// sockets close the resident size would stay at its peak; `malloc_trim` releases every whole
-/// free page (it is reused either way). A no-op on other allocators.
-pub fn release_free_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only walks glibc's own arenas under their locks; it has no
-    // preconditions and is safe to call from any thread at any time.
-    #[allow(unsafe_code)]
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }
 
 /// The time slice [`prefer_prompt_wakeups`] asks for (Linux's default is 0.75 ms times
@@ -286,6 +304,20 @@ impl QuietWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_sampler_thread_ends_when_cancelled() {
+        let sampler = std::sync::Arc::new(ProcessSampler::default());
+        let cancel = CancellationToken::new();
+        let running = tokio::spawn(sampler.run(cancel.clone()));
+        cancel.cancel();
+        // Parked for up to a second between samples, it is woken to stop at once; the limit
+        // only keeps a broken build from hanging.
+        tokio::time::timeout(Duration::from_secs(30), running)
+            .await
+            .expect("the sampler stopped")
+            .expect("join");
+    }
 
     #[test]
     fn a_quiet_watch_answers_at_each_step_of_a_quiet_spell() {

@@ -90,6 +90,7 @@ impl Front {
     /// connections (both runtimes) to close.
     fn run(self, listener: std::net::TcpListener) {
         let runtime = match tokio::runtime::Builder::new_current_thread()
+            .on_thread_park(crate::allocator::release_if_asked)
             .enable_all()
             .build()
         {

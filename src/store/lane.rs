@@ -16,6 +16,7 @@ use tokio::sync::oneshot;
 
 use super::StoreError;
 use super::connection::{Pool, PooledConnection};
+use super::gathering::Gathering;
 use super::group_commit::{self, TxJob};
 use super::pool_state::SeenPoolState;
 use crate::stats::{Gauge, Histogram, LatencySummary};
@@ -37,6 +38,9 @@ enum Work {
 
 const QUEUED: u8 = 0;
 const RUNNING: u8 = 1;
+
+/// How long [`Lane::release_memory`]'s jobs wait for each other before going on alone.
+const GATHER_LIMIT: Duration = Duration::from_millis(50);
 
 /// Jobs queued per lane at most (each holds a closure and its data until a worker runs it).
 pub const QUEUE_CAPACITY: usize = 4096;
@@ -261,22 +265,32 @@ impl Lane {
         (Queued::new(Work::Plain(job)), answer)
     }
 
-    /// Frees what SQLite holds in memory on this connection and every other one not in use
-    /// (`PRAGMA shrink_memory`: their page caches; pages are read again from the file, most
-    /// often from the system's cache, when next needed). A job like any other, in queue
-    /// order; the connections it borrows are back in the pool when it answers.
+    /// Frees what SQLite holds in memory on every connection of the pool (`PRAGMA
+    /// shrink_memory`: their page caches; pages are read again from the file, most often from
+    /// the system's cache, when next needed), and lets every worker go idle after a job, which
+    /// is when it empties its allocator cache if asked ([`crate::allocator`]). One job per
+    /// worker, in queue order. Each shrinks its connection and waits until every worker holds
+    /// one of these jobs (so that no worker takes two), then shrinks the connections no one
+    /// holds and waits again, holding them (so that none is counted twice). A worker still
+    /// busy after [`GATHER_LIMIT`] runs the job it left when it is free. Answers the number of
+    /// connections shrunk.
     pub async fn release_memory(&self) -> Result<usize, StoreError> {
-        let pool = self.shared.pool.clone();
-        self.run(move |conn| {
-            conn.execute_batch("PRAGMA shrink_memory")?;
-            let mut others = Vec::new();
-            while let Some(other) = pool.try_get() {
-                other.execute_batch("PRAGMA shrink_memory")?;
-                others.push(other);
-            }
-            Ok(1 + others.len())
-        })
-        .await
+        let all_hold_theirs = Arc::new(Gathering::new(self.workers));
+        let all_swept = Arc::new(Gathering::new(self.workers));
+        let jobs = (0..self.workers).map(|_| {
+            let pool = self.shared.pool.clone();
+            let (all_hold_theirs, all_swept) = (all_hold_theirs.clone(), all_swept.clone());
+            self.run(move |conn| {
+                let own = conn.execute_batch("PRAGMA shrink_memory");
+                all_hold_theirs.arrive_and_wait(GATHER_LIMIT);
+                let others = shrink_idle(&pool);
+                all_swept.arrive_and_wait(GATHER_LIMIT);
+                own?;
+                Ok(1 + others?.len())
+            })
+        });
+        let shrunk = futures::future::try_join_all(jobs).await?;
+        Ok(shrunk.into_iter().sum())
     }
 
     /// Transactions group commit has committed, and the write jobs they carried.
@@ -431,7 +445,21 @@ fn serve(shared: &Shared, receiver: &crossbeam_channel::Receiver<Queued>) {
         // The job's connection is back in the pool.
         let idle = held_back.is_none() && receiver.is_empty();
         shared.seen.refresh(&shared.pool, idle);
+        if idle {
+            // A quiet server's release jobs leave the thread here (see `crate::allocator`).
+            crate::allocator::release_if_asked();
+        }
     }
+}
+
+/// Shrinks every connection of `pool` no one holds, and returns them still held.
+fn shrink_idle(pool: &Pool) -> Result<Vec<PooledConnection>, StoreError> {
+    let mut others = Vec::new();
+    while let Some(other) = pool.try_get() {
+        other.execute_batch("PRAGMA shrink_memory")?;
+        others.push(other);
+    }
+    Ok(others)
 }
 
 /// Takes a job off the queue for running: `None` if its caller gave up.
@@ -501,13 +529,21 @@ pub(super) mod testing {
     use crate::store::connection::{Pragmas, build_pool};
 
     pub fn lane(workers: usize, timeout: Duration) -> (Lane, tempfile::TempDir) {
+        lane_with_connections(workers, 1, timeout)
+    }
+
+    pub fn lane_with_connections(
+        workers: usize,
+        connections: u32,
+        timeout: Duration,
+    ) -> (Lane, tempfile::TempDir) {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = crate::config::RepositoryConfig::default();
         std::fs::File::create(dir.path().join("t.db")).expect("create the file");
         let pool = build_pool(
             &dir.path().join("t.db"),
             "writer",
-            1,
+            connections,
             Pragmas::from_config(&config, false),
             timeout,
             crate::store::connection::opener(),
@@ -552,9 +588,19 @@ pub(super) mod testing {
 
 #[cfg(test)]
 mod tests {
-    use super::testing::{hold_the_worker, lane};
+    use super::testing::{hold_the_worker, lane, lane_with_connections};
     use super::*;
     use std::sync::atomic::AtomicBool;
+
+    #[tokio::test]
+    async fn releasing_memory_shrinks_each_connection_once() {
+        // The workers' own connections and the ones no worker holds, none counted twice.
+        for (workers, connections) in [(4, 6), (1, 3), (3, 3)] {
+            let (lane, _dir) = lane_with_connections(workers, connections, Duration::from_secs(5));
+            let shrunk = lane.release_memory().await.expect("released");
+            assert_eq!(shrunk, connections as usize, "{workers} workers");
+        }
+    }
 
     #[tokio::test]
     async fn a_full_queue_refuses_at_once_with_busy() {

@@ -9,6 +9,7 @@ pub mod backup;
 mod connection;
 mod conversations;
 mod error;
+mod gathering;
 mod group_commit;
 mod health;
 mod history_cache;

@@ -117,11 +117,22 @@ impl Encoding {
             .unwrap_or(u32::MAX)
     }
 
-    /// Compiles the pattern on a blocking thread if it is not compiled yet.
+    /// Compiles the pattern on a blocking thread if it is not compiled yet. Callers that
+    /// arrive while it compiles wait for that one thread: ten first turns at once used to
+    /// start ten blocking threads that each waited on the compile.
     pub async fn load(self) {
-        if self.cell().get().is_none() {
-            let _ = tokio::task::spawn_blocking(move || self.bpe()).await;
+        static LOADED: [tokio::sync::OnceCell<()>; 2] = [
+            tokio::sync::OnceCell::const_new(),
+            tokio::sync::OnceCell::const_new(),
+        ];
+        if self.cell().get().is_some() {
+            return;
         }
+        LOADED[self as usize]
+            .get_or_init(|| async move {
+                let _ = tokio::task::spawn_blocking(move || self.bpe()).await;
+            })
+            .await;
     }
 
     /// Starts compiling the pattern in the background, once, if it is not compiled yet: a
