@@ -114,10 +114,20 @@ const FREEING_STACK: usize = 64 * 1024;
 
 /// Empties this thread's cache of freed blocks (see the module's note): takes out as many
 /// blocks of each cached size as the cache can hold, which come from the cache first, and
-/// frees them on a thread that ends right after, so that they go back to their arenas.
-/// Returns the number of blocks handed over (0 if no thread could be started: the blocks are
-/// then freed here, back into the cache, and nothing is lost).
+/// frees them on a thread that ends right after, so that they go back to their arenas (the
+/// cache is then empty but for the few small blocks starting that thread freed here).
+/// Returns the number of blocks handed over: 0 if no thread could be started (the blocks are
+/// then freed here, back into the cache, and nothing is lost), and always 0 on other
+/// allocators than glibc's, where it does nothing.
 pub fn release_thread_cache() -> usize {
+    if cfg!(all(target_os = "linux", target_env = "gnu")) {
+        hand_cached_blocks_over()
+    } else {
+        0
+    }
+}
+
+fn hand_cached_blocks_over() -> usize {
     let blocks: Vec<Vec<u8>> = CACHED_SIZES
         .step_by(16)
         .flat_map(|size| (0..CACHED_PER_SIZE).map(move |_| Vec::with_capacity(size)))
@@ -155,6 +165,7 @@ mod tests {
         assert!(served() >= after);
     }
 
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
     #[test]
     fn the_cached_blocks_are_handed_to_a_thread_that_frees_them() {
         // Every size class the cache holds, as many blocks as it holds of each.

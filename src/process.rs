@@ -96,10 +96,27 @@ impl ProcessSampler {
                 return;
             }
         };
+        // Stops the thread however this future ends: cancelled, or dropped with its task.
+        let stopping = StopOnDrop {
+            stop,
+            thread: sampler.thread().clone(),
+        };
         cancel.cancelled().await;
-        stop.store(true, Ordering::Relaxed);
-        sampler.thread().unpark();
+        drop(stopping);
         let _ = has_ended.await;
+    }
+}
+
+/// Asks the sampler's thread to stop when dropped.
+struct StopOnDrop {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::Thread,
+}
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.thread.unpark();
     }
 }
 
@@ -115,7 +132,8 @@ fn sample_until(sampler: &ProcessSampler, stop: &std::sync::atomic::AtomicBool) 
             std::thread::park_timeout(next - now);
             continue;
         }
-        sampler.sample();
+        // A panic (it would be a bug) costs one sample, not the figures' updates for good.
+        let _ = std::panic::catch_unwind(|| sampler.sample());
         next = now + SAMPLE_EVERY;
     }
 }
@@ -304,6 +322,28 @@ impl QuietWatch {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dropping_the_guard_stops_the_sampling_thread() {
+        let sampler = std::sync::Arc::new(ProcessSampler::default());
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (ended, has_ended) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn({
+            let stop = stop.clone();
+            move || {
+                sample_until(&sampler, &stop);
+                let _ = ended.send(());
+            }
+        });
+        drop(StopOnDrop {
+            stop,
+            thread: thread.thread().clone(),
+        });
+        // Parked for up to a second between samples, it is woken to stop at once; the limit
+        // only keeps a broken build from hanging.
+        assert!(has_ended.recv_timeout(Duration::from_secs(30)).is_ok());
+        thread.join().expect("join");
+    }
 
     #[tokio::test]
     async fn the_sampler_thread_ends_when_cancelled() {

@@ -265,15 +265,19 @@ impl Lane {
         (Queued::new(Work::Plain(job)), answer)
     }
 
-    /// Frees what SQLite holds in memory on every connection of the pool (`PRAGMA
-    /// shrink_memory`: their page caches; pages are read again from the file, most often from
-    /// the system's cache, when next needed), and lets every worker go idle after a job, which
-    /// is when it empties its allocator cache if asked ([`crate::allocator`]). One job per
-    /// worker, in queue order. Each shrinks its connection and waits until every worker holds
-    /// one of these jobs (so that no worker takes two), then shrinks the connections no one
-    /// holds and waits again, holding them (so that none is counted twice). A worker still
-    /// busy after [`GATHER_LIMIT`] runs the job it left when it is free. Answers the number of
-    /// connections shrunk.
+    /// Frees what SQLite holds in memory on the pool's connections (`PRAGMA shrink_memory`:
+    /// their page caches; pages are read again from the file, most often from the system's
+    /// cache, when next needed), and lets every worker go idle after a job, which is when it
+    /// empties its allocator cache if asked ([`crate::allocator`]). One job per worker, in
+    /// queue order. Each shrinks its connection and waits until every worker holds one of
+    /// these jobs (so that no worker takes two), then shrinks the connections no one holds and
+    /// waits again, holding them (so that none is shrunk twice). On a quiet server, the usual
+    /// case, that shrinks every connection once, and the answer is their number. If a worker
+    /// is busy (or a connection is being opened again), the others go on after
+    /// [`GATHER_LIMIT`] at each step, a connection a running job holds is left as it is, and
+    /// the job left over runs on whichever worker is free first, which shrinks again what it
+    /// finds idle: the answer, the number of shrinks, is then more than the connections
+    /// shrunk, and jobs queued behind these wait up to twice the limit.
     pub async fn release_memory(&self) -> Result<usize, StoreError> {
         let all_hold_theirs = Arc::new(Gathering::new(self.workers));
         let all_swept = Arc::new(Gathering::new(self.workers));

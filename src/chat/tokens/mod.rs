@@ -128,9 +128,12 @@ impl Encoding {
         if self.cell().get().is_some() {
             return;
         }
-        LOADED[self as usize]
-            .get_or_init(|| async move {
+        // A compile that did not finish (its thread panicked) leaves the cell unset: the next
+        // caller tries again.
+        let _ = LOADED[self as usize]
+            .get_or_try_init(|| async move {
                 let _ = tokio::task::spawn_blocking(move || self.bpe()).await;
+                self.cell().get().map(|_| ()).ok_or(())
             })
             .await;
     }
