@@ -77,64 +77,35 @@ impl ProcessSampler {
     /// woke its idle threads in turn, so none ever reached its keep-alive and ended, and each
     /// kept its stack and its allocator cache.
     pub async fn run(self: std::sync::Arc<Self>, cancel: CancellationToken) {
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        // The thread samples until this sender is dropped: when cancelled, or when this future
+        // is dropped with its task.
+        let (keep_sampling, sampling_wanted) = std::sync::mpsc::channel::<()>();
         let (ended, has_ended) = tokio::sync::oneshot::channel::<()>();
         let spawned = std::thread::Builder::new()
             .name("process-sampler".into())
             .stack_size(SAMPLER_STACK)
-            .spawn({
-                let stop = stop.clone();
-                move || {
-                    sample_until(&self, &stop);
-                    drop(ended);
-                }
+            .spawn(move || {
+                sample_while_wanted(&self, &sampling_wanted);
+                drop(ended);
             });
-        let sampler = match spawned {
-            Ok(handle) => handle,
-            Err(error) => {
-                tracing::warn!(%error, "no thread for the process sampler: /health keeps the first open_fds and threads");
-                return;
-            }
-        };
-        // Stops the thread however this future ends: cancelled, or dropped with its task.
-        let stopping = StopOnDrop {
-            stop,
-            thread: sampler.thread().clone(),
-        };
+        if let Err(error) = spawned {
+            tracing::warn!(%error, "no thread for the process sampler: /health keeps the first open_fds and threads");
+            return;
+        }
         cancel.cancelled().await;
-        drop(stopping);
+        drop(keep_sampling);
         let _ = has_ended.await;
-    }
-}
-
-/// Asks the sampler's thread to stop when dropped.
-struct StopOnDrop {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::Thread,
-}
-
-impl Drop for StopOnDrop {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.unpark();
     }
 }
 
 /// The sampler's stack: reading a directory and a small file needs little.
 const SAMPLER_STACK: usize = 128 * 1024;
 
-/// Samples every [`SAMPLE_EVERY`] until `stop` (whoever sets it unparks the thread).
-fn sample_until(sampler: &ProcessSampler, stop: &std::sync::atomic::AtomicBool) {
-    let mut next = std::time::Instant::now() + SAMPLE_EVERY;
-    while !stop.load(Ordering::Relaxed) {
-        let now = std::time::Instant::now();
-        if now < next {
-            std::thread::park_timeout(next - now);
-            continue;
-        }
+/// Samples every [`SAMPLE_EVERY`] until the sender of `wanted` is dropped.
+fn sample_while_wanted(sampler: &ProcessSampler, wanted: &std::sync::mpsc::Receiver<()>) {
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wanted.recv_timeout(SAMPLE_EVERY) {
         // A panic (it would be a bug) costs one sample, not the figures' updates for good.
         let _ = std::panic::catch_unwind(|| sampler.sample());
-        next = now + SAMPLE_EVERY;
     }
 }
 
@@ -324,23 +295,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dropping_the_guard_stops_the_sampling_thread() {
+    fn the_sampling_thread_stops_when_the_sender_is_dropped() {
         let sampler = std::sync::Arc::new(ProcessSampler::default());
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (keep_sampling, sampling_wanted) = std::sync::mpsc::channel::<()>();
         let (ended, has_ended) = std::sync::mpsc::channel::<()>();
-        let thread = std::thread::spawn({
-            let stop = stop.clone();
-            move || {
-                sample_until(&sampler, &stop);
-                let _ = ended.send(());
-            }
+        let thread = std::thread::spawn(move || {
+            sample_while_wanted(&sampler, &sampling_wanted);
+            let _ = ended.send(());
         });
-        drop(StopOnDrop {
-            stop,
-            thread: thread.thread().clone(),
-        });
-        // Parked for up to a second between samples, it is woken to stop at once; the limit
-        // only keeps a broken build from hanging.
+        drop(keep_sampling);
+        // Waiting up to a second between samples, it is woken to stop at once; the limit only
+        // keeps a broken build from hanging.
         assert!(has_ended.recv_timeout(Duration::from_secs(30)).is_ok());
         thread.join().expect("join");
     }
@@ -351,8 +316,8 @@ mod tests {
         let cancel = CancellationToken::new();
         let running = tokio::spawn(sampler.run(cancel.clone()));
         cancel.cancel();
-        // Parked for up to a second between samples, it is woken to stop at once; the limit
-        // only keeps a broken build from hanging.
+        // Waiting up to a second between samples, it is woken to stop at once; the limit only
+        // keeps a broken build from hanging.
         tokio::time::timeout(Duration::from_secs(30), running)
             .await
             .expect("the sampler stopped")

@@ -121,21 +121,19 @@ impl Encoding {
     /// arrive while it compiles wait for that one thread: ten first turns at once used to
     /// start ten blocking threads that each waited on the compile.
     pub async fn load(self) {
-        static LOADED: [tokio::sync::OnceCell<()>; 2] = [
-            tokio::sync::OnceCell::const_new(),
-            tokio::sync::OnceCell::const_new(),
+        static COMPILING: [tokio::sync::Mutex<()>; 2] = [
+            tokio::sync::Mutex::const_new(()),
+            tokio::sync::Mutex::const_new(()),
         ];
         if self.cell().get().is_some() {
             return;
         }
-        // A compile that did not finish (its thread panicked) leaves the cell unset: the next
+        let _compiling = COMPILING[self as usize].lock().await;
+        // Compiled while this caller waited; if not (the compile's thread panicked), this
         // caller tries again.
-        let _ = LOADED[self as usize]
-            .get_or_try_init(|| async move {
-                let _ = tokio::task::spawn_blocking(move || self.bpe()).await;
-                self.cell().get().map(|_| ()).ok_or(())
-            })
-            .await;
+        if self.cell().get().is_none() {
+            let _ = tokio::task::spawn_blocking(move || self.bpe()).await;
+        }
     }
 
     /// Starts compiling the pattern in the background, once, if it is not compiled yet: a
