@@ -433,7 +433,11 @@ class Group {
 
   mark(status) {
     if (this.pending) this.render();
-    const words = { cancelled: "Stopped: the answer is partial", failed: "Failed: the answer is partial" };
+    // Partial only when something was answered: text or a tool block.
+    const answered = this.content.querySelector(".markdown, details.tool") !== null || (this.segment && this.segment.text);
+    const words = answered
+      ? { cancelled: "Stopped: the answer is partial", failed: "Failed: the answer is partial" }
+      : { cancelled: "Stopped before any answer", failed: "Failed before any answer" };
     this.footerElement().prepend(h("span", { class: `state ${status}` }, words[status] || status));
   }
 

@@ -135,7 +135,18 @@ impl ChatService {
                 None => return Err(WireError::cancelled()),
             };
             let model = route.1.as_deref().unwrap_or(provider.model()).to_string();
-            let reply = self.relay(turn, stream).await;
+            let mut reply = self.relay(turn, stream).await;
+            if reply.usage.is_none() {
+                let sent = (
+                    messages.as_slice(),
+                    if offer_tools { tools.as_slice() } else { &[] },
+                );
+                let estimate =
+                    super::usage::estimate(turn.encoding, sent, &reply.text, &reply.tool_calls)
+                        .await;
+                provider.count_tokens(&estimate);
+                reply.usage = Some(estimate);
+            }
             if let Some(spent) = &reply.usage {
                 turn.caller
                     .spent(spent.prompt_tokens, spent.completion_tokens);
@@ -458,6 +469,7 @@ fn add_usage(total: Option<Usage>, more: Option<Usage>) -> Option<Usage> {
             prompt_tokens: a.prompt_tokens + b.prompt_tokens,
             completion_tokens: a.completion_tokens + b.completion_tokens,
             total_tokens: a.total_tokens + b.total_tokens,
+            estimated: a.estimated || b.estimated,
         }),
         (a, b) => a.or(b),
     }

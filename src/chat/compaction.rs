@@ -31,6 +31,25 @@ const SUMMARY_PROMPT: &str = "Summarise the conversation below for your own late
 /// The longest summary asked for, in tokens.
 const SUMMARY_MAX_TOKENS: u32 = 1024;
 
+/// What a summary request may hold: the transcript's length in characters and the summary's
+/// in tokens. Half the window goes to the transcript, at three characters a token (fewer than
+/// English averages with OpenAI's tokenizers: small models' tokenizers are less thrifty), and
+/// at most a quarter to the summary; the rest is the instruction and the framing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SummarySize {
+    transcript_chars: usize,
+    summary_tokens: u32,
+}
+
+impl SummarySize {
+    fn for_window(window: u32) -> Self {
+        Self {
+            transcript_chars: window as usize / 2 * 3,
+            summary_tokens: SUMMARY_MAX_TOKENS.min(window / 4),
+        }
+    }
+}
+
 pub fn is_summary(message: &StoredMessage) -> bool {
     message.role == Role::System && message.content.starts_with(SUMMARY_PREFIX)
 }
@@ -117,10 +136,13 @@ fn transcript(history: &[ChatMessage], max_chars: usize) -> String {
     format!("[… the oldest part is left out]\n{cut}")
 }
 
-fn too_large(detail: &str) -> WireError {
+/// The conversation is too long and could not be compacted (nothing was summarised).
+fn not_compacted(detail: &str) -> WireError {
     WireError::new(
         ErrorCode::ContextTooLarge,
-        format!("the conversation is too long for the model even when compacted: {detail}"),
+        format!(
+            "the conversation is too long for the model's context and could not be compacted: {detail}"
+        ),
         false,
     )
 }
@@ -139,18 +161,20 @@ impl ChatService {
         };
         let (system, history, rest) = split(messages);
         if history.is_empty() {
-            return Err(too_large(
+            return Err(not_compacted(
                 "there is no earlier history to summarise; shorten the message",
             ));
         }
-        // About four characters a token: half the context budget for the transcript.
-        let max_chars = self.config.chat.service.context.max_tokens as usize * 2;
+        let size = SummarySize::for_window(self.window_for(turn.provider, Some(overflow)));
         let route = (turn.provider, turn.model);
         let summary = self
             .summarise(
                 turn.caller,
                 route,
-                transcript(&history, max_chars),
+                (
+                    transcript(&history, size.transcript_chars),
+                    size.summary_tokens,
+                ),
                 turn.cancel,
             )
             .await?;
@@ -176,12 +200,30 @@ impl ChatService {
         Ok(compacted)
     }
 
-    /// One request to the model of `(provider, model)` for a summary of `transcript`; its text.
+    /// The context window to size a summary for: the one the overflow reported, else the one
+    /// the provider reported before, else the configured budget.
+    fn window_for(&self, provider: Option<&str>, overflow: Option<&ProviderError>) -> u32 {
+        let configured = self.config.chat.service.context.max_tokens;
+        let reported = match overflow {
+            Some(ProviderError::ContextLength {
+                window: Some(window),
+                ..
+            }) => Some(*window),
+            _ => self
+                .providers
+                .get(provider.unwrap_or(self.providers.active()))
+                .and_then(|p| p.context_window()),
+        };
+        reported.map_or(configured, |window| window.min(configured))
+    }
+
+    /// One request to the model of `(provider, model)` for a summary of `transcript` in at
+    /// most `max_tokens`; its text.
     async fn summarise(
         &self,
         caller: &Caller,
         (provider, model): (Option<&str>, Option<&str>),
-        transcript: String,
+        (transcript, max_tokens): (String, u32),
         cancel: &CancellationToken,
     ) -> Result<String, WireError> {
         let request = ChatRequest {
@@ -191,13 +233,13 @@ impl ChatService {
             ],
             stream: false,
             model: model.map(String::from),
-            max_tokens: Some(SUMMARY_MAX_TOKENS),
+            max_tokens: Some(max_tokens),
             ..ChatRequest::default()
         };
         let (_, mut stream) = tokio::select! {
             opened = self.providers.chat(provider, &request) => opened.map_err(|e| {
                 if matches!(e, ProviderError::ContextLength { .. }) {
-                    too_large(&e.to_string())
+                    not_compacted(&e.to_string())
                 } else {
                     WireError::from(e)
                 }
@@ -221,7 +263,7 @@ impl ChatService {
             }
         }
         if summary.trim().is_empty() {
-            return Err(too_large("the model returned an empty summary"));
+            return Err(not_compacted("the model returned an empty summary"));
         }
         Ok(summary)
     }
@@ -286,12 +328,15 @@ impl ChatService {
                 false,
             ));
         }
-        let max_chars = self.config.chat.service.context.max_tokens as usize * 2;
+        let size = SummarySize::for_window(self.window_for(None, None));
         let text = self
             .summarise(
                 caller,
                 (None, None),
-                transcript(&messages, max_chars),
+                (
+                    transcript(&messages, size.transcript_chars),
+                    size.summary_tokens,
+                ),
                 cancel,
             )
             .await?;
@@ -317,6 +362,18 @@ const MAX_ROWS: u32 = 5000;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_summary_request_fits_a_small_models_window() {
+        let size = SummarySize::for_window(2048);
+        assert_eq!(size.summary_tokens, 512);
+        assert_eq!(size.transcript_chars, 3072);
+        // Even at two and a half characters a token, transcript and summary leave room for
+        // the instruction and the framing.
+        let transcript_tokens = u32::try_from(size.transcript_chars * 2 / 5).expect("small");
+        assert!(transcript_tokens + size.summary_tokens < 2048 - 100);
+        assert_eq!(SummarySize::for_window(16_000).summary_tokens, 1024);
+    }
     use crate::store::{ConversationId, MessageStatus};
 
     fn stored(seq: i64, role: Role, content: &str, request: Option<&str>) -> StoredMessage {

@@ -41,6 +41,19 @@ pub fn fixed_cost(system_prompt: &str, current: u32, encoding: Encoding) -> u32 
     system + current + PER_MESSAGE + REPLY_PRIMING
 }
 
+/// Tokens a prompt may use: `max_tokens - reserve_tokens` as configured, or, once the provider
+/// has reported a smaller context `window` for its model, that window less a share kept for the
+/// answer (the configured reserve, at most a quarter of the window): a 2k model is not sent a
+/// 16k budget, nor left 48 tokens by a reserve sized for a large one.
+pub fn budget(max_tokens: u32, reserve_tokens: u32, window: Option<u32>) -> u32 {
+    match window {
+        Some(window) if window < max_tokens => {
+            window.saturating_sub(reserve_tokens.min(window / 4))
+        }
+        _ => max_tokens.saturating_sub(reserve_tokens),
+    }
+}
+
 /// Checks that the fixed part fits; returns the tokens left for history.
 pub fn room(fixed: u32, budget: u32) -> Result<u32, TooLarge> {
     budget.checked_sub(fixed).ok_or(TooLarge {
@@ -180,7 +193,7 @@ mod tests {
             role,
             content: format!("m{seq}"),
             tool_calls: (role == Role::Assistant && tokens == 0)
-                .then(|| json!([{"id": "c", "name": "t", "arguments": "{}"}])),
+                .then(|| json!([{"id": "c", "type": "function", "function": {"name": "t", "arguments": "{}"}}])),
             tool_call_id: (role == Role::Tool).then(|| "c".into()),
             request_id: None,
             status: MessageStatus::Complete,
@@ -288,8 +301,10 @@ mod tests {
         let mut partial = message(6, Role::Assistant, 3);
         partial.status = MessageStatus::Failed;
         let mut cut = message(4, Role::Assistant, 0);
-        cut.tool_calls = Some(json!([{"id": "c", "name": "t", "arguments": "{}"},
-                                     {"id": "d", "name": "t", "arguments": "{}"}]));
+        cut.tool_calls = Some(
+            json!([{"id": "c", "type": "function", "function": {"name": "t", "arguments": "{}"}},
+                                     {"id": "d", "type": "function", "function": {"name": "t", "arguments": "{}"}}]),
+        );
         let stored = vec![
             message(1, Role::User, 5),
             message(2, Role::Assistant, 0),
@@ -301,6 +316,15 @@ mod tests {
         ];
         let seqs: Vec<i64> = complete_rounds(&stored).iter().map(|m| m.seq).collect();
         assert_eq!(seqs, [2, 3]);
+    }
+
+    #[test]
+    fn a_reported_window_smaller_than_the_budget_bounds_it() {
+        assert_eq!(budget(16_000, 2_000, None), 14_000);
+        assert_eq!(budget(16_000, 2_000, Some(128_000)), 14_000);
+        // A 2k model: a quarter kept for the answer, not the whole 2,000.
+        assert_eq!(budget(16_000, 2_000, Some(2_048)), 1_536);
+        assert_eq!(budget(16_000, 300, Some(2_048)), 1_748);
     }
 
     #[test]

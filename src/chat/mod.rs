@@ -22,6 +22,7 @@ mod sampling;
 mod tokens;
 mod tools;
 mod turn;
+mod usage;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -130,7 +130,8 @@ impl ChatService {
         let system_prompt = own_prompt
             .as_deref()
             .unwrap_or(&self.config.chat.service.system_prompt);
-        let room = self.room_for_history(system_prompt, current_tokens, encoding)?;
+        let budget = self.prompt_budget(provider.as_deref());
+        let room = Self::room_for_history(system_prompt, current_tokens, encoding, budget)?;
         let conversation = self
             .conversation(caller, payload.conversation_id.clone(), &payload.text)
             .await?;
@@ -245,25 +246,31 @@ impl ChatService {
         }
     }
 
+    /// The prompt budget for a turn on `provider` (the active one when `None`).
+    pub(super) fn prompt_budget(&self, provider: Option<&str>) -> u32 {
+        let context = &self.config.chat.service.context;
+        let window = self
+            .providers
+            .get(provider.unwrap_or(self.providers.active()))
+            .and_then(|p| p.context_window());
+        context::budget(context.max_tokens, context.reserve_tokens, window)
+    }
+
     /// Tokens left for history once the system prompt and the current message are counted.
     fn room_for_history(
-        &self,
         system_prompt: &str,
         current: u32,
         encoding: Encoding,
+        budget: u32,
     ) -> Result<u32, WireError> {
-        let service = &self.config.chat.service;
-        let budget = service
-            .context
-            .max_tokens
-            .saturating_sub(service.context.reserve_tokens);
         let fixed = context::fixed_cost(system_prompt, current, encoding);
         context::room(fixed, budget).map_err(|too_large| {
             WireError::new(
                 ErrorCode::ContextTooLarge,
                 format!(
                 "the message needs {} tokens with the system prompt ({} encoding), over the context \
-                 budget of {} (chat.service.context.max_tokens minus reserve_tokens); shorten it",
+                 budget of {} (chat.service.context.max_tokens minus reserve_tokens, within the \
+                 model's context window when the provider has said it); shorten it",
                 too_large.needed,
                 encoding.name(),
                 too_large.budget

@@ -292,3 +292,16 @@ fn the_runtime_gets_the_threads_asked_for_or_one_fewer_than_the_cpus() {
     let message = error_of("server:\n  worker_threads: 5000\n");
     assert!(message.contains("server.worker_threads"), "{message}");
 }
+
+#[test]
+fn a_context_budget_too_small_for_any_message_is_refused() {
+    // A 2k model's window with the default reserve leaves 48 tokens: every message refused.
+    let message = error_of("chat:\n  service:\n    context:\n      max_tokens: 2048\n");
+    assert!(
+        message.contains("chat.service.context.reserve_tokens"),
+        "{message}"
+    );
+    assert!(message.contains("leaves 48"), "{message}");
+    parse("chat:\n  service:\n    context:\n      max_tokens: 2048\n      reserve_tokens: 512\n")
+        .expect("1,536 tokens for the prompt is enough");
+}

@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use super::{Config, LlmConfig, McpConfig, ProviderConfig, chat};
 
+/// The least prompt budget (`context.max_tokens - context.reserve_tokens`) a turn can work
+/// with: a short system prompt and one message. Below it every message is refused.
+const MIN_PROMPT_BUDGET: u32 = 256;
+
 /// `(key path, what is wrong)`.
 pub(super) type Invalid = (String, String);
 
@@ -240,10 +244,13 @@ fn validate_chat(chat: &chat::ChatConfig) -> Result<(), Invalid> {
         10_000_000,
     )?;
     ensure(
-        context.reserve_tokens < context.max_tokens,
+        context.max_tokens.saturating_sub(context.reserve_tokens) >= MIN_PROMPT_BUDGET,
         "chat.service.context.reserve_tokens",
         format!(
-            "must be less than context.max_tokens ({})",
+            "leaves {} of context.max_tokens ({}) for the prompt; at least {MIN_PROMPT_BUDGET} \
+             are needed (the system prompt and one message): lower reserve_tokens or raise \
+             max_tokens",
+            context.max_tokens.saturating_sub(context.reserve_tokens),
             context.max_tokens
         ),
     )?;

@@ -59,6 +59,9 @@ pub struct WireError {
     /// A string (`"context_length_exceeded"`) or a number (OpenRouter's HTTP status).
     #[serde(default)]
     pub code: Option<serde_json::Value>,
+    /// llama.cpp's server says its context size beside a context overflow.
+    #[serde(default)]
+    pub n_ctx: Option<u64>,
 }
 
 impl WireError {
@@ -84,6 +87,30 @@ impl WireError {
             .iter()
             .any(|known| message.contains(known))
     }
+
+    /// The model's context window in tokens, when the error says it: llama.cpp's `n_ctx`,
+    /// "maximum context length is 2048 tokens" (OpenAI, vLLM, llama-cpp-python, OpenRouter),
+    /// "context window of 2048" (llama-cpp-python's own words).
+    pub fn context_window(&self) -> Option<u32> {
+        if let Some(n_ctx) = self.n_ctx {
+            return u32::try_from(n_ctx).ok().filter(|&n| n > 0);
+        }
+        let message = self.message.as_deref()?.to_ascii_lowercase();
+        ["maximum context length is ", "context window of "]
+            .iter()
+            .find_map(|lead| number_after(&message, lead))
+    }
+}
+
+/// The number (digits, maybe with thousands separators) right after `lead` in `text`.
+fn number_after(text: &str, lead: &str) -> Option<u32> {
+    let rest = &text[text.find(lead)? + lead.len()..];
+    let digits: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || *c == ',')
+        .filter(char::is_ascii_digit)
+        .collect();
+    digits.parse().ok().filter(|&n| n > 0)
 }
 
 #[derive(Default)]
@@ -148,7 +175,9 @@ impl Assembler {
     }
 
     /// The transport ended. Without `[DONE]`, an answer that had its finish reason is still
-    /// complete; one that did not was cut off.
+    /// complete; one that did not was cut off. `[DONE]` after some content but no finish
+    /// reason closes the answer as it stands; `[DONE]` with nothing before it, no content and
+    /// no finish reason, is a fault (an engine that cut its generation short).
     pub fn end(&mut self, saw_done: bool) -> Result<Vec<ChatEvent>, StreamFault> {
         if self.done {
             return Ok(Vec::new());
@@ -160,7 +189,12 @@ impl Assembler {
             None if saw_done && !events.is_empty() => {
                 events.push(ChatEvent::Finish(FinishReason::ToolCalls));
             }
-            None if saw_done => events.push(ChatEvent::Finish(FinishReason::Stop)),
+            None if saw_done && self.emitted => events.push(ChatEvent::Finish(FinishReason::Stop)),
+            None if saw_done => {
+                return Err(StreamFault(
+                    "the stream ended with no content and no finish reason".into(),
+                ));
+            }
             None => {
                 return Err(StreamFault(
                     "the stream ended before the answer was complete".into(),
@@ -169,6 +203,12 @@ impl Assembler {
         }
         self.emitted = true;
         Ok(events)
+    }
+
+    /// Whether the answer has ended (`[DONE]`, or [`Assembler::end`] called): nothing more
+    /// will come out of it, so its source need not be read again.
+    pub fn is_done(&self) -> bool {
+        self.done
     }
 
     fn merge(&mut self, delta: ToolCallDelta) -> Result<(), StreamFault> {
@@ -269,7 +309,8 @@ mod tests {
                 ChatEvent::Usage(Usage {
                     prompt_tokens: 5,
                     completion_tokens: 2,
-                    total_tokens: 7
+                    total_tokens: 7,
+                    estimated: false,
                 }),
                 ChatEvent::Finish(FinishReason::Stop),
             ]
@@ -332,6 +373,40 @@ mod tests {
     }
 
     #[test]
+    fn a_finish_with_no_content_is_a_complete_empty_answer() {
+        let role =
+            r#"{"choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": null}]}"#;
+        let events = feed_all(&[role, &finish("stop"), "[DONE]"]).expect("complete");
+        assert_eq!(events, vec![ChatEvent::Finish(FinishReason::Stop)]);
+    }
+
+    #[test]
+    fn done_with_nothing_before_it_is_a_fault() {
+        let role =
+            r#"{"choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": null}]}"#;
+        let err = feed_all(&[role, "[DONE]"]).expect_err("fault");
+        assert!(err.0.contains("no content and no finish reason"), "{err:?}");
+    }
+
+    #[test]
+    fn an_ended_answer_yields_nothing_more_however_often_it_is_ended() {
+        let mut assembler = Assembler::default();
+        assert_eq!(
+            assembler.feed(&finish("stop")),
+            Ok(Vec::new()),
+            "held to the end"
+        );
+        assert!(!assembler.is_done());
+        assert_eq!(
+            assembler.feed("[DONE]").expect("ok"),
+            vec![ChatEvent::Finish(FinishReason::Stop)]
+        );
+        assert!(assembler.is_done());
+        assert_eq!(assembler.end(false), Ok(Vec::new()));
+        assert_eq!(assembler.feed(&text("late")), Ok(Vec::new()));
+    }
+
+    #[test]
     fn a_finished_stream_without_done_is_complete() {
         let events = feed_all(&[&text("ok"), &finish("length")]).expect("complete");
         assert_eq!(
@@ -345,6 +420,36 @@ mod tests {
         let err = feed_all(&[&call_delta(0, Some("c"), None, "{}"), &finish("tool_calls")])
             .expect_err("fault");
         assert!(err.0.contains("no function name"), "{err:?}");
+    }
+
+    #[test]
+    fn the_context_window_is_read_from_the_error_when_it_says() {
+        let window = |json: &str| {
+            serde_json::from_str::<WireError>(json)
+                .expect("an error object")
+                .context_window()
+        };
+        assert_eq!(
+            window(
+                r#"{"message": "This model's maximum context length is 2048 tokens. However, you requested 2311 tokens (2055 in the messages, 256 in the completion).", "code": "context_length_exceeded"}"#
+            ),
+            Some(2048)
+        );
+        assert_eq!(
+            window(r#"{"message": "Requested tokens (9437) exceed context window of 8192"}"#),
+            Some(8192)
+        );
+        assert_eq!(
+            window(
+                r#"{"message": "the request exceeds the available context size", "type": "exceed_context_size_error", "n_prompt_tokens": 5000, "n_ctx": 4096}"#
+            ),
+            Some(4096)
+        );
+        assert_eq!(
+            window(r#"{"message": "maximum context length is 128,000 tokens"}"#),
+            Some(128_000)
+        );
+        assert_eq!(window(r#"{"message": "too long"}"#), None);
     }
 
     #[test]

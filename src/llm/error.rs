@@ -37,7 +37,12 @@ pub enum ProviderError {
     #[error(
         "provider `{provider}` says the conversation is longer than the model's context: {message}"
     )]
-    ContextLength { provider: String, message: String },
+    ContextLength {
+        provider: String,
+        message: String,
+        /// The model's context window in tokens, when the provider said it.
+        window: Option<u32>,
+    },
     #[error("provider `{provider}` does not know model `{model}`")]
     ModelNotFound { provider: String, model: String },
     #[error(

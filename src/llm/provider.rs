@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use futures::Stream;
@@ -42,6 +42,8 @@ pub struct Provider {
     limits: Limits,
     breaker: CircuitBreaker,
     stats: ProviderStats,
+    /// The model's context window in tokens, as the provider last reported it (0: never).
+    window: AtomicU32,
 }
 
 impl std::fmt::Debug for Provider {
@@ -72,6 +74,7 @@ impl Provider {
                 config.circuit_breaker.open_for,
             ),
             stats: ProviderStats::default(),
+            window: AtomicU32::new(0),
             config: config.clone(),
         }
     }
@@ -120,6 +123,12 @@ impl Provider {
         self.config.embedding_model.as_deref()
     }
 
+    /// The model's context window in tokens, once the provider has said it (in a context
+    /// overflow's error).
+    pub fn context_window(&self) -> Option<u32> {
+        Some(self.window.load(Ordering::Relaxed)).filter(|&w| w > 0)
+    }
+
     /// The environment variable its key comes from (empty when it needs none).
     pub fn key_variable(&self) -> &str {
         self.config.api_key_env.as_deref().unwrap_or_default()
@@ -140,8 +149,16 @@ impl Provider {
         self.stats.requests.fetch_add(1, Ordering::Relaxed);
         let result = self.open(request, started).await;
         if let Err(error) = &result {
+            if let ProviderError::ContextLength {
+                window: Some(window),
+                ..
+            } = error
+            {
+                self.window.store(*window, Ordering::Relaxed);
+            }
             self.stats.record_error(error);
-            tracing::debug!(%error, "provider request failed");
+            // At the default level: the page tells users to look at the server's log.
+            tracing::warn!(%error, "provider request failed");
         }
         result
     }
@@ -287,11 +304,19 @@ impl Provider {
             request = request.header(ACCEPT, "text/event-stream");
         }
         let response = self.send(request, body.model()).await?;
-        if stream {
-            self.first_events(response).await
-        } else {
-            self.whole_response(response).await
+        if !stream {
+            return self.whole_response(response).await;
         }
+        if let Some(opened) = self.first_events(response).await? {
+            return Ok(opened);
+        }
+        // A 200 whose stream holds no event at all: how llama-cpp-python fails a streamed
+        // request (a context overflow among others). Asked once without streaming, the
+        // engine answers with its real error, or with the answer.
+        tracing::debug!("the stream held no event; asking again without streaming");
+        let request = self.post("chat/completions")?.json(&body.unstreamed());
+        let response = self.send(request, body.model()).await?;
+        self.whole_response(response).await
     }
 
     /// One `/embeddings` request for `inputs`, vectors in input order. Shares the limits,
@@ -322,22 +347,30 @@ impl Provider {
         }
     }
 
-    async fn first_events(&self, response: reqwest::Response) -> Result<Opened, ProviderError> {
-        let mut source = EventReader::new(response);
-        let mut assembler = Assembler::default();
+    /// Reads a stream up to its first events; `None` when the body ends without any event.
+    async fn first_events(
+        &self,
+        response: reqwest::Response,
+    ) -> Result<Option<Opened>, ProviderError> {
+        let mut opened = Opened {
+            pending: VecDeque::new(),
+            source: Some(EventReader::new(response)),
+            assembler: Assembler::default(),
+            read_any: false,
+            ended: false,
+        };
         loop {
-            let events = match source.next().await {
-                Some(Ok(data)) => assembler.feed(data),
-                Some(Err(fault)) => return Err(self.stream_fault(self.read_fault(&fault), true)),
-                None => assembler.end(false),
-            }
-            .map_err(|fault| self.stream_fault(fault.0, true))?;
-            if !events.is_empty() {
-                return Ok(Opened {
-                    pending: events.into(),
-                    source: Some(source),
-                    assembler,
-                });
+            match opened.read(self).await {
+                Some(Ok(events)) if events.is_empty() => {}
+                Some(Ok(events)) => {
+                    opened.pending.extend(events);
+                    return Ok(Some(opened));
+                }
+                Some(Err(_)) if opened.ended && !opened.read_any => return Ok(None),
+                Some(Err(message)) => return Err(self.stream_fault(message, true)),
+                None => {
+                    return Err(self.stream_fault("the stream ended with no event".into(), true));
+                }
             }
         }
     }
@@ -378,6 +411,8 @@ impl Provider {
             pending: events.into(),
             source: None,
             assembler: Assembler::default(),
+            read_any: true,
+            ended: true,
         })
     }
 
@@ -437,6 +472,18 @@ impl Provider {
             message,
             before_first_event,
         }
+    }
+
+    /// Adds a call's tokens to the provider's figures: the usage it reported, or the estimate
+    /// of a caller whose answer came without one.
+    pub fn count_tokens(&self, usage: &super::Usage) {
+        let stats = &self.stats;
+        stats
+            .tokens_in
+            .fetch_add(usage.prompt_tokens, Ordering::Relaxed);
+        stats
+            .tokens_out
+            .fetch_add(usage.completion_tokens, Ordering::Relaxed);
     }
 
     pub fn snapshot(&self) -> ProviderSnapshot {
@@ -503,8 +550,37 @@ fn worth_retrying(error: &ProviderError) -> bool {
 /// A response whose first events are in hand.
 struct Opened {
     pending: VecDeque<ChatEvent>,
+    /// The body still to read; `None` once the answer has ended (or for a whole response).
     source: Option<EventReader>,
     assembler: Assembler,
+    /// Whether any event came from the body (or the response was whole).
+    read_any: bool,
+    /// Whether the body ended (rather than failed).
+    ended: bool,
+}
+
+impl Opened {
+    /// The events of the next `data:` payload (often none), or `None` once nothing more can
+    /// come. Every call either awaits the body or finds it gone: the source is dropped as soon
+    /// as the answer ends or fails, so no loop around this can spin on an ended body.
+    async fn read(&mut self, provider: &Provider) -> Option<Result<Vec<ChatEvent>, String>> {
+        let source = self.source.as_mut()?;
+        let fed = match source.next().await {
+            Some(Ok(data)) => {
+                self.read_any = true;
+                self.assembler.feed(data).map_err(|f| f.0)
+            }
+            Some(Err(fault)) => Err(provider.read_fault(&fault)),
+            None => {
+                self.ended = true;
+                self.assembler.end(false).map_err(|f| f.0)
+            }
+        };
+        if fed.is_err() || self.assembler.is_done() {
+            self.source = None;
+        }
+        Some(fed)
+    }
 }
 
 /// The rest of a stream: yields pending events, reads more, and on the end records figures
@@ -524,41 +600,27 @@ impl Running {
         loop {
             if let Some(event) = self.opened.pending.pop_front() {
                 if let ChatEvent::Usage(usage) = &event {
-                    let stats = &self.provider.stats;
-                    stats
-                        .tokens_in
-                        .fetch_add(usage.prompt_tokens, Ordering::Relaxed);
-                    stats
-                        .tokens_out
-                        .fetch_add(usage.completion_tokens, Ordering::Relaxed);
+                    self.provider.count_tokens(usage);
                 }
                 return Some((Ok(event), self));
             }
             if self.outcome.is_some() {
                 return None;
             }
-            let Some(source) = self.opened.source.as_mut() else {
-                self.end(Ok(()));
-                continue;
-            };
-            let fed = match source.next().await {
-                Some(Ok(data)) => self.opened.assembler.feed(data).map_err(|f| f.0),
-                Some(Err(fault)) => Err(self.provider.read_fault(&fault)),
-                None => self.opened.assembler.end(false).map_err(|f| f.0),
-            };
-            match fed {
-                Ok(events) => {
-                    let done = events.iter().any(|e| matches!(e, ChatEvent::Finish(_)));
+            match self.opened.read(&self.provider).await {
+                Some(Ok(events)) => {
                     self.opened.pending.extend(events);
-                    if done {
+                    if self.opened.source.is_none() {
                         self.end(Ok(()));
                     }
                 }
-                Err(message) => {
+                Some(Err(message)) => {
                     let error = self.provider.stream_fault(message, false);
+                    tracing::warn!(provider = %self.provider.name, %error, "provider answer broke off");
                     self.end(Err(&error));
                     return Some((Err(error), self));
                 }
+                None => self.end(Ok(())),
             }
         }
     }

@@ -9,7 +9,9 @@
 //! In, [`read_calls`]: `<tool_call>{"name": …, "arguments": {…}}</tool_call>` in the answer's
 //! text, split across chunks in any way, becomes [`ChatEvent::ToolCall`]s, and the markup never
 //! reaches the text. A call that cannot be read becomes a call of [`MALFORMED_CALL`], whose
-//! arguments say why; the chat answers it with an error result the model reads.
+//! arguments say why; the chat answers it with an error result the model reads. Small models
+//! also repeat the `<tool_response>` elements they were given: those are our markup, not an
+//! answer, and are dropped from the text with what they hold.
 
 use std::collections::{HashMap, VecDeque};
 
@@ -26,6 +28,8 @@ pub const MALFORMED_CALL: &str = "malformed_tool_call";
 
 const OPEN: &str = "<tool_call>";
 const CLOSE: &str = "</tool_call>";
+const ECHO_OPEN: &str = "<tool_response>";
+const ECHO_CLOSE: &str = "</tool_response>";
 
 /// A call's body larger than this is not read (a runaway or hostile answer).
 const MAX_CALL_BYTES: usize = 1 << 20;
@@ -224,6 +228,8 @@ enum State {
     Call,
     /// Inside a call too large to read: dropped up to its `</tool_call>`.
     Skip,
+    /// Inside a `<tool_response>` the model repeated: dropped up to its end.
+    Echo,
 }
 
 /// The markup parser, fed text in pieces of any size.
@@ -245,17 +251,34 @@ impl CallReader {
         loop {
             match self.state {
                 State::Text => {
-                    if let Some(start) = self.held.find(OPEN) {
+                    if let Some((start, tag, next)) = first_tag(&self.held) {
                         let before: String = self.held.drain(..start).collect();
                         self.emit_text(&before, out);
-                        self.held.drain(..OPEN.len());
-                        self.state = State::Call;
+                        self.held.drain(..tag.len());
+                        self.state = next;
+                        // A stray `</tool_response>` is dropped like a whole element.
+                        self.after_call |= next != State::Call;
                         continue;
                     }
-                    // Held back: a tail that may be the start of `<tool_call>`.
-                    let keep = tag_start_len(&self.held, OPEN);
+                    // Held back: a tail that may be the start of a tag.
+                    let keep = [OPEN, ECHO_OPEN, ECHO_CLOSE]
+                        .iter()
+                        .map(|tag| tag_start_len(&self.held, tag))
+                        .max()
+                        .unwrap_or(0);
                     let sure: String = self.held.drain(..self.held.len() - keep).collect();
                     self.emit_text(&sure, out);
+                    return;
+                }
+                State::Echo => {
+                    if let Some(end) = self.held.find(ECHO_CLOSE) {
+                        self.held.drain(..end + ECHO_CLOSE.len());
+                        self.state = State::Text;
+                        self.after_call = true;
+                        continue;
+                    }
+                    let keep = tag_start_len(&self.held, ECHO_CLOSE);
+                    self.held.drain(..self.held.len() - keep);
                     return;
                 }
                 State::Call | State::Skip => {
@@ -294,7 +317,7 @@ impl CallReader {
                 out.push(self.call(&body, false));
                 self.state = State::Text;
             }
-            State::Skip => {
+            State::Skip | State::Echo => {
                 self.held.clear();
                 self.state = State::Text;
             }
@@ -382,6 +405,19 @@ impl CallReader {
         self.calls += 1;
         format!("{}_{}", self.ids, self.calls)
     }
+}
+
+/// The first tag in `text` that changes the reader's state: where it starts, the tag, and the
+/// state after it.
+fn first_tag(text: &str) -> Option<(usize, &'static str, State)> {
+    [
+        (OPEN, State::Call),
+        (ECHO_OPEN, State::Echo),
+        (ECHO_CLOSE, State::Text),
+    ]
+    .into_iter()
+    .filter_map(|(tag, next)| text.find(tag).map(|at| (at, tag, next)))
+    .min_by_key(|(at, _, _)| *at)
 }
 
 /// How many bytes at the end of `text` could be the start of `tag` (held back until the
@@ -477,6 +513,25 @@ mod tests {
         let multibyte = read(&["é<", "tool_call>{\"name\":\"t\"}</tool_call>ü"]);
         assert_eq!(texts(&multibyte), "éü");
         assert_eq!(calls(&multibyte), vec![("t".to_string(), json!({}))]);
+    }
+
+    #[test]
+    fn tool_responses_the_model_repeats_are_dropped_with_what_they_hold() {
+        let answer = "The sum is 3.\n<tool_response>\n{\"name\": \"add\", \"content\": \
+            \"Error: tool failed\"}\n</tool_response>\nDone.</tool_response> Bye";
+        let expected = "The sum is 3.\nDone.Bye";
+        assert_eq!(texts(&read(&[answer])), expected);
+        for size in 1..=answer.len() {
+            let pieces: Vec<&str> = answer
+                .as_bytes()
+                .chunks(size)
+                .map(|c| std::str::from_utf8(c).expect("ascii"))
+                .collect();
+            assert_eq!(texts(&read(&pieces)), expected, "pieces of {size}");
+        }
+        // Cut off inside one: nothing of it shows.
+        assert_eq!(texts(&read(&["ok <tool_response>{\"name\": \"x\""])), "ok ");
+        assert!(calls(&read(&[answer])).is_empty());
     }
 
     #[test]

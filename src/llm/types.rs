@@ -45,11 +45,57 @@ pub struct ToolSpec {
 }
 
 /// A completed tool call: its arguments are the whole JSON text the model produced.
+///
+/// In JSON it has OpenAI's nested shape, `{"id", "type": "function", "function": {"name",
+/// "arguments"}}`, wherever it goes: to a provider, into the store, to a client.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "NestedCall", from = "NestedCall")]
 pub struct ToolCall {
     pub id: String,
     pub name: String,
     pub arguments: String,
+}
+
+/// [`ToolCall`] as it is written in JSON.
+#[derive(Serialize, Deserialize)]
+struct NestedCall {
+    id: String,
+    #[serde(rename = "type", default = "function_kind")]
+    kind: String,
+    function: NestedFunction,
+}
+
+#[derive(Serialize, Deserialize)]
+struct NestedFunction {
+    name: String,
+    arguments: String,
+}
+
+fn function_kind() -> String {
+    "function".into()
+}
+
+impl From<ToolCall> for NestedCall {
+    fn from(call: ToolCall) -> Self {
+        Self {
+            id: call.id,
+            kind: function_kind(),
+            function: NestedFunction {
+                name: call.name,
+                arguments: call.arguments,
+            },
+        }
+    }
+}
+
+impl From<NestedCall> for ToolCall {
+    fn from(call: NestedCall) -> Self {
+        Self {
+            id: call.id,
+            name: call.function.name,
+            arguments: call.function.arguments,
+        }
+    }
 }
 
 /// A request to a provider. Unset sampling fields take the provider's configured values.
@@ -74,6 +120,10 @@ pub struct Usage {
     pub completion_tokens: u64,
     #[serde(default)]
     pub total_tokens: u64,
+    /// Counted by us, not reported by the provider (an engine that sends no usage in a
+    /// stream, or an answer cut off before its usage): our tokenizer's estimate.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub estimated: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -106,4 +156,28 @@ pub enum ChatEvent {
     ToolCall(ToolCall),
     Usage(Usage),
     Finish(FinishReason),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tool_call_is_written_and_read_in_openais_nested_shape() {
+        let call = ToolCall {
+            id: "call_1".into(),
+            name: "echo".into(),
+            arguments: "{\"text\": \"x\"}".into(),
+        };
+        let json = serde_json::to_value(&call).expect("serializes");
+        assert_eq!(
+            json,
+            serde_json::json!({"id": "call_1", "type": "function",
+                               "function": {"name": "echo", "arguments": "{\"text\": \"x\"}"}})
+        );
+        assert_eq!(
+            serde_json::from_value::<ToolCall>(json).expect("reads"),
+            call
+        );
+    }
 }

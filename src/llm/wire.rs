@@ -14,7 +14,7 @@ use super::types::{
 };
 use crate::config::ProviderConfig;
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone)]
 pub struct Body<'a> {
     model: &'a str,
     messages: Vec<Message<'a>>,
@@ -33,12 +33,12 @@ pub struct Body<'a> {
     top_p: Option<f32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone)]
 struct StreamOptions {
     include_usage: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone)]
 struct Message<'a> {
     role: MessageRole,
     /// Serialized as `null` for an assistant message that is only tool calls.
@@ -49,7 +49,7 @@ struct Message<'a> {
     tool_call_id: Option<&'a str>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Clone)]
 struct WireCall<'a> {
     id: &'a str,
     #[serde(rename = "type")]
@@ -57,20 +57,20 @@ struct WireCall<'a> {
     function: WireFunction<'a>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Serialize, Deserialize, Clone)]
 struct WireFunction<'a> {
     name: &'a str,
     arguments: &'a str,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone)]
 struct Tool<'a> {
     #[serde(rename = "type")]
     kind: &'static str,
     function: ToolFunction<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone)]
 struct ToolFunction<'a> {
     name: &'a str,
     description: &'a str,
@@ -111,6 +111,15 @@ impl<'a> Body<'a> {
 
     pub fn model(&self) -> &str {
         self.model
+    }
+
+    /// The same request, answered whole rather than streamed.
+    pub fn unstreamed(&self) -> Self {
+        Self {
+            stream: false,
+            stream_options: None,
+            ..self.clone()
+        }
     }
 }
 
@@ -218,6 +227,7 @@ pub fn status_error(
     let overflow = parsed
         .as_ref()
         .is_some_and(|b| b.error.is_context_overflow());
+    let window = parsed.as_ref().and_then(|b| b.error.context_window());
     let message = parsed.and_then(|b| b.error.message).unwrap_or_else(|| {
         if body.trim().is_empty() {
             status.to_string()
@@ -227,7 +237,11 @@ pub fn status_error(
     });
     let retry_after = retry_after.and_then(|v| parse_retry_after(v, SystemTime::now()));
     match status.as_u16() {
-        400 | 413 if overflow => ProviderError::ContextLength { provider, message },
+        400 | 413 if overflow => ProviderError::ContextLength {
+            provider,
+            message,
+            window,
+        },
         401 | 403 => ProviderError::Auth {
             provider,
             env_var: config

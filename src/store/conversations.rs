@@ -236,9 +236,10 @@ impl Conversations {
     pub async fn append(
         &self,
         id: &ConversationId,
-        messages: Vec<NewMessage>,
+        mut messages: Vec<NewMessage>,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        for message in &messages {
+        for message in &mut messages {
+            message.normalize()?;
             message.check()?;
         }
         if messages.is_empty() {

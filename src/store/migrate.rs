@@ -59,6 +59,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "mcp_logins",
         sql: include_str!("../../migrations/0008_mcp_logins.sql"),
     },
+    Migration {
+        version: 9,
+        name: "nested_tool_calls",
+        sql: include_str!("../../migrations/0009_nested_tool_calls.sql"),
+    },
 ];
 
 /// The version that creates the vector tables.

@@ -233,6 +233,49 @@ pub fn with_attachments(text: &str, attachments: &[Attachment]) -> String {
     out
 }
 
+/// Tool calls in the one shape stored and served: OpenAI's nested `[{"id", "type":
+/// "function", "function": {"name", "arguments"}}]`. The flat `{"id", "name", "arguments"}`
+/// that versions before 0.9 stored (and their exports hold) is converted; arguments given as a
+/// JSON object become its text. Anything else is refused, naming the call at fault.
+pub fn nested_tool_calls(calls: &serde_json::Value) -> Result<serde_json::Value, StoreError> {
+    let Some(calls) = calls.as_array() else {
+        return Err(StoreError::InvalidInput(
+            "tool_calls must be an array".into(),
+        ));
+    };
+    calls
+        .iter()
+        .enumerate()
+        .map(|(index, call)| {
+            nested_call(call).ok_or_else(|| {
+                StoreError::InvalidInput(format!(
+                    "tool_calls[{index}] must be {{\"id\", \"type\": \"function\", \
+                     \"function\": {{\"name\", \"arguments\"}}}} with string values"
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(serde_json::Value::Array)
+}
+
+fn nested_call(call: &serde_json::Value) -> Option<serde_json::Value> {
+    let id = call.get("id")?.as_str().filter(|id| !id.is_empty())?;
+    if call.get("type").is_some_and(|kind| kind != "function") {
+        return None;
+    }
+    let function = call.get("function").unwrap_or(call);
+    let name = function.get("name")?.as_str().filter(|n| !n.is_empty())?;
+    let arguments = match function.get("arguments") {
+        None | Some(serde_json::Value::Null) => "{}".to_string(),
+        Some(serde_json::Value::String(text)) => text.clone(),
+        Some(object @ serde_json::Value::Object(_)) => object.to_string(),
+        Some(_) => return None,
+    };
+    Some(serde_json::json!({
+        "id": id, "type": "function", "function": {"name": name, "arguments": arguments}
+    }))
+}
+
 fn complete() -> MessageStatus {
     MessageStatus::Complete
 }
@@ -257,6 +300,15 @@ impl NewMessage {
     pub fn with_request_id(mut self, request_id: impl Into<String>) -> Self {
         self.request_id = Some(request_id.into());
         self
+    }
+
+    /// Puts `tool_calls` in the one shape stored (see [`nested_tool_calls`]); refuses calls
+    /// that have neither shape.
+    pub(super) fn normalize(&mut self) -> Result<(), StoreError> {
+        if let Some(calls) = self.tool_calls.as_mut().filter(|c| c.is_array()) {
+            *calls = nested_tool_calls(calls)?;
+        }
+        Ok(())
     }
 
     pub(super) fn check(&self) -> Result<(), StoreError> {

@@ -317,7 +317,9 @@ mod tests {
         let repo = store.conversations();
         let id = repo.create(None).await.expect("create").id;
         let mut call = message(Role::Assistant, "", 1);
-        call.tool_calls = Some(json!([{"id": "call", "name": "t", "arguments": "{}"}]));
+        call.tool_calls = Some(
+            json!([{"id": "call", "type": "function", "function": {"name": "t", "arguments": "{}"}}]),
+        );
         let batch = vec![
             message(Role::User, "q", 1),
             call,

@@ -203,13 +203,41 @@ async fn a_repeated_request_id_is_refused_and_the_batch_rolled_back() {
 }
 
 #[tokio::test]
+async fn flat_tool_calls_are_stored_nested_and_malformed_ones_refused() {
+    let t = open_temp();
+    let repo = t.store.conversations();
+    let c = repo.create(None).await.expect("created");
+    let mut assistant = NewMessage::new(Role::Assistant, "");
+    assistant.tool_calls = Some(serde_json::json!([
+        {"id": "call_1", "name": "echo", "arguments": "{\"text\": \"x\"}"},
+        {"id": "call_2", "type": "function", "function": {"name": "time", "arguments": {"tz": "UTC"}}}
+    ]));
+    let stored = repo.append(&c.id, vec![assistant]).await.expect("append");
+    assert_eq!(
+        stored[0].tool_calls,
+        Some(serde_json::json!([
+            {"id": "call_1", "type": "function", "function": {"name": "echo", "arguments": "{\"text\": \"x\"}"}},
+            {"id": "call_2", "type": "function", "function": {"name": "time", "arguments": "{\"tz\":\"UTC\"}"}}
+        ]))
+    );
+    let mut nameless = NewMessage::new(Role::Assistant, "");
+    nameless.tool_calls = Some(serde_json::json!([{"id": "c", "function": {"arguments": "{}"}}]));
+    let error = repo
+        .append(&c.id, vec![nameless])
+        .await
+        .expect_err("refused");
+    assert!(error.to_string().contains("tool_calls[0]"), "{error}");
+}
+
+#[tokio::test]
 async fn tool_calls_and_usage_round_trip_as_json() {
     let t = open_temp();
     let repo = t.store.conversations();
     let c = repo.create(None).await.expect("created");
     let mut assistant = NewMessage::new(Role::Assistant, "");
-    assistant.tool_calls =
-        Some(serde_json::json!([{"id": "call_1", "name": "echo", "arguments": "{}"}]));
+    assistant.tool_calls = Some(serde_json::json!([
+        {"id": "call_1", "type": "function", "function": {"name": "echo", "arguments": "{}"}}
+    ]));
     assistant.usage = Some(serde_json::json!({"prompt_tokens": 3}));
     let mut tool = NewMessage::new(Role::Tool, "echoed");
     tool.tool_call_id = Some("call_1".into());
@@ -470,6 +498,45 @@ fn column<T: rusqlite::types::FromSql>(conn: &Connection, sql: &str) -> Result<V
         .prepare(sql)?
         .query_map([], |r| r.get(0))?
         .collect::<Result<_, _>>()?)
+}
+
+#[tokio::test]
+async fn migration_9_rewrites_flat_tool_calls_nested_and_keeps_nested_ones() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = config_in(dir.path());
+    let flat = r#"[{"id":"a","name":"echo","arguments":"{\"x\":1}"},{"id":"b","type":"function","function":{"name":"time","arguments":"{}"}}]"#;
+    let id = {
+        let store = Store::open(&config).expect("store opens");
+        let repo = store.conversations();
+        let c = repo.create(None).await.expect("created");
+        let mut assistant = NewMessage::new(Role::Assistant, "");
+        assistant.tool_calls = Some(serde_json::json!([]));
+        repo.append(&c.id, vec![assistant]).await.expect("append");
+        // As a release before the migration stored it, and as if 9 had not run yet.
+        let flat = flat.to_string();
+        store
+            .write(move |tx| {
+                tx.execute("UPDATE messages SET tool_calls = ?1", [flat])?;
+                tx.execute("DELETE FROM schema_migrations WHERE version = 9", [])?;
+                Ok(())
+            })
+            .await
+            .expect("rewound");
+        store
+            .close(std::time::Duration::from_secs(5))
+            .await
+            .expect("closed");
+        c.id
+    };
+    let store = Store::open(&config).expect("store opens and migrates");
+    let history = store.conversations().history(&id).await.expect("history");
+    assert_eq!(
+        history[0].tool_calls,
+        Some(serde_json::json!([
+            {"id": "a", "type": "function", "function": {"name": "echo", "arguments": "{\"x\":1}"}},
+            {"id": "b", "type": "function", "function": {"name": "time", "arguments": "{}"}}
+        ]))
+    );
 }
 
 #[tokio::test]

@@ -213,8 +213,15 @@ impl Store {
     pub async fn import_conversation(
         &self,
         owner: PrincipalId,
-        record: ConversationRecord,
+        mut record: ConversationRecord,
     ) -> Result<bool, StoreError> {
+        for message in &mut record.messages {
+            if let Some(calls) = message.tool_calls.as_mut().filter(|c| c.is_array()) {
+                *calls = super::model::nested_tool_calls(calls).map_err(|error| {
+                    StoreError::InvalidInput(format!("message seq {}: {error}", message.seq))
+                })?;
+            }
+        }
         record.check()?;
         self.write_large(move |tx| insert_conversation(tx, owner, &record))
             .await

@@ -111,20 +111,36 @@ def tool():
     block.locator("summary").click()
     expect(block.locator(".result")).to_be_visible()
     harness.screenshot("tool-call")
-    harness.finish(
-        {
-            "classes": block.get_attribute("class"),
-            "name": block.locator(".name").inner_text(),
-            "server": block.locator(".server").inner_text(),
-            "badge": block.locator(".badge").inner_text(),
-            "duration": block.locator(".duration").inner_text(),
-            "arguments": block.locator(".detail pre").first.inner_text(),
-            "result": block.locator(".result").inner_text(),
-            "answer": last_answer(page).locator(".markdown").last.inner_text(),
-            "table_cells": last_answer(page).locator("td").all_inner_texts(),
-            "code": last_answer(page).locator("pre code").inner_text(),
-        }
-    )
+    live = {
+        "classes": block.get_attribute("class"),
+        "name": block.locator(".name").inner_text(),
+        "server": block.locator(".server").inner_text(),
+        "badge": block.locator(".badge").inner_text(),
+        "duration": block.locator(".duration").inner_text(),
+        "arguments": block.locator(".detail pre").first.inner_text(),
+        "result": block.locator(".result").inner_text(),
+        "answer": last_answer(page).locator(".markdown").last.inner_text(),
+        "table_cells": last_answer(page).locator("td").all_inner_texts(),
+        "code": last_answer(page).locator("pre code").inner_text(),
+        "hash": page.evaluate("location.hash"),
+    }
+    # Reopened from the server's history (#/c/ID), as after a reload or from the list.
+    page.reload()
+    page.wait_for_selector("body[data-ready=true]")
+    stored = page.locator("details.tool").first
+    expect(stored).to_be_attached()
+    stored.locator("summary").click()
+    expect(stored.locator(".result")).to_be_visible()
+    harness.screenshot("tool-call-reopened")
+    live["reopened"] = {
+        "hash": page.evaluate("location.hash"),
+        "name": stored.locator(".name").inner_text(),
+        "badge": stored.locator(".badge").inner_text(),
+        "arguments": stored.locator(".detail pre").first.inner_text(),
+        "result": stored.locator(".result").inner_text(),
+        "answer": last_answer(page).locator(".markdown").last.inner_text(),
+    }
+    harness.finish(live)
 
 
 def hostile():
@@ -453,6 +469,7 @@ def unconfigured():
         {
             "banner": banner,
             "alert": last_answer(page).locator(".alert").inner_text(),
+            "state": last_answer(page).locator(".state").inner_text(),
         }
     )
 

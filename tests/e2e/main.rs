@@ -19,6 +19,8 @@ mod compaction;
 mod conformance;
 mod deploy;
 mod embed;
+mod empty_answers;
+mod engine_usage;
 mod everything;
 mod failover;
 mod health;

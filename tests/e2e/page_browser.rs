@@ -121,6 +121,18 @@ async fn a_tool_call_shows_as_a_block_with_its_server_arguments_and_result() {
         "{report}"
     );
     assert_eq!(report["code"], "echo pong");
+
+    // Reopened from the stored history: the same block and answer, no script error (browse).
+    let reopened = &report["reopened"];
+    assert_eq!(reopened["hash"], report["hash"], "{report}");
+    assert_eq!(reopened["name"], "echo", "{report}");
+    assert_eq!(reopened["badge"], "done", "{report}");
+    let arguments: Value =
+        serde_json::from_str(reopened["arguments"].as_str().expect("arguments")).expect("JSON");
+    assert_eq!(arguments, json!({"text": "pong"}));
+    assert_eq!(reopened["result"], "pong", "{report}");
+    let answer = reopened["answer"].as_str().expect("answer");
+    assert!(answer.starts_with("The tool said pong."), "{answer}");
 }
 
 #[tokio::test]
@@ -371,6 +383,8 @@ async fn a_provider_without_a_key_is_explained_on_the_page_and_in_the_answer() {
     let alert = report["alert"].as_str().expect("alert");
     assert!(alert.contains("MOCK_PROVIDER_KEY"), "{alert}");
     assert!(alert.contains("local model server"), "{alert}");
+    // Nothing was answered: not "partial".
+    assert_eq!(report["state"], "Failed before any answer", "{report}");
 }
 
 #[tokio::test]
