@@ -1,13 +1,13 @@
 //! Names the commit in `mcp-platform --version` (`unknown` outside a git checkout), and writes
 //! the token tables of tiktoken's `o200k_base` and `cl100k_base` into the build's output
-//! directory, laid out as `src/chat/tokens/layout.rs` says, for the binary to hold them.
+//! directory, laid out as `src/tokens/layout.rs` says, for the binary to hold them.
 
 use std::path::Path;
 
 use tiktoken_rs::tokenizer::Tokenizer;
 
 #[allow(dead_code)] // the reading half is the server's
-#[path = "src/chat/tokens/layout.rs"]
+#[path = "src/tokens/layout.rs"]
 mod layout;
 
 fn main() {
@@ -24,7 +24,7 @@ fn main() {
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-changed=src/chat/tokens/layout.rs");
+    println!("cargo:rerun-if-changed=src/tokens/layout.rs");
 
     let out = std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR");
     write_token_tables(Path::new(&out));
@@ -81,7 +81,7 @@ fn write_token_tables(out: &Path) {
         layout::hash(
             concat!(
                 include_str!("build.rs"),
-                include_str!("src/chat/tokens/layout.rs")
+                include_str!("src/tokens/layout.rs")
             )
             .as_bytes()
         )

@@ -34,6 +34,7 @@
 //! - [`process`]: the process's own figures (RSS, CPU, descriptors) and its open-files limit.
 //! - [`allocator`]: memory the allocator keeps after work, given back when the server is quiet.
 //! - [`scrub`]: credentials found in text (logs, `/health`) and redacted.
+//! - [`tokens`]: token counting with the model family's tokenizer (tables in the binary).
 //! - [`telemetry`]: logging as text or JSON, scrubbed.
 pub mod allocator;
 pub mod app;
@@ -52,5 +53,6 @@ pub mod scrub;
 pub mod stats;
 pub mod store;
 pub mod telemetry;
+pub mod tokens;
 pub mod transfer;
 pub mod wire;

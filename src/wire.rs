@@ -145,10 +145,12 @@ pub struct WireError {
 pub const INTERNAL_MESSAGE: &str = "internal error; the server log has the details";
 
 impl WireError {
+    /// An error to tell; its message passes the logs' scrubber on the way (a URL's password
+    /// or key in an error a lower layer wrote never reaches a client, a model or the history).
     pub fn new(code: ErrorCode, message: impl Into<String>, retryable: bool) -> Self {
         Self {
             code,
-            message: message.into(),
+            message: told(message.into()),
             retryable,
             retry_after: None,
         }
@@ -162,7 +164,7 @@ impl WireError {
             tracing::error!(error = %fault, "request failed");
             INTERNAL_MESSAGE.to_string()
         } else {
-            fault.to_string()
+            told(fault.to_string())
         };
         Self {
             code,
@@ -186,6 +188,64 @@ impl WireError {
     pub fn with_retry_after(mut self, seconds: Option<u64>) -> Self {
         self.retry_after = seconds;
         self
+    }
+}
+
+/// A parser's complaint about a client's JSON in the client's terms: serde names our types
+/// (`expected struct CreateBody with 2 elements`) and its own (`sequence`, `map`); a client
+/// knows objects, arrays and the fields the documentation gives.
+pub fn client_terms(message: &str) -> String {
+    let mut text = message
+        .replace(
+            "Failed to deserialize the JSON body into the target type: ",
+            "",
+        )
+        .replace(
+            "Failed to parse the request body as JSON: ",
+            "not valid JSON: ",
+        )
+        .replace("invalid type: sequence", "invalid type: array")
+        .replace("invalid type: map", "invalid type: object")
+        .replace("expected a sequence", "expected an array")
+        .replace("expected a map", "expected an object");
+    for (kind, said) in [
+        ("expected struct ", "expected an object"),
+        ("expected tuple struct ", "expected an array"),
+        ("expected newtype struct ", "expected a value"),
+        ("expected enum ", "expected one of the documented values"),
+        (
+            "expected variant of enum ",
+            "expected one of the documented values",
+        ),
+    ] {
+        while let Some(at) = text.find(kind) {
+            let rest = &text[at + kind.len()..];
+            let mut end = rest
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(rest.len());
+            // `with 2 elements`: what serde tried to read an array as.
+            if let Some(tail) = rest[end..].strip_prefix(" with ")
+                && let Some(count) = tail.find(" element")
+                && tail[..count].chars().all(|c| c.is_ascii_digit())
+            {
+                let unit = if tail[count..].starts_with(" elements") {
+                    9
+                } else {
+                    8
+                };
+                end += " with ".len() + count + unit;
+            }
+            text = format!("{}{said}{}", &text[..at], &rest[end..]);
+        }
+    }
+    text
+}
+
+/// `message` with credentials hidden, as the logs have it.
+fn told(message: String) -> String {
+    match crate::scrub::credentials(&message) {
+        std::borrow::Cow::Borrowed(_) => message,
+        std::borrow::Cow::Owned(clean) => clean,
     }
 }
 
@@ -224,6 +284,45 @@ mod tests {
         assert_eq!(told.message, INTERNAL_MESSAGE);
         let quota = WireError::new(ErrorCode::QuotaExceeded, "used up", true);
         assert_eq!(quota.message, "used up");
+    }
+
+    #[test]
+    fn parser_complaints_are_told_without_our_type_names() {
+        for (serde, told) in [
+            (
+                "Failed to deserialize the JSON body into the target type: invalid type: \
+                 sequence, expected struct CreateBody with 2 elements at line 1 column 1",
+                "invalid type: array, expected an object at line 1 column 1",
+            ),
+            (
+                "invalid length 1, expected struct CreateBody with 2 elements",
+                "invalid length 1, expected an object",
+            ),
+            (
+                "unknown variant `x`, expected enum Role",
+                "unknown variant `x`, expected one of the documented values",
+            ),
+            (
+                "missing field `text` at line 1 column 2",
+                "missing field `text` at line 1 column 2",
+            ),
+        ] {
+            assert_eq!(client_terms(serde), told);
+        }
+    }
+
+    #[test]
+    fn credentials_in_a_message_are_hidden() {
+        let told = WireError::new(
+            ErrorCode::ProviderError,
+            "error sending request for url (http://user:PASS@host/mcp?key=SECRET)",
+            true,
+        );
+        assert!(
+            !told.message.contains("PASS") && !told.message.contains("SECRET"),
+            "{}",
+            told.message
+        );
     }
 
     #[test]

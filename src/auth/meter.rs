@@ -82,6 +82,18 @@ impl Meter {
 
     /// Admits a turn within `quotas` (counting it), or says which quota it would pass.
     pub fn admit(&self, quotas: &Quotas) -> Result<TurnPermit<'_>, QuotaExceeded> {
+        self.admit_beyond(quotas, 0)
+    }
+
+    /// Admits a model call made inside a running turn (an MCP server's sampling): it counts
+    /// as a turn (per minute, tokens, in flight), and may take one slot beyond
+    /// `concurrent_turns`, since the turn that holds a slot waits for it; so a key runs at
+    /// most `concurrent_turns + 1` model calls at once, however many its servers ask for.
+    pub fn admit_nested(&self, quotas: &Quotas) -> Result<TurnPermit<'_>, QuotaExceeded> {
+        self.admit_beyond(quotas, 1)
+    }
+
+    fn admit_beyond(&self, quotas: &Quotas, extra: u32) -> Result<TurnPermit<'_>, QuotaExceeded> {
         let now = Instant::now();
         let now_ms = now_ms();
         let mut state = self.lock();
@@ -94,7 +106,7 @@ impl Meter {
             state.recent.pop_front();
         }
         if let Some(limit) = quotas.concurrent_turns
-            && state.in_flight >= limit
+            && state.in_flight >= limit.saturating_add(extra)
         {
             return Err(QuotaExceeded {
                 what: format!(
@@ -237,6 +249,31 @@ mod tests {
         assert!(refused.what.contains("concurrent_turns"));
         drop(a);
         assert!(meter.admit(&quotas).is_ok());
+    }
+
+    #[test]
+    fn a_sampling_inside_a_turn_counts_as_a_turn_with_one_slot_beyond_the_cap() {
+        let meter = Meter::default();
+        let quotas = Quotas {
+            concurrent_turns: Some(1),
+            turns_per_minute: Some(3),
+            ..Quotas::default()
+        };
+        let _turn = meter.admit(&quotas).expect("the turn");
+        let sampling = meter.admit_nested(&quotas).expect("its sampling");
+        assert!(
+            meter.admit_nested(&quotas).is_err(),
+            "a second at once is refused"
+        );
+        drop(sampling);
+        drop(meter.admit_nested(&quotas).expect("one after the other"));
+        assert_eq!(meter.today().turns, 3);
+        let refused = meter.admit_nested(&quotas).err().expect("per minute");
+        assert!(
+            refused.what.contains("turns_per_minute"),
+            "{}",
+            refused.what
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
 use serde::Serialize;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
+use tokio_util::sync::CancellationToken;
 
 use meter::Meter;
 pub use meter::{QuotaExceeded, TurnPermit};
@@ -47,7 +47,7 @@ pub struct Principal {
 
 /// Who made a request: cheap to clone, carried in request extensions and by sockets.
 #[derive(Debug, Clone)]
-pub struct Caller(Arc<Principal>);
+pub struct Caller(Arc<Principal>, Option<CancellationToken>);
 
 impl Caller {
     pub fn id(&self) -> PrincipalId {
@@ -75,6 +75,12 @@ impl Caller {
         self.0.meter.admit(&self.0.quotas)
     }
 
+    /// Admits a model call inside a running turn (an MCP server's sampling) within the key's
+    /// quotas: a turn of its own, with one slot beyond `concurrent_turns`.
+    pub fn admit_nested(&self) -> Result<TurnPermit<'_>, QuotaExceeded> {
+        self.0.meter.admit_nested(&self.0.quotas)
+    }
+
     /// Whether the key's tokens for today are not used up.
     pub fn within_tokens(&self) -> Result<(), QuotaExceeded> {
         self.0.meter.within_tokens(&self.0.quotas)
@@ -85,9 +91,19 @@ impl Caller {
         self.0.meter.spent(prompt_tokens, completion_tokens);
     }
 
-    /// Resolves when the caller's key is revoked.
-    pub fn revoked(&self) -> WaitForCancellationFuture<'_> {
-        self.0.revoked.cancelled()
+    /// Resolves when the caller's credentials end: its key is revoked, or, for a browser
+    /// session, the session is logged out or expires. What a socket or a turn holds on to
+    /// ends then.
+    pub async fn revoked(&self) {
+        match &self.1 {
+            Some(session) => {
+                tokio::select! {
+                    () = self.0.revoked.cancelled() => {}
+                    () = session.cancelled() => {}
+                }
+            }
+            None => self.0.revoked.cancelled().await,
+        }
     }
 }
 
@@ -125,7 +141,16 @@ struct Registry {
     /// A key was created once: under `auto`, revoking the last key does not open the server.
     keys_ever: bool,
     keys: Vec<([u8; 32], Arc<Principal>)>,
-    sessions: HashMap<[u8; 32], (PrincipalId, i64)>,
+    sessions: HashMap<[u8; 32], Session>,
+}
+
+/// A browser session: whose, until when, and the token its sockets watch (cancelled when it
+/// is logged out, expires or disappears).
+#[derive(Debug, Clone)]
+struct Session {
+    principal: PrincipalId,
+    expires_at: i64,
+    ended: CancellationToken,
 }
 
 pub struct Auth {
@@ -152,14 +177,17 @@ impl Auth {
         config: &AuthConfig,
         loopback_only: bool,
     ) -> Result<Self, StoreError> {
-        let local = Caller(Arc::new(Principal {
-            id: PrincipalId::LOCAL,
-            name: "local".into(),
-            role: AccessRole::Admin,
-            quotas: Quotas::default(),
-            meter: Arc::default(),
-            revoked: CancellationToken::new(),
-        }));
+        let local = Caller(
+            Arc::new(Principal {
+                id: PrincipalId::LOCAL,
+                name: "local".into(),
+                role: AccessRole::Admin,
+                quotas: Quotas::default(),
+                meter: Arc::default(),
+                revoked: CancellationToken::new(),
+            }),
+            None,
+        );
         let mut meters = HashMap::from([(PrincipalId::LOCAL, local.0.meter.clone())]);
         for (id, usage) in store.principals().usage_on(day_of(now_ms())).await? {
             meters.insert(id, Arc::new(Meter::with_usage(usage)));
@@ -226,14 +254,17 @@ impl Auth {
             self.local().0.revoked.cancel();
         } else if !required && was {
             let mut local = self.local.write().unwrap_or_else(PoisonError::into_inner);
-            *local = Caller(Arc::new(Principal {
-                id: local.0.id,
-                name: local.0.name.clone(),
-                role: local.0.role,
-                quotas: local.0.quotas,
-                meter: local.0.meter.clone(),
-                revoked: CancellationToken::new(),
-            }));
+            *local = Caller(
+                Arc::new(Principal {
+                    id: local.0.id,
+                    name: local.0.name.clone(),
+                    role: local.0.role,
+                    quotas: local.0.quotas,
+                    meter: local.0.meter.clone(),
+                    revoked: CancellationToken::new(),
+                }),
+                None,
+            );
         }
     }
 
@@ -242,6 +273,12 @@ impl Auth {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// `Err(Throttled)` while `address` has failed too often (a door that checks a secret of
+    /// its own, such as `/metrics`' token, asks this first).
+    pub fn check_throttle(&self, address: IpAddr) -> Result<(), Refusal> {
+        self.throttle.check(address).map_err(Refusal::Throttled)
     }
 
     /// Resolves credentials to a caller. With authentication off, whatever was sent is
@@ -283,7 +320,7 @@ impl Auth {
                 found = Some(principal.clone());
             }
         }
-        found.filter(|_| shaped).map(Caller)
+        found.filter(|_| shaped).map(|p| Caller(p, None))
     }
 
     fn by_session(&self, token: &str) -> Option<Caller> {
@@ -291,15 +328,15 @@ impl Auth {
             return None;
         }
         let registry = self.registry();
-        let (principal, expires_at) = registry.sessions.get(&secrets::hash(token))?;
-        if *expires_at <= now_ms() {
+        let session = registry.sessions.get(&secrets::hash(token))?;
+        if session.expires_at <= now_ms() {
             return None;
         }
         registry
             .keys
             .iter()
-            .find(|(_, p)| p.id == *principal)
-            .map(|(_, p)| Caller(p.clone()))
+            .find(|(_, p)| p.id == session.principal)
+            .map(|(_, p)| Caller(p.clone(), Some(session.ended.clone())))
     }
 
     /// Exchanges a key for a browser session token (stored hashed), valid `session_ttl`.
@@ -321,7 +358,14 @@ impl Auth {
             .create_session(hash, caller.id(), expires_at)
             .await?;
         self.update(|registry| {
-            registry.sessions.insert(hash, (caller.id(), expires_at));
+            registry.sessions.insert(
+                hash,
+                Session {
+                    principal: caller.id(),
+                    expires_at,
+                    ended: CancellationToken::new(),
+                },
+            );
         });
         caller.0.meter.used();
         Ok((token, caller))
@@ -333,7 +377,9 @@ impl Auth {
         let _serial = self.refreshing.lock().await;
         self.store.principals().delete_session(hash).await?;
         self.update(|registry| {
-            registry.sessions.remove(&hash);
+            if let Some(session) = registry.sessions.remove(&hash) {
+                session.ended.cancel();
+            }
         });
         Ok(())
     }
@@ -399,10 +445,29 @@ impl Auth {
                 gone.revoked.cancel();
             }
         }
-        let sessions = sessions
+        let now = now_ms();
+        let sessions: HashMap<[u8; 32], Session> = sessions
             .into_iter()
-            .map(|(hash, id, expires)| (hash, (id, expires)))
+            .filter(|(_, _, expires)| *expires > now)
+            .map(|(hash, id, expires)| {
+                let ended = previous
+                    .sessions
+                    .get(&hash)
+                    .map_or_else(CancellationToken::new, |s| s.ended.clone());
+                let session = Session {
+                    principal: id,
+                    expires_at: expires,
+                    ended,
+                };
+                (hash, session)
+            })
             .collect();
+        // Logged out elsewhere, expired, or its key gone: its sockets close.
+        for (hash, session) in &previous.sessions {
+            if !sessions.contains_key(hash) {
+                session.ended.cancel();
+            }
+        }
         *self
             .registry
             .write()

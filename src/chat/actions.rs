@@ -197,7 +197,7 @@ impl ChatService {
         let k = payload.k.unwrap_or(DEFAULT_HITS);
         let hits = self
             .memory
-            .search_history(caller.id(), &payload.query, k, payload.conversation_id)
+            .search_history(caller, &payload.query, k, payload.conversation_id)
             .await?;
         Ok(json!({"query": payload.query, "hits": hits}))
     }

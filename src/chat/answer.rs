@@ -15,13 +15,13 @@ use tokio_util::sync::CancellationToken;
 use super::ChatService;
 use super::events::{Completion, NoticeCode, TurnEvent, TurnSink};
 use super::loop_guard::{LOOP_STOPPED_NOTICE, LoopGuard};
-use super::tokens::Encoding;
 use crate::auth::Caller;
 use crate::llm::{
     ChatEvent, ChatMessage, ChatRequest, ChatStream, FinishReason, MessageRole, Provider,
     ProviderError, ToolCall, ToolSpec, Usage,
 };
 use crate::store::{ConversationId, MessageStatus, NewMessage, Role, StoredMessage};
+use crate::tokens::Encoding;
 use crate::wire::{ErrorCode, WireError};
 
 /// Told to the model when the tool rounds are used up.

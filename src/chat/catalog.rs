@@ -98,7 +98,7 @@ impl ChatService {
             let k = k.clamp(1, self.memory.config().max_k);
             let hits = self
                 .memory
-                .recall(caller.id(), &query, k, Vec::new(), None)
+                .recall(caller, &query, k, Vec::new(), None)
                 .await?;
             return Ok(json!({"query": query, "memories": hits, "next_cursor": null}));
         }

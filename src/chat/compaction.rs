@@ -236,7 +236,7 @@ impl ChatService {
             max_tokens: Some(max_tokens),
             ..ChatRequest::default()
         };
-        let (_, mut stream) = tokio::select! {
+        let (opened, mut stream) = tokio::select! {
             opened = self.providers.chat(provider, &request) => opened.map_err(|e| {
                 if matches!(e, ProviderError::ContextLength { .. }) {
                     not_compacted(&e.to_string())
@@ -247,21 +247,33 @@ impl ChatService {
             () = cancel.cancelled() => return Err(WireError::cancelled()),
         };
         let mut summary = String::new();
-        loop {
+        let mut reported = false;
+        let ended = loop {
             let event = tokio::select! {
                 event = futures::StreamExt::next(&mut stream) => event,
-                () = cancel.cancelled() => return Err(WireError::cancelled()),
+                () = cancel.cancelled() => break Err(WireError::cancelled()),
             };
             match event {
-                None => break,
+                None => break Ok(()),
                 Some(Ok(ChatEvent::Text(text))) => summary.push_str(&text),
                 Some(Ok(ChatEvent::Usage(usage))) => {
+                    reported = true;
                     caller.spent(usage.prompt_tokens, usage.completion_tokens);
                 }
                 Some(Ok(_)) => {}
-                Some(Err(error)) => return Err(error.into()),
+                Some(Err(error)) => break Err(error.into()),
             }
+        };
+        if !reported {
+            // Cut off, or a provider that reports nothing: what was sent and received counts.
+            let encoding = super::Encoding::for_model(model.unwrap_or(opened.model()));
+            encoding.load().await;
+            let spent =
+                super::usage::estimate(encoding, (&request.messages, &[]), &summary, &[]).await;
+            opened.count_tokens(&spent);
+            caller.spent(spent.prompt_tokens, spent.completion_tokens);
         }
+        ended?;
         if summary.trim().is_empty() {
             return Err(not_compacted("the model returned an empty summary"));
         }
@@ -287,9 +299,16 @@ impl ChatService {
         payload: CompactPayload,
         cancel: &CancellationToken,
     ) -> ServerFrame {
-        self.compact_on_request(caller, request_id, payload, cancel)
-            .await
-            .unwrap_or_else(|error| ServerFrame::failed(Some(request_id.into()), &error))
+        let compacted = tokio::select! {
+            compacted = self.compact_on_request(caller, request_id, payload, cancel) => compacted,
+            // Nothing is stored of a compaction cut off.
+            () = caller.revoked() => Err(WireError::new(
+                ErrorCode::Unauthorized,
+                "the compaction was cut off: its key was revoked or its session ended",
+                false,
+            )),
+        };
+        compacted.unwrap_or_else(|error| ServerFrame::failed(Some(request_id.into()), &error))
     }
 
     async fn compact_on_request(
@@ -300,7 +319,8 @@ impl ChatService {
         cancel: &CancellationToken,
     ) -> Result<ServerFrame, WireError> {
         let id = ConversationId::try_from(payload.conversation_id)?;
-        caller.within_tokens()?;
+        // A model call of its own: admitted like a turn (per minute, in flight, tokens).
+        let _quota = caller.admit_turn()?;
         let repo = self.store.conversations_of(caller.owner());
         // Its latest messages, about as many as a context holds twice.
         let budget = self

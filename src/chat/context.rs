@@ -8,7 +8,7 @@ use std::borrow::Borrow;
 use crate::llm::{ChatMessage, MessageRole, ToolCall};
 use crate::store::{MessageStatus, Role, StoredMessage};
 
-use super::tokens::{Encoding, PER_MESSAGE, REPLY_PRIMING};
+use crate::tokens::{Encoding, PER_MESSAGE, REPLY_PRIMING};
 
 /// The system prompt and the current message alone do not fit.
 #[derive(Debug, Clone, PartialEq, Eq)]

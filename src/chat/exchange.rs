@@ -10,10 +10,10 @@ use tokio_util::sync::CancellationToken;
 use super::ChatService;
 use super::answer::{Record, Sampling, Turn};
 use super::events::{TurnEvent, TurnSink};
-use super::tokens::Encoding;
 use crate::auth::Caller;
 use crate::llm::{ChatMessage, MessageRole, ToolSpec};
 use crate::store::{ConversationId, NewMessage, Role, StoredMessage};
+use crate::tokens::Encoding;
 use crate::wire::{ErrorCode, WireError};
 
 /// What an exchange asks.
@@ -54,10 +54,15 @@ impl ChatService {
         sink: &dyn TurnSink,
         cancel: &CancellationToken,
     ) {
-        self.drive(sink, cancel, ("request", ""), async |cancel, started| {
-            self.exchange(caller, id, exchange, sink, cancel, started)
-                .await
-        })
+        self.drive(
+            caller,
+            (sink, cancel),
+            ("request", ""),
+            async |cancel, started| {
+                self.exchange(caller, id, exchange, sink, cancel, started)
+                    .await
+            },
+        )
         .await;
     }
 

@@ -246,7 +246,10 @@ impl ClientFrame {
             refuse(
                 None,
                 ErrorCode::InvalidRequest,
-                format!("the frame is not valid JSON: {e}"),
+                format!(
+                    "the frame is not valid JSON: {}",
+                    crate::wire::client_terms(&e.to_string())
+                ),
             )
         })?;
         let Value::Object(object) = value else {
@@ -429,7 +432,12 @@ fn optional_payload<T: DeserializeOwned + Default>(
 ) -> Result<T, String> {
     match object.get("payload") {
         None | Some(Value::Null) => Ok(T::default()),
-        Some(payload) => T::deserialize(payload).map_err(|e| format!("invalid payload: {e}")),
+        Some(payload) => T::deserialize(payload).map_err(|e| {
+            format!(
+                "invalid payload: {}",
+                crate::wire::client_terms(&e.to_string())
+            )
+        }),
     }
 }
 
@@ -469,7 +477,12 @@ fn required_payload<T: DeserializeOwned>(
             required_fields(action)
         )
     })?;
-    T::deserialize(payload).map_err(|e| format!("invalid payload: {e}"))
+    T::deserialize(payload).map_err(|e| {
+        format!(
+            "invalid payload: {}",
+            crate::wire::client_terms(&e.to_string())
+        )
+    })
 }
 
 fn chat_payload(object: &Map<String, Value>) -> Result<ChatPayload, String> {
@@ -477,8 +490,12 @@ fn chat_payload(object: &Map<String, Value>) -> Result<ChatPayload, String> {
         .get("payload")
         .cloned()
         .ok_or("`chat` needs a payload with text")?;
-    let payload: ChatPayload =
-        serde_json::from_value(payload).map_err(|e| format!("invalid payload: {e}"))?;
+    let payload: ChatPayload = serde_json::from_value(payload).map_err(|e| {
+        format!(
+            "invalid payload: {}",
+            crate::wire::client_terms(&e.to_string())
+        )
+    })?;
     if payload.text.trim().is_empty() {
         return Err("payload.text is empty".into());
     }

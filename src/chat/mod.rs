@@ -19,7 +19,6 @@ mod loop_guard;
 mod outbox;
 mod questions;
 mod sampling;
-mod tokens;
 mod tools;
 mod turn;
 mod usage;
@@ -40,6 +39,7 @@ use crate::mcp::McpHost;
 use crate::memory::MemoryService;
 use crate::stats::{Histogram, LatencySummary};
 use crate::store::Store;
+pub use crate::tokens::Encoding;
 pub use answer::{Asks, Sampling};
 pub use attachments::{AttachmentRef, MAX_ATTACHMENT_REFS};
 pub use compaction::CompactPayload;
@@ -49,7 +49,6 @@ pub use fit::MAX_FRAME_BYTES;
 use in_flight::InFlight;
 pub use outbox::{Outbox, OutboxLimits, OutboxReceiver};
 pub use questions::{Answer, AnswerError, Decision};
-pub use tokens::Encoding;
 
 /// Runs turns; shared by every socket.
 pub struct ChatService {

@@ -1,7 +1,9 @@
 //! A server asks our model (`sampling/createMessage`, entries with `"sampling": true`): the
 //! request goes to a configured provider with the server's own system prompt and messages, its
-//! `maxTokens` honoured (up to `chat.service.context.max_tokens`) and its model hints matched against the models we offer; the tokens
-//! count against the turn's caller; the turn shows it as a `tool_execution` step.
+//! `maxTokens` honoured (up to `chat.service.context.max_tokens`) and its model hints matched
+//! against the models we offer; it is admitted like a turn of the turn's caller (per minute,
+//! tokens, one slot beyond `concurrent_turns`) and its tokens count; the turn shows it as a
+//! `tool_execution` step.
 
 use futures::StreamExt;
 
@@ -19,8 +21,10 @@ impl ChatService {
         tool: &str,
         request: Sampling,
     ) -> Result<Sampled, String> {
-        turn.caller
-            .within_tokens()
+        // A model call of its own: admitted like a turn, beside the one that asked.
+        let _quota = turn
+            .caller
+            .admit_nested()
             .map_err(|quota| quota.to_string())?;
         let budget = self.config.chat.service.context.max_tokens;
         check_size(turn, &request, budget).await?;

@@ -75,7 +75,7 @@ impl ChatService {
         let conversation = turn.record.map(|r| r.conversation.as_str());
         let started = std::time::Instant::now();
         tokio::select! {
-            outcome = memory_tools::call(&self.memory, turn.caller.id(), &call.name, &call.arguments, conversation) => outcome,
+            outcome = memory_tools::call(&self.memory, turn.caller, &call.name, &call.arguments, conversation) => outcome,
             () = turn.cancel.cancelled() => ToolOutcome::failed("the call was cancelled", started.elapsed()),
         }
     }

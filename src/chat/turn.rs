@@ -9,10 +9,10 @@ use tokio_util::sync::CancellationToken;
 
 use super::answer::{Record, Sampling, Turn};
 use super::events::{Completion, TurnEvent, TurnSink};
-use super::tokens::Encoding;
 use super::{ChatPayload, ChatService, compaction, context};
 use crate::auth::Caller;
 use crate::store::{ConversationId, MessageStatus, NewMessage, Role, StoreError, StoredMessage};
+use crate::tokens::Encoding;
 use crate::wire::{ErrorCode, WireError};
 
 /// History rows read at most per turn, whatever their token counts.
@@ -38,8 +38,8 @@ impl ChatService {
         cancel: &CancellationToken,
     ) {
         self.drive(
-            sink,
-            cancel,
+            caller,
+            (sink, cancel),
             ("turn", "; what was answered is stored"),
             async |cancel, started| {
                 self.turn(caller, request_id, payload, sink, cancel, started)
@@ -52,13 +52,15 @@ impl ChatService {
     }
 
     /// Runs `work` (a turn or an exchange, given its own cancel token and start) to its end at
-    /// `chat.service.turn_timeout`: cancelled then (what was answered is stored, as on any
-    /// cancel) and reported as `turn_timeout`. Records the figures and emits `Failed` on error.
-    /// `what` names the work and says what becomes of a timed-out answer.
+    /// `chat.service.turn_timeout`, or until `caller`'s credentials end (a revoked key, an
+    /// ended session): cancelled then (what was answered is stored, as on any cancel) and
+    /// reported as `turn_timeout` or `unauthorized`, whatever door it came through and whether
+    /// or not anyone still watches it. Records the figures and emits `Failed` on error. `what`
+    /// names the work and says what becomes of a cut-off answer.
     pub(super) async fn drive(
         &self,
-        sink: &dyn TurnSink,
-        cancel: &CancellationToken,
+        caller: &Caller,
+        (sink, cancel): (&dyn TurnSink, &CancellationToken),
         what: (&str, &str),
         work: impl AsyncFnOnce(&CancellationToken, Instant) -> Result<(), WireError>,
     ) {
@@ -68,12 +70,12 @@ impl ChatService {
         let turn_cancel = cancel.child_token();
         let running = work(&turn_cancel, started);
         tokio::pin!(running);
+        let (noun, note) = what;
         let result = tokio::select! {
             result = &mut running => result,
             () = tokio::time::sleep(deadline) => {
                 turn_cancel.cancel();
                 let _ = running.await;
-                let (noun, note) = what;
                 Err(WireError::new(
                     ErrorCode::TurnTimeout,
                     format!(
@@ -81,6 +83,18 @@ impl ChatService {
                         deadline.as_secs_f32()
                     ),
                     true,
+                ))
+            }
+            () = caller.revoked() => {
+                turn_cancel.cancel();
+                let _ = running.await;
+                tracing::info!(key = caller.name(), "cut off a {noun} whose credentials ended");
+                Err(WireError::new(
+                    ErrorCode::Unauthorized,
+                    format!(
+                        "the {noun} was cut off: its key was revoked or its session ended{note}"
+                    ),
+                    false,
                 ))
             }
         };

@@ -5,7 +5,7 @@
 
 use crate::llm::{ChatMessage, ToolCall, ToolSpec, Usage};
 
-use super::tokens::{Encoding, PER_MESSAGE, REPLY_PRIMING};
+use crate::tokens::{Encoding, PER_MESSAGE, REPLY_PRIMING};
 
 /// Tokens of a request (its messages and the tools offered) and of the reply received so far.
 pub async fn estimate(

@@ -42,6 +42,9 @@ pub struct McpEndpointConfig {
     /// it has been idle for half `session_idle_timeout` (30 s at most); otherwise a new
     /// session gets `503 too_many_sessions`.
     pub max_sessions: usize,
+    /// Open sessions one key may hold: past it, a new one closes that key's least recently
+    /// used session (so one key cannot crowd the others out of `max_sessions`).
+    pub max_sessions_per_key: usize,
     /// A session without any request for this long is closed (its client initializes again).
     #[serde(with = "super::duration")]
     pub session_idle_timeout: Duration,
@@ -51,6 +54,7 @@ impl Default for McpEndpointConfig {
     fn default() -> Self {
         Self {
             max_sessions: 256,
+            max_sessions_per_key: 32,
             session_idle_timeout: Duration::from_secs(300),
         }
     }
@@ -134,6 +138,10 @@ pub struct AuthConfig {
     pub session_ttl: Duration,
     /// Failed credential attempts allowed per client address per minute; past it, 429.
     pub max_failures_per_minute: u32,
+    /// Reverse proxies in front of the server: a request from one of these counts against
+    /// the client address its `X-Forwarded-For` names (else every client behind the proxy
+    /// shares one throttle). Requests from other addresses cannot claim one.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for AuthConfig {
@@ -142,6 +150,7 @@ impl Default for AuthConfig {
             mode: AuthMode::Auto,
             session_ttl: Duration::from_secs(7 * 24 * 3600),
             max_failures_per_minute: 10,
+            trusted_proxies: Vec::new(),
         }
     }
 }

@@ -150,6 +150,13 @@ impl Config {
         positive("server.http.body_read_timeout", http.body_read_timeout)?;
         let mcp = &self.server.mcp;
         within("server.mcp.max_sessions", mcp.max_sessions, 1, 100_000)?;
+        // Above max_sessions it means max_sessions.
+        within(
+            "server.mcp.max_sessions_per_key",
+            mcp.max_sessions_per_key,
+            1,
+            100_000,
+        )?;
         positive("server.mcp.session_idle_timeout", mcp.session_idle_timeout)?;
         ensure(
             http.socket_send_buffer == 0 || (4096..=64 << 20).contains(&http.socket_send_buffer),

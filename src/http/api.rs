@@ -20,6 +20,7 @@ use serde::Deserialize;
 use super::{ApiError, AppState};
 use crate::auth::Caller;
 use crate::store::{Conversation, ConversationId, NewMessage, Page, StoredMessage};
+use crate::wire::ErrorCode;
 use crate::wire::WireError;
 
 pub fn router() -> Router<AppState> {
@@ -79,7 +80,9 @@ async fn create(
         // Ids are global: answering "already exists" to a user would tell that another user
         // has a conversation under that name. Imports under a chosen id are for admins.
         Some(_) if !caller.is_admin() => {
-            return Err(ApiError::invalid(
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                ErrorCode::Forbidden,
                 "only an admin key may choose a conversation's id (imports); leave `id` out",
             ));
         }

@@ -7,7 +7,7 @@
 //!   `SameSite=Strict` cookie; `POST /api/logout` ends the session.
 
 use crate::wire::{ErrorCode, WireError};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, Request, State};
@@ -79,6 +79,25 @@ fn session_cookie(headers: &HeaderMap) -> Option<&str> {
         })
 }
 
+/// The address credential attempts are counted against: the peer's, or, when the peer is one
+/// of `server.auth.trusted_proxies`, the client its `X-Forwarded-For` names (the rightmost
+/// address that is not itself a trusted proxy; what is left of it the client could forge).
+pub fn client_address(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> IpAddr {
+    let trusted = &state.config.server.auth.trusted_proxies;
+    if !trusted.contains(&peer.ip()) {
+        return peer.ip();
+    }
+    headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|hop| hop.trim().parse::<IpAddr>().ok())
+        .rev()
+        .find(|hop| !trusted.contains(hop))
+        .unwrap_or(peer.ip())
+}
+
 /// Resolves the caller or refuses the request.
 pub async fn require_caller(
     State(state): State<AppState>,
@@ -86,10 +105,10 @@ pub async fn require_caller(
     mut request: Request,
     next: Next,
 ) -> Response {
-    match state
-        .auth
-        .authenticate(credential(request.headers()), peer.ip())
-    {
+    match state.auth.authenticate(
+        credential(request.headers()),
+        client_address(&state, request.headers(), peer),
+    ) {
         Ok(caller) => {
             request.extensions_mut().insert(caller);
             next.run(request).await
@@ -106,7 +125,10 @@ pub async fn require_caller(
 pub fn optional_caller(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> Option<Caller> {
     match credential(headers) {
         Credential::None if state.auth.required() => None,
-        credential => state.auth.authenticate(credential, peer.ip()).ok(),
+        credential => state
+            .auth
+            .authenticate(credential, client_address(state, headers, peer))
+            .ok(),
     }
 }
 
@@ -150,7 +172,8 @@ async fn login(
     body: Result<Json<LoginBody>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(body) = body?;
-    let (token, caller) = match state.auth.login(body.key.trim(), peer.ip()).await {
+    let address = client_address(&state, &headers, peer);
+    let (token, caller) = match state.auth.login(body.key.trim(), address).await {
         Ok(session) => session,
         Err(LoginError::Refused(refusal)) => {
             state.counters.auth_refused();

@@ -105,13 +105,17 @@ impl From<axum::extract::rejection::JsonRejection> for ApiError {
         } else {
             ErrorCode::InvalidRequest
         };
-        Self::new(status, code, rejection.body_text())
+        Self::new(
+            status,
+            code,
+            crate::wire::client_terms(&rejection.body_text()),
+        )
     }
 }
 
 impl From<axum::extract::rejection::QueryRejection> for ApiError {
     fn from(rejection: axum::extract::rejection::QueryRejection) -> Self {
-        Self::invalid(rejection.body_text())
+        Self::invalid(crate::wire::client_terms(&rejection.body_text()))
     }
 }
 

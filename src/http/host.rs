@@ -147,8 +147,25 @@ fn is_host_name(name: &str) -> bool {
         })
 }
 
-/// Refuses a request whose `Host` (or absolute-form authority) this server does not answer to.
+/// Refuses a request whose `Host` (or absolute-form authority) this server does not answer to,
+/// and one with several `Host` headers (which of them a proxy or a handler reads is anyone's
+/// guess; RFC 9112 says such a request is answered 400).
 pub async fn check_host(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if request
+        .headers()
+        .get_all(header::HOST)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        state.counters.host_refused();
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidRequest,
+            "the request has more than one Host header",
+        )
+        .into_response();
+    }
     let header_host = request
         .headers()
         .get(header::HOST)

@@ -47,7 +47,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
 /// another principal's (or a forgotten) session is answered 404, as rmcp answers an unknown
 /// one, so that no one resumes, reads or ends someone else's session.
 async fn bind_session(sessions: Arc<McpSessions>, request: Request, next: Next) -> Response {
-    let caller = request.extensions().get::<Caller>().map(Caller::id);
+    let who = request.extensions().get::<Caller>().cloned();
+    let caller = who.as_ref().map(Caller::id);
     let named = request
         .headers()
         .get(SESSION_HEADER)
@@ -67,11 +68,14 @@ async fn bind_session(sessions: Arc<McpSessions>, request: Request, next: Next) 
     // A POST without a session may open one: within the cap.
     let mut _creating = None;
     if named.is_none() && request.method() == Method::POST {
-        let Ok(creating) = sessions.admit_new().await else {
+        let owner = caller.unwrap_or(crate::store::PrincipalId::LOCAL);
+        let Ok(creating) = sessions.admit_new(owner).await else {
             let mut refusal = ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 ErrorCode::TooManySessions,
-                "the /mcp endpoint holds its maximum of sessions, all in use; retry shortly",
+                "no room for a new /mcp session: this key's (server.mcp.max_sessions_per_key) or \
+                 all (server.mcp.max_sessions) are in use; retry shortly, or end the sessions \
+                 no longer used (DELETE /mcp)",
             );
             refusal.retry_after_s = Some(5);
             return refusal.into_response();
@@ -87,7 +91,17 @@ async fn bind_session(sessions: Arc<McpSessions>, request: Request, next: Next) 
         caller,
     ) && named.is_none()
     {
-        sessions.record(session, caller);
+        let ended = sessions.record(session, caller);
+        // A session lasts no longer than its key (or browser session).
+        if let Some(who) = who {
+            let (sessions, session) = (sessions.clone(), session.to_string());
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = who.revoked() => sessions.close(&session).await,
+                    () = ended.cancelled() => {}
+                }
+            });
+        }
     }
     if deleting
         && response.status().is_success()

@@ -1,7 +1,9 @@
 //! The `/mcp` endpoint's sessions (`server.mcp`): who opened each one (a session id is usable
-//! only by its owner), when each was last used, and the cap. rmcp's session manager closes a
-//! session idle for `session_idle_timeout`; at `max_sessions`, the session idle longest makes
-//! room if it has been idle long enough, else a new session is refused.
+//! only by its owner), when each was last used, and the caps. rmcp's session manager closes a
+//! session idle for `session_idle_timeout`. A key at `max_sessions_per_key` makes room from
+//! its own sessions only; at `max_sessions`, the key holding the most gives one up. Either way
+//! the session closed is one idle long enough (its longest idle); if there is none, the new
+//! session is refused. One key cannot crowd the others out.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,6 +13,7 @@ use std::time::{Duration, Instant};
 use rmcp::transport::streamable_http_server::SessionManager;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use serde::Serialize;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::McpEndpointConfig;
 use crate::store::PrincipalId;
@@ -25,6 +28,7 @@ pub struct McpSessions {
     /// New sessions are made one at a time, so the cap holds under concurrent `initialize`s.
     creating: tokio::sync::Mutex<()>,
     max: usize,
+    max_per_key: usize,
     evictable_after: Duration,
     evicted: AtomicU64,
     refused: AtomicU64,
@@ -33,6 +37,8 @@ pub struct McpSessions {
 struct Entry {
     owner: PrincipalId,
     last_used: Instant,
+    /// Cancelled once the session is closed or found gone.
+    ended: CancellationToken,
 }
 
 /// `/health` `mcp_endpoint`.
@@ -59,6 +65,7 @@ impl McpSessions {
             entries: Mutex::default(),
             creating: tokio::sync::Mutex::new(()),
             max: config.max_sessions,
+            max_per_key: config.max_sessions_per_key.min(config.max_sessions),
             evictable_after: EVICTABLE_AFTER.min(config.session_idle_timeout / 2),
             evicted: AtomicU64::new(0),
             refused: AtomicU64::new(0),
@@ -78,51 +85,128 @@ impl McpSessions {
         Some(entry.owner)
     }
 
-    pub fn record(&self, session: &str, owner: PrincipalId) {
+    /// A new session of `owner`; the token is cancelled once it is closed or found gone.
+    pub fn record(&self, session: &str, owner: PrincipalId) -> CancellationToken {
+        let ended = CancellationToken::new();
         self.lock().insert(
             session.to_string(),
             Entry {
                 owner,
                 last_used: Instant::now(),
+                ended: ended.clone(),
             },
         );
+        ended
     }
 
     pub fn forget(&self, session: &str) {
-        self.lock().remove(session);
+        if let Some(entry) = self.lock().remove(session) {
+            entry.ended.cancel();
+        }
     }
 
-    /// Held while a session may be created: makes room first (closing the session idle
-    /// longest if the cap is reached and it is evictable), or refuses.
-    pub async fn admit_new(&self) -> Result<tokio::sync::MutexGuard<'_, ()>, Full> {
-        let creating = self.creating.lock().await;
-        let live: Vec<_> = self.manager.sessions.read().await.keys().cloned().collect();
-        if live.len() < self.max {
-            return Ok(creating);
-        }
-        let victim = {
-            let mut entries = self.lock();
-            // Sessions rmcp closed (idle, ended) are forgotten here too.
-            entries.retain(|id, _| live.iter().any(|l| l.as_ref() == id.as_str()));
-            entries
-                .iter()
-                .filter(|(_, e)| e.last_used.elapsed() >= self.evictable_after)
-                .min_by_key(|(_, e)| e.last_used)
-                .map(|(id, _)| id.clone())
-        };
-        let Some(victim) = victim else {
-            self.refused.fetch_add(1, Ordering::Relaxed);
-            return Err(Full);
-        };
-        if let Some(id) = live.into_iter().find(|l| l.as_ref() == victim.as_str())
+    /// Closes `session` (its owner's credentials ended): its streams end, its id is unknown.
+    pub async fn close(&self, session: &str) {
+        let live = self
+            .manager
+            .sessions
+            .read()
+            .await
+            .keys()
+            .find(|id| id.as_ref() == session)
+            .cloned();
+        if let Some(id) = live
             && let Err(error) = self.manager.close_session(&id).await
         {
-            tracing::warn!(%error, "closing an idle /mcp session failed");
+            tracing::warn!(%error, "closing an /mcp session failed");
         }
-        self.forget(&victim);
-        self.evicted.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!("closed the /mcp session idle longest to make room");
+        self.forget(session);
+    }
+
+    /// Held while `owner` may create a session: makes room first (see the module's text), or
+    /// refuses.
+    pub async fn admit_new(
+        &self,
+        owner: PrincipalId,
+    ) -> Result<tokio::sync::MutexGuard<'_, ()>, Full> {
+        let creating = self.creating.lock().await;
+        let live: Vec<_> = self.manager.sessions.read().await.keys().cloned().collect();
+        let victims = {
+            let mut entries = self.lock();
+            // Sessions rmcp closed (idle, ended) are forgotten here too.
+            entries.retain(|id, entry| {
+                let open = live.iter().any(|l| l.as_ref() == id.as_str());
+                if !open {
+                    entry.ended.cancel();
+                }
+                open
+            });
+            let mut victims = Vec::new();
+            match self.over_own_cap(&entries, owner) {
+                Ok(None) => {}
+                Ok(Some(own)) => victims.push(own),
+                Err(Full) => {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                    return Err(Full);
+                }
+            }
+            if live.len().saturating_sub(victims.len()) >= self.max {
+                let Some(victim) = self.idle_of_the_largest(&entries, &victims) else {
+                    self.refused.fetch_add(1, Ordering::Relaxed);
+                    return Err(Full);
+                };
+                victims.push(victim);
+            }
+            victims
+        };
+        for victim in victims {
+            if let Some(id) = live.iter().find(|l| l.as_ref() == victim.as_str())
+                && let Err(error) = self.manager.close_session(id).await
+            {
+                tracing::warn!(%error, "closing an /mcp session to make room failed");
+            }
+            self.forget(&victim);
+            self.evicted.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!("closed an /mcp session to make room");
+        }
         Ok(creating)
+    }
+
+    /// When `owner` holds `max_per_key` sessions already: its session idle longest, if long
+    /// enough; `Err` if none is.
+    fn over_own_cap(
+        &self,
+        entries: &HashMap<String, Entry>,
+        owner: PrincipalId,
+    ) -> Result<Option<String>, Full> {
+        let own: Vec<(&String, &Entry)> =
+            entries.iter().filter(|(_, e)| e.owner == owner).collect();
+        if own.len() < self.max_per_key {
+            return Ok(None);
+        }
+        own.into_iter()
+            .filter(|(_, e)| e.last_used.elapsed() >= self.evictable_after)
+            .min_by_key(|(_, e)| e.last_used)
+            .map(|(id, _)| Some(id.clone()))
+            .ok_or(Full)
+    }
+
+    /// At the whole cap: the session idle longest (and long enough) of the key that holds the
+    /// most sessions; `taken` are already chosen.
+    fn idle_of_the_largest(
+        &self,
+        entries: &HashMap<String, Entry>,
+        taken: &[String],
+    ) -> Option<String> {
+        let mut held: HashMap<PrincipalId, usize> = HashMap::new();
+        for entry in entries.values() {
+            *held.entry(entry.owner).or_default() += 1;
+        }
+        entries
+            .iter()
+            .filter(|(id, e)| e.last_used.elapsed() >= self.evictable_after && !taken.contains(*id))
+            .max_by_key(|(_, e)| (held.get(&e.owner).copied(), e.last_used.elapsed()))
+            .map(|(id, _)| id.clone())
     }
 
     pub async fn snapshot(&self) -> McpSessionsSnapshot {

@@ -33,9 +33,11 @@ async fn metrics(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Response {
-    if state.auth.required() && !may_scrape(&state, &headers, peer) {
+    if state.auth.required()
+        && let Err(refusal) = may_scrape(&state, &headers, peer)
+    {
         state.counters.auth_refused();
-        return super::auth::refusal_response(crate::auth::Refusal::Unauthorized);
+        return super::auth::refusal_response(refusal);
     }
     let health = serde_json::to_value(super::health::snapshot(&state).await).unwrap_or(Value::Null);
     let recorder = PrometheusBuilder::new().build_recorder();
@@ -51,17 +53,33 @@ async fn metrics(
         .into_response()
 }
 
-fn may_scrape(state: &AppState, headers: &HeaderMap, peer: SocketAddr) -> bool {
-    if let (Some(token), crate::auth::Credential::Bearer(sent)) = (
-        &state.config.server.metrics_token,
-        super::auth::credential(headers),
-    ) {
+/// The metrics token or an admin's credentials; throttled like every door (a wrong token
+/// counts as a failed attempt, and a throttled address is answered 429 whatever it sends).
+fn may_scrape(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Result<(), crate::auth::Refusal> {
+    use crate::auth::{Credential, Refusal};
+    let address = super::auth::client_address(state, headers, peer);
+    state.auth.check_throttle(address)?;
+    let credential = super::auth::credential(headers);
+    if let (Some(token), Credential::Bearer(sent)) =
+        (&state.config.server.metrics_token, &credential)
+    {
         use crate::auth::secrets::{hash, same};
         if same(&hash(token.expose()), &hash(sent)) {
-            return true;
+            return Ok(());
         }
     }
-    super::auth::optional_caller(state, headers, peer).is_some_and(|c| c.is_admin())
+    if matches!(credential, Credential::None) {
+        return Err(Refusal::Unauthorized);
+    }
+    match state.auth.authenticate(credential, address) {
+        Ok(caller) if caller.is_admin() => Ok(()),
+        Ok(_) => Err(Refusal::Unauthorized),
+        Err(refusal) => Err(refusal),
+    }
 }
 
 /// Every number of the `/health` document as a gauge.

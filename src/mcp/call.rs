@@ -23,11 +23,14 @@ pub struct ToolOutcome {
 }
 
 impl ToolOutcome {
+    /// A call that failed, with the reason the model, the client and the history read:
+    /// credentials in it are hidden as in the logs.
     pub fn failed(message: impl Into<String>, took: Duration) -> Self {
+        let message = message.into();
         Self {
             ok: false,
             denied: false,
-            content: message.into(),
+            content: crate::scrub::credentials(&message).into_owned(),
             took,
         }
     }
@@ -53,6 +56,35 @@ impl ToolOutcome {
             let cut: String = line.chars().take(SUMMARY_CHARS).collect();
             format!("{cut}…")
         }
+    }
+}
+
+/// Why a request to MCP server `server` failed, in words for the model, the client and the
+/// history: never the transport's own text (its URL may carry a secret, its type names mean
+/// nothing to a user). The whole error is logged, scrubbed like every log line.
+pub fn failure_reason(server: &str, error: &rmcp::ServiceError) -> String {
+    use rmcp::ServiceError;
+    tracing::warn!(server, %error, "MCP request failed");
+    if error.auth_challenge().is_some() {
+        return format!(
+            "the MCP server `{server}` refused the credentials it was sent (`mcp-platform mcp \
+             login {server}` signs in again)"
+        );
+    }
+    match error {
+        ServiceError::McpError(data) => format!(
+            "the MCP server `{server}` answered with an error: {}",
+            crate::scrub::text(&data.message, 300)
+        ),
+        ServiceError::TransportSend(_) | ServiceError::TransportClosed => {
+            format!("the MCP server `{server}` could not be reached")
+        }
+        ServiceError::Timeout { .. } => format!("the MCP server `{server}` did not answer in time"),
+        ServiceError::Cancelled { .. } => "the call was cancelled".into(),
+        ServiceError::UnexpectedResponse => {
+            format!("the MCP server `{server}` answered with something else than was asked")
+        }
+        _ => format!("the MCP server `{server}` could not complete the request"),
     }
 }
 

@@ -93,7 +93,8 @@ pub enum LibraryError {
     NotFound(String),
     #[error("{0}")]
     Unavailable(String),
-    #[error("the server `{server}` refused: {message}")]
+    /// `message` names the server and says why in plain words ([`super::call::failure_reason`]).
+    #[error("{message}")]
     Refused { server: String, message: String },
 }
 
@@ -295,7 +296,7 @@ fn content_text(content: &impl Serialize) -> String {
 fn refused(server: &str, error: &rmcp::ServiceError) -> LibraryError {
     LibraryError::Refused {
         server: server.to_string(),
-        message: crate::scrub::text(&error.to_string(), 300),
+        message: super::call::failure_reason(server, error),
     }
 }
 

@@ -358,7 +358,7 @@ impl McpHost {
             Ok(handle) => handle,
             Err(error) => {
                 return ToolOutcome::failed(
-                    format!("the tool call failed: {error}"),
+                    call::failure_reason(server_name, &error),
                     started.elapsed(),
                 );
             }
@@ -408,7 +408,7 @@ impl McpHost {
                             started.elapsed(),
                         ),
                         Err(error) => ToolOutcome::failed(
-                            format!("the tool call failed: {error}"),
+                            call::failure_reason(server_name, &error),
                             started.elapsed(),
                         ),
                     };

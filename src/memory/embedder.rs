@@ -58,6 +58,11 @@ impl TextEmbedder {
         }
     }
 
+    /// Whether embedding calls a provider (and so costs a key's tokens).
+    pub fn costs_tokens(&self) -> bool {
+        matches!(self, Self::Provider { .. })
+    }
+
     /// One vector per text, in order.
     pub async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         match self {

@@ -267,11 +267,11 @@ async fn recall(
 ) -> Result<GetPromptResult, ErrorData> {
     let failed = |error: super::MemoryError| ErrorData::internal_error(error.to_string(), None);
     let memories = memory
-        .recall(caller.id(), topic, RECALL_HITS, Vec::new(), None)
+        .recall(caller, topic, RECALL_HITS, Vec::new(), None)
         .await
         .map_err(failed)?;
     let said = memory
-        .search_history(caller.id(), topic, RECALL_HITS, None)
+        .search_history(caller, topic, RECALL_HITS, None)
         .await
         .map_err(failed)?;
     let mut context = format!("What is on record about \"{topic}\".\n\nMemories:\n");

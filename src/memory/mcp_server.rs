@@ -27,7 +27,7 @@ use std::sync::Mutex;
 
 use super::{MemoryError, MemoryService, mcp_library, tools};
 use crate::auth::Caller;
-use crate::store::{PrincipalId, Store};
+use crate::store::Store;
 
 pub const SEARCH: &str = "conversation_search";
 
@@ -159,19 +159,19 @@ impl MemoryMcpServer {
 
     async fn run(
         &self,
-        owner: PrincipalId,
+        caller: &Caller,
         name: &str,
         arguments: Map<String, Value>,
     ) -> Result<Value, MemoryError> {
         if name != SEARCH {
-            return tools::run(&self.memory, owner, name, arguments, None).await;
+            return tools::run(&self.memory, caller, name, arguments, None).await;
         }
         let args: SearchArgs = serde_json::from_value(Value::Object(arguments))
             .map_err(|e| MemoryError::Invalid(format!("invalid arguments for {SEARCH}: {e}")))?;
         let hits = self
             .memory
             .search_history(
-                owner,
+                caller,
                 &args.query,
                 args.k.unwrap_or(10),
                 args.conversation_id,
@@ -229,7 +229,7 @@ impl ServerHandler for MemoryMcpServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, ErrorData> {
-        let owner = caller(&context)?.id();
+        let who = caller(&context)?;
         let name = request.name.as_ref();
         if !(tools::NAMES.contains(&name) || name == SEARCH) {
             return Err(ErrorData::invalid_params(
@@ -238,7 +238,7 @@ impl ServerHandler for MemoryMcpServer {
             ));
         }
         let arguments = request.arguments.unwrap_or_default();
-        let result = match self.run(owner, name, arguments).await {
+        let result = match self.run(&who, name, arguments).await {
             Ok(value) => CallToolResult::success(vec![ContentBlock::text(value.to_string())]),
             Err(error) => {
                 self.log(&context, LoggingLevel::Warning, format!("{name}: {error}"))

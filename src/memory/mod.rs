@@ -22,6 +22,7 @@ use tokio::sync::Notify;
 pub use embedder::{EmbedError, TextEmbedder};
 pub use lexical::LexicalEmbedder;
 
+use crate::auth::Caller;
 use crate::config::MemoryConfig;
 use crate::store::{Memory, MemoryCounts, MemoryHit, MessageHit, PrincipalId, Store, StoreError};
 
@@ -40,6 +41,9 @@ pub enum MemoryError {
     Embed(#[from] EmbedError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The key's tokens for the day are used (a provider's embedding costs tokens).
+    #[error(transparent)]
+    Quota(#[from] crate::auth::QuotaExceeded),
 }
 
 impl MemoryError {
@@ -50,6 +54,7 @@ impl MemoryError {
             Self::Embed(EmbedError::Provider(e)) => e.code(),
             Self::Embed(EmbedError::Dimensions { .. }) => ErrorCode::EmbedderError,
             Self::Store(e) => e.code(),
+            Self::Quota(_) => ErrorCode::QuotaExceeded,
         }
     }
 
@@ -58,6 +63,7 @@ impl MemoryError {
             Self::Invalid(_) => false,
             Self::Embed(e) => e.retryable(),
             Self::Store(e) => e.retryable(),
+            Self::Quota(_) => true,
         }
     }
 }
@@ -143,7 +149,7 @@ impl MemoryService {
     /// Stores `text` with its vector, in one transaction.
     pub async fn remember(
         &self,
-        owner: PrincipalId,
+        caller: &Caller,
         text: &str,
         tags: Vec<String>,
         conversation: Option<String>,
@@ -157,10 +163,10 @@ impl MemoryService {
                 "text has over {MAX_MEMORY_CHARS} characters; store a summary"
             )));
         }
-        let vector = self.embedder.embed_one(text).await?;
+        let vector = self.embed_for(caller, text).await?;
         Ok(self
             .store
-            .memories_of(owner)
+            .memories_of(caller.id())
             .store(text.to_string(), tags, conversation, &vector)
             .await?)
     }
@@ -168,16 +174,16 @@ impl MemoryService {
     /// The `k` memories nearest `query`, filtered inside the KNN query.
     pub async fn recall(
         &self,
-        owner: PrincipalId,
+        caller: &Caller,
         query: &str,
         k: usize,
         tags: Vec<String>,
         conversation: Option<String>,
     ) -> Result<Vec<MemoryHit>, MemoryError> {
-        let vector = self.query_vector(query, k).await?;
+        let vector = self.query_vector(caller, query, k).await?;
         Ok(self
             .store
-            .memories_of(owner)
+            .memories_of(caller.id())
             .find(&vector, k, tags, conversation)
             .await?)
     }
@@ -190,7 +196,7 @@ impl MemoryService {
     /// The `k` stored messages nearest `query` (history search).
     pub async fn search_history(
         &self,
-        owner: PrincipalId,
+        caller: &Caller,
         query: &str,
         k: usize,
         conversation: Option<String>,
@@ -200,15 +206,20 @@ impl MemoryService {
                 "history search is off (memory.history_search: false)".into(),
             ));
         }
-        let vector = self.query_vector(query, k).await?;
+        let vector = self.query_vector(caller, query, k).await?;
         Ok(self
             .store
-            .memories_of(owner)
+            .memories_of(caller.id())
             .search_messages(&vector, k, conversation, self.config.snippet_chars)
             .await?)
     }
 
-    async fn query_vector(&self, query: &str, k: usize) -> Result<Vec<f32>, MemoryError> {
+    async fn query_vector(
+        &self,
+        caller: &Caller,
+        query: &str,
+        k: usize,
+    ) -> Result<Vec<f32>, MemoryError> {
         let max = self.config.max_k;
         if k == 0 || k > max {
             return Err(MemoryError::Invalid(format!(
@@ -224,7 +235,23 @@ impl MemoryService {
                 "query has over {MAX_QUERY_CHARS} characters"
             )));
         }
-        Ok(self.embedder.embed_one(query).await?)
+        self.embed_for(caller, query).await
+    }
+
+    /// `text`'s vector, paid for by `caller`: a provider's embedding costs tokens of the key's
+    /// `tokens_per_day` (refused first when none are left; counted with our tokenizer, since a
+    /// batch's reported usage covers every caller in it). The built-in embedder is free.
+    async fn embed_for(&self, caller: &Caller, text: &str) -> Result<Vec<f32>, MemoryError> {
+        if !self.embedder.costs_tokens() {
+            return Ok(self.embedder.embed_one(text).await?);
+        }
+        caller.within_tokens()?;
+        let vector = self.embedder.embed_one(text).await?;
+        let encoding = crate::tokens::Encoding::Cl100kBase;
+        encoding.load().await;
+        let embedded: String = text.chars().take(EMBED_CHARS).collect();
+        caller.spent(u64::from(encoding.count_long(&embedded).await), 0);
+        Ok(vector)
     }
 
     /// A turn has stored its messages: embed them soon.

@@ -8,9 +8,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{MemoryError, MemoryService};
+use crate::auth::Caller;
 use crate::llm::ToolSpec;
 use crate::mcp::{ToolOutcome, parse_arguments};
-use crate::store::PrincipalId;
 
 pub const STORE: &str = "memory_store";
 pub const FIND: &str = "memory_find";
@@ -100,7 +100,7 @@ fn typed<T: for<'de> Deserialize<'de>>(
 /// Runs tool `name` (one of [`NAMES`]) and returns its JSON result.
 pub async fn run(
     memory: &MemoryService,
-    owner: PrincipalId,
+    caller: &Caller,
     name: &str,
     arguments: Map<String, Value>,
     conversation: Option<&str>,
@@ -109,7 +109,12 @@ pub async fn run(
         STORE => {
             let args: StoreArgs = typed(name, arguments)?;
             let memory = memory
-                .remember(owner, &args.text, args.tags, conversation.map(String::from))
+                .remember(
+                    caller,
+                    &args.text,
+                    args.tags,
+                    conversation.map(String::from),
+                )
                 .await?;
             Ok(json!({"id": memory.id, "text": memory.text, "tags": memory.tags}))
         }
@@ -117,7 +122,7 @@ pub async fn run(
             let args: FindArgs = typed(name, arguments)?;
             let hits = memory
                 .recall(
-                    owner,
+                    caller,
                     &args.query,
                     args.k.unwrap_or(DEFAULT_K),
                     args.tags,
@@ -135,7 +140,7 @@ pub async fn run(
         }
         DELETE => {
             let args: DeleteArgs = typed(name, arguments)?;
-            memory.forget(owner, args.id).await?;
+            memory.forget(caller.id(), args.id).await?;
             Ok(json!({"deleted": args.id}))
         }
         other => Err(MemoryError::Invalid(format!(
@@ -147,7 +152,7 @@ pub async fn run(
 /// A call from the chat's tool loop: the result, or the error, as the model reads it.
 pub async fn call(
     memory: &MemoryService,
-    owner: PrincipalId,
+    caller: &Caller,
     name: &str,
     arguments: &str,
     conversation: Option<&str>,
@@ -157,7 +162,7 @@ pub async fn call(
         Ok(arguments) => arguments,
         Err(message) => return ToolOutcome::failed(message, started.elapsed()),
     };
-    match run(memory, owner, name, arguments, conversation).await {
+    match run(memory, caller, name, arguments, conversation).await {
         Ok(result) => ToolOutcome {
             ok: true,
             denied: false,

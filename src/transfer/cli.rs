@@ -99,6 +99,20 @@ pub fn export(args: &ExportArgs) -> Result<ExportReport, CliError> {
     })
 }
 
+/// A file only its owner can read (an export holds every conversation, as the database and
+/// its backups do), created or truncated; a file that was there keeps no wider mode.
+fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    Ok(file)
+}
+
 /// Written beside `path`, then renamed: a failed export never leaves half a file there.
 async fn export_to_file(
     store: &Store,
@@ -112,7 +126,7 @@ async fn export_to_file(
     let mut partial = path.as_os_str().to_os_string();
     partial.push(".partial");
     let partial = PathBuf::from(partial);
-    let file = std::fs::File::create(&partial).map_err(failed)?;
+    let file = private_file(&partial).map_err(failed)?;
     let mut out = std::io::BufWriter::new(file);
     let written = super::export(store, owner, &mut out).await;
     let finished = written.and_then(|report| {

@@ -699,8 +699,23 @@ async fn only_admins_choose_conversation_ids() {
         body.clone(),
     )
     .await;
-    assert_eq!(status, 400, "{refused}");
-    assert_eq!(refused["error"]["code"], "invalid_request");
+    assert_eq!(status, 403, "{refused}");
+    assert_eq!(refused["error"]["code"], "forbidden");
+    // A body of the wrong shape is told in JSON's terms, not our type names.
+    let (status, wrong) = send_json(
+        &app,
+        reqwest::Method::POST,
+        "/api/conversations",
+        &user,
+        json!("notes"),
+    )
+    .await;
+    assert_eq!(status, 422, "{wrong}");
+    let message = wrong["error"]["message"].as_str().expect("message");
+    assert!(
+        message.contains("expected an object") && !message.contains("CreateBody"),
+        "{message}"
+    );
     let (status, _) = send_json(
         &app,
         reqwest::Method::POST,

@@ -274,6 +274,24 @@ async fn cancel_mid_stream_stores_the_partial_answer() {
 }
 
 #[tokio::test]
+async fn cancelling_a_turn_that_has_finished_says_not_found() {
+    let (app, _fake) = chat_app(|_| {}).await;
+    let mut socket = connect(&app).await;
+    send(&mut socket, chat("done", "hello", json!({}))).await;
+    let frames = turn_frames(&mut socket, "done").await;
+    assert_eq!(frames.last().expect("end")["status"], "complete");
+    send(
+        &mut socket,
+        json!({"action": "cancel", "request_id": "done"}),
+    )
+    .await;
+    let answer = next_frame(&mut socket).await;
+    assert_eq!(answer["request_id"], "done", "{answer}");
+    assert_eq!(answer["chunk"]["code"], "not_found", "{answer}");
+    app.shutdown().await;
+}
+
+#[tokio::test]
 async fn a_client_that_disconnects_mid_stream_leaves_a_turn_that_stores_its_whole_answer() {
     let (app, fake) = chat_app(|_| {}).await;
     let slow = Reply::Text {

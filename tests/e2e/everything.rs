@@ -62,7 +62,7 @@ async fn elicit(socket: &mut Socket, id: &Value, payload: Value) {
 }
 
 /// The result of `call_1` as the model read it in its second request.
-fn result_read(fake: &Fake) -> String {
+pub fn result_read(fake: &Fake) -> String {
     chat_bodies(fake)
         .last()
         .and_then(|body| body["messages"].as_array().cloned())

@@ -2,6 +2,7 @@
 //! messages and memories written as JSON Lines while the server runs, read into another
 //! server's database whole; importing again changes nothing; a bad file writes nothing.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -81,10 +82,20 @@ async fn export_then_import_round_trips_conversations_and_memories() {
     let original = source.history(&conversation).await;
     assert_eq!(original.len(), 6, "{original:?}");
 
-    // Exported while the server runs.
+    // Exported while the server runs, over a file (and a leftover partial one) anyone could
+    // read: the export is left readable by its owner only.
     let file = source.dir.path().join("export.jsonl");
+    for stale in [file.clone(), source.dir.path().join("export.jsonl.partial")] {
+        std::fs::write(&stale, "old").expect("stale file");
+        std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    }
     let exported = run(&["export", "--output"], &file, &config_for(&source));
     assert!(exported.status.success(), "{}", said(&exported));
+    let mode = std::fs::metadata(&file)
+        .expect("export")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
     assert!(
         said(&exported).contains("exported 2 conversations (8 messages) and 1 memories"),
         "{}",

@@ -51,7 +51,8 @@ async fn completions(
             } else {
                 ErrorCode::InvalidRequest
             };
-            return failure(&WireError::new(code, rejection.body_text(), false));
+            let told = crate::wire::client_terms(&rejection.body_text());
+            return failure(&WireError::new(code, told, false));
         }
     };
     let store_in = match conversation_header(&headers) {

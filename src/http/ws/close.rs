@@ -17,8 +17,8 @@ pub enum CloseReason {
     PingTimeout,
     /// The server is stopping: 1001 once the socket's turns have ended.
     Shutdown,
-    /// The socket's API key was revoked, or it was opened without a key and keys are now
-    /// required: 4401 at once, its turns cancelled.
+    /// The socket's API key was revoked, its browser session was logged out or expired, or it
+    /// was opened without a key and keys are now required: 4401 at once, its turns cancelled.
     Revoked,
 }
 
@@ -38,7 +38,7 @@ impl CloseReason {
             Self::Shutdown => (close_code::AWAY, "the server is shutting down"),
             Self::Revoked => (
                 4401,
-                "the credentials of this connection are no longer valid (key revoked, or keys now required)",
+                "the credentials of this connection are no longer valid (key revoked, session ended, or keys now required)",
             ),
         };
         CloseFrame {

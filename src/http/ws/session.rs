@@ -103,7 +103,7 @@ pub async fn run(socket: WebSocket, state: AppState, caller: Caller, _slot: Owne
             }
             () = closer.aborted() => break,
             () = caller.revoked() => {
-                tracing::info!(key = caller.name(), "closing a socket whose key was revoked");
+                tracing::info!(key = caller.name(), "closing a socket whose credentials ended");
                 closer.abort(CloseReason::Revoked);
                 break;
             }
@@ -279,11 +279,12 @@ impl Session {
             let frame = chat
                 .compact_conversation(&caller, &request_id, payload, &token)
                 .await;
-            out.send(&frame);
+            // Let go before the answer: a `cancel` after it finds nothing to cancel.
             turns
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .remove(&request_id);
+            out.send(&frame);
         });
     }
 
@@ -445,20 +446,22 @@ impl Session {
     }
 
     fn cancel(&self, request_id: String) {
-        let followed = || {
-            self.watching
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .get(&request_id)
-                .map(|turn| turn.cancel.clone())
-        };
+        let followed = self
+            .watching
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&request_id)
+            .cloned();
+        // A turn that has sent its last frame is over, even before it is let go here.
+        let finished = followed.as_ref().is_some_and(|turn| turn.is_finished());
         let token = self
             .turns
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&request_id)
             .cloned()
-            .or_else(followed);
+            .or_else(|| followed.map(|turn| turn.cancel.clone()))
+            .filter(|_| !finished);
         if let Some(token) = token {
             token.cancel();
         } else {

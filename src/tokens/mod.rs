@@ -175,8 +175,8 @@ mod tests {
     /// scripts, emoji, whitespace runs, contractions, and long runs of one character.
     fn samples() -> Vec<String> {
         let mut texts: Vec<String> = [
-            include_str!("../../../README.md"),
-            include_str!("../../../config.yaml"),
+            include_str!("../../README.md"),
+            include_str!("../../config.yaml"),
             include_str!("mod.rs"),
             "Hello, world! I'm here; they're THERE. We'll see: 12345678 + 3.14159 = ?",
             "日本語のテキストと한국어 텍스트, русский текст, العربية, emoji 🎉🚀👩‍💻 and \u{0}",

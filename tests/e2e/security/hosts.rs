@@ -1,4 +1,4 @@
-//! Safe to share: the Host check (DNS rebinding), API keys, per-user data, quotas.
+//! The Host check (DNS rebinding) and the Origin check, on every route.
 
 use serde_json::Value;
 
@@ -83,6 +83,23 @@ async fn a_foreign_host_is_refused_on_every_route_before_any_handler() {
         health["access"]["host_refused"].as_u64() >= Some(22),
         "{health}"
     );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_host_headers_are_refused_on_every_route_whichever_comes_first() {
+    let app = spawn_app().await;
+    let port = app.addr.port();
+    for host in [
+        format!("localhost:{port}\r\nHost: evil.example"),
+        format!("evil.example\r\nHost: localhost:{port}"),
+        format!("localhost:{port}\r\nHost: localhost:{port}"),
+    ] {
+        for (what, request) in foreign_requests(&host) {
+            let (status, body) = raw_request(app.addr, &request).await;
+            assert_eq!(status, 400, "{what} with Host {host:?}: {body}");
+        }
+    }
     app.shutdown().await;
 }
 
