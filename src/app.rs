@@ -139,8 +139,16 @@ impl App {
         config: Config,
         env: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
     ) -> Result<Self, StartError> {
+        let mut config = config;
         let started = Instant::now();
         let env: EnvLookup = Arc::new(env);
+        // No provider chosen, the default without its key: a local engine may be at hand.
+        let (engines, own_port) = (crate::config::LOCAL_PRESETS, config.server.port);
+        if let Some(found) =
+            crate::llm::local::adopt(&mut config.llm, engines, own_port, &*env).await
+        {
+            tracing::info!("no provider chosen and the default has no API key: using {found}");
+        }
         // The servers file is read (and refused if malformed) before anything is touched.
         let mcp_servers = config.mcp.resolve_servers(&*env)?;
         let repository = config.chat.service.repository.clone();
@@ -310,7 +318,8 @@ impl App {
         // Without a key for the active provider, a local model server may be at hand.
         let providers = self.providers.clone();
         tasks.spawn(async move {
-            if let Some(hint) = crate::llm::local::hint(&providers, local.port()).await {
+            let engines = crate::config::LOCAL_PRESETS;
+            if let Some(hint) = crate::llm::local::hint(&providers, engines, local.port()).await {
                 tracing::warn!("{hint}");
             }
         });

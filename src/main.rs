@@ -468,6 +468,7 @@ fn choose_provider(config: &mut Config, provider: String) -> Result<(), StartErr
         .into());
     }
     config.llm.active = provider;
+    config.llm.chosen = true;
     Ok(())
 }
 

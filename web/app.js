@@ -143,7 +143,9 @@ async function main() {
       ui.model.append(group);
     }
     ui.model.value = current;
-    if (chosen && !chosen.configured) {
+    if (chunk.metadata.found_locally) {
+      showBanner(`Using ${chunk.metadata.found_locally}, found on this machine (no provider was chosen).`);
+    } else if (chosen && !chosen.configured) {
       showBanner(`The provider “${chosen.name}” has no API key: set ${chosen.key_variable} in the server's ` +
         "environment and restart it, or point a provider at a local model server (see the README).");
     }

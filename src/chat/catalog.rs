@@ -51,6 +51,7 @@ impl ChatService {
         let metadata = json!({
             "default_provider": self.providers.active(),
             "providers": providers,
+            "found_locally": self.providers.found_locally(),
         });
         ServerFrame::result(request_id, "models", metadata)
     }

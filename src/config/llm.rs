@@ -14,6 +14,14 @@ use serde::{Deserialize, Serialize};
 pub struct LlmConfig {
     /// The provider used when a request names none.
     pub active: String,
+    /// Whether `active` was chosen (`--provider`, or `llm.active` in the file read); an
+    /// unchosen default may give way to a local engine found at start.
+    #[serde(skip)]
+    pub chosen: bool,
+    /// What was found on this machine and used instead of an unchosen provider without a
+    /// key: "llama.cpp server at 127.0.0.1:8080, model X" (for the log and the page).
+    #[serde(skip)]
+    pub found_locally: Option<String>,
     /// Tried in order when the chosen provider is unavailable or fails before its first token.
     pub fallback: Vec<String>,
     pub providers: BTreeMap<String, ProviderConfig>,
@@ -71,6 +79,9 @@ pub struct ProviderConfig {
     pub models: Models,
     /// How the model calls tools: through the API's function calling, or written in its text.
     pub tool_calls: ToolCallMode,
+    /// The model's context window in tokens, when known (set it for a small local model; a
+    /// local engine found at start says its own): the prompt budget stays within it.
+    pub context_window: Option<u32>,
 }
 
 /// `tool_calls` of a provider entry.
@@ -202,6 +213,7 @@ impl ProviderConfig {
             circuit_breaker: CircuitBreakerConfig::default(),
             models: Models::Configured,
             tool_calls: ToolCallMode::Native,
+            context_window: None,
         };
         match name {
             "openai" => ProviderConfig {
@@ -339,25 +351,17 @@ impl Default for CircuitBreakerConfig {
     }
 }
 
+/// The provider used when none is chosen (and no local engine is found).
+pub const DEFAULT_ACTIVE: &str = "openai";
+
 /// What the file says: every provider key optional, resolved against the name's preset.
-#[derive(Deserialize)]
+#[derive(Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 struct RawLlmConfig {
-    active: String,
+    active: Option<String>,
     fallback: Vec<String>,
     providers: Option<BTreeMap<String, RawProvider>>,
     embeddings: EmbeddingsConfig,
-}
-
-impl Default for RawLlmConfig {
-    fn default() -> Self {
-        Self {
-            active: "openai".into(),
-            fallback: Vec::new(),
-            providers: None,
-            embeddings: EmbeddingsConfig::default(),
-        }
-    }
 }
 
 impl From<RawLlmConfig> for LlmConfig {
@@ -376,7 +380,9 @@ impl From<RawLlmConfig> for LlmConfig {
                 .collect(),
         };
         let mut config = Self {
-            active: raw.active,
+            chosen: raw.active.is_some(),
+            active: raw.active.unwrap_or_else(|| DEFAULT_ACTIVE.into()),
+            found_locally: None,
             fallback: raw.fallback,
             providers,
             embeddings: raw.embeddings,
@@ -415,6 +421,7 @@ struct RawProvider {
     circuit_breaker: RawCircuitBreaker,
     models: Option<Models>,
     tool_calls: Option<ToolCallMode>,
+    context_window: Option<u32>,
 }
 
 impl RawProvider {
@@ -433,6 +440,7 @@ impl RawProvider {
             circuit_breaker: self.circuit_breaker.resolve(&preset.circuit_breaker),
             models: self.models.unwrap_or(preset.models),
             tool_calls: self.tool_calls.unwrap_or(preset.tool_calls),
+            context_window: self.context_window.or(preset.context_window),
         }
     }
 }

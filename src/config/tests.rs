@@ -198,8 +198,11 @@ fn check_config_output_redacts_secrets_and_parses_back() {
     let printed = config.to_redacted_yaml();
     assert!(!printed.contains("ghp_secret"), "{printed}");
     assert!(printed.contains(secret::REDACTED), "{printed}");
-    let reparsed = parse(&printed).expect("printed config parses");
+    let mut reparsed = parse(&printed).expect("printed config parses");
     assert_eq!(reparsed.chat, config.chat);
+    // The effective provider is printed, so the printed file chooses it.
+    assert!(reparsed.llm.chosen && !config.llm.chosen);
+    reparsed.llm.chosen = false;
     assert_eq!(reparsed.llm, config.llm);
 }
 

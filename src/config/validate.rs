@@ -403,6 +403,9 @@ fn validate_provider(name: &str, p: &ProviderConfig) -> Result<(), Invalid> {
     if let Some(max) = p.max_tokens {
         within(&format!("{key}.max_tokens"), max, 1, 10_000_000)?;
     }
+    if let Some(window) = p.context_window {
+        within(&format!("{key}.context_window"), window, 512, 100_000_000)?;
+    }
     let h = &p.http_client;
     let hk = format!("{key}.http_client");
     within(

@@ -46,6 +46,8 @@ pub struct Providers {
     cache: Arc<EmbeddingCache>,
     /// Started on first use, for providers with an `embedding_model`.
     embedders: Mutex<BTreeMap<String, Arc<Embedder>>>,
+    /// The local engine found at start and used as the active provider, in words.
+    found_locally: Option<String>,
 }
 
 impl Providers {
@@ -66,7 +68,13 @@ impl Providers {
             embeddings: config.embeddings.clone(),
             cache: Arc::new(EmbeddingCache::new(config.embeddings.cache_entries)),
             embedders: Mutex::new(BTreeMap::new()),
+            found_locally: config.found_locally.clone(),
         }
+    }
+
+    /// The local engine found at start and used because no provider was chosen.
+    pub fn found_locally(&self) -> Option<&str> {
+        self.found_locally.as_deref()
     }
 
     /// For the start-up line: `openai (no key: OPENAI_API_KEY), local`.
@@ -260,6 +268,8 @@ mod tests {
             fallback: Vec::new(),
             providers: [("local".into(), local), ("router".into(), router)].into(),
             embeddings: EmbeddingsConfig::default(),
+            chosen: true,
+            found_locally: None,
         };
         Providers::new(&config, |_| None)
     }

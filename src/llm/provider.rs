@@ -74,7 +74,7 @@ impl Provider {
                 config.circuit_breaker.open_for,
             ),
             stats: ProviderStats::default(),
-            window: AtomicU32::new(0),
+            window: AtomicU32::new(config.context_window.unwrap_or(0)),
             config: config.clone(),
         }
     }
@@ -123,8 +123,8 @@ impl Provider {
         self.config.embedding_model.as_deref()
     }
 
-    /// The model's context window in tokens, once the provider has said it (in a context
-    /// overflow's error).
+    /// The model's context window in tokens: configured (`context_window`), found at start,
+    /// or said by the provider in a context overflow's error (the latest wins).
     pub fn context_window(&self) -> Option<u32> {
         Some(self.window.load(Ordering::Relaxed)).filter(|&w| w > 0)
     }
@@ -310,12 +310,21 @@ impl Provider {
         if let Some(opened) = self.first_events(response).await? {
             return Ok(opened);
         }
-        // A 200 whose stream holds no event at all: how llama-cpp-python fails a streamed
-        // request (a context overflow among others). Asked once without streaming, the
-        // engine answers with its real error, or with the answer.
+        // A 200 whose stream ends with no event at all: how llama-cpp-python fails a streamed
+        // request (a context overflow among others). Asked once without streaming, the engine
+        // answers with its real error, or with the answer.
         tracing::debug!("the stream held no event; asking again without streaming");
-        let request = self.post("chat/completions")?.json(&body.unstreamed());
-        let response = self.send(request, body.model()).await?;
+        let whole = body.unstreamed();
+        let request = self.post("chat/completions")?.json(&whole);
+        let response = match self.send(request, body.model()).await {
+            // The engine may drop the connection the failed stream came on while it is taken
+            // from the pool again (seen with uvicorn): once more, on a new one.
+            Err(ProviderError::Connect { .. }) => {
+                let request = self.post("chat/completions")?.json(&whole);
+                self.send(request, body.model()).await?
+            }
+            sent => sent?,
+        };
         self.whole_response(response).await
     }
 
@@ -366,6 +375,8 @@ impl Provider {
                     opened.pending.extend(events);
                     return Ok(Some(opened));
                 }
+                // The body ended with nothing in it: how llama-cpp-python fails a stream. (One
+                // that broke, timed out or ran past a cap is a fault like any other.)
                 Some(Err(_)) if opened.ended && !opened.read_any => return Ok(None),
                 Some(Err(message)) => return Err(self.stream_fault(message, true)),
                 None => {
@@ -555,7 +566,7 @@ struct Opened {
     assembler: Assembler,
     /// Whether any event came from the body (or the response was whole).
     read_any: bool,
-    /// Whether the body ended (rather than failed).
+    /// Whether the body ended (rather than broke off).
     ended: bool,
 }
 

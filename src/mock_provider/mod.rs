@@ -125,6 +125,7 @@ impl MockProvider {
         Router::new()
             .route("/v1/chat/completions", post(chat))
             .route("/v1/embeddings", post(embeddings))
+            .route("/v1/models", axum::routing::get(models))
             .with_state(self.clone())
     }
 
@@ -313,6 +314,16 @@ async fn whole(reply: &Reply, prompt_tokens: usize, _guard: InFlight) -> Respons
         _ => (StatusCode::OK, "this is not JSON").into_response(),
     }
 }
+
+/// `GET /v1/models`: the one model it plays, as an engine lists what it has loaded.
+async fn models() -> Json<Value> {
+    Json(serde_json::json!({"object": "list", "data": [
+        {"id": MOCK_MODEL, "object": "model", "owned_by": "mock-provider"}
+    ]}))
+}
+
+/// The model the fake says it serves.
+pub const MOCK_MODEL: &str = "mock-model";
 
 type Piece = (Duration, Result<Bytes, std::io::Error>);
 

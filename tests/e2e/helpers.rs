@@ -48,6 +48,8 @@ pub async fn spawn_app_with(edit: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = Config::default();
     config.server.port = 0;
     config.chat.service.repository.path = dir.path().join("data/chat.db");
+    // Chosen: a test's server never goes looking for a local engine on this machine.
+    config.llm.chosen = true;
     edit(&mut config);
     let db_path = config.chat.service.repository.path.clone();
     let listener = bind(&config.server).await.expect("bind port 0");

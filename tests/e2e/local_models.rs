@@ -1,49 +1,22 @@
-//! Local models first: with no key for the active provider, a local model server answering on
-//! a preset's default port is named at start with how to use it; `--provider` picks a local
+//! Local models first: with no provider chosen and no key for the default one, a local engine
+//! answering on a preset's port is used; a chosen provider is kept; `--provider` picks a local
 //! preset without a config entry, and refuses a name that is not a provider.
 
 use std::time::Duration;
 
-use mcp_platform::config::LOCAL_PRESETS;
 use mcp_platform::mock_provider::{MockProvider, Reply};
 use tokio::io::AsyncBufReadExt;
 
 use crate::binary::BIN;
 
-#[tokio::test]
-async fn the_start_names_a_local_model_server_that_answers() {
-    // The first preset port free here (vLLM's 8000 is left out: a server of ours may use it).
-    let mut occupied_before = false;
-    let mut found = None;
-    for preset in LOCAL_PRESETS.iter().filter(|p| p.port != 8000) {
-        match tokio::net::TcpListener::bind(("127.0.0.1", preset.port)).await {
-            Ok(listener) => {
-                found = Some((preset, listener));
-                break;
-            }
-            Err(_) => occupied_before = true,
-        }
-    }
-    let Some((preset, listener)) = found else {
-        eprintln!("every local preset port is taken here: nothing to test");
-        return;
-    };
-    let mock = MockProvider::new(Reply::words(3));
-    let _server = mock.spawn(listener);
-
-    let dir = tempfile::tempdir().expect("dir");
-    let config = dir.path().join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "chat:\n  service:\n    repository:\n      path: {}\n",
-            dir.path().join("chat.db").display()
-        ),
-    )
-    .expect("config");
+/// Starts the binary with `config` (YAML) and no OpenAI key; the first log line that has
+/// `needle`.
+async fn start_and_find(dir: &std::path::Path, config: &str, needle: &str) -> String {
+    let path = dir.join("config.yaml");
+    std::fs::write(&path, config).expect("config");
     let mut child = tokio::process::Command::new(BIN)
         .args(["serve", "--port", "0", "--config"])
-        .arg(&config)
+        .arg(&path)
         .env_remove("OPENAI_API_KEY")
         .env("RUST_LOG", "info")
         .stderr(std::process::Stdio::piped())
@@ -51,36 +24,54 @@ async fn the_start_names_a_local_model_server_that_answers() {
         .spawn()
         .expect("the server starts");
     let mut lines = tokio::io::BufReader::new(child.stderr.take().expect("stderr")).lines();
-    let hint = tokio::time::timeout(Duration::from_secs(30), async {
+    let found = tokio::time::timeout(Duration::from_secs(30), async {
         while let Ok(Some(line)) = lines.next_line().await {
-            if line.contains("answers at http://127.0.0.1:") {
+            if line.contains(needle) {
                 return line;
             }
         }
         String::new()
     })
     .await
-    .expect("a hint within 30 s");
-    assert!(
-        hint.contains("no API key") && hint.contains("OPENAI_API_KEY"),
-        "{hint}"
-    );
-    assert!(hint.contains("--provider "), "{hint}");
-    if !occupied_before {
-        assert!(
-            hint.contains(&format!(
-                "{} answers at {}",
-                preset.label,
-                preset.base_url()
-            )),
-            "{hint}"
-        );
-        assert!(
-            hint.contains(&format!("--provider {}", preset.name)),
-            "{hint}"
-        );
-    }
+    .expect("the line within 30 s");
     let _ = child.kill().await;
+    found
+}
+
+#[tokio::test]
+async fn with_no_provider_chosen_a_local_engine_that_answers_is_used_and_a_chosen_one_is_kept() {
+    // An engine where the config's `ollama` entry says (the preset's own port may be taken
+    // here, and a test must not bind it).
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mock = MockProvider::new(Reply::words(3));
+    let _engine = mock.spawn(listener);
+    let dir = tempfile::tempdir().expect("dir");
+    let common = format!(
+        "chat:\n  service:\n    repository:\n      path: {}\n",
+        dir.path().join("chat.db").display()
+    );
+    let providers = format!(
+        "  providers:\n    openai: {{}}\n    ollama:\n      base_url: http://127.0.0.1:{port}/v1\n"
+    );
+
+    // Nothing chosen: the engine is used, with the model it lists.
+    let config = format!("{common}llm:\n{providers}");
+    let using = start_and_find(dir.path(), &config, "using ").await;
+    assert!(
+        using.contains(&format!("Ollama at 127.0.0.1:{port}, model mock-model")),
+        "{using}"
+    );
+    assert!(using.contains("no provider chosen"), "{using}");
+    let asked: Vec<_> = mock.requests().iter().map(|r| r.endpoint).collect();
+    assert!(asked.is_empty(), "no chat request at start: {asked:?}");
+
+    // Chosen: kept, and the log says how to use the engine instead.
+    let config = format!("{common}llm:\n  active: openai\n{providers}");
+    let ready = start_and_find(dir.path(), &config, "listening").await;
+    assert!(ready.contains("openai (no key"), "{ready}");
 }
 
 #[tokio::test]

@@ -432,6 +432,8 @@ fn llm_config(entries: Vec<(&str, ProviderConfig)>, active: &str, fallback: &[&s
             .map(|(n, c)| (n.to_string(), c))
             .collect(),
         embeddings: mcp_platform::config::EmbeddingsConfig::default(),
+        chosen: true,
+        found_locally: None,
     }
 }
 

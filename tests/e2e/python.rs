@@ -15,7 +15,7 @@ const REQUIREMENTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/re
 /// when that cannot be done: these tests are part of the suite, never skipped.
 pub fn python() -> PathBuf {
     static VENV: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    match VENV.get_or_init(provision) {
+    match VENV.get_or_init(|| provision(REQUIREMENTS, "python", &[])) {
         Ok(venv) => venv.join("bin").join("python"),
         Err(why) => panic!(
             "the Python MCP peers could not be installed: {why}\n\
@@ -24,14 +24,12 @@ pub fn python() -> PathBuf {
     }
 }
 
-/// A venv per version of the requirements, built aside and moved into place when complete, so
-/// an interrupted install is never mistaken for a finished one.
-fn provision() -> Result<PathBuf, String> {
-    let requirements =
-        std::fs::read(REQUIREMENTS).map_err(|e| format!("cannot read {REQUIREMENTS}: {e}"))?;
-    let digest = Sha256::digest(&requirements);
-    let key = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
-    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("python-{key:016x}"));
+/// A venv for `requirements`, named `name-HASH` under the tests' temporary directory: one per
+/// version of the file, built aside and moved into place when complete, so an interrupted
+/// install is never mistaken for a finished one.
+/// `env` is given to pip (a build's options).
+pub fn provision(requirements: &str, name: &str, env: &[(&str, &str)]) -> Result<PathBuf, String> {
+    let venv = venv_path(requirements, name)?;
     if venv.join("installed").exists() {
         return Ok(venv);
     }
@@ -46,7 +44,8 @@ fn provision() -> Result<PathBuf, String> {
             "--quiet",
             "--disable-pip-version-check",
         ])
-        .args(["--no-input", "--require-virtualenv", "-r", REQUIREMENTS]))?;
+        .args(["--no-input", "--require-virtualenv", "-r", requirements])
+        .envs(env.iter().copied()))?;
     std::fs::write(staging.join("installed"), "")
         .map_err(|e| format!("cannot write to {}: {e}", staging.display()))?;
     if let Err(error) = std::fs::rename(&staging, &venv) {
@@ -62,7 +61,16 @@ fn provision() -> Result<PathBuf, String> {
     Ok(venv)
 }
 
-fn run(command: &mut Command) -> Result<(), String> {
+/// Where the venv of `requirements` lives (its name carries the file's hash).
+pub fn venv_path(requirements: &str, name: &str) -> Result<PathBuf, String> {
+    let text =
+        std::fs::read(requirements).map_err(|e| format!("cannot read {requirements}: {e}"))?;
+    let digest = Sha256::digest(&text);
+    let key = u64::from_be_bytes(digest[..8].try_into().expect("8 bytes"));
+    Ok(Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("{name}-{key:016x}")))
+}
+
+pub fn run(command: &mut Command) -> Result<(), String> {
     let shown = format!("{command:?}");
     let output = command
         .output()

@@ -23,6 +23,8 @@ pub async fn chat_app(edit: impl FnOnce(&mut Config)) -> (TestApp, Fake) {
         fallback: Vec::new(),
         providers: [("mock".to_string(), provider)].into(),
         embeddings: mcp_platform::config::EmbeddingsConfig::default(),
+        chosen: true,
+        found_locally: None,
     };
     let app = spawn_app_with(move |config| {
         config.llm = llm;
