@@ -409,10 +409,13 @@ fn mock_provider(args: &MockArgs) -> Result<(), StartError> {
         let local = listener.local_addr().map_err(StartError::Runtime)?;
         println!("mock provider listening on http://{local}/v1");
         let shutdown = shutdown_signal().map_err(StartError::Runtime)?;
-        axum::serve(mcp_platform::http::without_nagle(listener), mock.router())
-            .with_graceful_shutdown(shutdown)
-            .await
-            .map_err(StartError::Runtime)
+        axum::serve(
+            mcp_platform::mock_provider::without_nagle(listener),
+            mock.router(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(StartError::Runtime)
     })
 }
 

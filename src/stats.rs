@@ -1,6 +1,6 @@
-//! Live figures for `/health`: a lock-free latency histogram and gauges. Each component owns
-//! its own instances (the store its pool waits, the WebSocket layer its turn latencies); this
-//! module only provides the types.
+//! Live figures for `/health`: a lock-free latency histogram, gauges, and a cache's counts.
+//! Each component owns its own instances (the store its pool waits, the WebSocket layer its
+//! turn latencies); this module only provides the types.
 //!
 //! The histogram keeps counts in log-linear buckets (8 per power of two, so a reported
 //! percentile is within 12.5% of the true value) over microseconds, from 1 µs to days.
@@ -15,6 +15,15 @@ const LINEAR: usize = 16;
 const SUB_BUCKETS: usize = 8;
 const MAX_EXP: usize = 40;
 const BUCKETS: usize = LINEAR + (MAX_EXP - 3) * SUB_BUCKETS;
+
+/// A cache's figures: hits and misses since start, entries now, and its capacity.
+#[derive(Debug, Clone, Serialize)]
+pub struct CacheSnapshot {
+    pub hits: u64,
+    pub misses: u64,
+    pub entries: usize,
+    pub capacity: usize,
+}
 
 /// Cumulative latency distribution since start.
 pub struct Histogram {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{ConfigError, Secret};
+use super::Secret;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -117,30 +117,4 @@ impl McpServerConfig {
 
 fn enabled_by_default() -> bool {
     true
-}
-
-impl McpConfig {
-    /// Every configured server: the entries of `servers_file` (a missing file means none),
-    /// then the inline ones. `${VAR}` and `${VAR:-default}` in the file's `env` and `headers`
-    /// values are replaced from `env`. A name defined twice is an error.
-    pub fn resolve_servers(
-        &self,
-        env: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<BTreeMap<String, McpServerConfig>, ConfigError> {
-        let mut servers = match &self.servers_file {
-            Some(path) => super::servers_file::load(path, env)?,
-            None => BTreeMap::new(),
-        };
-        for (name, server) in &self.servers {
-            if servers.contains_key(name) {
-                return Err(ConfigError::Invalid {
-                    origin: "config.yaml".into(),
-                    key: format!("mcp.servers.{name}"),
-                    message: "is also defined in mcp.servers_file; keep one".into(),
-                });
-            }
-            servers.insert(name.clone(), server.clone());
-        }
-        Ok(servers)
-    }
 }

@@ -6,6 +6,7 @@
 
 mod chat;
 mod duration;
+mod host_pattern;
 mod interpolate;
 mod llm;
 mod mcp;
@@ -24,6 +25,7 @@ pub use chat::{
     ChatConfig, ContextConfig, LoopGuardConfig, OnDisconnect, PoolConfig, RepositoryConfig,
     RetentionConfig, RetentionPolicy, ServiceConfig, StreamingConfig, Synchronous, WebSocketConfig,
 };
+pub use host_pattern::{HostPattern, split_authority};
 pub use llm::{
     CircuitBreakerConfig, EmbeddingsConfig, HttpClientConfig, LOCAL_PRESETS, LlmConfig,
     LocalPreset, Models, ProviderConfig, ToolCallMode,

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 
 use super::ConfigError;
-use super::mcp::McpServerConfig;
+use super::mcp::{McpConfig, McpServerConfig};
 
 /// Keys that desktop MCP clients add to their entries and that mean nothing here: accepted
 /// and ignored, so users' files load unchanged.
@@ -18,7 +18,33 @@ const CLIENT_ONLY_KEYS: &[&str] = &["disabledTools", "description"];
 /// every other tool, so an entry with one asks too (unless it sets `approval` itself).
 const AUTO_APPROVE_KEYS: &[&str] = &["autoApprove", "alwaysAllow"];
 
-pub(super) fn load(
+impl McpConfig {
+    /// Every configured server: the entries of `servers_file` (a missing file means none),
+    /// then the inline ones. `${VAR}` and `${VAR:-default}` in the file's `env` and `headers`
+    /// values are replaced from `env`. A name defined twice is an error.
+    pub fn resolve_servers(
+        &self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<BTreeMap<String, McpServerConfig>, ConfigError> {
+        let mut servers = match &self.servers_file {
+            Some(path) => load(path, env)?,
+            None => BTreeMap::new(),
+        };
+        for (name, server) in &self.servers {
+            if servers.contains_key(name) {
+                return Err(ConfigError::Invalid {
+                    origin: "config.yaml".into(),
+                    key: format!("mcp.servers.{name}"),
+                    message: "is also defined in mcp.servers_file; keep one".into(),
+                });
+            }
+            servers.insert(name.clone(), server.clone());
+        }
+        Ok(servers)
+    }
+}
+
+fn load(
     path: &std::path::Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<BTreeMap<String, McpServerConfig>, ConfigError> {

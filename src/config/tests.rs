@@ -36,6 +36,14 @@ fn the_load_test_config_in_benches_is_valid_and_uses_the_mock() {
 }
 
 #[test]
+fn the_real_engine_bench_config_is_valid_and_chooses_the_engine() {
+    let config = parse(include_str!("../../benches/real_engine.yaml")).expect("real_engine.yaml");
+    assert!(config.llm.chosen);
+    assert_eq!(config.llm.providers["llamacpp"].max_tokens, Some(32));
+    assert_eq!(config.chat.service.system_prompt, "");
+}
+
+#[test]
 fn an_empty_file_gives_the_defaults() {
     assert_eq!(parse("").expect("empty is fine"), Config::default());
     assert_eq!(

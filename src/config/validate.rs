@@ -129,7 +129,7 @@ impl Config {
         }
         for (i, host) in self.server.allowed_hosts.iter().enumerate() {
             ensure(
-                crate::http::HostPattern::parse(host).is_some(),
+                super::HostPattern::parse(host).is_some(),
                 format!("server.allowed_hosts[{i}]"),
                 format!(
                     "must be a host name, `name:port` or `*.domain`, without scheme or path (got `{host}`)"

@@ -14,10 +14,11 @@ use super::{AccessSnapshot, AppState, ConnectionsSnapshot, McpSessionsSnapshot, 
 use std::collections::BTreeMap;
 
 use crate::auth::AuthSnapshot;
-use crate::llm::{CacheSnapshot, ProviderSnapshot};
+use crate::llm::ProviderSnapshot;
 use crate::mcp::McpSnapshot;
 use crate::memory::MemorySnapshot;
 use crate::process::ProcessSnapshot;
+use crate::stats::CacheSnapshot;
 use crate::store::StoreStats;
 
 #[derive(Serialize)]

@@ -24,12 +24,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use axum::Router;
-use axum::serve::{ListenerExt, TapIo};
-use tokio::net::{TcpListener, TcpStream};
 
 pub use error::ApiError;
 pub use front::serve;
-pub use host::{AllowedHosts, HostPattern};
+pub use host::AllowedHosts;
 pub use listener::{ConnectionSlot, Connections, ConnectionsSnapshot};
 pub use mcp_sessions::{McpSessions, McpSessionsSnapshot};
 pub use ws::{Rejection, SocketSnapshot, Sockets};
@@ -190,17 +188,4 @@ pub fn router(state: AppState) -> Router {
             state.config.server.http.body_read_timeout,
         ))
         .with_state(state)
-}
-
-/// A listener whose accepted sockets have `TCP_NODELAY` set. A streamed answer is many small
-/// writes; with Nagle's algorithm each one after the first waits for the peer's ACK, which
-/// Linux delays by up to 40 ms, so every turn would pay 40 ms for nothing.
-pub fn without_nagle(listener: TcpListener) -> TapIo<TcpListener, fn(&mut TcpStream)> {
-    listener.tap_io(set_nodelay as fn(&mut TcpStream))
-}
-
-fn set_nodelay(stream: &mut TcpStream) {
-    if let Err(error) = stream.set_nodelay(true) {
-        tracing::debug!(%error, "cannot set TCP_NODELAY on an accepted socket");
-    }
 }

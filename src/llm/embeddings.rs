@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use super::error::ProviderError;
 use super::provider::Provider;
 use crate::config::EmbeddingsConfig;
+use crate::stats::CacheSnapshot;
 
 pub type Vector = Arc<[f32]>;
 
@@ -22,14 +23,6 @@ pub struct EmbeddingCache {
     cache: Option<quick_cache::sync::Cache<(String, String), Vector>>,
     hits: AtomicU64,
     misses: AtomicU64,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct CacheSnapshot {
-    pub hits: u64,
-    pub misses: u64,
-    pub entries: usize,
-    pub capacity: usize,
 }
 
 impl EmbeddingCache {

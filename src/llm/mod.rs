@@ -24,17 +24,19 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 pub use assemble::{Assembler, StreamFault};
-pub use embeddings::{CacheSnapshot, Embedder, EmbedderSnapshot, Vector};
+pub use embeddings::{Embedder, EmbedderSnapshot, Vector};
 pub use error::ProviderError;
 pub use limits::{Limits, Refused, Slot};
-pub use provider::{ChatStream, Provider};
+pub use provider::Provider;
 pub use sse::SseDecoder;
 pub use stats::ProviderSnapshot;
 pub use types::{
-    ChatEvent, ChatMessage, ChatRequest, FinishReason, MessageRole, ToolCall, ToolSpec, Usage,
+    ChatEvent, ChatMessage, ChatRequest, ChatStream, FinishReason, MessageRole, ToolCall, ToolSpec,
+    Usage,
 };
 
 use crate::config::{EmbeddingsConfig, LlmConfig};
+use crate::stats::CacheSnapshot;
 use embeddings::EmbeddingCache;
 
 /// Every configured provider, by name.

@@ -7,11 +7,9 @@
 //! the caller has seen part of an answer.
 
 use std::collections::VecDeque;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use futures::Stream;
 use reqwest::header::{ACCEPT, RETRY_AFTER};
 use tokio::time::Instant;
 
@@ -24,12 +22,9 @@ use super::retry;
 use super::sse::EventReader;
 use super::stats::{ProviderSnapshot, ProviderStats};
 use super::text_tools;
-use super::types::{ChatEvent, ChatRequest};
+use super::types::{ChatEvent, ChatRequest, ChatStream};
 use super::wire::{Body, Completion, status_error};
 use crate::config::{ProviderConfig, Secret, ToolCallMode};
-
-/// An answer as it arrives. Dropping it cancels the request.
-pub type ChatStream = Pin<Box<dyn Stream<Item = Result<ChatEvent, ProviderError>> + Send>>;
 
 /// Largest non-streaming response body read.
 const MAX_BODY_BYTES: usize = 16 << 20;

@@ -19,8 +19,9 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 
 use super::assemble::excerpt;
-use super::provider::ChatStream;
-use super::types::{ChatEvent, ChatMessage, ChatRequest, FinishReason, MessageRole, ToolCall};
+use super::types::{
+    ChatEvent, ChatMessage, ChatRequest, ChatStream, FinishReason, MessageRole, ToolCall,
+};
 
 /// The name a call gets when its markup cannot be read; its arguments are
 /// `{"error": why, "text": the start of what the model wrote}`.

@@ -148,6 +148,10 @@ impl FinishReason {
     }
 }
 
+/// An answer as it arrives. Dropping it cancels the request.
+pub type ChatStream =
+    std::pin::Pin<Box<dyn futures::Stream<Item = Result<ChatEvent, super::ProviderError>> + Send>>;
+
 /// What a provider's answer is made of, in order: text deltas, then completed tool calls,
 /// usage, and a finish reason last.
 #[derive(Debug, Clone, PartialEq)]

@@ -40,7 +40,7 @@ pub use schema::convert as convert_schema;
 pub use server::{ServerSnapshot, ServerState};
 
 use crate::config::{Approval, McpConfig, McpServerConfig};
-use crate::llm::CacheSnapshot;
+use crate::stats::CacheSnapshot;
 use server::Server;
 use supervisor::Supervisor;
 

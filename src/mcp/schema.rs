@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::llm::CacheSnapshot;
+use crate::stats::CacheSnapshot;
 
 /// Inlining depth past which a (recursive) `$ref` becomes a free-form object.
 pub const MAX_DEPTH: usize = 12;

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
+use super::history_window::HistoryWindow;
 use super::model::{
     Conversation, ConversationId, ConversationUpdate, NewMessage, Page, StoredMessage,
 };
@@ -525,46 +526,6 @@ fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<Conversation> {
         owner: row.get(6)?,
         system_prompt: row.get(7)?,
     })
-}
-
-/// The messages a context window can use, given newest first: taken until their stored token
-/// counts pass `token_limit` (the message that passes it included) or `max_rows` are taken.
-/// The database read and the in-memory history both select with it, so they cannot disagree.
-pub(super) struct HistoryWindow {
-    items: Vec<Arc<StoredMessage>>,
-    tokens: i64,
-    token_limit: i64,
-    max_rows: usize,
-}
-
-impl HistoryWindow {
-    pub(super) fn new(token_limit: u32, max_rows: u32) -> Self {
-        Self {
-            items: Vec::new(),
-            tokens: 0,
-            token_limit: i64::from(token_limit),
-            max_rows: max_rows as usize,
-        }
-    }
-
-    /// False once a limit is reached.
-    pub(super) fn wants_more(&self) -> bool {
-        self.items.len() < self.max_rows && self.tokens <= self.token_limit
-    }
-
-    pub(super) fn push(&mut self, message: Arc<StoredMessage>) {
-        self.tokens += message.token_count;
-        self.items.push(message);
-    }
-
-    /// The messages oldest first, and whether no limit was reached (every message offered was
-    /// taken, so nothing older was left out).
-    pub(super) fn finish(self) -> (Vec<Arc<StoredMessage>>, bool) {
-        let unlimited = self.wants_more();
-        let mut items = self.items;
-        items.reverse();
-        (items, unlimited)
-    }
 }
 
 fn collect_messages(mut rows: rusqlite::Rows<'_>) -> Result<Vec<StoredMessage>, StoreError> {

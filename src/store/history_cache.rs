@@ -13,9 +13,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use quick_cache::Weighter;
 
-use super::conversations::HistoryWindow;
+use super::history_window::HistoryWindow;
 use super::{ConversationId, StoredMessage};
-use crate::llm::CacheSnapshot;
+use crate::stats::CacheSnapshot;
 
 /// Conversations expected in the cache, for its initial sizing.
 const EXPECTED_ENTRIES: usize = 4096;

@@ -13,6 +13,7 @@ mod gathering;
 mod group_commit;
 mod health;
 mod history_cache;
+mod history_window;
 mod lane;
 mod mcp_logins;
 mod memories;
@@ -244,7 +245,7 @@ impl Store {
     }
 
     /// Hits and misses of the in-memory history that chat turns read (`/health` `cache_stats`).
-    pub fn history_cache_stats(&self) -> crate::llm::CacheSnapshot {
+    pub fn history_cache_stats(&self) -> crate::stats::CacheSnapshot {
         self.inner.history.snapshot()
     }
 
