@@ -18,7 +18,7 @@ struct Chunk {
     #[serde(default)]
     choices: Vec<ChunkChoice>,
     usage: Option<Usage>,
-    error: Option<WireError>,
+    error: Option<ErrorObject>,
 }
 
 #[derive(Deserialize)]
@@ -52,7 +52,7 @@ struct FunctionDelta {
 
 /// An `{"error": {...}}` object, inside a stream or as an HTTP error body.
 #[derive(Deserialize, Debug)]
-pub struct WireError {
+pub struct ErrorObject {
     pub message: Option<String>,
     #[serde(rename = "type")]
     pub kind: Option<String>,
@@ -64,7 +64,7 @@ pub struct WireError {
     pub n_ctx: Option<u64>,
 }
 
-impl WireError {
+impl ErrorObject {
     /// Whether the provider says the prompt is longer than the model's context window:
     /// OpenAI's and Groq's `context_length_exceeded`, the "maximum context length" of OpenAI,
     /// OpenRouter and vLLM, Groq's "reduce the length of the messages", llama.cpp's
@@ -425,7 +425,7 @@ mod tests {
     #[test]
     fn the_context_window_is_read_from_the_error_when_it_says() {
         let window = |json: &str| {
-            serde_json::from_str::<WireError>(json)
+            serde_json::from_str::<ErrorObject>(json)
                 .expect("an error object")
                 .context_window()
         };

@@ -3,13 +3,15 @@
 //! circuit breaker; and [`Providers`], which picks one by name and falls back in the configured
 //! order when it cannot answer.
 //!
-//! Owns the wire format and the stream parsing; knows nothing of conversations or storage.
+//! Owns the OpenAI-compatible format and the stream parsing; knows nothing of conversations or
+//! storage.
 
 mod assemble;
 mod bounded;
 mod breaker;
 mod embeddings;
 mod error;
+mod format;
 mod limits;
 pub mod local;
 mod provider;
@@ -18,7 +20,6 @@ mod sse;
 mod stats;
 pub mod text_tools;
 mod types;
-mod wire;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -17,13 +17,13 @@ use super::assemble::{Assembler, excerpt};
 use super::bounded::ReadFault;
 use super::breaker::{CircuitBreaker, Pass};
 use super::error::ProviderError;
+use super::format::{Body, Completion, status_error};
 use super::limits::{Limits, Refused, Slot};
 use super::retry;
 use super::sse::EventReader;
 use super::stats::{ProviderSnapshot, ProviderStats};
 use super::text_tools;
 use super::types::{ChatEvent, ChatRequest, ChatStream};
-use super::wire::{Body, Completion, status_error};
 use crate::config::{ProviderConfig, Secret, ToolCallMode};
 
 /// Largest non-streaming response body read.
@@ -336,7 +336,7 @@ impl Provider {
                 .send(self.post("embeddings")?.json(&body), model)
                 .await?;
             let bytes = self.read_body(response).await?;
-            super::wire::embeddings(&bytes, inputs.len()).map_err(|m| self.stream_fault(m, true))
+            super::format::embeddings(&bytes, inputs.len()).map_err(|m| self.stream_fault(m, true))
         };
         let result = self.call(attempt).await;
         match result {

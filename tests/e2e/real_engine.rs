@@ -13,7 +13,7 @@ use crate::chat_tools::{tool_frames, wait_ready};
 use crate::engine::Engine;
 use crate::helpers::{TestApp, spawn_app_with};
 use crate::mcp_host::stdio_entry;
-use crate::ws::{Socket, chat, connect, next_frame, send, text_of};
+use crate::ws::{Socket, chat, connect, send, text_of};
 
 /// Answers kept short: a 135M model on one thread, several tests side by side.
 const MAX_TOKENS: u32 = 48;
@@ -35,26 +35,32 @@ async fn app_found_at_start(engine: &Engine, edit: impl FnOnce(&mut Config)) -> 
 
 async fn models(socket: &mut Socket) -> Value {
     send(socket, json!({"action": "list_models", "request_id": "m"})).await;
-    next_frame(socket).await["chunk"]["metadata"].clone()
+    patient_frame(socket).await["chunk"]["metadata"].clone()
 }
 
-/// Frames of `request_id` until its end, waiting up to a minute for each: a small model on
-/// one thread may read a long prompt (text-mode tools) for several seconds before its first
-/// token. A liveness bound, not a timing claim.
-async fn slow_turn(socket: &mut Socket, request_id: &str) -> Vec<Value> {
+/// The next frame, waiting up to a minute: a small model on one thread may read a long prompt
+/// (text-mode tools) for several seconds before its first token, more on a loaded machine. A
+/// liveness bound, not a timing claim.
+async fn patient_frame(socket: &mut Socket) -> Value {
     use futures::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
-    let mut frames = Vec::new();
     loop {
         let message = tokio::time::timeout(Duration::from_secs(60), socket.next())
             .await
             .expect("a frame within 60 s")
             .expect("socket open")
             .expect("read");
-        let Message::Text(text) = message else {
-            continue;
-        };
-        let frame: Value = serde_json::from_str(text.as_str()).expect("JSON");
+        if let Message::Text(text) = message {
+            return serde_json::from_str(text.as_str()).expect("JSON");
+        }
+    }
+}
+
+/// Frames of `request_id` until its end, each waited for as [`patient_frame`] does.
+async fn slow_turn(socket: &mut Socket, request_id: &str) -> Vec<Value> {
+    let mut frames = Vec::new();
+    loop {
+        let frame = patient_frame(socket).await;
         if frame["request_id"] != request_id {
             continue;
         }
@@ -232,11 +238,11 @@ async fn cancelling_a_real_answer_stops_it_and_keeps_what_was_said() {
         ),
     )
     .await;
-    let conversation = next_frame(&mut socket).await["chunk"]["metadata"]["conversation_id"]
+    let conversation = patient_frame(&mut socket).await["chunk"]["metadata"]["conversation_id"]
         .as_str()
         .expect("id")
         .to_string();
-    while next_frame(&mut socket).await["status"] != "chunk" {}
+    while patient_frame(&mut socket).await["status"] != "chunk" {}
     send(&mut socket, json!({"action": "cancel", "request_id": "c1"})).await;
     let frames = slow_turn(&mut socket, "c1").await;
     assert_eq!(
@@ -278,7 +284,7 @@ async fn an_engine_killed_mid_answer_ends_the_turn_clearly_and_the_server_goes_o
         chat("k1", "Write a long story about a lighthouse.", json!({})),
     )
     .await;
-    while next_frame(&mut socket).await["status"] != "chunk" {}
+    while patient_frame(&mut socket).await["status"] != "chunk" {}
     engine.kill().await;
     let frames = tokio::time::timeout(Duration::from_secs(30), slow_turn(&mut socket, "k1"))
         .await

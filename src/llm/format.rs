@@ -1,4 +1,4 @@
-//! The OpenAI-compatible wire format: the request body, the non-streaming response, and how an
+//! The OpenAI-compatible format: the request body, the non-streaming response, and how an
 //! HTTP status becomes a [`ProviderError`].
 
 use std::time::SystemTime;
@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::assemble::{WireError, excerpt};
+use super::assemble::{ErrorObject, excerpt};
 use super::error::ProviderError;
 use super::retry::parse_retry_after;
 use super::types::{
@@ -302,7 +302,7 @@ pub fn embeddings(body: &[u8], expected: usize) -> Result<Vec<Vec<f32>>, String>
 
 #[derive(Deserialize)]
 struct ErrorBody {
-    error: WireError,
+    error: ErrorObject,
 }
 
 #[cfg(test)]
