@@ -32,6 +32,27 @@ fn init_logging() {
     });
 }
 
+/// Asks `check` every 20 ms until it answers `Some`, for up to 30 s (a liveness bound for a
+/// loaded CI machine, not a timing claim), and returns that; panics naming `what` if it never
+/// does. For a state the server reaches on its own time, instead of a sleep that guesses it.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never happened within 30 s: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// GETs `url` and parses the JSON body, whatever the status.
 pub async fn get_json(client: &reqwest::Client, url: &str) -> Value {
     let response = client.get(url).send().await.expect("GET");

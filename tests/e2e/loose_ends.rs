@@ -136,12 +136,12 @@ async fn a_draining_server_answers_new_sockets_and_health_with_503() {
         "processing"
     );
     app.signal_stop();
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    // Still listening while the turn finishes: a clear 503, not a refused connection.
-    assert_eq!(
-        crate::ws::connect_with_key(&app, None).await.err(),
-        Some(503)
-    );
+    // Still listening while the turn finishes: a clear 503, not a refused connection, once the
+    // server has begun to stop.
+    crate::helpers::eventually("new sockets get 503", || async {
+        (crate::ws::connect_with_key(&app, None).await.err() == Some(503)).then_some(())
+    })
+    .await;
     let response = app
         .client
         .get(app.url("/health"))
