@@ -105,7 +105,8 @@ impl McpSessions {
         }
     }
 
-    /// Closes `session` (its owner's credentials ended): its streams end, its id is unknown.
+    /// Closes `session` (to make room, or its owner's credentials ended): its streams end, its
+    /// id is unknown.
     pub async fn close(&self, session: &str) {
         let live = self
             .manager
@@ -160,12 +161,7 @@ impl McpSessions {
             victims
         };
         for victim in victims {
-            if let Some(id) = live.iter().find(|l| l.as_ref() == victim.as_str())
-                && let Err(error) = self.manager.close_session(id).await
-            {
-                tracing::warn!(%error, "closing an /mcp session to make room failed");
-            }
-            self.forget(&victim);
+            self.close(&victim).await;
             self.evicted.fetch_add(1, Ordering::Relaxed);
             tracing::debug!("closed an /mcp session to make room");
         }

@@ -74,16 +74,7 @@ async fn a_stream_without_usage_is_counted_by_us_in_the_turn_health_and_quota() 
     assert!(prompt > 5 && completion >= 5, "{usage}");
     assert_eq!(usage["total_tokens"].as_u64(), Some(prompt + completion));
 
-    let health: Value = app
-        .client
-        .get(app.url("/health"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("GET /health")
-        .json()
-        .await
-        .expect("JSON");
+    let health = app.health_as(&admin).await;
     let stats = &health["llm_client_stats"]["mock"];
     assert_eq!(stats["tokens_in"].as_u64(), Some(prompt), "{stats}");
     assert_eq!(stats["tokens_out"].as_u64(), Some(completion), "{stats}");
@@ -120,12 +111,7 @@ async fn v1_streams_an_estimated_usage_chunk_when_the_provider_sends_none() {
         .text()
         .await
         .expect("body");
-    let usage = body
-        .lines()
-        .filter_map(|line| line.strip_prefix("data: "))
-        .filter_map(|data| serde_json::from_str::<Value>(data).ok())
-        .find_map(|chunk| chunk.get("usage").filter(|u| !u.is_null()).cloned())
-        .expect("a usage chunk");
+    let usage = crate::helpers::streamed_usage(&body);
     assert_eq!(usage["estimated"], true, "{usage}");
     assert!(usage["completion_tokens"].as_u64() >= Some(3), "{usage}");
     assert!(usage["prompt_tokens"].as_u64() >= Some(3), "{usage}");

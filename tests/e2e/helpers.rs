@@ -53,6 +53,15 @@ where
     }
 }
 
+/// The `usage` of a streamed `/v1` answer (the chunk `stream_options.include_usage` asks for).
+pub fn streamed_usage(body: &str) -> Value {
+    body.lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .filter_map(|data| serde_json::from_str::<Value>(data).ok())
+        .find_map(|chunk| chunk.get("usage").filter(|u| !u.is_null()).cloned())
+        .unwrap_or_else(|| panic!("a usage chunk in {body}"))
+}
+
 /// GETs `url` and parses the JSON body, whatever the status.
 pub async fn get_json(client: &reqwest::Client, url: &str) -> Value {
     let response = client.get(url).send().await.expect("GET");
@@ -111,6 +120,19 @@ impl TestApp {
             .expect("GET /health");
         let status = response.status().as_u16();
         (status, response.json().await.expect("health is JSON"))
+    }
+
+    /// The whole `/health` document, as an admin key sees it once keys are required.
+    pub async fn health_as(&self, admin: &str) -> Value {
+        self.client
+            .get(self.url("/health"))
+            .bearer_auth(admin)
+            .send()
+            .await
+            .expect("GET /health")
+            .json()
+            .await
+            .expect("health is JSON")
     }
 
     pub async fn create_conversation(&self) -> String {

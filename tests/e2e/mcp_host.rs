@@ -221,8 +221,8 @@ async fn a_changed_tool_list_is_listed_again() {
     host.shutdown(Duration::from_secs(5)).await;
 }
 
-#[tokio::test]
-async fn a_server_over_streamable_http_works_like_a_child() {
+/// Starts the test server over Streamable HTTP: the child (killed when dropped) and its URL.
+pub async fn http_test_server() -> (tokio::process::Child, String) {
     let mut child = tokio::process::Command::new(TEST_SERVER)
         .args(["--http", "127.0.0.1:0"])
         .stdout(std::process::Stdio::piped())
@@ -236,6 +236,12 @@ async fn a_server_over_streamable_http_works_like_a_child() {
         .strip_prefix("listening on ")
         .expect("the URL line")
         .to_string();
+    (child, url)
+}
+
+#[tokio::test]
+async fn a_server_over_streamable_http_works_like_a_child() {
+    let (_child, url) = http_test_server().await;
     let entry: McpServerConfig =
         serde_json::from_value(json!({"type": "http", "url": url})).expect("entry");
     let host = host(vec![("remote", entry)], |_| {});

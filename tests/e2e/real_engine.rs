@@ -13,7 +13,7 @@ use crate::chat_tools::{tool_frames, wait_ready};
 use crate::engine::Engine;
 use crate::helpers::{TestApp, spawn_app_with};
 use crate::mcp_host::stdio_entry;
-use crate::ws::{Socket, chat, connect, send, text_of};
+use crate::ws::{Socket, chat, connect, next_frame_within, send, text_of, turn_frames_within};
 
 /// Answers kept short: a 135M model on one thread, several tests side by side.
 const MAX_TOKENS: u32 = 48;
@@ -38,38 +38,17 @@ async fn models(socket: &mut Socket) -> Value {
     patient_frame(socket).await["chunk"]["metadata"].clone()
 }
 
-/// The next frame, waiting up to a minute: a small model on one thread may read a long prompt
+/// How long to wait for each frame: a small model on one thread may read a long prompt
 /// (text-mode tools) for several seconds before its first token, more on a loaded machine. A
 /// liveness bound, not a timing claim.
+const PATIENCE: Duration = Duration::from_secs(60);
+
 async fn patient_frame(socket: &mut Socket) -> Value {
-    use futures::StreamExt;
-    use tokio_tungstenite::tungstenite::Message;
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(60), socket.next())
-            .await
-            .expect("a frame within 60 s")
-            .expect("socket open")
-            .expect("read");
-        if let Message::Text(text) = message {
-            return serde_json::from_str(text.as_str()).expect("JSON");
-        }
-    }
+    next_frame_within(socket, PATIENCE).await
 }
 
-/// Frames of `request_id` until its end, each waited for as [`patient_frame`] does.
 async fn slow_turn(socket: &mut Socket, request_id: &str) -> Vec<Value> {
-    let mut frames = Vec::new();
-    loop {
-        let frame = patient_frame(socket).await;
-        if frame["request_id"] != request_id {
-            continue;
-        }
-        let done = frame["status"] == "complete" || frame["status"] == "error";
-        frames.push(frame);
-        if done {
-            return frames;
-        }
-    }
+    turn_frames_within(socket, request_id, PATIENCE).await
 }
 
 fn usage_of(frames: &[Value]) -> Value {
@@ -145,12 +124,7 @@ async fn a_real_engine_found_at_start_answers_on_both_doors_and_is_counted() {
         .await
         .expect("body");
     assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
-    let usage = body
-        .lines()
-        .filter_map(|line| line.strip_prefix("data: "))
-        .filter_map(|data| serde_json::from_str::<Value>(data).ok())
-        .find_map(|chunk| chunk.get("usage").filter(|u| !u.is_null()).cloned())
-        .expect("a usage chunk");
+    let usage = crate::helpers::streamed_usage(&body);
     assert_eq!(usage["estimated"], true, "{usage}");
     let whole: Value = app
         .client

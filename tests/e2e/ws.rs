@@ -70,10 +70,15 @@ pub async fn send(socket: &mut Socket, frame: Value) {
 }
 
 pub async fn next_frame(socket: &mut Socket) -> Value {
+    next_frame_within(socket, Duration::from_secs(10)).await
+}
+
+/// The next text frame, waiting up to `patience` (a liveness bound, not a timing claim).
+pub async fn next_frame_within(socket: &mut Socket, patience: Duration) -> Value {
     loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        let message = tokio::time::timeout(patience, socket.next())
             .await
-            .expect("a frame within 10 s")
+            .unwrap_or_else(|_| panic!("a frame within {patience:?}"))
             .expect("socket open")
             .expect("read");
         if let Message::Text(text) = message {
@@ -92,9 +97,18 @@ pub fn chat(request_id: &str, text: &str, extra: Value) -> Value {
 
 /// Frames of `request_id` until its `complete` or `error`.
 pub async fn turn_frames(socket: &mut Socket, request_id: &str) -> Vec<Value> {
+    turn_frames_within(socket, request_id, Duration::from_secs(10)).await
+}
+
+/// Like [`turn_frames`], waiting up to `patience` for each frame.
+pub async fn turn_frames_within(
+    socket: &mut Socket,
+    request_id: &str,
+    patience: Duration,
+) -> Vec<Value> {
     let mut frames = Vec::new();
     loop {
-        let frame = next_frame(socket).await;
+        let frame = next_frame_within(socket, patience).await;
         if frame["request_id"] != request_id {
             continue;
         }

@@ -11,16 +11,7 @@ use crate::helpers::TestApp;
 use crate::ws::{chat, chat_app, connect_with_key, next_frame, send, turn_frames};
 
 async fn key_usage(app: &TestApp, admin: &str, name: &str) -> Value {
-    let health: Value = app
-        .client
-        .get(app.url("/health"))
-        .bearer_auth(admin)
-        .send()
-        .await
-        .expect("GET /health")
-        .json()
-        .await
-        .expect("JSON");
+    let health = app.health_as(admin).await;
     health["auth"]["keys"][name].clone()
 }
 

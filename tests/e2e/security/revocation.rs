@@ -138,16 +138,7 @@ async fn a_revoked_keys_mcp_sessions_are_closed() {
     assert!(opened.headers().contains_key("mcp-session-id"));
     let _ = opened.bytes().await;
     let open_sessions = || async {
-        let health: Value = app
-            .client
-            .get(app.url("/health"))
-            .bearer_auth(&admin)
-            .send()
-            .await
-            .expect("GET /health")
-            .json()
-            .await
-            .expect("JSON");
+        let health = app.health_as(&admin).await;
         health["mcp_endpoint"]["sessions"].as_u64()
     };
     assert_eq!(open_sessions().await, Some(1));

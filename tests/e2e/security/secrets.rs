@@ -8,26 +8,8 @@ use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
 use crate::chat_tools::{calls, chat_bodies, tool_frames, wait_ready};
-use crate::mcp_host::TEST_SERVER;
+use crate::mcp_host::http_test_server;
 use crate::ws::{chat, chat_app, connect, send, turn_frames};
-
-/// Starts the HTTP test server; the child and its `/mcp` URL.
-async fn http_test_server() -> (tokio::process::Child, String) {
-    let mut child = tokio::process::Command::new(TEST_SERVER)
-        .args(["--http", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the HTTP test server");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
-    let line = lines.next_line().await.expect("read").expect("a line");
-    let url = line
-        .strip_prefix("listening on ")
-        .expect("the URL line")
-        .to_string();
-    (child, url)
-}
 
 fn leaks(text: &str) -> bool {
     [

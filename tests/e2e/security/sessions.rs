@@ -153,16 +153,7 @@ async fn one_key_cannot_crowd_other_keys_out_of_the_mcp_sessions() {
     // Bob is not crowded out: 3 of 4 are open.
     let more = open_mcp_session(&app, &bob).await.expect("bob's second");
     assert_eq!(mcp_status(&app, &bob, &more).await, 200);
-    let health: Value = app
-        .client
-        .get(app.url("/health"))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("GET /health")
-        .json()
-        .await
-        .expect("JSON");
+    let health = app.health_as(&admin).await;
     let endpoint = health["mcp_endpoint"].clone();
     assert_eq!(endpoint["sessions"], 4, "{endpoint}");
     assert_eq!(endpoint["evicted"], 0, "{endpoint}");
