@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 
+use super::ChatService;
 use super::answer::Turn;
 use super::events::{NoticeCode, TurnEvent};
-use super::{ChatService, ServerFrame};
 use crate::auth::Caller;
 use crate::llm::{ChatEvent, ChatMessage, ChatRequest, MessageRole, ProviderError};
 use crate::store::{ConversationId, NewMessage, Role, StoredMessage};
@@ -281,44 +281,34 @@ impl ChatService {
     }
 }
 
-/// `compact`: `{"conversation_id"}`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CompactPayload {
-    pub conversation_id: String,
-}
-
 impl ChatService {
-    /// The `compact` action: the conversation's history (since its latest summary, that
-    /// summary included) summarised by the active model into a stored summary message; later
-    /// turns send the summary and what follows it. One `complete` frame, or an `error`.
+    /// Compaction: the conversation's history (since its latest summary, that summary
+    /// included) summarised by the active model into a stored summary message; later turns
+    /// send the summary and what follows it.
     pub async fn compact_conversation(
         &self,
         caller: &Caller,
-        request_id: &str,
-        payload: CompactPayload,
+        conversation_id: String,
         cancel: &CancellationToken,
-    ) -> ServerFrame {
-        let compacted = tokio::select! {
-            compacted = self.compact_on_request(caller, request_id, payload, cancel) => compacted,
+    ) -> Result<Compacted, WireError> {
+        tokio::select! {
+            compacted = self.compact_on_request(caller, conversation_id, cancel) => compacted,
             // Nothing is stored of a compaction cut off.
             () = caller.revoked() => Err(WireError::new(
                 ErrorCode::Unauthorized,
                 "the compaction was cut off: its key was revoked or its session ended",
                 false,
             )),
-        };
-        compacted.unwrap_or_else(|error| ServerFrame::failed(Some(request_id.into()), &error))
+        }
     }
 
     async fn compact_on_request(
         &self,
         caller: &Caller,
-        request_id: &str,
-        payload: CompactPayload,
+        conversation_id: String,
         cancel: &CancellationToken,
-    ) -> Result<ServerFrame, WireError> {
-        let id = ConversationId::try_from(payload.conversation_id)?;
+    ) -> Result<Compacted, WireError> {
+        let id = ConversationId::try_from(conversation_id)?;
         // A model call of its own: admitted like a turn (per minute, in flight, tokens).
         let _quota = caller.admit_turn()?;
         let repo = self.store.conversations_of(caller.owner());
@@ -366,14 +356,22 @@ impl ChatService {
         let mut stored = NewMessage::new(Role::System, text.clone());
         stored.token_count = encoding.count(&text);
         let stored = repo.append(&id, vec![stored]).await?;
-        let message_id = stored.first().map(|m| m.id);
-        Ok(ServerFrame::result(
-            request_id,
-            "compacted",
-            serde_json::json!({"conversation_id": id, "summary_message_id": message_id,
-                               "summarised": messages.len(), "summary": text}),
-        ))
+        Ok(Compacted {
+            conversation_id: id,
+            summary_message_id: stored.first().map(|m| m.id),
+            summarised: messages.len(),
+            summary: text,
+        })
     }
+}
+
+/// A compaction's result: the summary stored, and how many messages it summarises.
+#[derive(Debug, serde::Serialize)]
+pub struct Compacted {
+    pub conversation_id: ConversationId,
+    pub summary_message_id: Option<i64>,
+    pub summarised: usize,
+    pub summary: String,
 }
 
 /// Messages a `compact` reads at most.

@@ -1,22 +1,23 @@
-//! Chat: a turn from the user's message to the stored answer. Loads context from the store,
-//! calls a provider, streams its deltas out as frames, stores the answer, and keeps the turn
-//! figures `/health` shows. Knows nothing of sockets: frames go to an outbox channel.
+//! Chat: the engine every door calls. A turn from the user's message to the stored answer
+//! (context from the store, a provider's answer, tool rounds, the answer stored), told as
+//! [`TurnEvent`]s to the door's [`TurnSink`]; and the typed operations on what a caller owns
+//! (conversations, history, search, memories, compaction) or may use (models, MCP resources
+//! and prompts). Every operation takes the [`Caller`](crate::auth::Caller) and checks it once;
+//! none knows which door asked, nor its format.
 
-mod actions;
 mod answer;
 mod attachments;
-mod catalog;
 mod compaction;
 mod context;
+mod conversations;
 mod elicitation;
 mod events;
 mod exchange;
-mod fit;
-mod frames;
 mod in_flight;
-pub mod library;
 mod loop_guard;
-mod outbox;
+mod memories;
+mod models;
+mod offers;
 mod questions;
 mod sampling;
 mod tools;
@@ -28,11 +29,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
-pub use frames::{
-    ApprovePayload, AttachPayload, ChatPayload, ClientFrame, ConversationAction, ElicitAction,
-    ElicitPayload, FrameError, MemoryAction, Remember, SearchPayload, ServerFrame,
-};
-
 use crate::config::Config;
 use crate::llm::Providers;
 use crate::mcp::McpHost;
@@ -42,13 +38,16 @@ use crate::store::Store;
 pub use crate::tokens::Encoding;
 pub use answer::{Asks, Sampling};
 pub use attachments::{AttachmentRef, MAX_ATTACHMENT_REFS};
-pub use compaction::CompactPayload;
+pub use compaction::Compacted;
+pub use conversations::{DEFAULT_PAGE, History, MAX_APPEND, SearchResults};
 pub use events::{Completion, NoticeCode, ToolStatus, TurnEvent, TurnSink};
 pub use exchange::{Exchange, StoreIn};
-pub use fit::MAX_FRAME_BYTES;
 use in_flight::InFlight;
-pub use outbox::{Outbox, OutboxLimits, OutboxReceiver};
+pub use memories::MemoryListing;
+pub use models::{ModelCatalog, ProviderModels};
+pub use offers::ResourceRead;
 pub use questions::{Answer, AnswerError, Decision};
+pub use turn::TurnRequest;
 
 /// Runs turns; shared by every socket.
 pub struct ChatService {

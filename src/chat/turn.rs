@@ -8,8 +8,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::answer::{Record, Sampling, Turn};
+use super::attachments::{AttachmentRef, check_refs};
 use super::events::{Completion, TurnEvent, TurnSink};
-use super::{ChatPayload, ChatService, compaction, context};
+use super::{ChatService, compaction, context};
 use crate::auth::Caller;
 use crate::store::{ConversationId, MessageStatus, NewMessage, Role, StoreError, StoredMessage};
 use crate::tokens::Encoding;
@@ -17,6 +18,38 @@ use crate::wire::{ErrorCode, WireError};
 
 /// History rows read at most per turn, whatever their token counts.
 const MAX_HISTORY_ROWS: u32 = 5000;
+
+/// What a client asks for a turn: its text, the conversation (a new one when absent), and
+/// the choices it may make. A door reads it from its own format and checks it with
+/// [`TurnRequest::check`].
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TurnRequest {
+    pub text: String,
+    #[serde(default)]
+    pub conversation_id: Option<String>,
+    /// Defaults to `chat.service.streaming.enabled`.
+    #[serde(default)]
+    pub streaming: Option<bool>,
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub model: Option<String>,
+    /// MCP resources to attach: read from their servers, sent to the model with the text and
+    /// stored with the message.
+    #[serde(default)]
+    pub attachments: Vec<AttachmentRef>,
+}
+
+impl TurnRequest {
+    /// The rules every door's request must keep: some text, well-formed attachments.
+    pub fn check(&self) -> Result<(), String> {
+        if self.text.trim().is_empty() {
+            return Err("payload.text is empty".into());
+        }
+        check_refs(&self.attachments)
+    }
+}
 
 /// A request id already used in the conversation.
 enum Earlier {
@@ -33,7 +66,7 @@ impl ChatService {
         &self,
         caller: &Caller,
         request_id: &str,
-        payload: ChatPayload,
+        payload: TurnRequest,
         sink: &dyn TurnSink,
         cancel: &CancellationToken,
     ) {
@@ -119,7 +152,7 @@ impl ChatService {
         &self,
         caller: &Caller,
         request_id: &str,
-        payload: ChatPayload,
+        payload: TurnRequest,
         sink: &dyn TurnSink,
         cancel: &CancellationToken,
         started: Instant,
@@ -232,7 +265,7 @@ impl ChatService {
     /// ([`crate::llm::Providers::route`]), else the active provider's model.
     fn choose_model(
         &self,
-        payload: &ChatPayload,
+        payload: &TurnRequest,
     ) -> Result<(Option<String>, String), crate::llm::ProviderError> {
         use crate::llm::ProviderError;
         let Some(model) = &payload.model else {

@@ -1,6 +1,6 @@
 //! REST endpoints over stored conversations, for front ends that browse history and for imports.
-//! Each caller sees its own conversations (an admin's listing: everyone's, with owner names);
-//! another's id is `not_found`.
+//! Each calls the chat operation a socket's request calls: a caller sees its own conversations
+//! (an admin's listing: everyone's, with owner names); another's id is `not_found`.
 //!
 //! - `GET    /api/conversations?limit&cursor`          most recently active first
 //! - `POST   /api/conversations` `{"title"?, "id"?}`   create
@@ -19,9 +19,7 @@ use serde::Deserialize;
 
 use super::{ApiError, AppState};
 use crate::auth::Caller;
-use crate::store::{Conversation, ConversationId, NewMessage, Page, StoredMessage};
-use crate::wire::ErrorCode;
-use crate::wire::WireError;
+use crate::store::{Conversation, NewMessage, Page, StoredMessage};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -37,10 +35,6 @@ pub fn router() -> Router<AppState> {
 /// The largest request body read (an append of messages); larger → 413.
 pub const BODY_LIMIT: usize = 2 << 20;
 
-fn parse_id(id: String) -> Result<ConversationId, ApiError> {
-    Ok(ConversationId::try_from(id)?)
-}
-
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ListQuery {
@@ -55,9 +49,8 @@ async fn list(
 ) -> Result<Json<Page<Conversation>>, ApiError> {
     let Query(query) = query?;
     let page = state
-        .store
-        .conversations_of(caller.owner())
-        .list(query.limit.unwrap_or(50), query.cursor)
+        .chat
+        .list_conversations(&caller, query.limit, query.cursor)
         .await?;
     Ok(Json(page))
 }
@@ -75,21 +68,11 @@ async fn create(
     body: Result<Json<CreateBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Conversation>), ApiError> {
     let Json(body) = body?;
-    let repo = state.store.conversations_of(caller.owner());
-    let created = match body.id {
-        // Ids are global: answering "already exists" to a user would tell that another user
-        // has a conversation under that name. Imports under a chosen id are for admins.
-        Some(_) if !caller.is_admin() => {
-            return Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                ErrorCode::Forbidden,
-                "only an admin key may choose a conversation's id (imports); leave `id` out",
-            ));
-        }
-        Some(id) => repo.create_with_id(parse_id(id)?, body.title).await,
-        None => repo.create(body.title).await,
-    };
-    Ok((StatusCode::CREATED, Json(created?)))
+    let created = state
+        .chat
+        .create_conversation(&caller, body.title, body.id)
+        .await?;
+    Ok((StatusCode::CREATED, Json(created)))
 }
 
 async fn fetch(
@@ -97,13 +80,7 @@ async fn fetch(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Json<Conversation>, ApiError> {
-    Ok(Json(
-        state
-            .store
-            .conversations_of(caller.owner())
-            .get(&parse_id(id)?)
-            .await?,
-    ))
+    Ok(Json(state.chat.get_conversation(&caller, id).await?))
 }
 
 async fn remove(
@@ -111,11 +88,7 @@ async fn remove(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    state
-        .store
-        .conversations_of(caller.owner())
-        .delete(&parse_id(id)?)
-        .await?;
+    state.chat.delete_conversation(&caller, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -133,36 +106,11 @@ async fn messages(
     query: Result<Query<MessagesQuery>, QueryRejection>,
 ) -> Result<Json<Page<StoredMessage>>, ApiError> {
     let Query(query) = query?;
-    let page = state
-        .store
-        .conversations_of(caller.owner())
-        .history_page(&parse_id(id)?, query.before, query.limit.unwrap_or(50))
+    let history = state
+        .chat
+        .history(&caller, id, query.before, query.limit)
         .await?;
-    Ok(Json(page))
-}
-
-/// Sets each message's `token_count` from its text, whatever the client said: the context
-/// budget of later turns relies on it (a large message stored as 1 token would overflow it).
-/// Counted with the default model's tokenizer, off the async runtime.
-async fn count_tokens(
-    state: &AppState,
-    mut messages: Vec<NewMessage>,
-) -> Result<Vec<NewMessage>, ApiError> {
-    let model = state.providers.default_model(None).unwrap_or("gpt-4o");
-    let encoding = crate::chat::Encoding::for_model(model);
-    encoding.load().await;
-    tokio::task::spawn_blocking(move || {
-        for message in &mut messages {
-            message.token_count = encoding.count(&message.content);
-        }
-        messages
-    })
-    .await
-    .map_err(|error| {
-        ApiError::from(WireError::internal(&format!(
-            "counting tokens failed: {error}"
-        )))
-    })
+    Ok(Json(history.page))
 }
 
 #[derive(Deserialize)]
@@ -184,16 +132,9 @@ async fn append(
     body: Result<Json<AppendBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Appended>), ApiError> {
     let Json(body) = body?;
-    if body.messages.len() > 1000 {
-        return Err(ApiError::invalid("at most 1000 messages per request"));
-    }
-    let messages = count_tokens(&state, body.messages).await?;
     let messages = state
-        .store
-        .conversations_of(caller.owner())
-        .append(&parse_id(id)?, messages)
+        .chat
+        .append_messages(&caller, id, body.messages)
         .await?;
-    // Imported messages become searchable soon, as a turn's do.
-    state.memory.turn_finished();
     Ok((StatusCode::CREATED, Json(Appended { messages })))
 }

@@ -18,8 +18,10 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::frames::ServerFrame;
+use super::outbox::Outbox;
 use super::render::frames;
-use crate::chat::{Outbox, ServerFrame, TurnEvent, TurnSink};
+use crate::chat::{TurnEvent, TurnSink};
 use crate::store::ConversationId;
 
 /// Frames a turn keeps for late watchers at most, and their text in bytes at most; past
@@ -333,8 +335,8 @@ impl TurnSink for LiveTurn {
 
 #[cfg(test)]
 mod tests {
+    use super::super::outbox::{OutboxLimits, OutboxReceiver};
     use super::*;
-    use crate::chat::{OutboxLimits, OutboxReceiver};
 
     fn outbox() -> (Outbox, OutboxReceiver) {
         Outbox::channel(OutboxLimits {

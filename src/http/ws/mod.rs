@@ -4,8 +4,12 @@
 //! once shutdown has begun) the upgrade is refused with 503 and `Retry-After`. Each socket is
 //! a [`session`]: a reader, a [`writer`] fed by a bounded queue, and its turns.
 
+mod actions;
 mod close;
+mod fit;
+mod frames;
 mod live;
+mod outbox;
 mod render;
 mod session;
 mod stats;
@@ -23,8 +27,8 @@ pub use stats::{Rejection, SocketSnapshot, Sockets};
 
 use super::{ApiError, AppState, ConnectionSlot};
 use crate::auth::Caller;
-use crate::chat::MAX_FRAME_BYTES;
 use crate::wire::ErrorCode;
+use fit::MAX_FRAME_BYTES;
 
 /// Bytes of frames gathered before a send when more are waiting; the writer flushes each
 /// batch, so nothing stays here.

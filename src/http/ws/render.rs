@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::chat::{Completion, Outbox, ServerFrame, TurnEvent, TurnSink};
+use super::frames::ServerFrame;
+use super::outbox::Outbox;
+use crate::chat::{Completion, TurnEvent, TurnSink};
 use crate::llm::Usage;
 use crate::store::ConversationId;
 

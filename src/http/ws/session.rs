@@ -5,7 +5,6 @@
 //! the socket stops reading, lets its turns finish (up to `server.shutdown_timeout`), then
 //! closes with 1001.
 
-use crate::chat::{AttachPayload, ChatPayload, CompactPayload};
 use crate::config::OnDisconnect;
 use crate::wire::ErrorCode;
 use std::collections::HashMap;
@@ -19,15 +18,18 @@ use tokio::sync::{Notify, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::actions;
 use super::close::{CloseReason, Closer};
+use super::frames::{
+    ApprovePayload, AttachPayload, ClientFrame, CompactPayload, ElicitAction, ElicitPayload,
+    Remember, ServerFrame,
+};
 use super::live::LiveTurn;
+use super::outbox::{Outbox, OutboxLimits};
 use super::render::SocketTurn;
 use super::writer::{self, Keepalive};
 use crate::auth::Caller;
-use crate::chat::{
-    Answer, AnswerError, ApprovePayload, ClientFrame, ElicitAction, ElicitPayload, Outbox,
-    OutboxLimits, Remember, ServerFrame,
-};
+use crate::chat::{Answer, AnswerError, TurnRequest};
 use crate::http::AppState;
 use crate::mcp::ElicitAnswer;
 
@@ -188,12 +190,8 @@ impl Session {
             Err(error) => self.refuse(&ServerFrame::refused(error)),
             Ok(ClientFrame::Ping { request_id }) => self.send(&ServerFrame::pong(request_id)),
             Ok(ClientFrame::Conversations { request_id, action }) => {
-                let frame = self
-                    .state
-                    .chat
-                    .conversation_action(&self.caller, &request_id, action)
-                    .await;
-                self.send(&frame);
+                let (chat, caller) = (&self.state.chat, &self.caller);
+                self.send(&actions::conversations(chat, caller, &request_id, action).await);
             }
             Ok(ClientFrame::Approve {
                 request_id,
@@ -204,21 +202,17 @@ impl Session {
                 payload,
             }) => self.elicit(request_id, payload),
             Ok(ClientFrame::Models { request_id }) => {
-                self.send(&self.state.chat.models(&request_id));
+                self.send(&actions::models(&self.state.chat, &request_id));
             }
             Ok(ClientFrame::Memories { request_id, action }) => {
-                let frame = self
-                    .state
-                    .chat
-                    .memory_action(&self.caller, &request_id, action)
-                    .await;
-                self.send(&frame);
+                let (chat, caller) = (&self.state.chat, &self.caller);
+                self.send(&actions::memories(chat, caller, &request_id, action).await);
             }
             Ok(ClientFrame::Library { request_id, action }) => {
                 // A server may take its time to read or fill in: the socket goes on meanwhile.
                 let (chat, out) = (self.state.chat.clone(), self.out.clone());
                 self.tasks.spawn(async move {
-                    out.send(&chat.library_action(&request_id, action).await);
+                    out.send(&actions::offers(&chat, &request_id, action).await);
                 });
             }
             Ok(ClientFrame::Compact {
@@ -234,12 +228,8 @@ impl Session {
                 request_id,
                 payload,
             }) => {
-                let frame = self
-                    .state
-                    .chat
-                    .search(&self.caller, &request_id, payload)
-                    .await;
-                self.send(&frame);
+                let (chat, caller) = (&self.state.chat, &self.caller);
+                self.send(&actions::search(chat, caller, &request_id, payload).await);
             }
             Ok(ClientFrame::Chat {
                 request_id,
@@ -276,9 +266,9 @@ impl Session {
             self.caller.clone(),
         );
         self.tasks.spawn(async move {
-            let frame = chat
-                .compact_conversation(&caller, &request_id, payload, &token)
-                .await;
+            let frame =
+                actions::compact(&chat, &caller, &request_id, payload.conversation_id, &token)
+                    .await;
             // Let go before the answer: a `cancel` after it finds nothing to cancel.
             turns
                 .lock()
@@ -290,7 +280,7 @@ impl Session {
 
     /// Runs a `chat` turn on the live registry, watched from here (refused at the limit). The
     /// same request in flight in the same conversation is followed instead of run twice.
-    fn start_turn(&self, request_id: String, payload: ChatPayload) {
+    fn start_turn(&self, request_id: String, payload: TurnRequest) {
         let live = self.state.sockets.live.clone();
         if let Some(conversation) = &payload.conversation_id
             && let Some(turn) = live.find(self.caller.name(), &request_id, conversation)

@@ -14,7 +14,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 
 use super::Sockets;
 use super::close::{CloseReason, Closer};
-use crate::chat::OutboxReceiver;
+use super::outbox::OutboxReceiver;
 
 /// How long the close frame may take to write before the connection is just dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(1);

@@ -2,18 +2,22 @@
 //! so that every kind of bad input gets its own clear error: JSON at all, an object, an
 //! `action`, a known action, then the action's typed fields.
 
-use super::library::LibraryAction;
-use crate::wire::{ErrorCode, WireError};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use super::payloads::{
+    ApprovePayload, AttachPayload, CompactPayload, ConversationAction, ElicitPayload,
+    LibraryAction, MemoryAction, SearchPayload,
+};
+use crate::chat::TurnRequest;
+use crate::wire::ErrorCode;
 
 /// A parsed client frame.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientFrame {
     Chat {
         request_id: String,
-        payload: ChatPayload,
+        payload: TurnRequest,
     },
     Cancel {
         request_id: String,
@@ -65,161 +69,8 @@ pub enum ClientFrame {
     /// `compact`: summarise a conversation's history into a stored summary.
     Compact {
         request_id: String,
-        payload: super::compaction::CompactPayload,
+        payload: CompactPayload,
     },
-}
-
-/// The conversation actions, with their typed payloads.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ConversationAction {
-    New(NewConversation),
-    List(ListConversations),
-    History(GetHistory),
-    Update(UpdateConversation),
-    Delete(DeleteConversation),
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApprovePayload {
-    pub approval_id: String,
-    pub decision: super::Decision,
-    /// `"conversation"`: the same decision for this tool for the rest of the conversation.
-    #[serde(default)]
-    pub remember: Option<Remember>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ElicitPayload {
-    pub elicitation_id: String,
-    pub action: ElicitAction,
-    /// The answer, for `accept`: an object that fits the requested schema.
-    #[serde(default)]
-    pub content: Option<Map<String, Value>>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ElicitAction {
-    Accept,
-    Decline,
-    Cancel,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Remember {
-    Conversation,
-}
-
-/// The memory actions, with their typed payloads.
-#[derive(Debug, Clone, PartialEq)]
-pub enum MemoryAction {
-    List(ListMemories),
-    Delete(DeleteMemory),
-}
-
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListMemories {
-    /// Newest first when absent; else the memories nearest the query, best first.
-    #[serde(default)]
-    pub query: Option<String>,
-    #[serde(default)]
-    pub limit: Option<u32>,
-    #[serde(default)]
-    pub cursor: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeleteMemory {
-    pub memory_id: i64,
-}
-
-/// Renames a conversation or sets its own system prompt; an absent field is kept, an empty
-/// one cleared.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateConversation {
-    pub conversation_id: String,
-    #[serde(default)]
-    pub title: Option<String>,
-    #[serde(default)]
-    pub system_prompt: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewConversation {
-    #[serde(default)]
-    pub title: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListConversations {
-    #[serde(default)]
-    pub limit: Option<u32>,
-    #[serde(default)]
-    pub cursor: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GetHistory {
-    pub conversation_id: String,
-    #[serde(default)]
-    pub limit: Option<u32>,
-    /// The `next_cursor` of the previous (newer) page.
-    #[serde(default)]
-    pub cursor: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SearchPayload {
-    pub query: String,
-    /// Defaults to 10; at most `memory.max_k`.
-    #[serde(default)]
-    pub k: Option<usize>,
-    #[serde(default)]
-    pub conversation_id: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeleteConversation {
-    pub conversation_id: String,
-}
-
-/// `attach`: the turn's conversation, and the last `seq` the client has (0: none).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AttachPayload {
-    pub conversation_id: String,
-    #[serde(default)]
-    pub after_seq: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChatPayload {
-    pub text: String,
-    #[serde(default)]
-    pub conversation_id: Option<String>,
-    /// Defaults to `chat.service.streaming.enabled`.
-    #[serde(default)]
-    pub streaming: Option<bool>,
-    #[serde(default)]
-    pub provider: Option<String>,
-    #[serde(default)]
-    pub model: Option<String>,
-    /// MCP resources to attach: read from their servers, sent to the model with the text and
-    /// stored with the message.
-    #[serde(default)]
-    pub attachments: Vec<super::attachments::AttachmentRef>,
 }
 
 /// Why a frame was refused: a stable code and a message, echoing the `request_id` if any.
@@ -485,234 +336,24 @@ fn required_payload<T: DeserializeOwned>(
     })
 }
 
-fn chat_payload(object: &Map<String, Value>) -> Result<ChatPayload, String> {
+fn chat_payload(object: &Map<String, Value>) -> Result<TurnRequest, String> {
     let payload = object
         .get("payload")
         .cloned()
         .ok_or("`chat` needs a payload with text")?;
-    let payload: ChatPayload = serde_json::from_value(payload).map_err(|e| {
+    let payload: TurnRequest = serde_json::from_value(payload).map_err(|e| {
         format!(
             "invalid payload: {}",
             crate::wire::client_terms(&e.to_string())
         )
     })?;
-    if payload.text.trim().is_empty() {
-        return Err("payload.text is empty".into());
-    }
-    super::attachments::check_refs(&payload.attachments)?;
+    payload.check()?;
     Ok(payload)
-}
-
-/// A server frame: `{"request_id", "status", "chunk"}`.
-#[derive(Debug, Clone, Serialize)]
-pub struct ServerFrame {
-    pub request_id: Option<String>,
-    pub status: &'static str,
-    pub chunk: Chunk,
-    /// The frame's place in its turn (1, 2, 3 …); `None` for frames of no turn.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub seq: Option<u64>,
-}
-
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Chunk {
-    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
-    pub kind: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub data: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metadata: Option<Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub code: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retryable: Option<bool>,
-    /// Seconds after which a retry may succeed (`quota_exceeded`, `rate_limited`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub retry_after: Option<u64>,
-}
-
-impl ServerFrame {
-    pub fn processing(request_id: &str, metadata: Value) -> Self {
-        Self {
-            request_id: Some(request_id.into()),
-            status: "processing",
-            seq: None,
-            chunk: Chunk {
-                metadata: Some(metadata),
-                ..Chunk::default()
-            },
-        }
-    }
-
-    pub fn text(request_id: &str, data: String) -> Self {
-        Self {
-            request_id: Some(request_id.into()),
-            status: "chunk",
-            seq: None,
-            chunk: Chunk {
-                kind: Some("text"),
-                data: Some(data),
-                metadata: Some(Value::Object(Map::new())),
-                ..Chunk::default()
-            },
-        }
-    }
-
-    pub fn complete(request_id: &str, metadata: Value) -> Self {
-        Self {
-            request_id: Some(request_id.into()),
-            status: "complete",
-            seq: None,
-            chunk: Chunk {
-                metadata: Some(metadata),
-                ..Chunk::default()
-            },
-        }
-    }
-
-    /// The answer to a conversation action: `complete`, its kind in `type`, its data in
-    /// `metadata`.
-    pub fn result(request_id: &str, kind: &'static str, metadata: Value) -> Self {
-        Self {
-            request_id: Some(request_id.into()),
-            status: "complete",
-            seq: None,
-            chunk: Chunk {
-                kind: Some(kind),
-                metadata: Some(metadata),
-                ..Chunk::default()
-            },
-        }
-    }
-
-    /// A tool call starting or finished: `processing`, type `tool_execution`.
-    pub fn tool_execution(request_id: &str, data: String, metadata: Value) -> Self {
-        Self::processing_kind(request_id, "tool_execution", data, metadata)
-    }
-
-    /// A question to the user in a turn: `approval_required`.
-    pub fn question(request_id: &str, kind: &'static str, metadata: Value) -> Self {
-        Self::processing_kind(request_id, kind, String::new(), metadata)
-    }
-
-    fn processing_kind(
-        request_id: &str,
-        kind: &'static str,
-        data: String,
-        metadata: Value,
-    ) -> Self {
-        Self {
-            request_id: Some(request_id.into()),
-            status: "processing",
-            seq: None,
-            chunk: Chunk {
-                kind: Some(kind),
-                data: Some(data),
-                metadata: Some(metadata),
-                ..Chunk::default()
-            },
-        }
-    }
-
-    /// Something the client should show that is neither text nor a tool call.
-    pub fn notice(request_id: &str, code: &'static str, message: String) -> Self {
-        Self {
-            request_id: Some(request_id.into()),
-            status: "processing",
-            seq: None,
-            chunk: Chunk {
-                kind: Some("notice"),
-                data: Some(message),
-                metadata: Some(serde_json::json!({"code": code})),
-                ..Chunk::default()
-            },
-        }
-    }
-
-    /// A notice about one of the turn's questions (`approval_id` or `elicitation_id`):
-    /// `open` says whether it still waits for an answer.
-    pub fn question_notice(
-        request_id: &str,
-        code: &'static str,
-        question_id: &str,
-        open: bool,
-        message: String,
-    ) -> Self {
-        Self {
-            request_id: Some(request_id.into()),
-            status: "processing",
-            seq: None,
-            chunk: Chunk {
-                kind: Some("notice"),
-                data: Some(message),
-                metadata: Some(serde_json::json!({
-                    "code": code, "question_id": question_id, "open": open,
-                })),
-                ..Chunk::default()
-            },
-        }
-    }
-
-    pub fn pong(request_id: Option<String>) -> Self {
-        Self {
-            request_id,
-            status: "pong",
-            seq: None,
-            chunk: Chunk::default(),
-        }
-    }
-
-    pub fn error(
-        request_id: Option<String>,
-        code: ErrorCode,
-        message: impl Into<String>,
-        retryable: bool,
-    ) -> Self {
-        Self {
-            request_id,
-            status: "error",
-            seq: None,
-            chunk: Chunk {
-                error: Some(message.into()),
-                code: Some(code.as_str()),
-                retryable: Some(retryable),
-                ..Chunk::default()
-            },
-        }
-    }
-
-    /// An error frame that says when a retry may succeed.
-    #[must_use]
-    pub fn with_retry_after(mut self, seconds: Option<u64>) -> Self {
-        self.chunk.retry_after = seconds;
-        self
-    }
-
-    /// A request's failure, as its last frame.
-    pub fn failed(request_id: Option<String>, error: &WireError) -> Self {
-        Self::error(
-            request_id,
-            error.code,
-            error.message.clone(),
-            error.retryable,
-        )
-        .with_retry_after(error.retry_after)
-    }
-
-    pub fn refused(error: FrameError) -> Self {
-        Self::error(error.request_id, error.code, error.message, false)
-    }
-
-    pub fn to_json(&self) -> String {
-        // Serializing these plain structs cannot fail.
-        serde_json::to_string(self).unwrap_or_else(|_| String::from("{\"status\":\"error\"}"))
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::server::ServerFrame;
     use super::*;
 
     fn code_of(text: &str) -> ErrorCode {

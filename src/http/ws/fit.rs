@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use super::ServerFrame;
+use super::frames::ServerFrame;
 use crate::wire::ErrorCode;
 
 /// The largest frame written, in bytes of JSON text.

@@ -20,8 +20,8 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::ServerFrame;
 use super::fit::{Encoded, MAX_FRAME_BYTES, encode};
+use super::frames::ServerFrame;
 
 #[derive(Debug, Clone, Copy)]
 pub struct OutboxLimits {
