@@ -95,6 +95,19 @@ impl ChatService {
         Ok(self.store.conversations_of(caller.owner()).get(&id).await?)
     }
 
+    /// A conversation with all its messages, oldest first.
+    pub async fn whole_conversation(
+        &self,
+        caller: &Caller,
+        id: String,
+    ) -> Result<(Conversation, Vec<StoredMessage>), WireError> {
+        let id = ConversationId::try_from(id)?;
+        let repo = self.store.conversations_of(caller.owner());
+        let conversation = repo.get(&id).await?;
+        let messages = repo.history(&id).await?;
+        Ok((conversation, messages))
+    }
+
     /// The latest `limit` messages before `before` (a message's `seq`), oldest first.
     pub async fn history(
         &self,

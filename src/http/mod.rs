@@ -10,7 +10,6 @@ mod host;
 mod keys;
 mod listener;
 mod mcp;
-mod mcp_sessions;
 mod metrics;
 mod oauth;
 mod openai;
@@ -29,7 +28,7 @@ pub use error::ApiError;
 pub use front::serve;
 pub use host::AllowedHosts;
 pub use listener::{ConnectionSlot, Connections, ConnectionsSnapshot};
-pub use mcp_sessions::{McpSessions, McpSessionsSnapshot};
+pub use mcp::{McpSessions, McpSessionsSnapshot};
 pub use ws::{Rejection, SocketSnapshot, Sockets};
 
 use crate::auth::Auth;

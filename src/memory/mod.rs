@@ -7,8 +7,6 @@
 mod embedder;
 mod indexer;
 mod lexical;
-mod mcp_library;
-pub mod mcp_server;
 pub mod reembed;
 pub mod tools;
 

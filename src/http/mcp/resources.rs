@@ -13,9 +13,11 @@ use rmcp::model::{
 };
 use serde_json::{Map, Value};
 
-use super::MemoryService;
 use crate::auth::Caller;
-use crate::store::{Conversation, ConversationId, Role as MessageRole, Store, StoreError};
+use crate::chat::{ChatService, MemoryListing};
+use crate::memory::{MemoryError, MemoryService};
+use crate::store::{Conversation, ConversationId, Memory, Role as MessageRole};
+use crate::wire::{ErrorCode, WireError};
 
 const CONVERSATIONS: &str = "mcp-platform://conversations/";
 const CONVERSATION_TEMPLATE: &str = "mcp-platform://conversations/{id}";
@@ -34,22 +36,19 @@ const RECALL_HITS: usize = 5;
 pub const RECALL: &str = "recall";
 pub const SUMMARIZE: &str = "summarize_conversation";
 
-fn store_error(error: StoreError) -> ErrorData {
-    match error {
-        StoreError::NotFound(what) => {
-            ErrorData::resource_not_found(format!("no such {what} for this key"), None)
-        }
-        StoreError::InvalidInput(why) => ErrorData::invalid_params(why, None),
-        other => {
-            tracing::warn!(error = %other, "/mcp could not read the store");
-            ErrorData::internal_error("the store could not be read; retry", None)
-        }
+/// An operation's error as JSON-RPC's: what is not the caller's is not found.
+fn refused(error: WireError) -> ErrorData {
+    match error.code {
+        ErrorCode::NotFound => ErrorData::resource_not_found(error.message, None),
+        ErrorCode::InvalidRequest => ErrorData::invalid_params(error.message, None),
+        // Internals are already masked (and logged).
+        _ => ErrorData::internal_error(error.message, None),
     }
 }
 
 /// One page of the caller's conversations (most recent first), then the memories resource.
 pub async fn list(
-    store: &Store,
+    chat: &ChatService,
     caller: &Caller,
     cursor: Option<String>,
 ) -> Result<ListResourcesResult, ErrorData> {
@@ -62,11 +61,10 @@ pub async fn list(
                 .with_mime_type("text/markdown"),
         );
     }
-    let page = store
-        .conversations_of(caller.owner())
-        .list(PAGE, cursor)
+    let page = chat
+        .list_conversations(caller, Some(PAGE), cursor)
         .await
-        .map_err(store_error)?;
+        .map_err(refused)?;
     resources.extend(page.items.iter().map(conversation_resource));
     let mut result = ListResourcesResult::with_all_items(resources);
     result.next_cursor = page.next_cursor;
@@ -104,14 +102,14 @@ pub fn templates() -> Vec<ResourceTemplate> {
 
 /// The contents of `uri`.
 pub async fn read(
-    store: &Store,
+    chat: &ChatService,
     caller: &Caller,
     uri: &str,
 ) -> Result<ReadResourceResult, ErrorData> {
     let text = if uri == MEMORIES {
-        memories(store, caller).await?
+        memories(chat, caller).await?
     } else if let Some(id) = uri.strip_prefix(CONVERSATIONS) {
-        transcript(store, caller, id).await?
+        transcript(chat, caller, id).await?
     } else {
         return Err(ErrorData::resource_not_found(
             format!("no resource `{uri}`: resources/list names them"),
@@ -123,17 +121,22 @@ pub async fn read(
     ]))
 }
 
-async fn memories(store: &Store, caller: &Caller) -> Result<String, ErrorData> {
-    let page = store
-        .memories_of(caller.id())
-        .list(MEMORIES_SHOWN, None)
+async fn memories(chat: &ChatService, caller: &Caller) -> Result<String, ErrorData> {
+    let listing = chat
+        .memories(caller, None, Some(MEMORIES_SHOWN), None)
         .await
-        .map_err(store_error)?;
+        .map_err(refused)?;
+    let memories: Vec<Memory> = match listing {
+        MemoryListing::Page { memories, .. } => memories,
+        MemoryListing::Nearest { memories, .. } => {
+            memories.into_iter().map(|hit| hit.memory).collect()
+        }
+    };
     let mut text = String::from("# Memories\n\n");
-    if page.items.is_empty() {
+    if memories.is_empty() {
         text.push_str("_None stored yet._\n");
     }
-    for memory in &page.items {
+    for memory in &memories {
         let tags = if memory.tags.is_empty() {
             String::new()
         } else {
@@ -145,13 +148,17 @@ async fn memories(store: &Store, caller: &Caller) -> Result<String, ErrorData> {
 }
 
 /// A conversation as Markdown: each message under its role; tool calls and results named.
-async fn transcript(store: &Store, caller: &Caller, id: &str) -> Result<String, ErrorData> {
-    let id = ConversationId::try_from(id.to_string()).map_err(|_| {
-        ErrorData::resource_not_found(format!("`{id}` is not a conversation id"), None)
-    })?;
-    let conversations = store.conversations_of(caller.owner());
-    let conversation = conversations.get(&id).await.map_err(store_error)?;
-    let messages = conversations.history(&id).await.map_err(store_error)?;
+async fn transcript(chat: &ChatService, caller: &Caller, id: &str) -> Result<String, ErrorData> {
+    if ConversationId::try_from(id.to_string()).is_err() {
+        return Err(ErrorData::resource_not_found(
+            format!("`{id}` is not a conversation id"),
+            None,
+        ));
+    }
+    let (conversation, messages) = chat
+        .whole_conversation(caller, id.to_string())
+        .await
+        .map_err(refused)?;
     let mut text = format!("# {}\n", title_of(&conversation));
     for message in &messages {
         let heading = match message.role {
@@ -220,7 +227,7 @@ fn argument<'a>(
 
 /// The prompt `name` with its arguments filled in.
 pub async fn prompt(
-    store: &Store,
+    chat: &ChatService,
     memory: &MemoryService,
     caller: &Caller,
     name: &str,
@@ -234,7 +241,7 @@ pub async fn prompt(
         SUMMARIZE => {
             let id = argument(arguments, "conversation_id")?;
             let uri = format!("{CONVERSATIONS}{id}");
-            let text = transcript(store, caller, id).await?;
+            let text = transcript(chat, caller, id).await?;
             Ok(GetPromptResult::new(vec![
                 PromptMessage::new_resource(
                     Role::User,
@@ -265,7 +272,7 @@ async fn recall(
     caller: &Caller,
     topic: &str,
 ) -> Result<GetPromptResult, ErrorData> {
-    let failed = |error: super::MemoryError| ErrorData::internal_error(error.to_string(), None);
+    let failed = |error: MemoryError| ErrorData::internal_error(error.to_string(), None);
     let memories = memory
         .recall(caller, topic, RECALL_HITS, Vec::new(), None)
         .await
@@ -308,7 +315,7 @@ async fn recall(
 /// `conversation_id`): the caller's recent conversations whose id or title starts with what
 /// was typed (or whose title contains it).
 pub async fn complete(
-    store: &Store,
+    chat: &ChatService,
     caller: &Caller,
     reference: &Reference,
     argument: &str,
@@ -322,11 +329,10 @@ pub async fn complete(
     if !completes_an_id {
         return Ok(CompletionInfo::default());
     }
-    let page = store
-        .conversations_of(caller.owner())
-        .list(COMPLETION_SCAN, None)
+    let page = chat
+        .list_conversations(caller, Some(COMPLETION_SCAN), None)
         .await
-        .map_err(store_error)?;
+        .map_err(refused)?;
     let typed = typed.to_lowercase();
     let values: Vec<String> = page
         .items

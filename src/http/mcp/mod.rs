@@ -1,5 +1,5 @@
-//! `/mcp`: the server's memory as an MCP server over Streamable HTTP (rmcp; the handler is
-//! `memory::mcp_server`). Before rmcp sees a POST, its body is screened: one that is not JSON
+//! `/mcp`: the server as an MCP server over Streamable HTTP (rmcp; the handler is
+//! [`endpoint`], what it offers besides tools [`resources`], its sessions [`sessions`]). Before rmcp sees a POST, its body is screened: one that is not JSON
 //! (or empty) gets HTTP 400 with JSON-RPC -32700, one that is not a single JSON-RPC message (a
 //! batch, a bare value, no `jsonrpc: "2.0"`) HTTP 400 with -32600. `server/discover`, the
 //! first request of protocol 2026-07-28 clients, is answered with -32601, so they fall back to
@@ -7,7 +7,10 @@
 //! `DELETE` of a session answers 204, and 404 for a session that is unknown or not the
 //! caller's.
 
-use crate::wire::ErrorCode;
+mod endpoint;
+mod resources;
+mod sessions;
+
 use std::sync::Arc;
 
 use axum::Router;
@@ -19,16 +22,17 @@ use axum::response::{IntoResponse, Response};
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use serde_json::{Map, Value, json};
 
-use super::mcp_sessions::McpSessions;
 use super::{ApiError, AppState};
 use crate::auth::Caller;
-use crate::memory::mcp_server::MemoryMcpServer;
+use crate::wire::ErrorCode;
+use endpoint::McpEndpoint;
+pub use sessions::{McpSessions, McpSessionsSnapshot};
 
 /// The largest JSON-RPC body read.
 const MAX_BODY: usize = 4 << 20;
 
 pub fn router(state: &AppState) -> Router<AppState> {
-    let server = MemoryMcpServer::new(state.memory.clone(), state.store.clone());
+    let server = McpEndpoint::new(state.chat.clone(), state.memory.clone());
     // The router's own Host check (every route, `server.allowed_hosts` included) has run.
     let mut config = StreamableHttpServerConfig::default().disable_allowed_hosts();
     config.cancellation_token = state.sockets.shutdown_token().child_token();

@@ -1,7 +1,7 @@
 //! The server as an MCP server: `memory_store`, `memory_find`, `memory_delete` and
 //! `conversation_search` for other MCP clients (desktop apps, agents), served by rmcp over
-//! Streamable HTTP at `/mcp` (see `http/mcp.rs`); the caller's conversations and memories as
-//! resources, two prompts and completion ([`super::mcp_library`]); `logging/setLevel`. Tool
+//! Streamable HTTP at `/mcp` (see [`super`]); the caller's conversations and memories as
+//! resources, two prompts and completion ([`super::resources`]); `logging/setLevel`. Tool
 //! failures are `isError` results with the reason, as MCP wants; a call with an unknown name
 //! or malformed params is a JSON-RPC error (-32602). Everything is scoped to the caller's key.
 // Logging is deprecated for a future protocol version (SEP-2577); the versions `/mcp` speaks
@@ -25,9 +25,11 @@ use rmcp::{ErrorData, RoleServer};
 use serde_json::{Map, Value, json};
 use std::sync::Mutex;
 
-use super::{MemoryError, MemoryService, mcp_library, tools};
+use super::resources;
 use crate::auth::Caller;
-use crate::store::Store;
+use crate::chat::ChatService;
+use crate::memory::{MemoryService, tools};
+use crate::wire::{ErrorCode, WireError};
 
 pub const SEARCH: &str = "conversation_search";
 
@@ -44,11 +46,11 @@ struct SearchArgs {
     conversation_id: Option<String>,
 }
 
-/// One `/mcp` session's handler ([`MemoryMcpServer::session`] makes a fresh one per session).
+/// One `/mcp` session's handler ([`McpEndpoint::session`] makes a fresh one per session).
 #[derive(Clone)]
-pub struct MemoryMcpServer {
+pub struct McpEndpoint {
+    chat: Arc<ChatService>,
     memory: Arc<MemoryService>,
-    store: Store,
     /// The level the client asked for with `logging/setLevel`: log messages at or above it
     /// are sent to it; none before it asks.
     log_level: Arc<Mutex<Option<LoggingLevel>>>,
@@ -97,11 +99,11 @@ fn severity(level: LoggingLevel) -> u8 {
     }
 }
 
-impl MemoryMcpServer {
-    pub fn new(memory: Arc<MemoryService>, store: Store) -> Self {
+impl McpEndpoint {
+    pub fn new(chat: Arc<ChatService>, memory: Arc<MemoryService>) -> Self {
         Self {
+            chat,
             memory,
-            store,
             log_level: Arc::default(),
         }
     }
@@ -109,7 +111,7 @@ impl MemoryMcpServer {
     /// A handler for a new session: the same services, its own log level.
     #[must_use]
     pub fn session(&self) -> Self {
-        Self::new(self.memory.clone(), self.store.clone())
+        Self::new(self.chat.clone(), self.memory.clone())
     }
 
     /// Sends `message` to the client if it asked for logs at `level` or below.
@@ -162,26 +164,30 @@ impl MemoryMcpServer {
         caller: &Caller,
         name: &str,
         arguments: Map<String, Value>,
-    ) -> Result<Value, MemoryError> {
+    ) -> Result<Value, String> {
         if name != SEARCH {
-            return tools::run(&self.memory, caller, name, arguments, None).await;
+            return tools::run(&self.memory, caller, name, arguments, None)
+                .await
+                .map_err(|error| WireError::from(error).message);
         }
         let args: SearchArgs = serde_json::from_value(Value::Object(arguments))
-            .map_err(|e| MemoryError::Invalid(format!("invalid arguments for {SEARCH}: {e}")))?;
-        let hits = self
-            .memory
-            .search_history(
-                caller,
-                &args.query,
-                args.k.unwrap_or(10),
-                args.conversation_id,
-            )
-            .await?;
-        Ok(json!({"hits": hits}))
+            .map_err(|e| format!("invalid arguments for {SEARCH}: {e}"))?;
+        let scoped = args.conversation_id.is_some();
+        match self
+            .chat
+            .search_history(caller, args.query, args.k, args.conversation_id)
+            .await
+        {
+            Ok(results) => Ok(json!({"hits": results.hits})),
+            // A tool's answer about a conversation the caller cannot see: no hits, as in
+            // one it can see with nothing matching (the socket's `search` says not_found).
+            Err(error) if scoped && error.code == ErrorCode::NotFound => Ok(json!({"hits": []})),
+            Err(error) => Err(error.message),
+        }
     }
 }
 
-impl ServerHandler for MemoryMcpServer {
+impl ServerHandler for McpEndpoint {
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(
             ServerCapabilities::builder()
@@ -243,7 +249,7 @@ impl ServerHandler for MemoryMcpServer {
             Err(error) => {
                 self.log(&context, LoggingLevel::Warning, format!("{name}: {error}"))
                     .await;
-                CallToolResult::error(vec![ContentBlock::text(error.to_string())])
+                CallToolResult::error(vec![ContentBlock::text(error)])
             }
         };
         Ok(result.into())
@@ -255,7 +261,7 @@ impl ServerHandler for MemoryMcpServer {
         context: RequestContext<RoleServer>,
     ) -> Result<ListResourcesResult, ErrorData> {
         let cursor = request.and_then(|r| r.cursor);
-        mcp_library::list(&self.store, &caller(&context)?, cursor).await
+        resources::list(&self.chat, &caller(&context)?, cursor).await
     }
 
     async fn list_resource_templates(
@@ -264,7 +270,7 @@ impl ServerHandler for MemoryMcpServer {
         _context: RequestContext<RoleServer>,
     ) -> Result<ListResourceTemplatesResult, ErrorData> {
         Ok(ListResourceTemplatesResult::with_all_items(
-            mcp_library::templates(),
+            resources::templates(),
         ))
     }
 
@@ -273,7 +279,7 @@ impl ServerHandler for MemoryMcpServer {
         request: ReadResourceRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<ReadResourceResponse, ErrorData> {
-        mcp_library::read(&self.store, &caller(&context)?, &request.uri)
+        resources::read(&self.chat, &caller(&context)?, &request.uri)
             .await
             .map(Into::into)
     }
@@ -283,7 +289,7 @@ impl ServerHandler for MemoryMcpServer {
         _request: Option<PaginatedRequestParams>,
         _context: RequestContext<RoleServer>,
     ) -> Result<ListPromptsResult, ErrorData> {
-        Ok(ListPromptsResult::with_all_items(mcp_library::prompts()))
+        Ok(ListPromptsResult::with_all_items(resources::prompts()))
     }
 
     async fn get_prompt(
@@ -291,8 +297,8 @@ impl ServerHandler for MemoryMcpServer {
         request: GetPromptRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<GetPromptResponse, ErrorData> {
-        mcp_library::prompt(
-            &self.store,
+        resources::prompt(
+            &self.chat,
             &self.memory,
             &caller(&context)?,
             &request.name,
@@ -307,8 +313,8 @@ impl ServerHandler for MemoryMcpServer {
         request: CompleteRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CompleteResult, ErrorData> {
-        let completion = mcp_library::complete(
-            &self.store,
+        let completion = resources::complete(
+            &self.chat,
             &caller(&context)?,
             &request.r#ref,
             &request.argument.name,
