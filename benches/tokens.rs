@@ -7,7 +7,7 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput};
-use mcp_platform::chat::Encoding;
+use mcp_platform::tokens::Encoding;
 
 fn counting(c: &mut Criterion) {
     let readme = include_str!("../README.md");

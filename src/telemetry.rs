@@ -1,5 +1,5 @@
 //! Logging: `tracing` to stderr, as text or one JSON object per line, filtered by `RUST_LOG`
-//! when set, else by `logging.level`. Every line passes through [`scrub::credentials`] on its
+//! when set, else by `logging.level`. Every line passes through `scrub::credentials` on its
 //! way out, so a URL's user-info or a `?token=` in any message (ours, or an error text of a
 //! dependency that names the URL it called) never reaches the log.
 

@@ -183,12 +183,6 @@ impl WireError {
     pub fn cancelled() -> Self {
         Self::new(ErrorCode::Cancelled, "the turn was cancelled", false)
     }
-
-    #[must_use]
-    pub fn with_retry_after(mut self, seconds: Option<u64>) -> Self {
-        self.retry_after = seconds;
-        self
-    }
 }
 
 /// A parser's complaint about a client's JSON in the client's terms: serde names our types

@@ -266,7 +266,7 @@ impl ChatService {
         };
         if !reported {
             // Cut off, or a provider that reports nothing: what was sent and received counts.
-            let encoding = super::Encoding::for_model(model.unwrap_or(opened.model()));
+            let encoding = crate::tokens::Encoding::for_model(model.unwrap_or(opened.model()));
             encoding.load().await;
             let spent =
                 super::usage::estimate(encoding, (&request.messages, &[]), &summary, &[]).await;
@@ -351,7 +351,7 @@ impl ChatService {
             )
             .await?;
         let text = format!("{SUMMARY_PREFIX}{text}");
-        let encoding = super::Encoding::for_model(self.providers.default_model(None)?);
+        let encoding = crate::tokens::Encoding::for_model(self.providers.default_model(None)?);
         encoding.load().await;
         let mut stored = NewMessage::new(Role::System, text.clone());
         stored.token_count = encoding.count(&text);

@@ -35,17 +35,11 @@ use crate::mcp::McpHost;
 use crate::memory::MemoryService;
 use crate::stats::{Histogram, LatencySummary};
 use crate::store::Store;
-pub use crate::tokens::Encoding;
 pub use answer::{Asks, Sampling};
-pub use attachments::{AttachmentRef, MAX_ATTACHMENT_REFS};
-pub use compaction::Compacted;
-pub use conversations::{DEFAULT_PAGE, History, MAX_APPEND, SearchResults};
-pub use events::{Completion, NoticeCode, ToolStatus, TurnEvent, TurnSink};
+pub use events::{Completion, ToolStatus, TurnEvent, TurnSink};
 pub use exchange::{Exchange, StoreIn};
 use in_flight::InFlight;
 pub use memories::MemoryListing;
-pub use models::{ModelCatalog, ProviderModels};
-pub use offers::ResourceRead;
 pub use questions::{Answer, AnswerError, Decision};
 pub use turn::TurnRequest;
 

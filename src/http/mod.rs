@@ -9,9 +9,9 @@ mod health;
 mod host;
 mod keys;
 mod listener;
+mod logins;
 mod mcp;
 mod metrics;
-mod oauth;
 mod openai;
 mod origin;
 mod page;
@@ -29,7 +29,7 @@ pub use front::serve;
 pub use host::AllowedHosts;
 pub use listener::{ConnectionSlot, Connections, ConnectionsSnapshot};
 pub use mcp::{McpSessions, McpSessionsSnapshot};
-pub use ws::{Rejection, SocketSnapshot, Sockets};
+pub use ws::{SocketSnapshot, Sockets};
 
 use crate::auth::Auth;
 use crate::chat::ChatService;
@@ -155,7 +155,7 @@ pub fn router(state: AppState) -> Router {
     let protected = api::router()
         .merge(auth::session_router())
         .merge(keys::router())
-        .merge(oauth::router())
+        .merge(logins::router())
         .merge(ws::router())
         .merge(mcp::router(&state))
         .merge(openai::router())
@@ -176,7 +176,7 @@ pub fn router(state: AppState) -> Router {
     health::router()
         .merge(metrics::router())
         .merge(page::router())
-        .merge(oauth::callback_router())
+        .merge(logins::callback_router())
         .merge(guarded)
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

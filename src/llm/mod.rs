@@ -15,9 +15,9 @@ mod format;
 mod limits;
 pub mod local;
 mod provider;
+mod provider_stats;
 mod retry;
 mod sse;
-mod stats;
 pub mod text_tools;
 mod types;
 
@@ -29,8 +29,8 @@ pub use embeddings::{Embedder, EmbedderSnapshot, Vector};
 pub use error::ProviderError;
 pub use limits::{Limits, Refused, Slot};
 pub use provider::Provider;
+pub use provider_stats::ProviderSnapshot;
 pub use sse::SseDecoder;
-pub use stats::ProviderSnapshot;
 pub use types::{
     ChatEvent, ChatMessage, ChatRequest, ChatStream, FinishReason, MessageRole, ToolCall, ToolSpec,
     Usage,

@@ -56,7 +56,7 @@ impl EventReader {
     }
 }
 
-/// The parser behind [`EventReader`]: bytes in with [`SseDecoder::push`], events out with
+/// The parser behind `EventReader`: bytes in with [`SseDecoder::push`], events out with
 /// [`SseDecoder::next_event`] and [`SseDecoder::data`].
 #[derive(Debug, Default)]
 pub struct SseDecoder {

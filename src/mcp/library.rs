@@ -93,7 +93,7 @@ pub enum LibraryError {
     NotFound(String),
     #[error("{0}")]
     Unavailable(String),
-    /// `message` names the server and says why in plain words ([`super::call::failure_reason`]).
+    /// `message` names the server and says why in plain words (`call::failure_reason`).
     #[error("{message}")]
     Refused { server: String, message: String },
 }

@@ -1,9 +1,9 @@
 //! `mcp-platform reembed`: every memory and searchable message embedded again with the
-//! configured embedder, in batches, then swapped in at once (`store/reembed.rs`). Texts with no
+//! configured embedder, in batches, then swapped in at once (`store/vector_rebuild.rs`). Texts with no
 //! word to embed are skipped and counted.
 
 use crate::config::VectorSpace;
-use crate::store::{ReembedCounts, Store, reembed};
+use crate::store::{ReembedCounts, Store, vector_rebuild};
 
 use super::{MemoryError, TextEmbedder};
 
@@ -31,7 +31,9 @@ pub async fn reembed(
         let (none, vectors) = embed_all(embedder, texts).await?;
         skipped += none;
         done += vectors.len() as u64;
-        store.reembed_stage(reembed::MEMORY, vectors, space).await?;
+        store
+            .reembed_stage(vector_rebuild::MEMORY, vectors, space)
+            .await?;
         progress("memories", done);
     }
     let (mut after, mut done, mut up_to) = (0, 0, 0);
@@ -48,7 +50,7 @@ pub async fn reembed(
         skipped += none;
         done += vectors.len() as u64;
         store
-            .reembed_stage(reembed::MESSAGE, vectors, space)
+            .reembed_stage(vector_rebuild::MESSAGE, vectors, space)
             .await?;
         progress("messages", done);
     }

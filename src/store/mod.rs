@@ -3,9 +3,10 @@
 //! SQL; callers get typed results and a [`StoreError`].
 //!
 //! Every call runs its SQLite work on a dedicated worker thread through [`Store::read`] or
-//! [`Store::write`], in queue order (see [`lane`]).
+//! [`Store::write`], in queue order (see `lane.rs`).
 
 pub mod backup;
+mod bulk;
 mod connection;
 mod conversations;
 mod error;
@@ -22,9 +23,8 @@ mod model;
 mod pool_state;
 mod principals;
 mod prompt_cache;
-pub mod reembed;
 mod retention;
-mod transfer;
+pub mod vector_rebuild;
 mod vectors;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +33,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, Transaction};
 
+pub use bulk::{ConversationRecord, MemoryRecord, MessageRecord};
 pub use conversations::Conversations;
 pub use error::StoreError;
 pub use health::GateStats;
@@ -51,9 +52,8 @@ pub use principals::{
     AccessRole, KeyRecord, NewKey, Owner, PrincipalId, PrincipalRow, Principals, Quotas, Usage,
     count_active_keys, day_of,
 };
-pub use reembed::ReembedCounts;
 pub use retention::{RetentionReport, RetentionSnapshot};
-pub use transfer::{ConversationRecord, MemoryRecord, MessageRecord};
+pub use vector_rebuild::ReembedCounts;
 pub use vectors::{MemoryCounts, Vector};
 
 use crate::config::{RepositoryConfig, VectorSpace};

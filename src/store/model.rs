@@ -187,7 +187,7 @@ pub struct Attachment {
     pub truncated: bool,
 }
 
-/// Attachments of one message: at most this many, of at most [`MAX_ATTACHMENTS_LEN`] in all.
+/// Attachments of one message: at most this many, of at most `MAX_ATTACHMENTS_LEN` in all.
 pub const MAX_ATTACHMENTS: usize = 16;
 const MAX_ATTACHMENTS_LEN: usize = 4 << 20;
 

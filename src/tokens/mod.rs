@@ -1,5 +1,5 @@
 //! Token counting with the tokenizer of the model's family (tiktoken's ranks, compiled into
-//! tiktoken-rs: nothing is downloaded; counted by [`bpe::CompactBpe`], which holds them in a
+//! tiktoken-rs: nothing is downloaded; counted by `bpe::CompactBpe`, which holds them in a
 //! tenth of the memory). OpenAI's current families (`gpt-4o`, `gpt-4.1`, `gpt-5`, `o1`, `o3`,
 //! `o4`, `gpt-oss`) use `o200k_base`; older OpenAI models use `cl100k_base`. Other families
 //! (Llama, Mixtral, Claude, Gemini... through Groq or OpenRouter) have their own tokenizers that

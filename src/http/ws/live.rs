@@ -228,10 +228,6 @@ impl LiveTurn {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    pub fn conversation(&self) -> Option<ConversationId> {
-        self.state().conversation.clone()
-    }
-
     /// Whether the turn belongs to `conversation` (without a copy of its id).
     fn is_in(&self, conversation: &str) -> bool {
         self.state()

@@ -12,7 +12,7 @@ mod live;
 mod outbox;
 mod render;
 mod session;
-mod stats;
+mod sockets;
 mod writer;
 
 use axum::Extension;
@@ -23,7 +23,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-pub use stats::{Rejection, SocketSnapshot, Sockets};
+pub use sockets::{Rejection, SocketSnapshot, Sockets};
 
 use super::{ApiError, AppState, ConnectionSlot};
 use crate::auth::Caller;
@@ -70,7 +70,7 @@ async fn upgrade(
     // The default model's tokenizer tables are built when the first socket comes, not at
     // start: a server nobody chats with does not hold them.
     if let Ok(model) = state.providers.default_model(None) {
-        crate::chat::Encoding::for_model(model).preload();
+        crate::tokens::Encoding::for_model(model).preload();
     }
     let limit = state.config.chat.websocket.max_message_size;
     // Frames up to 4x the limit are read and refused with `too_large` (the socket lives on);

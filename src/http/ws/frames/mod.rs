@@ -2,10 +2,10 @@
 //! typed [`ClientFrame`] with a clear refusal for every kind of bad input, and the
 //! [`ServerFrame`]s the socket writes.
 
-mod client;
+mod inbound;
+mod outbound;
 mod payloads;
-mod server;
 
-pub use client::ClientFrame;
+pub use inbound::ClientFrame;
+pub use outbound::ServerFrame;
 pub use payloads::*;
-pub use server::ServerFrame;

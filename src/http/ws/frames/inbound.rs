@@ -353,7 +353,7 @@ fn chat_payload(object: &Map<String, Value>) -> Result<TurnRequest, String> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::server::ServerFrame;
+    use super::super::outbound::ServerFrame;
     use super::*;
 
     fn code_of(text: &str) -> ErrorCode {

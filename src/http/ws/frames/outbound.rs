@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::client::FrameError;
+use super::inbound::FrameError;
 use crate::wire::{ErrorCode, WireError};
 
 /// A server frame: `{"request_id", "status", "chunk"}`.
