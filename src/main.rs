@@ -313,7 +313,7 @@ fn run_loadtest(args: LoadtestArgs) -> Result<bool, String> {
     let slos = loadtest::parse_slos(args.slo.as_deref().unwrap_or(""))
         .map_err(|e| format!("--slo: {e}"))?;
     // A load client holds one descriptor per connection it drives: as many as it may have.
-    let _ = mcp_platform::process::raise_open_files_limit(u64::MAX);
+    let _ = mcp_platform::process::files::raise_open_files_limit(u64::MAX);
     let runtime = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
     if args.idle.is_some() && args.report.is_some() {
         return Err("--report is for chat runs; --idle prints its figures only".into());
@@ -378,7 +378,7 @@ fn print_report(report: &impl serde::Serialize, table: &str, json: bool) -> Resu
 
 /// Sockets are files: the soft limit is raised to what the configured caps need (no further).
 fn raise_open_files_limit(config: &Config) {
-    use mcp_platform::process::{FilesLimit, files_needed, raise_open_files_limit};
+    use mcp_platform::process::files::{FilesLimit, files_needed, raise_open_files_limit};
     let needed = files_needed(config, 1024);
     match raise_open_files_limit(needed) {
         Ok(FilesLimit::Short { hard, needed }) => eprintln!(

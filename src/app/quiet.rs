@@ -83,7 +83,7 @@ async fn release_memory_when_quiet(
             .unwrap_or(u32::MAX)
             .max(1)
     };
-    let mut watch = crate::process::QuietWatch::new(after.iter().map(|&d| checks(d)).collect());
+    let mut watch = QuietWatch::new(after.iter().map(|&d| checks(d)).collect());
     every(period, cancel, move || {
         let (count, busy) = activity.now();
         let release = watch.observe(count, busy).then(|| activity.store.clone());
@@ -102,4 +102,61 @@ async fn release_memory_when_quiet(
         }
     })
     .await;
+}
+
+/// Tells when a server has gone quiet: fed a count that grows with activity (writes, sockets,
+/// frames, turns) at a steady period, it answers `true` when the count has been still for
+/// one of `steps` periods in a row (each step once per quiet spell; start counts as activity).
+#[derive(Debug)]
+pub struct QuietWatch {
+    steps: Vec<u32>,
+    last: Option<u64>,
+    still: u32,
+}
+
+impl QuietWatch {
+    pub fn new(steps: Vec<u32>) -> Self {
+        Self {
+            steps,
+            last: None,
+            still: 0,
+        }
+    }
+
+    /// Records the activity count now (`busy`: work in progress, whatever the count says);
+    /// `true` when memory should be released.
+    pub fn observe(&mut self, activity: u64, busy: bool) -> bool {
+        if self.last == Some(activity) && !busy {
+            self.still = self.still.saturating_add(1);
+        } else {
+            self.last = Some(activity);
+            self.still = 0;
+        }
+        self.steps.contains(&self.still)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_quiet_watch_answers_at_each_step_of_a_quiet_spell() {
+        let mut watch = QuietWatch::new(vec![2, 4]);
+        // Start counts as activity: still for two checks, then for four.
+        let seen: Vec<bool> = [0; 6].iter().map(|&n| watch.observe(n, false)).collect();
+        assert_eq!(seen, [false, false, true, false, true, false]);
+        // Busy: never while the count moves; quiet again two checks after it stops.
+        let seen: Vec<bool> = [5, 9, 12, 12, 12, 13, 13, 13]
+            .iter()
+            .map(|&n| watch.observe(n, false))
+            .collect();
+        assert_eq!(seen, [false, false, false, false, true, false, false, true]);
+        // Work in progress (a long tool call, a slow model) is never quiet.
+        let seen: Vec<bool> = [true, true, true, false, false]
+            .iter()
+            .map(|&busy| watch.observe(13, busy))
+            .collect();
+        assert_eq!(seen, [false, false, false, false, true]);
+    }
 }

@@ -57,7 +57,8 @@ pub async fn serve(
         .name("http-front".into())
         .spawn(move || {
             // A probe must not wait for the chat work saturating the CPUs to yield.
-            let scheduled = crate::process::schedule_promptly(front.limits.realtime_front);
+            let scheduled =
+                crate::process::scheduling::schedule_promptly(front.limits.realtime_front);
             tracing::debug!(?scheduled, "front thread scheduling");
             front.run(listener);
             drop(finished);

@@ -353,7 +353,7 @@ fn spawn_sampler(
         .name("health-sampler".into())
         .spawn(move || {
             // Its round trips measure the server, not how long this thread waits for a CPU.
-            crate::process::schedule_promptly(true);
+            crate::process::scheduling::schedule_promptly(true);
             let samples = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

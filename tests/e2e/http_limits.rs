@@ -34,7 +34,7 @@ async fn half_header(app_addr: std::net::SocketAddr) -> TcpStream {
 #[tokio::test]
 async fn a_thousand_half_headers_are_all_closed_within_the_header_timeout_while_health_answers() {
     // Two thousand descriptors in this process (both ends); the CI default may be 1,024.
-    let _ = mcp_platform::process::raise_open_files_limit(8192);
+    let _ = mcp_platform::process::files::raise_open_files_limit(8192);
     let timeout = Duration::from_secs(2);
     let app = spawn_app_with(|config| config.server.http.header_read_timeout = timeout).await;
     let mut streams = Vec::new();
