@@ -1,6 +1,6 @@
 use serde_json::{Value, json};
 
-use crate::helpers::{get_json, spawn_app};
+use crate::support::{get_json, spawn_app};
 
 #[tokio::test]
 async fn conversations_can_be_created_listed_read_and_deleted() {

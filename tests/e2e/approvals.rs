@@ -6,11 +6,11 @@ use std::time::Duration;
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::chat_tools::{calls, chat_bodies, tool_app};
-use crate::helpers::TestApp;
-use crate::mcp_host::stdio_entry;
-use crate::providers::Fake;
-use crate::ws::{Socket, chat, connect, next_frame, send, turn_frames};
+use crate::support::Fake;
+use crate::support::TestApp;
+use crate::support::stdio_entry;
+use crate::support::{Socket, chat, connect, next_frame, result_read, send, turn_frames};
+use crate::support::{calls, tool_app};
 
 /// The app with the test server `test` under `entry` (merged into its stdio entry).
 async fn app_with(entry: Value, timeout: Duration) -> (TestApp, Fake) {
@@ -78,20 +78,6 @@ async fn server_calls(app: &TestApp) -> u64 {
         .expect("calls")
 }
 
-/// The tool result the model read in its second request.
-fn tool_result_read(fake: &Fake) -> String {
-    let bodies = chat_bodies(fake);
-    let messages = bodies.last().expect("a second request")["messages"].clone();
-    messages
-        .as_array()
-        .expect("messages")
-        .iter()
-        .find(|m| m["role"] == "tool")
-        .and_then(|m| m["content"].as_str())
-        .expect("a tool result")
-        .to_string()
-}
-
 #[tokio::test]
 async fn ask_waits_for_the_user_and_allow_runs_the_call() {
     let (app, fake) = app_with(json!({"approval": "ask"}), Duration::from_secs(60)).await;
@@ -147,7 +133,7 @@ async fn deny_by_the_user_or_by_policy_never_reaches_the_server_and_the_model_re
     let done = finished(&rest);
     assert_eq!(done[0]["chunk"]["metadata"]["status"], "denied", "{rest:?}");
     assert_eq!(rest.last().expect("end")["status"], "complete");
-    assert!(tool_result_read(&fake).contains("the user declined"));
+    assert!(result_read(&fake).contains("the user declined"));
     assert_eq!(server_calls(&app).await, 0);
 
     // A per-tool `deny` (over `auto`): not asked, not run.
@@ -165,7 +151,7 @@ async fn deny_by_the_user_or_by_policy_never_reaches_the_server_and_the_model_re
         finished(&frames)[0]["chunk"]["metadata"]["status"],
         "denied"
     );
-    assert!(tool_result_read(&fake).contains("approval policy"));
+    assert!(result_read(&fake).contains("approval policy"));
     assert_eq!(server_calls(&app).await, 0);
 }
 
@@ -182,7 +168,7 @@ async fn an_unanswered_question_is_denied_at_the_timeout() {
         "denied"
     );
     assert_eq!(frames.last().expect("end")["status"], "complete");
-    assert!(tool_result_read(&fake).contains("no one approved"));
+    assert!(result_read(&fake).contains("no one approved"));
     assert_eq!(server_calls(&app).await, 0);
     let id = frames.iter().find(|f| is_question(f)).expect("question")["chunk"]["metadata"]["approval_id"].clone();
     // The client is told the question closed, so it can close its dialog.
@@ -299,7 +285,7 @@ async fn on_the_openai_door_ask_means_deny_unless_the_request_allows_it() {
         }
         let response = request.send().await.expect("POST");
         assert_eq!(response.status().as_u16(), 200);
-        assert!(tool_result_read(&fake).contains(expected), "{header:?}");
+        assert!(result_read(&fake).contains(expected), "{header:?}");
     }
     assert_eq!(server_calls(&app).await, 1);
     let bad = app

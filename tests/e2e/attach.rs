@@ -9,7 +9,9 @@ use std::time::Duration;
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::ws::{Socket, chat, chat_app, connect, next_frame, send, turn_frames};
+use crate::support::{
+    Socket, chat, chat_app, connect, eventually, next_frame, send, text_of, turn_frames,
+};
 
 fn slow(pieces: usize, delay_ms: u64) -> Reply {
     Reply::Text {
@@ -28,14 +30,6 @@ fn whole(pieces: usize) -> String {
 
 fn seqs(frames: &[Value]) -> Vec<u64> {
     frames.iter().filter_map(|f| f["seq"].as_u64()).collect()
-}
-
-fn text(frames: &[Value]) -> String {
-    frames
-        .iter()
-        .filter(|f| f["status"] == "chunk")
-        .filter_map(|f| f["chunk"]["data"].as_str())
-        .collect()
 }
 
 fn attach(request_id: &str, conversation: &Value, after_seq: u64) -> Value {
@@ -60,16 +54,13 @@ async fn until_chunks(socket: &mut Socket, request_id: &str, n: usize) -> Vec<Va
     frames
 }
 
-async fn stored_answer(app: &crate::helpers::TestApp, conversation: &Value) -> Value {
+async fn stored_answer(app: &crate::support::TestApp, conversation: &Value) -> Value {
     let id = conversation.as_str().expect("id");
-    for _ in 0..200 {
+    eventually("the answer stored", || async {
         let history = app.history(id).await;
-        if history.len() == 2 {
-            return history[1].clone();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no answer stored");
+        (history.len() == 2).then(|| history[1].clone())
+    })
+    .await
 }
 
 #[tokio::test]
@@ -83,7 +74,7 @@ async fn a_closed_socket_s_turn_goes_on_and_attach_sends_the_rest_without_gap_or
     let last = *seqs(&seen).last().expect("a seq");
     drop(first);
     // The server notices the closed socket on its own time; the answer takes 500 ms more.
-    crate::helpers::eventually("the turn is detached", || async {
+    crate::support::eventually("the turn is detached", || async {
         (app.health().await.1["websocket_stats"]["detached_turns"] == 1).then_some(())
     })
     .await;
@@ -98,7 +89,7 @@ async fn a_closed_socket_s_turn_goes_on_and_attach_sends_the_rest_without_gap_or
         rest_seqs,
         ((last + 1)..=(last + rest.len() as u64)).collect::<Vec<_>>()
     );
-    assert_eq!(text(&seen) + &text(&rest), whole(20));
+    assert_eq!(text_of(&seen) + &text_of(&rest), whole(20));
 
     let answer = stored_answer(&app, &conversation).await;
     assert_eq!(answer["status"], "complete");
@@ -139,7 +130,7 @@ async fn two_sockets_follow_one_turn_and_the_same_request_again_follows_it() {
             "{frames:?}"
         );
         assert_eq!(seqs(frames), (1..=frames.len() as u64).collect::<Vec<_>>());
-        assert_eq!(text(frames), whole(10));
+        assert_eq!(text_of(frames), whole(10));
     }
     assert_eq!(a, b);
     assert_eq!(a, c);
@@ -170,18 +161,29 @@ async fn a_turn_without_a_socket_ends_after_the_timeout_and_a_finished_one_is_re
     let next = json!({"conversation_id": conversation});
     send(&mut socket, chat("short", "and now briefly", next)).await;
     turn_frames(&mut socket, "short").await;
-    tokio::time::sleep(Duration::from_millis(900)).await;
-    send(&mut socket, attach("short", &conversation, 0)).await;
-    let replayed = turn_frames(&mut socket, "short").await;
-    let end = replayed.last().expect("end");
-    assert_eq!(end["chunk"]["metadata"]["replayed"], true, "{replayed:?}");
-    assert_eq!(text(&replayed), "Short.");
-    // Unknown turns, and one that ended without an answer, are not found.
-    for (id, after) in [("nope", 0), ("long", 0)] {
-        send(&mut socket, attach(id, &conversation, after)).await;
-        let refused = next_frame(&mut socket).await;
-        assert_eq!(refused["chunk"]["code"], "not_found", "{refused}");
-    }
+    // Once the server has let the ended turn go (at once or after detached_turn_timeout),
+    // an attach replays it from storage; until then it follows the turn's own frames.
+    let replayed = eventually("the ended turn replayed from storage", || async {
+        let mut other = connect(&app).await;
+        send(&mut other, attach("short", &conversation, 0)).await;
+        let frames = turn_frames(&mut other, "short").await;
+        let end = frames.last().expect("end");
+        (end["chunk"]["metadata"]["replayed"] == true).then_some(frames)
+    })
+    .await;
+    assert_eq!(text_of(&replayed), "Short.");
+    // Unknown turns, and one that ended without an answer (once the server has let it go),
+    // are not found.
+    send(&mut socket, attach("nope", &conversation, 0)).await;
+    let refused = next_frame(&mut socket).await;
+    assert_eq!(refused["chunk"]["code"], "not_found", "{refused}");
+    eventually("the unanswered turn let go, then not found", || async {
+        let mut other = connect(&app).await;
+        send(&mut other, attach("long", &conversation, 0)).await;
+        let first = next_frame(&mut other).await;
+        (first["chunk"]["code"] == "not_found").then_some(())
+    })
+    .await;
     app.shutdown().await;
 }
 

@@ -5,13 +5,13 @@
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::chat_tools::tool_app;
-use crate::ws::{chat, connect, next_frame, send, turn_frames};
+use crate::support::tool_app;
+use crate::support::{chat, connect, next_frame, send, turn_frames};
 
 const README: &str = "<attachment uri=\"test://notes/readme\" server=\"test\" mime_type=\"text/plain\">\nThe launch is on Friday.\n</attachment>";
 
 /// The content of the user messages of the provider request `index`.
-fn user_contents(fake: &crate::providers::Fake, index: usize) -> Vec<String> {
+fn user_contents(fake: &crate::support::Fake, index: usize) -> Vec<String> {
     fake.mock.requests()[index].body["messages"]
         .as_array()
         .expect("messages")

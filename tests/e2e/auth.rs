@@ -2,24 +2,11 @@
 
 use std::time::Duration;
 
+use crate::support::{
+    TestApp, chat, chat_app, close_code, connect_with_key, create_key, eventually, next_frame,
+    send, spawn_app, turn_frames,
+};
 use serde_json::{Value, json};
-
-use crate::chat_sockets::close_code;
-use crate::helpers::{TestApp, spawn_app};
-use crate::ws::{chat, chat_app, connect_with_key, next_frame, send, turn_frames};
-
-/// Creates a key over REST (with `bearer`'s credentials, or none while auth is off).
-pub async fn create_key(app: &TestApp, bearer: Option<&str>, body: Value) -> String {
-    let mut request = app.client.post(app.url("/api/keys")).json(&body);
-    if let Some(key) = bearer {
-        request = request.bearer_auth(key);
-    }
-    let response = request.send().await.expect("POST /api/keys");
-    let status = response.status().as_u16();
-    let body: Value = response.json().await.expect("JSON");
-    assert_eq!(status, 201, "{body}");
-    body["key"].as_str().expect("the new key").to_string()
-}
 
 /// A GET with an optional bearer key: status and JSON body (Null if not JSON).
 async fn get(app: &TestApp, path: &str, key: Option<&str>) -> (u16, Value) {
@@ -340,7 +327,7 @@ async fn a_browser_logs_in_for_a_session_cookie_and_out_again() {
 
 #[tokio::test]
 async fn failed_attempts_are_throttled_per_address() {
-    let app = crate::helpers::spawn_app_with(|config| {
+    let app = crate::support::spawn_app_with(|config| {
         config.server.auth.max_failures_per_minute = 3;
     })
     .await;
@@ -478,11 +465,11 @@ fn mcp_as(app: &TestApp, key: &str) -> mcp_platform::mcp::McpHost {
         "headers": {"Authorization": format!("Bearer {key}")}
     }))
     .expect("entry");
-    crate::mcp_host::host(vec![("platform", entry)], |_| {})
+    crate::support::host(vec![("platform", entry)], |_| {})
 }
 
 async fn tool(host: &mcp_platform::mcp::McpHost, name: &str, arguments: Value) -> (bool, Value) {
-    let (ok, text) = crate::mcp_host::call(host, name, arguments).await;
+    let (ok, text) = crate::support::call(host, name, arguments).await;
     (
         ok,
         serde_json::from_str(&text).unwrap_or(Value::String(text)),
@@ -497,8 +484,8 @@ async fn memories_and_search_hits_belong_to_their_key_and_ids_are_never_reused()
     let bob_key = create_key(&app, Some(&admin), json!({"name": "bob"})).await;
     let alice = mcp_as(&app, &alice_key);
     let bob = mcp_as(&app, &bob_key);
-    crate::mcp_host::ready(&alice, "platform", 4).await;
-    crate::mcp_host::ready(&bob, "platform", 4).await;
+    crate::support::ready(&alice, "platform", 4).await;
+    crate::support::ready(&bob, "platform", 4).await;
 
     let (ok, first) = tool(
         &alice,
@@ -564,16 +551,13 @@ async fn memories_and_search_hits_belong_to_their_key_and_ids_are_never_reused()
     .await;
     assert_eq!(status, 201);
     let query = json!({"query": "launch code word periwinkle"});
-    let mut hits = Value::Null;
-    for _ in 0..100 {
+    let hits = eventually("alice's message indexed", || async {
         let (ok, searched) = tool(&alice, "conversation_search", query.clone()).await;
         assert!(ok, "{searched}");
-        if searched["hits"].as_array().is_some_and(|h| !h.is_empty()) {
-            hits = searched["hits"].clone();
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+        let found = searched["hits"].as_array().is_some_and(|h| !h.is_empty());
+        found.then(|| searched["hits"].clone())
+    })
+    .await;
     assert_eq!(
         hits[0]["conversation_id"],
         id.as_str(),
@@ -598,7 +582,7 @@ async fn memories_and_search_hits_belong_to_their_key_and_ids_are_never_reused()
 #[tokio::test]
 async fn metrics_take_the_metrics_token_or_an_admin_key_once_auth_is_on() {
     let token = "scrape-token-0123456789";
-    let app = crate::helpers::spawn_app_with(|config| {
+    let app = crate::support::spawn_app_with(|config| {
         config.server.metrics_token = Some(mcp_platform::config::Secret::new(token));
     })
     .await;

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use crate::binary::BIN;
-use crate::ws::{chat, chat_app, connect, send, turn_frames};
+use crate::support::BIN;
+use crate::support::{chat, chat_app, connect, send, turn_frames};
 
 #[tokio::test]
 async fn a_backup_under_load_holds_every_acknowledged_turn() {
@@ -74,7 +74,7 @@ async fn the_backup_command_writes_a_checked_copy_and_refuses_to_overwrite() {
     let mut socket = connect(&app).await;
     send(&mut socket, chat("r", "hello", json!({}))).await;
     turn_frames(&mut socket, "r").await;
-    let config = crate::transfer::config_for(&app);
+    let config = crate::support::config_for(&app);
     let target = app.dir.path().join("copy.db");
     let run = || {
         std::process::Command::new(BIN)

@@ -1,87 +1,17 @@
 //! The real `mcp-platform` binary: start-up refusals, check-config, SIGTERM, and SIGKILL in the
 //! middle of writes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::{
+    BIN, assert_one_clear_line, get_json, run_to_completion, start_server, write_config,
+};
 use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
-
-use crate::helpers::get_json;
-
-pub const BIN: &str = env!("CARGO_BIN_EXE_mcp-platform");
-
-pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
-    let path = dir.join("config.yaml");
-    let db = dir.join("data/chat.db");
-    let text = format!(
-        "server:\n  port: 0\nlogging:\n  format: json\nchat:\n  service:\n    repository:\n      path: {}\n{extra}",
-        db.display()
-    );
-    std::fs::write(&path, text).expect("write config");
-    path
-}
-
-/// Starts the server and returns it with its address, read from the JSON start-up log line.
-/// stderr keeps being drained so the child never blocks on a full pipe.
-pub async fn start_server(config: &Path) -> (Child, String) {
-    let mut child = Command::new(BIN)
-        .args(["serve", "--config"])
-        .arg(config)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("binary starts");
-    let stderr = child.stderr.take().expect("piped stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let address = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.expect("read stderr") {
-            let Ok(event) = serde_json::from_str::<Value>(&line) else {
-                continue;
-            };
-            if let Some(address) = event["address"].as_str() {
-                return address.to_string();
-            }
-        }
-        panic!("server exited before listening");
-    })
-    .await
-    .expect("server listens within 30 s");
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    (child, address)
-}
-
-pub async fn run_to_completion(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(BIN)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("binary runs");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
-pub fn assert_one_clear_line(stderr: &str, mentions: &str) {
-    assert!(
-        !stderr.contains("panicked") && !stderr.contains("backtrace"),
-        "{stderr}"
-    );
-    let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 1, "one line expected, got: {stderr}");
-    assert!(
-        lines[0].starts_with("error: ") && lines[0].contains(mentions),
-        "{stderr}"
-    );
-}
 
 #[tokio::test]
 async fn a_bad_config_exits_2_with_one_line_naming_the_key() {
@@ -525,7 +455,7 @@ async fn the_mock_provider_command_streams_calls_tools_embeds_and_fails_on_reque
 
 #[tokio::test]
 async fn loadtest_drives_a_server_reports_figures_and_judges_slos() {
-    let (app, _fake) = crate::ws::chat_app(|_| {}).await;
+    let (app, _fake) = crate::support::chat_app(|_| {}).await;
     let url = format!("ws://{}/ws/chat", app.addr);
     let (code, stdout, stderr) = run_to_completion(&[
         "loadtest",
@@ -586,7 +516,7 @@ async fn loadtest_drives_a_server_reports_figures_and_judges_slos() {
 
 #[tokio::test]
 async fn loadtest_drives_the_openai_door_too() {
-    let (app, fake) = crate::ws::chat_app(|_| {}).await;
+    let (app, fake) = crate::support::chat_app(|_| {}).await;
     let url = format!("ws://{}/ws/chat", app.addr);
     let (code, stdout, stderr) = run_to_completion(&[
         "loadtest",
@@ -610,7 +540,7 @@ async fn loadtest_drives_the_openai_door_too() {
     assert!(report["ttft_ms"]["p99"].as_f64() > Some(0.0), "{report}");
     // Each client sent its conversation so far: a second turn carries three messages, after
     // the server's system prompt.
-    let longest = crate::chat_tools::chat_bodies(&fake)
+    let longest = crate::support::chat_bodies(&fake)
         .iter()
         .map(|body| body["messages"].as_array().map_or(0, Vec::len))
         .max();

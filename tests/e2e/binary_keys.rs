@@ -9,7 +9,9 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use crate::binary::{BIN, assert_one_clear_line, run_to_completion, start_server, write_config};
+use crate::support::{
+    BIN, assert_one_clear_line, eventually, run_to_completion, start_server, write_config,
+};
 
 async fn keys(config: &Path, args: &[&str]) -> (i32, String, String) {
     let mut all = vec!["keys"];
@@ -29,13 +31,11 @@ async fn status_with(client: &reqwest::Client, address: &str, key: Option<&str>)
 
 /// Polls until GET with `key` answers `want` (the server reads keys every 500 ms).
 async fn until_status(client: &reqwest::Client, address: &str, key: Option<&str>, want: u16) {
-    for _ in 0..40 {
-        if status_with(client, address, key).await == want {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("GET with {key:?} never answered {want}");
+    let what = format!("GET with {key:?} answering {want}");
+    eventually(&what, || async {
+        (status_with(client, address, key).await == want).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -8,9 +8,12 @@ use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::helpers::{TestApp, get_json};
-use crate::providers::Fake;
-use crate::ws::{Socket, chat, chat_app, connect, next_frame, send, text_of, turn_frames};
+use crate::support::Fake;
+use crate::support::{
+    Socket, chat, chat_app, connect, eventually, message_contents, next_frame, send, text_of,
+    turn_frames,
+};
+use crate::support::{TestApp, get_json};
 
 #[tokio::test]
 async fn a_streamed_turn_is_stored_and_completed() {
@@ -73,13 +76,7 @@ async fn first_question_answered(app: &TestApp, fake: &Fake) -> (Socket, Value) 
 /// The contents of the messages the provider's request number `index` carried, after the
 /// system prompt.
 fn contents_sent(fake: &Fake, index: usize) -> Vec<String> {
-    fake.mock.requests()[index].body["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .skip(1)
-        .map(|m| m["content"].as_str().unwrap_or_default().to_string())
-        .collect()
+    message_contents(&fake.mock.requests()[index].body)[1..].to_vec()
 }
 
 #[tokio::test]
@@ -126,11 +123,10 @@ async fn a_quiet_server_empties_its_history_cache_and_the_next_turn_has_the_whol
     .await;
     let (mut socket, conversation) = first_question_answered(&app, &fake).await;
     let entries = || async { app.health().await.1["cache_stats"]["history"]["entries"].as_u64() };
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while entries().await != Some(0) {
-        assert!(tokio::time::Instant::now() < deadline, "never released");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually("the history cache released", || async {
+        (entries().await == Some(0)).then_some(())
+    })
+    .await;
     let follow_up = json!({"conversation_id": conversation});
     send(&mut socket, chat("b", "second question", follow_up)).await;
     let end = turn_frames(&mut socket, "b").await.pop().expect("end");
@@ -308,15 +304,11 @@ async fn a_client_that_disconnects_mid_stream_leaves_a_turn_that_stores_its_whol
         .to_string();
     assert_eq!(next_frame(&mut socket).await["status"], "chunk");
     drop(socket);
-    let mut stored = Vec::new();
-    for _ in 0..100 {
-        stored = app.history(&conversation).await;
-        if stored.len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(stored.len(), 2, "the answer was not stored");
+    let stored = eventually("the answer stored", || async {
+        let stored = app.history(&conversation).await;
+        (stored.len() == 2).then_some(stored)
+    })
+    .await;
     // The turn went on without its socket (chat.service.on_disconnect: detach).
     assert_eq!(stored[1]["status"], "complete");
     let whole = (0..100)

@@ -3,7 +3,7 @@
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::ws::{Socket, chat, chat_app, connect, next_frame, send, turn_frames};
+use crate::support::{Socket, chat, chat_app, connect, next_frame, send, turn_frames};
 
 fn action(name: &str, request_id: &str, payload: &Value) -> Value {
     json!({"action": name, "request_id": request_id, "payload": payload})

@@ -4,62 +4,22 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
+use crate::support::{
+    chat, chat_app, close_code, connect, connect_with_small_buffer, next_frame, send, text_of,
+    turn_frames,
+};
 use mcp_platform::mock_provider::Reply;
 use serde_json::json;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::ws::{Socket, chat, chat_app, connect, next_frame, send, text_of, turn_frames};
-
-/// Reads until the socket ends; the close code if a close frame came.
-/// The close code the socket ends with (`None`: it ended without a close frame).
-pub async fn close_code(socket: &mut Socket) -> Option<CloseCode> {
-    loop {
-        let next = tokio::time::timeout(Duration::from_secs(30), socket.next())
-            .await
-            .expect("the socket ends within 30 s");
-        match next {
-            Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
-            Some(Ok(_)) => {}
-            Some(Err(_)) | None => return None,
-        }
-    }
-}
-
-async fn wait_for(app: &crate::helpers::TestApp, what: impl Fn(&serde_json::Value) -> bool) {
-    // Up to 30 s: a liveness bound for a loaded CI machine, not a timing claim.
-    for _ in 0..600 {
-        if what(&app.health().await.1) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "health never showed the expected figures: {}",
-        app.health().await.1
-    );
+async fn wait_for(app: &crate::support::TestApp, what: impl Fn(&serde_json::Value) -> bool) {
+    crate::support::eventually("the expected figures in /health", || async {
+        what(&app.health().await.1).then_some(())
+    })
+    .await;
 }
 
 const PIECES: usize = 300;
-
-pub async fn connect_with_small_buffer(app: &crate::helpers::TestApp) -> Socket {
-    let tcp = tokio::net::TcpSocket::new_v4().expect("socket");
-    tcp.set_recv_buffer_size(16 * 1024).expect("SO_RCVBUF");
-    let stream = tcp.connect(app.addr).await.expect("connect");
-    let url = format!("ws://{}/ws/chat", app.addr);
-    // A small read buffer too: each read takes little more than a frame from the kernel.
-    let config =
-        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096);
-    let (socket, _) = tokio_tungstenite::client_async_with_config(
-        url,
-        tokio_tungstenite::MaybeTlsStream::Plain(stream),
-        Some(config),
-    )
-    .await
-    .expect("upgrade");
-    socket
-}
 
 #[tokio::test]
 async fn a_reader_too_slow_is_closed_and_its_turn_goes_on_without_it() {
@@ -95,7 +55,7 @@ async fn a_reader_too_slow_is_closed_and_its_turn_goes_on_without_it() {
     let health = app.health().await.1;
     assert_eq!(health["websocket_stats"]["active"], 0);
     assert_eq!(health["websocket_stats"]["turns"]["cancelled"], 0);
-    let conversations = crate::helpers::get_json(&app.client, &app.url("/api/conversations")).await;
+    let conversations = crate::support::get_json(&app.client, &app.url("/api/conversations")).await;
     let id = conversations["items"][0]["id"]
         .as_str()
         .expect("conversation")

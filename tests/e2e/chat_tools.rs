@@ -1,75 +1,12 @@
 //! The tool loop of a turn over `/ws/chat`: the fake provider asks for tools, the host runs
 //! them on the real `mcp-test-server`, the client sees each call, the model gets the results.
 
-use std::time::Duration;
-
+use crate::support::{
+    TEST_TOOLS, calls, chat, chat_bodies, connect, send, stdio_entry, text_of, tool_app,
+    tool_frames, turn_frames,
+};
 use mcp_platform::mock_provider::{MockCall, Reply};
-use serde_json::{Value, json};
-
-use crate::helpers::TestApp;
-use crate::mcp_host::{TEST_TOOLS, stdio_entry};
-use crate::providers::Fake;
-use crate::ws::{chat, chat_app, connect, send, text_of, turn_frames};
-
-pub fn calls(list: &[(&str, &str, Value)]) -> Reply {
-    Reply::ToolCalls {
-        calls: list
-            .iter()
-            .map(|(id, name, arguments)| MockCall {
-                id: (*id).to_string(),
-                name: (*name).to_string(),
-                arguments: arguments.to_string(),
-            })
-            .collect(),
-        pieces: 2,
-    }
-}
-
-/// The app with the test server as MCP server `test`, ready.
-pub async fn tool_app(edit: impl FnOnce(&mut mcp_platform::config::Config)) -> (TestApp, Fake) {
-    let (app, fake) = chat_app(|config| {
-        config
-            .mcp
-            .servers
-            .insert("test".into(), stdio_entry(json!({"timeout": "1s"})));
-        edit(config);
-    })
-    .await;
-    wait_ready(&app, "test").await;
-    (app, fake)
-}
-
-/// Waits (up to 30 s) for MCP server `name` to be ready.
-pub async fn wait_ready(app: &TestApp, name: &str) {
-    for _ in 0..600 {
-        let health = app.health().await.1;
-        if health["mcp_stats"]["servers"][name]["state"] == "ready" {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "MCP server `{name}` never got ready: {}",
-        app.health().await.1
-    );
-}
-
-/// The chat requests the fake received, as JSON bodies.
-pub fn chat_bodies(fake: &Fake) -> Vec<Value> {
-    fake.mock
-        .requests()
-        .into_iter()
-        .filter(|r| r.endpoint == "chat/completions")
-        .map(|r| r.body)
-        .collect()
-}
-
-pub fn tool_frames(frames: &[Value]) -> Vec<&Value> {
-    frames
-        .iter()
-        .filter(|f| f["chunk"]["type"] == "tool_execution")
-        .collect()
-}
+use serde_json::json;
 
 #[tokio::test]
 async fn a_tool_call_runs_shows_and_its_result_reaches_the_model_and_the_history() {
@@ -288,7 +225,7 @@ async fn cancelling_a_turn_cancels_its_running_tool_call() {
     send(&mut socket, chat("r", "sleep long", json!({}))).await;
     // Wait for the call to start, then cancel.
     loop {
-        let frame = crate::ws::next_frame(&mut socket).await;
+        let frame = crate::support::next_frame(&mut socket).await;
         if frame["chunk"]["type"] == "tool_execution" {
             break;
         }

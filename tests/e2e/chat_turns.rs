@@ -6,10 +6,10 @@ use std::time::Duration;
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::ws::{chat, chat_app, connect, next_frame, send, text_of, turn_frames};
+use crate::support::{chat, chat_app, connect, next_frame, send, text_of, turn_frames};
 
 /// The `messages` the fake received in its `n`th chat request, as (role, content).
-fn sent_messages(fake: &crate::providers::Fake, n: usize) -> Vec<(String, String)> {
+fn sent_messages(fake: &crate::support::Fake, n: usize) -> Vec<(String, String)> {
     let requests = fake.mock.requests();
     let chats: Vec<_> = requests
         .iter()
@@ -28,7 +28,7 @@ fn sent_messages(fake: &crate::providers::Fake, n: usize) -> Vec<(String, String
         .collect()
 }
 
-fn chat_requests(fake: &crate::providers::Fake) -> usize {
+fn chat_requests(fake: &crate::support::Fake) -> usize {
     fake.mock
         .requests()
         .iter()
@@ -179,7 +179,7 @@ async fn a_message_over_the_budget_alone_is_refused_and_nothing_is_stored() {
         frames.last().expect("error")["chunk"]["code"],
         "invalid_request"
     );
-    let stored = crate::helpers::get_json(&app.client, &app.url("/api/conversations")).await;
+    let stored = crate::support::get_json(&app.client, &app.url("/api/conversations")).await;
     assert_eq!(
         stored["items"],
         json!([]),
@@ -259,9 +259,9 @@ async fn a_429_from_the_provider_is_retried_without_the_client_seeing_it() {
 
 #[tokio::test]
 async fn every_frame_of_a_turn_carries_its_place_and_other_frames_none() {
-    let (app, fake) = crate::chat_tools::tool_app(|_| {}).await;
+    let (app, fake) = crate::support::tool_app(|_| {}).await;
     fake.mock.push([
-        crate::chat_tools::calls(&[("c1", "add", json!({"a": 1, "b": 2}))]),
+        crate::support::calls(&[("c1", "add", json!({"a": 1, "b": 2}))]),
         Reply::words(4),
     ]);
     let mut socket = connect(&app).await;

@@ -6,8 +6,8 @@
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::chat_tools::chat_bodies;
-use crate::ws::{chat, chat_app, connect, send, turn_frames};
+use crate::support::chat_bodies;
+use crate::support::{chat, chat_app, connect, message_contents, send, turn_frames};
 
 fn overflow() -> Reply {
     Reply::Status {
@@ -29,15 +29,6 @@ fn openrouter_overflow() -> Reply {
             "message": "This endpoint's maximum context length is 128000 tokens. However, you requested about 130000 tokens."}})
         .to_string(),
     }
-}
-
-fn contents(body: &Value) -> Vec<String> {
-    body["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .map(|m| m["content"].as_str().unwrap_or_default().to_string())
-        .collect()
 }
 
 #[tokio::test]
@@ -77,7 +68,7 @@ async fn an_overflow_compacts_once_and_later_turns_send_the_summary() {
     let bodies = chat_bodies(&fake);
     assert_eq!(bodies.len(), 4);
     // The summary request: the model's own instructions and the transcript of the history.
-    let asked = contents(&bodies[2]);
+    let asked = message_contents(&bodies[2]);
     assert!(
         asked[0].starts_with("Summarise the conversation"),
         "{asked:?}"
@@ -89,7 +80,7 @@ async fn an_overflow_compacts_once_and_later_turns_send_the_summary() {
     );
     assert!(bodies[2].get("tools").is_none());
     // The retry: system prompt, summary, the question; nothing of the summarised history.
-    let retried = contents(&bodies[3]);
+    let retried = message_contents(&bodies[3]);
     assert_eq!(retried.len(), 3, "{retried:?}");
     assert!(retried[1].ends_with("They talked about the capital of France: Paris."));
     assert_eq!(retried[2], "How many people live there?");
@@ -111,7 +102,7 @@ async fn an_overflow_compacts_once_and_later_turns_send_the_summary() {
     send(&mut socket, chat("c", "What did I ask?", next)).await;
     let frames = turn_frames(&mut socket, "c").await;
     assert_eq!(frames.last().expect("end")["status"], "complete");
-    let sent = contents(&chat_bodies(&fake)[4]);
+    let sent = message_contents(&chat_bodies(&fake)[4]);
     assert!(
         !sent
             .iter()
@@ -197,7 +188,7 @@ async fn compact_on_request_summarises_and_later_turns_start_from_the_summary() 
     let compact = |id: &str, conversation: &Value| json!({"action": "compact", "request_id": id, "payload": {"conversation_id": conversation}});
 
     send(&mut socket, compact("k1", &conversation)).await;
-    let done = crate::ws::next_frame(&mut socket).await;
+    let done = crate::support::next_frame(&mut socket).await;
     assert_eq!(done["status"], "complete", "{done}");
     assert_eq!(done["chunk"]["type"], "compacted");
     let meta = &done["chunk"]["metadata"];
@@ -212,10 +203,10 @@ async fn compact_on_request_summarises_and_later_turns_start_from_the_summary() 
     );
     // Nothing new since: refused; an unknown conversation: not found.
     send(&mut socket, compact("k2", &conversation)).await;
-    let again = crate::ws::next_frame(&mut socket).await;
+    let again = crate::support::next_frame(&mut socket).await;
     assert_eq!(again["chunk"]["code"], "invalid_request", "{again}");
     send(&mut socket, compact("k3", &json!("no-such-conversation"))).await;
-    let unknown = crate::ws::next_frame(&mut socket).await;
+    let unknown = crate::support::next_frame(&mut socket).await;
     assert_eq!(unknown["chunk"]["code"], "not_found", "{unknown}");
 
     send(
@@ -225,7 +216,7 @@ async fn compact_on_request_summarises_and_later_turns_start_from_the_summary() 
     .await;
     let frames = turn_frames(&mut socket, "b").await;
     assert_eq!(frames.last().expect("end")["status"], "complete");
-    let sent = contents(&chat_bodies(&fake)[2]);
+    let sent = message_contents(&chat_bodies(&fake)[2]);
     assert_eq!(sent.len(), 3, "{sent:?}");
     assert!(
         sent[1].starts_with("[Summary of the conversation"),

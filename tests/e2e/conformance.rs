@@ -3,8 +3,8 @@
 //! apply are listed, each with its reason, in `tests/node/conformance-expected-failures.yml`;
 //! the suite fails the run if any other scenario fails, or if a listed one starts passing.
 
-use crate::helpers::spawn_app_with;
-use crate::node::conformance;
+use crate::support::node::conformance;
+use crate::support::spawn_app_with;
 
 const EXPECTED_FAILURES: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::binary::BIN;
+use crate::support::BIN;
 
 fn deploy(file: &str) -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -186,7 +186,7 @@ fn the_deployed_config_loads_with_relative_state_paths() {
 
 #[tokio::test]
 async fn the_healthcheck_command_says_whether_the_server_answers() {
-    let app = crate::helpers::spawn_app().await;
+    let app = crate::support::spawn_app().await;
     let url = app.url("/health");
     let healthy = tokio::process::Command::new(BIN)
         .args(["healthcheck", "--url", &url])

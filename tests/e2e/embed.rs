@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tokio::io::AsyncBufReadExt;
 
-use crate::binary::BIN;
+use crate::support::BIN;
 
 #[tokio::test]
 async fn the_embedding_example_starts_answers_and_stops() {

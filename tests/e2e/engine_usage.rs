@@ -7,8 +7,8 @@
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::auth::create_key;
-use crate::ws::{chat, chat_app, connect, connect_with_key, send, text_of, turn_frames};
+use crate::support::create_key;
+use crate::support::{chat, chat_app, connect, connect_with_key, send, text_of, turn_frames};
 
 fn sse(payload: &Value) -> Vec<u8> {
     format!("data: {payload}\n\n").into_bytes()
@@ -111,7 +111,7 @@ async fn v1_streams_an_estimated_usage_chunk_when_the_provider_sends_none() {
         .text()
         .await
         .expect("body");
-    let usage = crate::helpers::streamed_usage(&body);
+    let usage = crate::support::streamed_usage(&body);
     assert_eq!(usage["estimated"], true, "{usage}");
     assert!(usage["completion_tokens"].as_u64() >= Some(3), "{usage}");
     assert!(usage["prompt_tokens"].as_u64() >= Some(3), "{usage}");

@@ -5,35 +5,13 @@
 
 use std::time::Duration;
 
-use mcp_platform::config::McpServerConfig;
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::chat_tools::{calls, chat_bodies, wait_ready};
-use crate::helpers::TestApp;
-use crate::node::server_everything;
-use crate::providers::Fake;
-use crate::ws::{Socket, chat, chat_app, connect, next_frame, send, turn_frames};
-
-/// The app with server-everything as MCP server `everything`, ready.
-pub async fn everything_app(extra: Value, elicitation_timeout: Duration) -> (TestApp, Fake) {
-    let script = tokio::task::spawn_blocking(server_everything)
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-    let mut entry = json!({"command": "node", "args": [script, "stdio"],
-                           "inherit_env": ["PATH"], "timeout": "20s"});
-    if let (Some(entry), Value::Object(extra)) = (entry.as_object_mut(), extra) {
-        entry.extend(extra);
-    }
-    let entry: McpServerConfig = serde_json::from_value(entry).expect("entry");
-    let (app, fake) = chat_app(move |config| {
-        config.mcp.servers.insert("everything".into(), entry);
-        config.mcp.elicitation_timeout = elicitation_timeout;
-    })
-    .await;
-    wait_ready(&app, "everything").await;
-    (app, fake)
-}
+use crate::support::{
+    Fake, Socket, TestApp, calls, chat, chat_bodies, connect, everything_app, next_frame,
+    result_read, send, turn_frames,
+};
 
 /// Frames of `request_id` until one of chunk type `kind` (included).
 async fn until_kind(socket: &mut Socket, request_id: &str, kind: &str) -> Vec<Value> {
@@ -59,18 +37,6 @@ async fn elicit(socket: &mut Socket, id: &Value, payload: Value) {
         json!({"action": "elicit", "request_id": "r1", "payload": payload}),
     )
     .await;
-}
-
-/// The result of `call_1` as the model read it in its second request.
-pub fn result_read(fake: &Fake) -> String {
-    chat_bodies(fake)
-        .last()
-        .and_then(|body| body["messages"].as_array().cloned())
-        .into_iter()
-        .flatten()
-        .find(|m| m["role"] == "tool")
-        .and_then(|m| m["content"].as_str().map(ToString::to_string))
-        .expect("a tool result")
 }
 
 async fn ask_question(app: &TestApp, fake: &Fake) -> (Socket, Value) {

@@ -3,11 +3,9 @@
 //! the stored answer is whole and names both providers. Without a fallback the partial answer
 //! is stored `failed` and the error is retryable.
 
+use crate::support::{chat, chat_app, connect, send, turn_frames, with_backup};
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
-
-use crate::providers::{Fake, entry, fake};
-use crate::ws::{chat, chat_app, connect, send, turn_frames};
 
 fn texts(frames: &[Value]) -> String {
     frames
@@ -15,20 +13,6 @@ fn texts(frames: &[Value]) -> String {
         .filter(|f| f["status"] == "chunk")
         .filter_map(|f| f["chunk"]["data"].as_str())
         .collect()
-}
-
-/// The app with the fake as `mock` and `backup` (another fake) as its fallback.
-pub async fn with_backup() -> (crate::helpers::TestApp, Fake, Fake) {
-    let backup = fake().await;
-    let mut backup_entry = entry(&backup.base_url);
-    backup_entry.api_key_env = None;
-    backup_entry.model = "backup-model".into();
-    let (app, primary) = chat_app(move |config| {
-        config.llm.providers.insert("backup".into(), backup_entry);
-        config.llm.fallback = vec!["backup".into()];
-    })
-    .await;
-    (app, primary, backup)
 }
 
 #[tokio::test]

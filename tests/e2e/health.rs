@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use crate::helpers::{spawn_app, spawn_app_with};
+use crate::support::{eventually, spawn_app, spawn_app_with};
 
 #[tokio::test]
 async fn health_reports_the_documented_shape() {
@@ -131,20 +131,14 @@ async fn health_is_503_once_the_database_file_is_gone() {
     .await;
     assert_eq!(app.health().await.0, 200);
     std::fs::remove_file(&app.db_path).expect("remove the database file");
-    let mut last = None;
-    for _ in 0..100 {
+    let body = eventually("health turning 503", || async {
         let (status, body) = app.health().await;
-        if status == 503 {
-            assert_eq!(body["status"], "unhealthy");
-            assert_eq!(body["repository_stats"]["healthy"], false);
-            assert!(body["repository_stats"]["last_health_check"]["error"].is_string());
-            last = None;
-            break;
-        }
-        last = Some(body);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(last.is_none(), "health never turned 503: {last:?}");
+        (status == 503).then_some(body)
+    })
+    .await;
+    assert_eq!(body["status"], "unhealthy");
+    assert_eq!(body["repository_stats"]["healthy"], false);
+    assert!(body["repository_stats"]["last_health_check"]["error"].is_string());
     app.shutdown().await;
 }
 
@@ -161,15 +155,11 @@ async fn retention_runs_in_the_background_and_shows_in_health() {
         let (status, _) = app.append(&conversation, &format!("m{i}")).await;
         assert_eq!(status, 201);
     }
-    let mut retention = serde_json::Value::Null;
-    for _ in 0..100 {
-        retention = app.health().await.1["repository_stats"]["retention"].clone();
-        if retention["messages_deleted"] == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(retention["messages_deleted"], 3, "{retention}");
+    let retention = eventually("retention deleting 3 messages", || async {
+        let retention = app.health().await.1["repository_stats"]["retention"].clone();
+        (retention["messages_deleted"] == 3).then_some(retention)
+    })
+    .await;
     assert!(retention["last_run"]["error"].is_null());
     let kept: Vec<String> = app
         .history(&conversation)
@@ -183,16 +173,16 @@ async fn retention_runs_in_the_background_and_shows_in_health() {
 
 #[tokio::test]
 async fn metrics_show_the_health_figures_in_prometheus_format() {
-    let (app, fake) = crate::ws::chat_app(|_| {}).await;
+    let (app, fake) = crate::support::chat_app(|_| {}).await;
     fake.mock
         .push([mcp_platform::mock_provider::Reply::words(3)]);
-    let mut socket = crate::ws::connect(&app).await;
-    crate::ws::send(
+    let mut socket = crate::support::connect(&app).await;
+    crate::support::send(
         &mut socket,
-        crate::ws::chat("r1", "hi", serde_json::json!({})),
+        crate::support::chat("r1", "hi", serde_json::json!({})),
     )
     .await;
-    crate::ws::turn_frames(&mut socket, "r1").await;
+    crate::support::turn_frames(&mut socket, "r1").await;
     let response = app
         .client
         .get(app.url("/metrics"))

@@ -7,8 +7,8 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{raw_request, spawn_app_with};
-use crate::ws::connect;
+use crate::support::connect;
+use crate::support::{eventually, raw_request, spawn_app_with};
 
 const HALF_A_HEADER: &[u8] = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\n";
 const HEALTH: &str = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
@@ -103,30 +103,20 @@ async fn the_http_cap_refuses_new_connections_with_503_but_does_not_count_websoc
     for _ in 0..3 {
         held.push(half_header(app.addr).await);
     }
-    let mut refused = None;
-    for _ in 0..100 {
+    // The server may not have accepted all three yet.
+    let body = eventually("a connection over the cap refused", || async {
         let (status, body) = raw_request(app.addr, HEALTH).await;
-        if status == 503 {
-            refused = Some(body);
-            break;
-        }
-        // The server may not have accepted all three yet.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let body = refused.expect("a connection over the cap was refused");
+        (status == 503).then_some(body)
+    })
+    .await;
     let error: serde_json::Value = serde_json::from_str(&body).expect("JSON error");
     assert_eq!(error["error"]["code"], "too_many_connections");
     // Once they close, there is room again.
     drop(held);
-    let mut answered = false;
-    for _ in 0..200 {
-        if raw_request(app.addr, HEALTH).await.0 == 200 {
-            answered = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(answered, "the cap did not give places back");
+    eventually("the cap giving places back", || async {
+        (raw_request(app.addr, HEALTH).await.0 == 200).then_some(())
+    })
+    .await;
     let health = app.health().await.1;
     assert!(health["http"]["refused"].as_u64() >= Some(1));
     assert_eq!(health["http"]["upgraded"], 3);

@@ -7,8 +7,8 @@ use std::time::Duration;
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::chat_tools::{calls, tool_app};
-use crate::ws::{Socket, chat, connect, next_frame, send, turn_frames};
+use crate::support::{Socket, chat, connect, next_frame, send, turn_frames};
+use crate::support::{calls, tool_app};
 
 /// Sends `action` with `payload`; the answer frame.
 async fn ask(socket: &mut Socket, action: &str, payload: Value) -> Value {
@@ -147,8 +147,9 @@ async fn the_lists_follow_when_a_server_says_they_changed() {
     ]);
     send(&mut socket, chat("r1", "publish", json!({}))).await;
     turn_frames(&mut socket, "r1").await;
+    // A socket is read by one reader at a time: this wait asks in a loop of its own.
     let mut refreshed = Vec::new();
-    for _ in 0..100 {
+    for _ in 0..600 {
         refreshed = uris(&ask(&mut socket, "list_resources", json!({})).await);
         if refreshed.len() == 3 {
             break;
@@ -169,7 +170,7 @@ async fn the_lists_follow_when_a_server_says_they_changed() {
 
 #[tokio::test]
 async fn server_everythings_documents_and_prompts_reach_the_client() {
-    let (app, _fake) = crate::everything::everything_app(json!({}), Duration::from_secs(60)).await;
+    let (app, _fake) = crate::support::everything_app(json!({}), Duration::from_secs(60)).await;
     let mut socket = connect(&app).await;
     let listed = ask(&mut socket, "list_resources", json!({"limit": 500})).await;
     let document = uris(&listed)

@@ -6,7 +6,7 @@ use mcp_platform::mock_provider::Reply;
 use scraper::{Html, Selector};
 use serde_json::Value;
 
-use crate::binary::run_to_completion;
+use crate::support::run_to_completion;
 
 fn select<'a>(document: &'a Html, css: &str) -> Vec<scraper::ElementRef<'a>> {
     let selector = Selector::parse(css).expect("selector");
@@ -15,7 +15,7 @@ fn select<'a>(document: &'a Html, css: &str) -> Vec<scraper::ElementRef<'a>> {
 
 #[tokio::test]
 async fn the_report_is_a_self_contained_page_with_its_plots() {
-    let (app, fake) = crate::ws::chat_app(|_| {}).await;
+    let (app, fake) = crate::support::chat_app(|_| {}).await;
     // Three turns are refused by the provider: errors to plot.
     fake.mock
         .push([Reply::status(400), Reply::status(400), Reply::status(400)]);
@@ -103,7 +103,7 @@ async fn the_report_is_a_self_contained_page_with_its_plots() {
 
 #[tokio::test]
 async fn tool_turns_run_the_tool_once_per_turn() {
-    let (app, _fake) = crate::chat_tools::tool_app(|_| {}).await;
+    let (app, _fake) = crate::support::tool_app(|_| {}).await;
     let url = format!("ws://{}/ws/chat", app.addr);
     let (code, stdout, stderr) = run_to_completion(&[
         "loadtest",

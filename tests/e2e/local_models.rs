@@ -7,7 +7,7 @@ use std::time::Duration;
 use mcp_platform::mock_provider::{MockProvider, Reply};
 use tokio::io::AsyncBufReadExt;
 
-use crate::binary::BIN;
+use crate::support::BIN;
 
 /// Starts the binary with `config` (YAML) and no OpenAI key; the first log line that has
 /// `needle`.

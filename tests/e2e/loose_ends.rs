@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 
-use crate::binary::{BIN, write_config};
+use crate::support::{BIN, eventually, write_config};
 
 const ARG_SECRET: &str = "sk-ARGSECRET777";
 const ENV_SECRET: &str = "tok_SECRET_from_env";
@@ -87,9 +87,8 @@ async fn url_credentials_never_reach_the_log_or_health() {
         .expect("address");
     // The remote server (port 1) refuses: wait for its failure to be logged and shown.
     let client = reqwest::Client::new();
-    let mut health = Value::Null;
-    for _ in 0..100 {
-        health = client
+    let health = eventually("the remote server's failure in /health", || async {
+        let health: Value = client
             .get(format!("{address}/health"))
             .send()
             .await
@@ -97,13 +96,10 @@ async fn url_credentials_never_reach_the_log_or_health() {
             .json()
             .await
             .expect("JSON");
-        if health["mcp_stats"]["servers"]["remote"]["last_error"].is_string() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let last_error = &health["mcp_stats"]["servers"]["remote"]["last_error"];
-    assert!(last_error.is_string(), "never failed: {health}");
+        let failed = health["mcp_stats"]["servers"]["remote"]["last_error"].is_string();
+        failed.then_some(health)
+    })
+    .await;
     child.start_kill().expect("kill");
     let _ = child.wait().await;
     let log = lines.lock().expect("lines").join("\n");
@@ -120,7 +116,7 @@ async fn url_credentials_never_reach_the_log_or_health() {
 #[tokio::test]
 async fn a_draining_server_answers_new_sockets_and_health_with_503() {
     use mcp_platform::mock_provider::Reply;
-    let (mut app, fake) = crate::ws::chat_app(|config| {
+    let (mut app, fake) = crate::support::chat_app(|config| {
         config.server.shutdown_timeout = Duration::from_secs(5);
     })
     .await;
@@ -129,17 +125,17 @@ async fn a_draining_server_answers_new_sockets_and_health_with_503() {
         first_byte_delay: Duration::from_millis(1500),
         chunk_delay: Duration::ZERO,
     }]);
-    let mut socket = crate::ws::connect(&app).await;
-    crate::ws::send(&mut socket, crate::ws::chat("r1", "hello", json!({}))).await;
+    let mut socket = crate::support::connect(&app).await;
+    crate::support::send(&mut socket, crate::support::chat("r1", "hello", json!({}))).await;
     assert_eq!(
-        crate::ws::next_frame(&mut socket).await["status"],
+        crate::support::next_frame(&mut socket).await["status"],
         "processing"
     );
     app.signal_stop();
     // Still listening while the turn finishes: a clear 503, not a refused connection, once the
     // server has begun to stop.
-    crate::helpers::eventually("new sockets get 503", || async {
-        (crate::ws::connect_with_key(&app, None).await.err() == Some(503)).then_some(())
+    crate::support::eventually("new sockets get 503", || async {
+        (crate::support::connect_with_key(&app, None).await.err() == Some(503)).then_some(())
     })
     .await;
     let response = app
@@ -151,7 +147,7 @@ async fn a_draining_server_answers_new_sockets_and_health_with_503() {
     assert_eq!(response.status().as_u16(), 503);
     let body: Value = response.json().await.expect("JSON");
     assert_eq!(body["status"], "shutting_down");
-    let frames = crate::ws::turn_frames(&mut socket, "r1").await;
+    let frames = crate::support::turn_frames(&mut socket, "r1").await;
     assert_eq!(
         frames.last().expect("end")["status"],
         "complete",

@@ -3,71 +3,13 @@
 //! through the WebSocket.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::Duration;
 
-use mcp_platform::config::{McpConfig, McpServerConfig};
-use mcp_platform::mcp::{McpHost, ServerState};
-use serde_json::{Value, json};
+use crate::support::{TEST_TOOLS, call, eventually, host, http_test_server, ready, stdio_entry};
+use mcp_platform::config::McpServerConfig;
+use mcp_platform::mcp::ServerState;
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
-
-pub const TEST_SERVER: &str = env!("CARGO_BIN_EXE_mcp-test-server");
-
-/// The tools the test server lists before `unlock`.
-pub const TEST_TOOLS: usize = 12;
-
-pub fn stdio_entry(extra: Value) -> McpServerConfig {
-    let mut entry = json!({"command": TEST_SERVER});
-    if let (Some(entry), Value::Object(extra)) = (entry.as_object_mut(), extra) {
-        entry.extend(extra);
-    }
-    serde_json::from_value(entry).expect("a valid entry")
-}
-
-/// Our environment as the host sees it: PATH, and a key no child may see.
-fn env(name: &str) -> Option<String> {
-    match name {
-        "PATH" => std::env::var("PATH").ok(),
-        "OPENAI_API_KEY" => Some("sk-must-not-leak".into()),
-        "SHARED_SETTING" => Some("inherited".into()),
-        _ => None,
-    }
-}
-
-pub fn host(servers: Vec<(&str, McpServerConfig)>, edit: impl FnOnce(&mut McpConfig)) -> McpHost {
-    let mut config = McpConfig::default();
-    edit(&mut config);
-    let servers: BTreeMap<String, McpServerConfig> = servers
-        .into_iter()
-        .map(|(n, s)| (n.to_string(), s))
-        .collect();
-    let host = McpHost::new(&config, servers, Arc::new(env));
-    host.start();
-    host
-}
-
-/// Waits until `server` is in `state` with at least `tools` tools listed.
-pub async fn ready(host: &McpHost, server: &str, tools: usize) {
-    for _ in 0..200 {
-        let snapshot = host.snapshot();
-        let s = &snapshot.servers[server];
-        if s.state == ServerState::Ready && s.tools >= tools {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "{server} never got ready: {:?}",
-        host.snapshot().servers[server]
-    );
-}
-
-pub async fn call(host: &McpHost, tool: &str, arguments: Value) -> (bool, String) {
-    let outcome = host
-        .call(tool, &arguments.to_string(), &CancellationToken::new())
-        .await;
-    (outcome.ok, outcome.content)
-}
 
 #[tokio::test]
 async fn a_stdio_server_lists_every_page_of_tools_and_answers_calls() {
@@ -221,24 +163,6 @@ async fn a_changed_tool_list_is_listed_again() {
     host.shutdown(Duration::from_secs(5)).await;
 }
 
-/// Starts the test server over Streamable HTTP: the child (killed when dropped) and its URL.
-pub async fn http_test_server() -> (tokio::process::Child, String) {
-    let mut child = tokio::process::Command::new(TEST_SERVER)
-        .args(["--http", "127.0.0.1:0"])
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start the HTTP test server");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
-    let line = lines.next_line().await.expect("read").expect("a line");
-    let url = line
-        .strip_prefix("listening on ")
-        .expect("the URL line")
-        .to_string();
-    (child, url)
-}
-
 #[tokio::test]
 async fn a_server_over_streamable_http_works_like_a_child() {
     let (_child, url) = http_test_server().await;
@@ -263,14 +187,11 @@ async fn a_server_that_cannot_start_is_retried_and_says_why() {
         |_| {},
     );
     ready(&host, "test", TEST_TOOLS).await;
-    let mut broken = host.snapshot().servers["broken"].clone();
-    for _ in 0..100 {
-        if broken.last_error.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        broken = host.snapshot().servers["broken"].clone();
-    }
+    let broken = eventually("the broken server's error", || async {
+        let broken = host.snapshot().servers["broken"].clone();
+        broken.last_error.is_some().then_some(broken)
+    })
+    .await;
     assert!(matches!(
         broken.state,
         ServerState::Restarting | ServerState::Starting | ServerState::Failed

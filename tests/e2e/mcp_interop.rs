@@ -4,9 +4,9 @@
 
 use serde_json::{Value, json};
 
-use crate::chat_tools::{calls, chat_bodies, tool_frames, wait_ready};
-use crate::python::python;
-use crate::ws::{chat, chat_app, connect, send, text_of, turn_frames};
+use crate::support::python::python;
+use crate::support::{calls, chat_bodies, tool_frames, tool_result, wait_ready};
+use crate::support::{chat, chat_app, connect, send, text_of, turn_frames};
 use mcp_platform::mock_provider::Reply;
 
 #[tokio::test]
@@ -110,15 +110,4 @@ async fn the_reference_time_server_lists_its_tools_and_answers_in_a_turn() {
         (Some(2), Some(1)),
         "{stats}"
     );
-}
-
-/// The content of the tool result for `call_id` in a chat request body.
-fn tool_result<'a>(body: &'a Value, call_id: &str) -> &'a str {
-    body["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .find(|m| m["role"] == "tool" && m["tool_call_id"] == call_id)
-        .and_then(|m| m["content"].as_str())
-        .unwrap_or_default()
 }

@@ -7,9 +7,9 @@ use std::time::Duration;
 use mcp_platform::config::McpServerConfig;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app_with};
-use crate::mcp_host::{call, host, ready};
-use crate::python::python;
+use crate::support::python::python;
+use crate::support::{TestApp, spawn_app_with};
+use crate::support::{call, host, ready};
 
 fn mcp_url(app: &TestApp) -> String {
     format!("http://{}/mcp", app.addr)
@@ -259,7 +259,7 @@ async fn malformed_bodies_get_400_with_json_rpc_errors_and_bad_params_get_32602(
         assert_eq!(answer["error"]["code"], code, "{body}: {answer}");
         assert_eq!(answer["jsonrpc"], "2.0");
     }
-    let session = crate::mcp_limits::open_mcp_session(&app)
+    let session = crate::support::open_mcp_session(&app, None)
         .await
         .expect("session");
     for (params, method) in [
@@ -291,7 +291,7 @@ async fn malformed_bodies_get_400_with_json_rpc_errors_and_bad_params_get_32602(
 #[tokio::test]
 async fn deleting_a_session_answers_204_and_an_unknown_one_404() {
     let app = spawn_app_with(|_| {}).await;
-    let session = crate::mcp_limits::open_mcp_session(&app)
+    let session = crate::support::open_mcp_session(&app, None)
         .await
         .expect("session");
     let delete = |id: String| {

@@ -2,25 +2,20 @@
 //! in chat turns, and finished turns become searchable with the `search` action. The built-in
 //! lexical embedder needs no network, so these run against the fake provider alone.
 
-use std::time::Duration;
-
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::chat_tools::{calls, chat_bodies, tool_frames};
-use crate::helpers::TestApp;
-use crate::providers::{entry, fake};
-use crate::ws::{Socket, chat, chat_app, connect, next_frame, send, text_of, turn_frames};
+use crate::support::TestApp;
+use crate::support::{
+    Socket, chat, chat_app, connect, eventually, next_frame, send, text_of, tool_result,
+    turn_frames,
+};
+use crate::support::{calls, chat_bodies, tool_frames};
+use crate::support::{entry, fake};
 
-/// The content of the tool result for `call_id` in a chat request body.
-fn tool_result(body: &Value, call_id: &str) -> Value {
-    let content = body["messages"]
-        .as_array()
-        .expect("messages")
-        .iter()
-        .find(|m| m["role"] == "tool" && m["tool_call_id"] == call_id)
-        .and_then(|m| m["content"].as_str())
-        .expect("the tool result reached the model");
+/// The tool result for `call_id` in a chat request body, as JSON when it is JSON.
+fn tool_result_json(body: &Value, call_id: &str) -> Value {
+    let content = tool_result(body, call_id);
     serde_json::from_str(content).unwrap_or_else(|_| Value::String(content.into()))
 }
 
@@ -73,7 +68,7 @@ async fn the_model_stores_a_memory_in_one_turn_and_finds_it_in_another() {
         .filter_map(|t| t["function"]["name"].as_str())
         .collect();
     assert_eq!(offered, ["memory_store", "memory_find", "memory_delete"]);
-    let found = tool_result(&bodies[3], "f1");
+    let found = tool_result_json(&bodies[3], "f1");
     let memories = found["memories"].as_array().expect("memories");
     assert_eq!(memories.len(), 1, "{found}");
     assert_eq!(memories[0]["text"], "The user's cat is called Miso");
@@ -112,25 +107,25 @@ async fn bad_tool_arguments_and_unknown_ids_are_results_the_model_reads() {
     assert_eq!(errors, 4, "{frames:?}");
     let body = &chat_bodies(&fake)[1];
     assert!(
-        tool_result(body, "a")
+        tool_result_json(body, "a")
             .as_str()
             .expect("text")
             .contains("text is empty")
     );
     assert!(
-        tool_result(body, "b")
+        tool_result_json(body, "b")
             .as_str()
             .expect("text")
             .contains("k must be between 1 and 50")
     );
     assert!(
-        tool_result(body, "c")
+        tool_result_json(body, "c")
             .as_str()
             .expect("text")
             .contains("memory not found")
     );
     assert!(
-        tool_result(body, "d")
+        tool_result_json(body, "d")
             .as_str()
             .expect("text")
             .contains("invalid arguments")
@@ -154,17 +149,10 @@ async fn search(socket: &mut Socket, request_id: &str, payload: Value) -> Value 
 
 /// Waits until the background indexer has embedded every finished message.
 async fn indexed(app: &TestApp) {
-    for _ in 0..200 {
-        let health = app.health().await.1;
-        if health["memory"]["messages_pending"] == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "messages never got embedded: {}",
-        app.health().await.1["memory"]
-    );
+    eventually("every finished message embedded", || async {
+        (app.health().await.1["memory"]["messages_pending"] == 0).then_some(())
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -286,7 +274,7 @@ async fn a_provider_embedder_is_used_and_when_it_is_down_the_turn_goes_on() {
         "{frames:?}"
     );
     let body = &chat_bodies(&chat_fake)[1];
-    let why = tool_result(body, "s1");
+    let why = tool_result_json(body, "s1");
     assert!(
         why.as_str()
             .expect("text")
@@ -299,7 +287,7 @@ async fn a_provider_embedder_is_used_and_when_it_is_down_the_turn_goes_on() {
         let frames = turn_frames(&mut socket, id).await;
         assert_eq!(frames.last().expect("last")["status"], "complete");
     }
-    let found = tool_result(&chat_bodies(&chat_fake)[5], "f1");
+    let found = tool_result_json(&chat_bodies(&chat_fake)[5], "f1");
     assert_eq!(found["memories"][0]["text"], fact, "{found}");
     assert!(
         found["memories"][0]["score"].as_f64() > Some(0.99),

@@ -10,8 +10,8 @@ use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::chat_sockets::{close_code, connect_with_small_buffer};
-use crate::ws::{Socket, chat, chat_app, connect, next_frame, send, turn_frames};
+use crate::support::{Socket, chat, chat_app, connect, eventually, next_frame, send, turn_frames};
+use crate::support::{close_code, connect_with_small_buffer};
 
 async fn get_history(socket: &mut Socket, id: &str, cursor: Option<&str>) -> Value {
     let mut payload = json!({"conversation_id": id, "limit": 200});
@@ -150,12 +150,10 @@ async fn sockets_reading_a_frame_now_and_then_cost_only_themselves() {
         }));
     }
     // Every slow turn has its long answer coming before anyone else asks.
-    for _ in 0..500 {
-        if fake.mock.requests().len() >= SLOW as usize {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("every slow turn asking the provider", || async {
+        (fake.mock.requests().len() >= SLOW as usize).then_some(())
+    })
+    .await;
     assert_eq!(fake.mock.requests().len(), SLOW as usize);
     // Another user's turn meanwhile gets a slot (the slow readers' turns do not keep theirs)
     // and completes.

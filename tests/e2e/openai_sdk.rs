@@ -5,10 +5,10 @@
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::chat_tools::{calls, chat_bodies, tool_app};
-use crate::helpers::TestApp;
-use crate::python::python;
-use crate::ws::chat_app;
+use crate::support::TestApp;
+use crate::support::chat_app;
+use crate::support::python::python;
+use crate::support::{calls, chat_bodies, tool_app};
 
 /// Runs the SDK script for `scenario`; its one JSON report.
 async fn sdk(app: &TestApp, key: &str, scenario: &str, model: &str) -> Value {
@@ -46,7 +46,7 @@ async fn the_official_sdk_gets_streamed_and_whole_answers_with_usage() {
     let models = sdk(&app, "unused", "models", "").await;
     assert_eq!(models["ids"], json!(["mock-model", "mock/mock-model"]));
     // Stateless: nothing was stored.
-    let conversations = crate::helpers::get_json(&app.client, &app.url("/api/conversations")).await;
+    let conversations = crate::support::get_json(&app.client, &app.url("/api/conversations")).await;
     assert_eq!(conversations["items"], json!([]));
     app.shutdown().await;
 }
@@ -99,7 +99,8 @@ async fn unknown_models_bad_keys_and_provider_429s_become_the_sdks_errors() {
     let limited = sdk(&app, "unused", "stream", "mock-model").await;
     assert_eq!(limited, json!({"error": "RateLimitError", "status": 429}));
     // Once a key exists, a wrong one is refused.
-    let admin = crate::auth::create_key(&app, None, json!({"name": "root", "admin": true})).await;
+    let admin =
+        crate::support::create_key(&app, None, json!({"name": "root", "admin": true})).await;
     let refused = sdk(&app, "mcpp_wrong", "whole", "mock-model").await;
     assert_eq!(
         refused,

@@ -5,9 +5,9 @@
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::chat_tools::{calls, chat_bodies};
-use crate::helpers::{TestApp, raw_request, spawn_app};
-use crate::ws::{Socket, chat, chat_app, connect, next_frame, send, turn_frames};
+use crate::support::{Socket, chat, chat_app, connect, next_frame, send, turn_frames};
+use crate::support::{TestApp, raw_request, spawn_app};
+use crate::support::{calls, chat_bodies};
 
 /// The page's assets, from the `src`/`href` attributes under `/assets/`.
 fn asset_urls(page: &str) -> Vec<String> {
@@ -123,7 +123,7 @@ async fn the_session_says_who_is_signed_in_and_401_when_no_one_is() {
         body,
         json!({"name": "local", "role": "admin", "auth_required": false})
     );
-    let key = crate::auth::create_key(&app, None, json!({"name": "bob"})).await;
+    let key = crate::support::create_key(&app, None, json!({"name": "bob"})).await;
     assert_eq!(get(&app, "/api/session", &[]).await.status().as_u16(), 401);
     let bearer = format!("Bearer {key}");
     let body: Value = get(&app, "/api/session", &[("authorization", &bearer)])

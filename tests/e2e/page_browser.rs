@@ -7,11 +7,11 @@ use std::time::Duration;
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::auth::create_key;
-use crate::browser::run_page_script;
-use crate::chat_tools::{calls, tool_app};
-use crate::helpers::TestApp;
-use crate::ws::chat_app;
+use crate::support::TestApp;
+use crate::support::browser::run_page_script;
+use crate::support::chat_app;
+use crate::support::create_key;
+use crate::support::{calls, tool_app};
 
 /// Runs a scenario of page.py and checks that nothing went wrong in the page on the way:
 /// no uncaught error, no dialog, no console error but those `expected` names.
@@ -294,10 +294,10 @@ async fn search_jumps_to_the_message_and_conversations_are_renamed_and_deleted()
         .expect("hash")
         .trim_start_matches("#/c/");
     let stored =
-        crate::helpers::get_json(&app.client, &app.url(&format!("/api/conversations/{id}"))).await;
+        crate::support::get_json(&app.client, &app.url(&format!("/api/conversations/{id}"))).await;
     assert_eq!(stored["title"], "Bread", "{stored}");
     assert_eq!(stored["system_prompt"], "Be brief.", "{stored}");
-    let all = crate::helpers::get_json(&app.client, &app.url("/api/conversations")).await;
+    let all = crate::support::get_json(&app.client, &app.url("/api/conversations")).await;
     assert_eq!(all["items"].as_array().map(Vec::len), Some(1), "{all}");
 }
 
@@ -392,7 +392,7 @@ async fn a_tool_that_needs_approval_asks_in_a_dialog_and_runs_only_when_allowed(
     let (app, fake) = tool_app(|config| {
         config.mcp.servers.insert(
             "test".into(),
-            crate::mcp_host::stdio_entry(json!({"approval": "ask"})),
+            crate::support::stdio_entry(json!({"approval": "ask"})),
         );
     })
     .await;
@@ -426,7 +426,7 @@ async fn an_approval_nobody_answers_closes_its_dialog_when_the_server_withdraws_
     let (app, fake) = tool_app(|config| {
         config.mcp.servers.insert(
             "test".into(),
-            crate::mcp_host::stdio_entry(json!({"approval": "ask"})),
+            crate::support::stdio_entry(json!({"approval": "ask"})),
         );
         config.mcp.approval_timeout = Duration::from_secs(1);
     })
@@ -451,7 +451,7 @@ async fn an_approval_nobody_answers_closes_its_dialog_when_the_server_withdraws_
 
 #[tokio::test]
 async fn a_servers_question_is_a_form_whose_answer_reaches_the_tool() {
-    let (app, fake) = crate::everything::everything_app(json!({}), Duration::from_secs(60)).await;
+    let (app, fake) = crate::support::everything_app(json!({}), Duration::from_secs(60)).await;
     fake.mock.push([
         calls(&[("call_1", "trigger-elicitation-request", json!({}))]),
         Reply::text("Thanks, Ada."),
@@ -468,7 +468,7 @@ async fn a_servers_question_is_a_form_whose_answer_reaches_the_tool() {
     );
     let result = report["result"].as_str().expect("result");
     assert!(result.contains("User provided"), "{result}");
-    let read = crate::chat_tools::chat_bodies(&fake)
+    let read = crate::support::chat_bodies(&fake)
         .last()
         .map(ToString::to_string)
         .unwrap_or_default();
@@ -508,13 +508,13 @@ async fn a_resource_is_attached_and_a_prompt_fills_the_message_from_the_page() {
 
 #[tokio::test]
 async fn the_status_view_offers_the_login_a_remote_server_needs() {
-    let auth = crate::oauth::start_auth_server().await;
-    let entry = crate::oauth::remote_entry(&auth);
+    let auth = crate::support::start_auth_server().await;
+    let entry = crate::support::remote_entry(&auth);
     let (app, _fake) = chat_app(move |config| {
         config.mcp.servers.insert("remote".into(), entry);
     })
     .await;
-    crate::oauth::wait_state(&app, "remote", "needs_login").await;
+    crate::support::wait_state(&app, "remote", "needs_login").await;
     let report = browse(&app, "oauth_login", &[], &[]).await;
     assert!(
         report["before"]
@@ -536,14 +536,14 @@ async fn the_status_view_offers_the_login_a_remote_server_needs() {
         "{report}"
     );
     assert_eq!(
-        crate::oauth::server_health(&app, "remote").await["state"],
+        crate::support::server_health(&app, "remote").await["state"],
         "ready"
     );
 }
 
 #[tokio::test]
 async fn an_answer_restarted_on_the_fallback_replaces_the_partial_text() {
-    let (app, primary, backup) = crate::failover::with_backup().await;
+    let (app, primary, backup) = crate::support::with_backup().await;
     primary.mock.push([Reply::DropAfter { pieces_before: 4 }]);
     backup
         .mock

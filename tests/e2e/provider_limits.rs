@@ -6,7 +6,7 @@
 use mcp_platform::llm::ProviderError;
 use mcp_platform::mock_provider::Reply;
 
-use crate::providers::{ask, collect, entry, fake, provider};
+use crate::support::{ask, collect, entry, fake, provider};
 
 #[tokio::test]
 async fn an_event_that_never_ends_is_cut_at_its_cap() {

@@ -4,81 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{Fake, KEY, ask, collect, entry, fake, provider};
 use futures::StreamExt;
 use mcp_platform::config::{LlmConfig, ProviderConfig};
-use mcp_platform::llm::{
-    ChatEvent, ChatMessage, ChatRequest, FinishReason, MessageRole, Provider, ProviderError,
-    Providers,
-};
+use mcp_platform::llm::{ChatEvent, ChatRequest, FinishReason, ProviderError, Providers};
 use mcp_platform::mock_provider::{MockCall, MockProvider, Reply};
-
-const KEY: &str = "sk-test-7f3a9c-secret";
-
-pub struct Fake {
-    pub mock: MockProvider,
-    pub base_url: String,
-    server: tokio::task::JoinHandle<()>,
-}
-
-impl Drop for Fake {
-    fn drop(&mut self) {
-        self.server.abort();
-    }
-}
-
-pub async fn fake() -> Fake {
-    let mock = MockProvider::new(Reply::words(3));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base_url = format!("http://{}/v1", listener.local_addr().expect("addr"));
-    let server = mock.spawn(listener);
-    Fake {
-        mock,
-        base_url,
-        server,
-    }
-}
-
-/// A provider entry pointing at the fake, quick to retry.
-pub fn entry(base_url: &str) -> ProviderConfig {
-    let mut config = ProviderConfig::preset("local");
-    config.base_url = base_url.to_string();
-    config.model = "mock-model".into();
-    config.api_key_env = Some("FAKE_API_KEY".into());
-    config.http_client.max_retries = 2;
-    config.http_client.backoff_factor = 0.01;
-    config.http_client.read_timeout = Duration::from_secs(5);
-    config
-}
-
-pub fn provider(config: &ProviderConfig) -> Arc<Provider> {
-    Arc::new(Provider::new("local", config, Some(KEY.into())))
-}
-
-pub fn ask(text: &str) -> ChatRequest {
-    ChatRequest {
-        messages: vec![ChatMessage::new(MessageRole::User, text)],
-        stream: true,
-        ..ChatRequest::default()
-    }
-}
-
-/// All events, or the first error with the events before it.
-pub async fn collect(
-    provider: &Arc<Provider>,
-    request: ChatRequest,
-) -> Result<Vec<ChatEvent>, (Vec<ChatEvent>, ProviderError)> {
-    let mut stream = provider.chat(&request).await.map_err(|e| (Vec::new(), e))?;
-    let mut events = Vec::new();
-    while let Some(item) = stream.next().await {
-        match item {
-            Ok(event) => events.push(event),
-            Err(error) => return Err((events, error)),
-        }
-    }
-    Ok(events)
-}
 
 fn text_of(events: &[ChatEvent]) -> String {
     events

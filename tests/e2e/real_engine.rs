@@ -9,11 +9,11 @@ use std::time::Duration;
 use mcp_platform::config::{Config, ProviderConfig, ToolCallMode};
 use serde_json::{Value, json};
 
-use crate::chat_tools::{tool_frames, wait_ready};
-use crate::engine::Engine;
-use crate::helpers::{TestApp, spawn_app_with};
-use crate::mcp_host::stdio_entry;
-use crate::ws::{Socket, chat, connect, next_frame_within, send, text_of, turn_frames_within};
+use crate::support::engine::Engine;
+use crate::support::stdio_entry;
+use crate::support::{Socket, chat, connect, next_frame_within, send, text_of, turn_frames_within};
+use crate::support::{TestApp, spawn_app_with};
+use crate::support::{tool_frames, wait_ready};
 
 /// Answers kept short: a 135M model on one thread, several tests side by side.
 const MAX_TOKENS: u32 = 48;
@@ -124,7 +124,7 @@ async fn a_real_engine_found_at_start_answers_on_both_doors_and_is_counted() {
         .await
         .expect("body");
     assert!(body.trim_end().ends_with("data: [DONE]"), "{body}");
-    let usage = crate::helpers::streamed_usage(&body);
+    let usage = crate::support::streamed_usage(&body);
     assert_eq!(usage["estimated"], true, "{usage}");
     let whole: Value = app
         .client

@@ -1,6 +1,6 @@
 use rusqlite::Connection;
 
-use crate::helpers::spawn_app;
+use crate::support::spawn_app;
 
 #[tokio::test]
 async fn graceful_shutdown_leaves_the_wal_checkpointed_and_the_data_in_the_file() {

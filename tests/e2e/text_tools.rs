@@ -9,8 +9,8 @@ use mcp_platform::config::ToolCallMode;
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::chat_tools::{chat_bodies, tool_app, tool_frames};
-use crate::ws::{chat, connect, send, turn_frames};
+use crate::support::{chat, connect, send, turn_frames};
+use crate::support::{chat_bodies, tool_app, tool_frames};
 
 fn pieces(pieces: &[&str]) -> Reply {
     Reply::Text {

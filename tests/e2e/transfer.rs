@@ -3,30 +3,14 @@
 //! server's database whole; importing again changes nothing; a bad file writes nothing.
 
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
+use crate::support::{
+    BIN, calls, chat, chat_app, config_for, connect, send, tool_frames, turn_frames,
+};
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
-
-use crate::binary::BIN;
-use crate::chat_tools::{calls, tool_frames};
-use crate::helpers::TestApp;
-use crate::ws::{chat, chat_app, connect, send, turn_frames};
-
-/// A config file for the commands, naming `app`'s database.
-pub fn config_for(app: &TestApp) -> PathBuf {
-    let config = app.dir.path().join("config.yaml");
-    std::fs::write(
-        &config,
-        format!(
-            "chat:\n  service:\n    repository:\n      path: {}\n",
-            app.db_path.display()
-        ),
-    )
-    .expect("config");
-    config
-}
 
 fn run(args: &[&str], file: &Path, config: &Path) -> Output {
     Command::new(BIN)

@@ -5,8 +5,8 @@ use std::time::Duration;
 use mcp_platform::mock_provider::Reply;
 use serde_json::json;
 
-use crate::chat_tools::{calls, chat_bodies, tool_frames};
-use crate::ws::{chat, chat_app, connect, send, turn_frames};
+use crate::support::{calls, chat_bodies, tool_frames};
+use crate::support::{chat, chat_app, connect, send, turn_frames};
 
 #[tokio::test]
 async fn calls_past_the_per_reply_cap_are_not_run_and_the_model_is_told() {

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{raw_request, spawn_app, spawn_app_with};
+use crate::support::{raw_request, spawn_app, spawn_app_with};
 
 /// Requests a DNS-rebound page (or anything naming another host) could send.
 fn foreign_requests(host: &str) -> Vec<(&'static str, String)> {

@@ -6,9 +6,9 @@ use std::time::Duration;
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::auth::create_key;
-use crate::helpers::TestApp;
-use crate::ws::{chat, chat_app, connect_with_key, next_frame, send, turn_frames};
+use crate::support::TestApp;
+use crate::support::create_key;
+use crate::support::{chat, chat_app, connect_with_key, next_frame, send, turn_frames};
 
 async fn key_usage(app: &TestApp, admin: &str, name: &str) -> Value {
     let health = app.health_as(admin).await;
@@ -85,10 +85,10 @@ async fn a_cancelled_answer_costs_the_tokens_it_received() {
 
 #[tokio::test]
 async fn a_providers_embeddings_are_paid_from_the_keys_tokens_and_refused_when_none_are_left() {
-    let embed = crate::providers::fake().await;
+    let embed = crate::support::fake().await;
     let embed_url = embed.base_url.clone();
     let (app, _fake) = chat_app(move |config| {
-        let mut provider = crate::providers::entry(&embed_url);
+        let mut provider = crate::support::entry(&embed_url);
         provider.api_key_env = None;
         provider.embedding_model = Some("mock-embedding".into());
         config.llm.providers.insert("embed".into(), provider);
@@ -139,9 +139,9 @@ async fn a_providers_embeddings_are_paid_from_the_keys_tokens_and_refused_when_n
 
 #[tokio::test]
 async fn an_mcp_servers_sampling_is_admitted_like_a_turn_of_the_key() {
-    use crate::chat_tools::{calls, chat_bodies};
+    use crate::support::{calls, chat_bodies};
     let (app, fake) =
-        crate::everything::everything_app(json!({"sampling": true}), Duration::from_secs(60)).await;
+        crate::support::everything_app(json!({"sampling": true}), Duration::from_secs(60)).await;
     let admin = create_key(&app, None, json!({"name": "root", "admin": true})).await;
     let key = create_key(
         &app,
@@ -164,7 +164,7 @@ async fn an_mcp_servers_sampling_is_admitted_like_a_turn_of_the_key() {
     // The turn used the minute's one turn: the server's sampling was refused, the model not
     // asked for it.
     assert_eq!(chat_bodies(&fake).len(), 2);
-    let read = crate::everything::result_read(&fake);
+    let read = crate::support::result_read(&fake);
     assert!(read.contains("turns_per_minute"), "{read}");
     app.shutdown().await;
 }

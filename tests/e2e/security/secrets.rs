@@ -7,9 +7,9 @@ use mcp_platform::config::McpServerConfig;
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::chat_tools::{calls, chat_bodies, tool_frames, wait_ready};
-use crate::mcp_host::http_test_server;
-use crate::ws::{chat, chat_app, connect, send, turn_frames};
+use crate::support::http_test_server;
+use crate::support::{calls, chat_bodies, tool_frames, wait_ready};
+use crate::support::{chat, chat_app, connect, send, turn_frames};
 
 fn leaks(text: &str) -> bool {
     [

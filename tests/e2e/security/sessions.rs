@@ -3,13 +3,12 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use crate::support::{
+    Socket, TestApp, close_code, create_key, mcp_status, next_frame, open_mcp_session, send,
+    spawn_app_with,
+};
+use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-
-use crate::auth::create_key;
-use crate::chat_sockets::close_code;
-use crate::helpers::{TestApp, spawn_app_with};
-use crate::ws::{Socket, next_frame, send};
 
 async fn login(app: &TestApp, key: &str) -> String {
     let response = app
@@ -80,53 +79,6 @@ async fn logging_out_closes_the_sessions_sockets_with_4401_and_leaves_others_ope
     app.shutdown().await;
 }
 
-async fn mcp_post(
-    app: &TestApp,
-    key: &str,
-    session: Option<&str>,
-    body: Value,
-) -> reqwest::Response {
-    let mut request = app
-        .client
-        .post(app.url("/mcp"))
-        .bearer_auth(key)
-        .header("accept", "application/json, text/event-stream")
-        .header("mcp-protocol-version", "2025-06-18")
-        .json(&body);
-    if let Some(session) = session {
-        request = request.header("mcp-session-id", session);
-    }
-    request.send().await.expect("POST /mcp")
-}
-
-/// A new `/mcp` session of `key`, or the refusal's status.
-async fn open_mcp_session(app: &TestApp, key: &str) -> Result<String, u16> {
-    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {},
-        "clientInfo": {"name": "e2e", "version": "1"}}});
-    let opened = mcp_post(app, key, None, init).await;
-    let status = opened.status().as_u16();
-    let Some(session) = opened.headers().get("mcp-session-id").cloned() else {
-        return Err(status);
-    };
-    let session = session.to_str().expect("ascii").to_string();
-    let _ = opened.bytes().await;
-    let initialized = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
-    let _ = mcp_post(app, key, Some(&session), initialized)
-        .await
-        .bytes()
-        .await;
-    Ok(session)
-}
-
-async fn mcp_status(app: &TestApp, key: &str, session: &str) -> u16 {
-    let list = json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"});
-    let response = mcp_post(app, key, Some(session), list).await;
-    let status = response.status().as_u16();
-    let _ = response.bytes().await;
-    status
-}
-
 #[tokio::test]
 async fn one_key_cannot_crowd_other_keys_out_of_the_mcp_sessions() {
     let app = spawn_app_with(|config| {
@@ -137,22 +89,31 @@ async fn one_key_cannot_crowd_other_keys_out_of_the_mcp_sessions() {
     let admin = create_key(&app, None, json!({"name": "root", "admin": true})).await;
     let alice = create_key(&app, Some(&admin), json!({"name": "alice"})).await;
     let bob = create_key(&app, Some(&admin), json!({"name": "bob"})).await;
-    let bobs = open_mcp_session(&app, &bob).await.expect("bob's session");
+    let bobs = open_mcp_session(&app, Some(&bob))
+        .await
+        .expect("bob's session");
     let mut alices = Vec::new();
     for _ in 0..2 {
-        alices.push(open_mcp_session(&app, &alice).await.expect("alice's"));
+        alices.push(open_mcp_session(&app, Some(&alice)).await.expect("alice's"));
     }
     // Alice is at her cap, her sessions in use: hers is refused, nobody's is closed.
     for _ in 0..3 {
-        assert_eq!(open_mcp_session(&app, &alice).await, Err(503));
+        assert_eq!(
+            open_mcp_session(&app, Some(&alice))
+                .await
+                .map_err(|(status, _)| status),
+            Err(503)
+        );
     }
     for session in &alices {
-        assert_eq!(mcp_status(&app, &alice, session).await, 200);
+        assert_eq!(mcp_status(&app, Some(&alice), session).await, 200);
     }
-    assert_eq!(mcp_status(&app, &bob, &bobs).await, 200);
+    assert_eq!(mcp_status(&app, Some(&bob), &bobs).await, 200);
     // Bob is not crowded out: 3 of 4 are open.
-    let more = open_mcp_session(&app, &bob).await.expect("bob's second");
-    assert_eq!(mcp_status(&app, &bob, &more).await, 200);
+    let more = open_mcp_session(&app, Some(&bob))
+        .await
+        .expect("bob's second");
+    assert_eq!(mcp_status(&app, Some(&bob), &more).await, 200);
     let health = app.health_as(&admin).await;
     let endpoint = health["mcp_endpoint"].clone();
     assert_eq!(endpoint["sessions"], 4, "{endpoint}");

@@ -35,19 +35,32 @@ fn init_logging() {
 /// Asks `check` every 20 ms until it answers `Some`, for up to 30 s (a liveness bound for a
 /// loaded CI machine, not a timing claim), and returns that; panics naming `what` if it never
 /// does. For a state the server reaches on its own time, instead of a sleep that guesses it.
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+pub async fn eventually<T, F, Fut>(what: &str, check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
 {
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    eventually_within(what, std::time::Duration::from_secs(30), check).await
+}
+
+/// [`eventually`] with another liveness bound (a toolchain's first start, a long cap).
+pub async fn eventually_within<T, F, Fut>(
+    what: &str,
+    patience: std::time::Duration,
+    mut check: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + patience;
     loop {
         if let Some(value) = check().await {
             return value;
         }
         assert!(
             tokio::time::Instant::now() < deadline,
-            "never happened within 30 s: {what}"
+            "never happened within {patience:?}: {what}"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
@@ -250,4 +263,17 @@ fn whole_response(response: &[u8]) -> bool {
                 .flatten()
         })
         .is_some_and(|length| body.len() >= length)
+}
+
+/// Creates a key over REST (with `bearer`'s credentials, or none while auth is off).
+pub async fn create_key(app: &TestApp, bearer: Option<&str>, body: Value) -> String {
+    let mut request = app.client.post(app.url("/api/keys")).json(&body);
+    if let Some(key) = bearer {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.expect("POST /api/keys");
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.expect("JSON");
+    assert_eq!(status, 201, "{body}");
+    body["key"].as_str().expect("the new key").to_string()
 }

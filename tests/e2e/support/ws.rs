@@ -6,9 +6,10 @@ use futures::{SinkExt, StreamExt};
 use mcp_platform::config::{Config, LlmConfig};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::helpers::{TestApp, spawn_app_with};
-use crate::providers::{Fake, entry, fake};
+use crate::support::{Fake, entry, fake};
+use crate::support::{TestApp, spawn_app_with};
 
 pub type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
@@ -125,5 +126,45 @@ pub fn text_of(frames: &[Value]) -> String {
         .iter()
         .filter(|f| f["status"] == "chunk")
         .filter_map(|f| f["chunk"]["data"].as_str())
+        .collect()
+}
+
+/// Reads until the socket ends; the close code if a close frame came.
+/// The close code the socket ends with (`None`: it ended without a close frame).
+pub async fn close_code(socket: &mut Socket) -> Option<CloseCode> {
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(30), socket.next())
+            .await
+            .expect("the socket ends within 30 s");
+        match next {
+            Some(Ok(Message::Close(frame))) => return frame.map(|f| f.code),
+            Some(Ok(_)) => {}
+            Some(Err(_)) | None => return None,
+        }
+    }
+}
+
+pub async fn connect_with_small_buffer(app: &crate::support::TestApp) -> Socket {
+    let tcp = tokio::net::TcpSocket::new_v4().expect("socket");
+    tcp.set_recv_buffer_size(16 * 1024).expect("SO_RCVBUF");
+    let stream = tcp.connect(app.addr).await.expect("connect");
+    let url = format!("ws://{}/ws/chat", app.addr);
+    // A small read buffer too: each read takes little more than a frame from the kernel.
+    let config =
+        tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(4096);
+    let (socket, _) = tokio_tungstenite::client_async_with_config(
+        url,
+        tokio_tungstenite::MaybeTlsStream::Plain(stream),
+        Some(config),
+    )
+    .await
+    .expect("upgrade");
+    socket
+}
+
+pub fn tool_frames(frames: &[Value]) -> Vec<&Value> {
+    frames
+        .iter()
+        .filter(|f| f["chunk"]["type"] == "tool_execution")
         .collect()
 }

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::python::{provision, run};
+use crate::support::python::{provision, run};
 
 const REQUIREMENTS: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -113,19 +113,13 @@ impl Engine {
     async fn wait_ready(&self) {
         let client = reqwest::Client::new();
         let url = format!("{}/models", self.base_url());
-        // Up to 120 s: a liveness bound for a loaded CI machine, not a timing claim.
-        for _ in 0..1200 {
-            if let Ok(response) = client.get(&url).send().await
-                && response.status().is_success()
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        panic!(
-            "the engine did not answer on port {} within 120 s",
-            self.port
-        );
+        let what = format!("the engine answering on port {}", self.port);
+        // 120 s: a one-thread engine loading its model on a loaded CI machine.
+        super::app::eventually_within(&what, Duration::from_secs(120), || async {
+            let response = client.get(&url).send().await.ok()?;
+            response.status().is_success().then_some(())
+        })
+        .await;
     }
 
     /// Kills the engine (as a crash would) and waits for it to be gone.
