@@ -5,7 +5,7 @@
 //! ```text
 //! embed ─ app ─ http (the doors: /ws/chat, /v1, /api, /mcp, /health, /metrics, the page)
 //!                 │
-//!                 ├─ chat (the engine: turns and typed operations, events out)   transfer
+//!                 ├─ chat (the engine: turns and typed operations, events out)   transfer   loadtest
 //!                 │    └─ memory (memories, history search, embedders)
 //!                 │         ├─ auth (keys, sessions, quotas)   mcp (the MCP host)
 //!                 │         └─ store (SQLite)   llm (providers)   process   telemetry
