@@ -6,11 +6,10 @@ use std::time::Duration;
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::support::Fake;
-use crate::support::TestApp;
-use crate::support::stdio_entry;
-use crate::support::{Socket, chat, connect, next_frame, result_read, send, turn_frames};
-use crate::support::{calls, tool_app};
+use crate::support::{
+    Fake, Socket, TestApp, calls, chat, connect, next_frame, result_read, send, stdio_entry,
+    tool_app, turn_frames,
+};
 
 /// The app with the test server `test` under `entry` (merged into its stdio entry).
 async fn app_with(entry: Value, timeout: Duration) -> (TestApp, Fake) {

@@ -5,8 +5,7 @@
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::support::tool_app;
-use crate::support::{chat, connect, next_frame, send, turn_frames};
+use crate::support::{chat, connect, next_frame, send, tool_app, turn_frames};
 
 const README: &str = "<attachment uri=\"test://notes/readme\" server=\"test\" mime_type=\"text/plain\">\nThe launch is on Friday.\n</attachment>";
 

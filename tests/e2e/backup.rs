@@ -6,8 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use serde_json::{Value, json};
 
-use crate::support::BIN;
-use crate::support::{chat, chat_app, connect, send, turn_frames};
+use crate::support::{BIN, chat, chat_app, connect, eventually, send, turn_frames};
 
 #[tokio::test]
 async fn a_backup_under_load_holds_every_acknowledged_turn() {
@@ -35,9 +34,10 @@ async fn a_backup_under_load_holds_every_acknowledged_turn() {
         }
     });
     // Once some turns are in, back up while the others are being written.
-    while acknowledged.lock().expect("lock").len() < 10 {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    eventually("ten turns acknowledged", || async {
+        (acknowledged.lock().expect("lock").len() >= 10).then_some(())
+    })
+    .await;
     let before: Vec<(String, String)> = acknowledged.lock().expect("lock").clone();
     let target = app.dir.path().join("backup.db");
     let (source, copy) = (app.db_path.clone(), target.clone());

@@ -8,12 +8,10 @@ use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::support::Fake;
 use crate::support::{
-    Socket, chat, chat_app, connect, eventually, message_contents, next_frame, send, text_of,
-    turn_frames,
+    Fake, Socket, TestApp, chat, chat_app, connect, eventually, get_json, message_contents,
+    next_frame, send, text_of, turn_frames,
 };
-use crate::support::{TestApp, get_json};
 
 #[tokio::test]
 async fn a_streamed_turn_is_stored_and_completed() {

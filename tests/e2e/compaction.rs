@@ -6,8 +6,7 @@
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::support::chat_bodies;
-use crate::support::{chat, chat_app, connect, message_contents, send, turn_frames};
+use crate::support::{chat, chat_app, chat_bodies, connect, message_contents, send, turn_frames};
 
 fn overflow() -> Reply {
     Reply::Status {

@@ -7,8 +7,7 @@ use std::time::Duration;
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::support::TestApp;
-use crate::support::{chat, chat_app, connect, send, turn_frames};
+use crate::support::{TestApp, chat, chat_app, connect, send, turn_frames};
 
 fn role_chunk() -> Vec<u8> {
     format!(

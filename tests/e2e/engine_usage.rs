@@ -7,8 +7,9 @@
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::support::create_key;
-use crate::support::{chat, chat_app, connect, connect_with_key, send, text_of, turn_frames};
+use crate::support::{
+    chat, chat_app, connect, connect_with_key, create_key, send, text_of, turn_frames,
+};
 
 fn sse(payload: &Value) -> Vec<u8> {
     format!("data: {payload}\n\n").into_bytes()

@@ -7,8 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::connect;
-use crate::support::{eventually, raw_request, spawn_app_with};
+use crate::support::{connect, eventually, raw_request, spawn_app_with};
 
 const HALF_A_HEADER: &[u8] = b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: */*\r\n";
 const HEALTH: &str = "GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";

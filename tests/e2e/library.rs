@@ -7,8 +7,7 @@ use std::time::Duration;
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::support::{Socket, chat, connect, next_frame, send, turn_frames};
-use crate::support::{calls, tool_app};
+use crate::support::{Socket, calls, chat, connect, next_frame, send, tool_app, turn_frames};
 
 /// Sends `action` with `payload`; the answer frame.
 async fn ask(socket: &mut Socket, action: &str, payload: Value) -> Value {

@@ -4,8 +4,7 @@
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::support::{calls, chat_bodies, tool_app, tool_frames};
-use crate::support::{chat, connect, send, turn_frames};
+use crate::support::{calls, chat, chat_bodies, connect, send, tool_app, tool_frames, turn_frames};
 
 fn notices(frames: &[Value]) -> Vec<&Value> {
     frames

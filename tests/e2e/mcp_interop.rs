@@ -5,8 +5,10 @@
 use serde_json::{Value, json};
 
 use crate::support::python::python;
-use crate::support::{calls, chat_bodies, tool_frames, tool_result, wait_ready};
-use crate::support::{chat, chat_app, connect, send, text_of, turn_frames};
+use crate::support::{
+    calls, chat, chat_app, chat_bodies, connect, send, text_of, tool_frames, tool_result,
+    turn_frames, wait_ready,
+};
 use mcp_platform::mock_provider::Reply;
 
 #[tokio::test]

@@ -8,8 +8,7 @@ use mcp_platform::config::McpServerConfig;
 use serde_json::{Value, json};
 
 use crate::support::python::python;
-use crate::support::{TestApp, spawn_app_with};
-use crate::support::{call, host, ready};
+use crate::support::{TestApp, call, host, ready, spawn_app_with};
 
 fn mcp_url(app: &TestApp) -> String {
     format!("http://{}/mcp", app.addr)

@@ -5,13 +5,10 @@
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::support::TestApp;
 use crate::support::{
-    Socket, chat, chat_app, connect, eventually, next_frame, send, text_of, tool_result,
-    turn_frames,
+    Socket, TestApp, calls, chat, chat_app, chat_bodies, connect, entry, eventually, fake,
+    next_frame, send, text_of, tool_frames, tool_result, turn_frames,
 };
-use crate::support::{calls, chat_bodies, tool_frames};
-use crate::support::{entry, fake};
 
 /// The tool result for `call_id` in a chat request body, as JSON when it is JSON.
 fn tool_result_json(body: &Value, call_id: &str) -> Value {

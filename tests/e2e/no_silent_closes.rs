@@ -10,8 +10,10 @@ use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
-use crate::support::{Socket, chat, chat_app, connect, eventually, next_frame, send, turn_frames};
-use crate::support::{close_code, connect_with_small_buffer};
+use crate::support::{
+    Socket, chat, chat_app, close_code, connect, connect_with_small_buffer, eventually, next_frame,
+    send, turn_frames,
+};
 
 async fn get_history(socket: &mut Socket, id: &str, cursor: Option<&str>) -> Value {
     let mut payload = json!({"conversation_id": id, "limit": 200});

@@ -5,10 +5,8 @@
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::support::TestApp;
-use crate::support::chat_app;
 use crate::support::python::python;
-use crate::support::{calls, chat_bodies, tool_app};
+use crate::support::{TestApp, calls, chat_app, chat_bodies, tool_app};
 
 /// Runs the SDK script for `scenario`; its one JSON report.
 async fn sdk(app: &TestApp, key: &str, scenario: &str, model: &str) -> Value {

@@ -5,9 +5,10 @@
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::support::{Socket, chat, chat_app, connect, next_frame, send, turn_frames};
-use crate::support::{TestApp, raw_request, spawn_app};
-use crate::support::{calls, chat_bodies};
+use crate::support::{
+    Socket, TestApp, calls, chat, chat_app, chat_bodies, connect, next_frame, raw_request, send,
+    spawn_app, turn_frames,
+};
 
 /// The page's assets, from the `src`/`href` attributes under `/assets/`.
 fn asset_urls(page: &str) -> Vec<String> {

@@ -7,11 +7,8 @@ use std::time::Duration;
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::support::TestApp;
 use crate::support::browser::run_page_script;
-use crate::support::chat_app;
-use crate::support::create_key;
-use crate::support::{calls, tool_app};
+use crate::support::{TestApp, calls, chat_app, create_key, tool_app};
 
 /// Runs a scenario of page.py and checks that nothing went wrong in the page on the way:
 /// no uncaught error, no dialog, no console error but those `expected` names.

@@ -10,10 +10,10 @@ use mcp_platform::config::{Config, ProviderConfig, ToolCallMode};
 use serde_json::{Value, json};
 
 use crate::support::engine::Engine;
-use crate::support::stdio_entry;
-use crate::support::{Socket, chat, connect, next_frame_within, send, text_of, turn_frames_within};
-use crate::support::{TestApp, spawn_app_with};
-use crate::support::{tool_frames, wait_ready};
+use crate::support::{
+    Socket, TestApp, chat, connect, next_frame_within, send, spawn_app_with, stdio_entry, text_of,
+    tool_frames, turn_frames_within, wait_ready,
+};
 
 /// Answers kept short: a 135M model on one thread, several tests side by side.
 const MAX_TOKENS: u32 = 48;

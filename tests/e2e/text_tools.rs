@@ -9,8 +9,7 @@ use mcp_platform::config::ToolCallMode;
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::support::{chat, connect, send, turn_frames};
-use crate::support::{chat_bodies, tool_app, tool_frames};
+use crate::support::{chat, chat_bodies, connect, send, tool_app, tool_frames, turn_frames};
 
 fn pieces(pieces: &[&str]) -> Reply {
     Reply::Text {

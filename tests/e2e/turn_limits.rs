@@ -5,8 +5,7 @@ use std::time::Duration;
 use mcp_platform::mock_provider::Reply;
 use serde_json::json;
 
-use crate::support::{calls, chat_bodies, tool_frames};
-use crate::support::{chat, chat_app, connect, send, turn_frames};
+use crate::support::{calls, chat, chat_app, chat_bodies, connect, send, tool_frames, turn_frames};
 
 #[tokio::test]
 async fn calls_past_the_per_reply_cap_are_not_run_and_the_model_is_told() {

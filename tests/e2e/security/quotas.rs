@@ -6,9 +6,9 @@ use std::time::Duration;
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::support::TestApp;
-use crate::support::create_key;
-use crate::support::{chat, chat_app, connect_with_key, next_frame, send, turn_frames};
+use crate::support::{
+    TestApp, chat, chat_app, connect_with_key, create_key, next_frame, send, turn_frames,
+};
 
 async fn key_usage(app: &TestApp, admin: &str, name: &str) -> Value {
     let health = app.health_as(admin).await;

@@ -8,10 +8,9 @@ use futures::StreamExt;
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::support::Fake;
-use crate::support::TestApp;
-use crate::support::create_key;
-use crate::support::{chat, chat_app, connect_with_key, next_frame, send};
+use crate::support::{
+    Fake, TestApp, chat, chat_app, connect_with_key, create_key, next_frame, send,
+};
 
 /// Forty chunks a tenth of a second apart: four seconds of answer.
 fn slow_answer(fake: &Fake) {

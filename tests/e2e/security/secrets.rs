@@ -7,9 +7,10 @@ use mcp_platform::config::McpServerConfig;
 use mcp_platform::mock_provider::Reply;
 use serde_json::{Value, json};
 
-use crate::support::http_test_server;
-use crate::support::{calls, chat_bodies, tool_frames, wait_ready};
-use crate::support::{chat, chat_app, connect, send, turn_frames};
+use crate::support::{
+    calls, chat, chat_app, chat_bodies, connect, http_test_server, send, tool_frames, turn_frames,
+    wait_ready,
+};
 
 fn leaks(text: &str) -> bool {
     [

@@ -4,8 +4,7 @@
 
 use serde_json::json;
 
-use crate::support::create_key;
-use crate::support::spawn_app_with;
+use crate::support::{create_key, spawn_app_with};
 
 #[tokio::test]
 async fn wrong_metrics_tokens_are_throttled_like_every_door() {
