@@ -28,49 +28,6 @@ fn main() {
 
     let out = std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR");
     write_token_tables(Path::new(&out));
-    order_functions();
-}
-
-/// Hands layout/symbol-order.txt (see layout/generate.py) to the linker for release binaries:
-/// the functions start-up runs are laid out together, then those a turn runs, so the kernel
-/// maps ~4 MB of code for an idle server instead of 13-16 MB scattered over the binary. Only
-/// where rustc links with its own lld (x86_64 Linux from Rust 1.90 on, no linker configured),
-/// the one linker here known to take `--symbol-ordering-file`; elsewhere the build is unchanged.
-fn order_functions() {
-    const ORDER: &str = "layout/symbol-order.txt";
-    println!("cargo:rerun-if-changed={ORDER}");
-    println!("cargo:rerun-if-env-changed=MCPP_NO_SYMBOL_ORDER");
-    let env = |key: &str| std::env::var(key).unwrap_or_default();
-    let release = env("PROFILE") == "release";
-    let own_lld = env("TARGET") == "x86_64-unknown-linux-gnu"
-        && env("RUSTC_LINKER").is_empty()
-        && !["linker", "fuse-ld", "link-self-contained"]
-            .iter()
-            .any(|flag| env("CARGO_ENCODED_RUSTFLAGS").contains(flag))
-        && rustc_minor_version().is_some_and(|minor| minor >= 90);
-    let path = Path::new(&env("CARGO_MANIFEST_DIR")).join(ORDER);
-    if release && own_lld && path.is_file() && std::env::var_os("MCPP_NO_SYMBOL_ORDER").is_none() {
-        println!(
-            "cargo:rustc-link-arg-bins=-Wl,--symbol-ordering-file={}",
-            path.display()
-        );
-        // Names the build no longer has (after an edit or an upgrade) are skipped, not errors.
-        println!("cargo:rustc-link-arg-bins=-Wl,--no-warn-symbol-ordering");
-    }
-}
-
-/// The `y` of `rustc 1.y.z`, from the compiler cargo builds with.
-fn rustc_minor_version() -> Option<u32> {
-    let rustc = std::env::var_os("RUSTC")?;
-    let output = std::process::Command::new(rustc).arg("-V").output().ok()?;
-    let version = String::from_utf8_lossy(&output.stdout);
-    version
-        .split_whitespace()
-        .nth(1)?
-        .split('.')
-        .nth(1)?
-        .parse()
-        .ok()
 }
 
 /// Writes each encoding's tables, unless this build script wrote them already (it reruns on

@@ -141,6 +141,9 @@ impl App {
     ) -> Result<Self, StartError> {
         let mut config = config;
         let started = Instant::now();
+        for ignored in config.ignored_keys() {
+            tracing::warn!("{ignored}");
+        }
         let env: EnvLookup = Arc::new(env);
         // No provider chosen, the default without its key: a local engine may be at hand.
         let (engines, own_port) = (crate::config::LOCAL_PRESETS, config.server.port);

@@ -273,6 +273,9 @@ fn check_config(path: Option<&Path>) -> Result<(), StartError> {
         .mcp
         .resolve_servers(&|name: &str| std::env::var(name).ok())?;
     print!("{}", config.to_redacted_yaml());
+    for ignored in config.ignored_keys() {
+        eprintln!("warning: {ignored}");
+    }
     for (name, server) in &servers {
         eprintln!("MCP server {name}: {}", describe_server(server));
     }

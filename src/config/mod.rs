@@ -112,6 +112,20 @@ fn location_suffix(line: Option<u64>, column: Option<u64>) -> String {
 }
 
 impl Config {
+    /// Keys the file set that this version accepts but no longer reads, each with what to do:
+    /// said at start and by `check-config`.
+    pub fn ignored_keys(&self) -> Vec<String> {
+        let mut ignored = Vec::new();
+        if self.server.http.realtime_front.is_some() {
+            ignored.push(
+                "server.http.realtime_front is ignored (the front thread no longer asks for \
+                 real-time priority); remove it from the file"
+                    .to_string(),
+            );
+        }
+        ignored
+    }
+
     /// Loads `path`, or `./config.yaml` when `path` is `None` and that file exists, or the
     /// embedded defaults. Interpolates from the process environment, then validates.
     pub fn load(path: Option<&Path>) -> Result<(Self, ConfigSource), ConfigError> {

@@ -79,11 +79,11 @@ pub struct HttpConfig {
     /// autotuning would grow to `tcp_wmem`'s maximum (4 MB by default) per socket. 0 leaves
     /// the kernel's autotuning on.
     pub socket_send_buffer: usize,
-    /// The thread that accepts connections and answers probes (`/health`, `/metrics`) asks for
-    /// real-time priority (`SCHED_FIFO` 1) where the process may (root, `CAP_SYS_NICE` or
-    /// `RLIMIT_RTPRIO`), so a probe is answered at once while chat saturates the CPUs; `false`,
-    /// or where it may not, it stays a normal thread that asks for short time slices.
-    pub realtime_front: bool,
+    /// No longer read: the front thread is a normal thread, scheduled as every other. It used
+    /// to ask for `SCHED_FIFO`, which needs root and which the shipped unit and image never
+    /// granted. Still accepted, so that existing files load; a warning says it is ignored.
+    #[serde(skip_serializing)]
+    pub realtime_front: Option<bool>,
 }
 
 impl Default for HttpConfig {
@@ -93,7 +93,7 @@ impl Default for HttpConfig {
             body_read_timeout: Duration::from_secs(10),
             max_connections: 2048,
             socket_send_buffer: 256 << 10,
-            realtime_front: true,
+            realtime_front: None,
         }
     }
 }

@@ -316,3 +316,16 @@ fn a_context_budget_too_small_for_any_message_is_refused() {
     parse("chat:\n  service:\n    context:\n      max_tokens: 2048\n      reserve_tokens: 512\n")
         .expect("1,536 tokens for the prompt is enough");
 }
+
+#[test]
+fn a_key_no_longer_read_still_loads_and_is_named_as_ignored() {
+    let config = parse("server:\n  http:\n    realtime_front: true\n").expect("still accepted");
+    let ignored = config.ignored_keys();
+    assert_eq!(ignored.len(), 1, "{ignored:?}");
+    assert!(
+        ignored[0].contains("server.http.realtime_front"),
+        "{ignored:?}"
+    );
+    assert!(!config.to_redacted_yaml().contains("realtime_front"));
+    assert!(parse("").expect("defaults").ignored_keys().is_empty());
+}

@@ -56,10 +56,6 @@ pub async fn serve(
     let spawned = std::thread::Builder::new()
         .name("http-front".into())
         .spawn(move || {
-            // A probe must not wait for the chat work saturating the CPUs to yield.
-            let scheduled =
-                crate::process::scheduling::schedule_promptly(front.limits.realtime_front);
-            tracing::debug!(?scheduled, "front thread scheduling");
             front.run(listener);
             drop(finished);
         });

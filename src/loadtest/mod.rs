@@ -352,8 +352,6 @@ fn spawn_sampler(
     let spawned = std::thread::Builder::new()
         .name("health-sampler".into())
         .spawn(move || {
-            // Its round trips measure the server, not how long this thread waits for a CPU.
-            crate::process::scheduling::schedule_promptly(true);
             let samples = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()

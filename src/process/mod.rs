@@ -8,11 +8,9 @@
 //! a directory with one entry per socket (`open_fds`) or parse a larger file (`threads`) are
 //! sampled once a second by [`ProcessSampler::run`], off the request path.
 //!
-//! Beside the figures: how a thread that must answer promptly is scheduled ([`scheduling`]),
-//! and the open-files limit the configured caps need ([`files`]).
+//! Beside the figures: the open-files limit the configured caps need ([`files`]).
 
 pub mod files;
-pub mod scheduling;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -137,28 +135,18 @@ fn page_size() -> Option<u64> {
     u64::try_from(rustix::param::page_size()).ok()
 }
 
-/// User plus system time of every thread, to the microsecond (`/proc/self/stat` counts 10 ms
-/// ticks).
+/// User plus system time of every thread, to the nanosecond (`/proc/self/stat` counts 10 ms
+/// ticks): the process CPU-time clock.
 #[cfg(unix)]
+#[allow(clippy::unnecessary_wraps)] // `None` where there is no such clock
 fn cpu_seconds() -> Option<f64> {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage writes one rusage into the pointer it is given, which points to
-    // memory of that type; the struct is read only when the call succeeded.
-    #[allow(unsafe_code)]
-    let usage = unsafe {
-        if libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) != 0 {
-            return None;
-        }
-        usage.assume_init()
-    };
-    let seconds = |t: libc::timeval| {
-        #[allow(clippy::cast_precision_loss)] // seconds of CPU: far below 2^52
-        let whole = t.tv_sec as f64;
-        #[allow(clippy::cast_precision_loss)]
-        let micros = t.tv_usec as f64;
-        whole + micros / 1e6
-    };
-    Some(seconds(usage.ru_utime) + seconds(usage.ru_stime))
+    use rustix::time::{ClockId, clock_gettime};
+    let spent = clock_gettime(ClockId::ProcessCPUTime);
+    #[allow(clippy::cast_precision_loss)] // seconds of CPU: far below 2^52
+    let whole = spent.tv_sec as f64;
+    #[allow(clippy::cast_precision_loss)]
+    let nanos = spent.tv_nsec as f64;
+    Some(whole + nanos / 1e9)
 }
 
 #[cfg(not(unix))]

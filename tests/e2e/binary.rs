@@ -100,6 +100,23 @@ async fn check_config_prints_the_effective_config_with_secrets_redacted() {
     assert!(!stderr.contains("ghp_supersecret"), "{stderr}");
 }
 
+/// A key this version no longer reads: the file still loads, and check-config says so.
+#[tokio::test]
+async fn check_config_names_a_key_no_longer_read_and_accepts_the_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("config.yaml");
+    let text = "server:\n  port: 0\n  http:\n    realtime_front: true\n";
+    std::fs::write(&config, text).expect("write config");
+    let (code, stdout, stderr) =
+        run_to_completion(&["check-config", "--config", config.to_str().expect("utf-8")]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stderr.contains("warning: server.http.realtime_front is ignored"),
+        "{stderr}"
+    );
+    assert!(!stdout.contains("realtime_front"), "{stdout}");
+}
+
 #[tokio::test]
 async fn check_config_reads_the_mcp_servers_file_and_names_a_bad_entry() {
     let dir = tempfile::tempdir().expect("temp dir");
