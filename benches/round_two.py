@@ -24,8 +24,10 @@ Scenarios:
   load1      1 connection x 1000 turns: server CPU per turn, turn p50
   tools      1 connection x 300 tool turns (echo on the stdio test server): p50, CPU/turn
   idle10k    RSS with 10,000 idle sockets open
-  burst      1,000 connections x 10 turns: RSS before, and 5 s and 65 s after they closed
-  soak       3 minutes at --rate 800: RSS at the end (not in the default set: --only soak)
+  burst      1,000 connections x 10 turns: RssAnon and RSS before, and 5 s and 65 s after
+             they closed
+  soak       3 minutes at --rate 800: RssAnon and RSS at the end (not in the default set:
+             --only soak)
 """
 
 import argparse
@@ -231,15 +233,19 @@ def scenario_burst(binary, client, work):
     server = Server(binary, config(work))
     loadtest(client, "--connections", "10", "--turns", "10", "--ramp-up", "0s")
     time.sleep(5)
-    before = server.rss()
+    before, anon_before = server.rss(), server.rss_anon()
     r = loadtest(client, "--connections", "1000", "--turns", "10", "--ramp-up", "1s")
     peak = r.get("server", {}).get("rss_bytes_after") or 0
     time.sleep(5)
-    after = server.rss()
+    after, anon_after = server.rss(), server.rss_anon()
     time.sleep(60)
-    later = server.rss()
+    later, anon_later = server.rss(), server.rss_anon()
     server.stop()
     return {
+        "burst: RssAnon before MB": anon_before,
+        "burst: RssAnon 5 s after MB": anon_after,
+        "burst: RssAnon 65 s after MB": anon_later,
+        "burst: RssAnon 65 s after / before": anon_later / anon_before,
         "burst: RSS before MB": before,
         "burst: RSS at end of run MB": peak / 1048576,
         "burst: RSS 5 s after MB": after,
@@ -254,6 +260,7 @@ def scenario_soak(binary, client, work):
     r = loadtest(client, "--connections", "100", "--rate", "800", "--duration", "180s",
                  "--ramp-up", "0s")
     figures = {
+        "soak: RssAnon at end MB": server.rss_anon(),
         "soak: RSS at end MB": server.rss(),
         "soak: turns/s": r.get("turns_per_s"),
         "soak: turn p99 ms": r.get("turn_ms", {}).get("p99"),
