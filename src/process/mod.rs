@@ -26,6 +26,9 @@ const UNKNOWN: u64 = u64::MAX;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ProcessSnapshot {
     pub rss_bytes: Option<u64>,
+    /// Private memory (`RssAnon`): resident pages that are not file-backed or shared, what
+    /// the process itself costs. RSS also counts code pages the kernel may drop at any time.
+    pub rss_anon_bytes: Option<u64>,
     /// User plus system CPU time since start.
     pub cpu_seconds: Option<f64>,
     /// Sampled at most a second ago.
@@ -40,8 +43,10 @@ impl ProcessSnapshot {
     /// The figures that are cheap to read now, with the sampled ones from `sampled`.
     pub fn quick(sampled: &ProcessSampler) -> Self {
         let known = |cell: &AtomicU64| Some(cell.load(Ordering::Relaxed)).filter(|v| *v != UNKNOWN);
+        let (rss_bytes, rss_anon_bytes) = resident_bytes().unzip();
         Self {
-            rss_bytes: rss_bytes(),
+            rss_bytes,
+            rss_anon_bytes,
             cpu_seconds: cpu_seconds(),
             open_fds: known(&sampled.open_fds),
             fd_limit: fd_limit(),
@@ -124,11 +129,15 @@ fn count_threads() -> Option<u64> {
     status_field(&status, "Threads:")
 }
 
-/// Resident pages (the second field of `/proc/self/statm`) times the page size.
-fn rss_bytes() -> Option<u64> {
+/// Resident bytes, all and private: `/proc/self/statm`'s resident pages, and those less its
+/// shared ones (file-backed and shared memory), times the page size.
+fn resident_bytes() -> Option<(u64, u64)> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
-    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
-    Some(pages * page_size()?)
+    let mut fields = statm.split_whitespace().skip(1);
+    let resident: u64 = fields.next()?.parse().ok()?;
+    let shared: u64 = fields.next()?.parse().ok()?;
+    let page = page_size()?;
+    Some((resident * page, resident.saturating_sub(shared) * page))
 }
 
 fn page_size() -> Option<u64> {
@@ -243,6 +252,8 @@ mod tests {
         sampler.sample();
         let now = ProcessSnapshot::quick(&sampler);
         assert!(now.rss_bytes.unwrap_or(0) > 1024 * 1024, "{now:?}");
+        let private = now.rss_anon_bytes.unwrap_or(0);
+        assert!(private > 0 && Some(private) < now.rss_bytes, "{now:?}");
         assert!(
             now.threads.unwrap_or(0) >= 1 && now.open_fds.unwrap_or(0) >= 3,
             "{now:?}"
