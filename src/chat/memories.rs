@@ -6,7 +6,7 @@ use serde::Serialize;
 use super::ChatService;
 use crate::auth::Caller;
 use crate::memory::MemoryError;
-use crate::store::{Memory, MemoryHit};
+use crate::store::{Memory, MemoryHit, Page};
 use crate::wire::WireError;
 
 /// Memories per page when the caller names no `limit`.
@@ -57,21 +57,32 @@ impl ChatService {
                 next_cursor: None,
             });
         }
-        let before = match cursor.as_deref() {
+        let page = self.memory_page(caller, limit, cursor.as_deref()).await?;
+        Ok(MemoryListing::Page {
+            memories: page.items,
+            next_cursor: page.next_cursor,
+        })
+    }
+
+    /// The caller's memories newest first, `limit` of them before `cursor` (a `next_cursor`
+    /// this server gave).
+    pub async fn memory_page(
+        &self,
+        caller: &Caller,
+        limit: u32,
+        cursor: Option<&str>,
+    ) -> Result<Page<Memory>, WireError> {
+        let before = match cursor {
             None => None,
             Some(cursor) => Some(cursor.parse::<i64>().map_err(|_| {
                 MemoryError::Invalid(format!("`{cursor}` is not a cursor this server gave"))
             })?),
         };
-        let page = self
+        Ok(self
             .store
             .memories_of(caller.id())
             .list(limit, before)
-            .await?;
-        Ok(MemoryListing::Page {
-            memories: page.items,
-            next_cursor: page.next_cursor,
-        })
+            .await?)
     }
 
     /// Deletes one of the caller's memories; another's is `not_found`.

@@ -39,7 +39,6 @@ pub use answer::{Asks, Sampling};
 pub use events::{Completion, ToolStatus, TurnEvent, TurnSink};
 pub use exchange::{Exchange, StoreIn};
 use in_flight::InFlight;
-pub use memories::MemoryListing;
 pub use questions::{Answer, AnswerError, Decision};
 pub use turn::TurnRequest;
 

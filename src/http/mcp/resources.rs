@@ -14,9 +14,9 @@ use rmcp::model::{
 use serde_json::{Map, Value};
 
 use crate::auth::Caller;
-use crate::chat::{ChatService, MemoryListing};
+use crate::chat::ChatService;
 use crate::memory::{MemoryError, MemoryService};
-use crate::store::{Conversation, ConversationId, Memory, Role as MessageRole};
+use crate::store::{Conversation, ConversationId, Role as MessageRole};
 use crate::wire::{ErrorCode, WireError};
 
 const CONVERSATIONS: &str = "mcp-platform://conversations/";
@@ -122,16 +122,11 @@ pub async fn read(
 }
 
 async fn memories(chat: &ChatService, caller: &Caller) -> Result<String, ErrorData> {
-    let listing = chat
-        .memories(caller, None, Some(MEMORIES_SHOWN), None)
+    let memories = chat
+        .memory_page(caller, MEMORIES_SHOWN, None)
         .await
-        .map_err(refused)?;
-    let memories: Vec<Memory> = match listing {
-        MemoryListing::Page { memories, .. } => memories,
-        MemoryListing::Nearest { memories, .. } => {
-            memories.into_iter().map(|hit| hit.memory).collect()
-        }
-    };
+        .map_err(refused)?
+        .items;
     let mut text = String::from("# Memories\n\n");
     if memories.is_empty() {
         text.push_str("_None stored yet._\n");
