@@ -10,7 +10,7 @@ Every scenario runs on a fresh server and database, binaries interleaved round b
 that the machine's drift falls on all alike; the table gives medians and, with more than one
 binary, the last column's ratio to the first (a reference build measured in the same run turns
 a figure taken on a VM of drifting speed into one that can be compared across days). The set-up is the
-README's "Chat under load" one: the built-in mock provider (20 chunks) on 127.0.0.1:8081,
+one of docs/load-testing.md: the built-in mock provider (20 chunks) on 127.0.0.1:8081,
 benches/loadtest.yaml's limits, the load generator of the first binary given or of --client
 (the same client for both). The stdio MCP test server (`mcp-test-server`) is looked up beside each
 binary (`cargo build --release --bins`).
@@ -220,6 +220,9 @@ def scenario_idle10k(binary, client, work):
     server.stop()
     mb = lambda b: (b or 0) / 1048576  # noqa: E731
     return {
+        "10k idle: RssAnon before MB": mb(r.get("rss_anon_bytes_before")),
+        "10k idle: RssAnon open MB": mb(r.get("rss_anon_bytes_open")),
+        "10k idle: RssAnon after close MB": mb(r.get("rss_anon_bytes_after_close")),
         "10k idle: RSS before MB": mb(r.get("rss_bytes_before")),
         "10k idle: RSS open MB": mb(r.get("rss_bytes_open")),
         "10k idle: RSS after close MB": mb(r.get("rss_bytes_after_close")),

@@ -53,7 +53,7 @@ enum Command {
         config: Option<PathBuf>,
     },
     /// Write conversations with their messages, and memories, as JSON Lines (the format is in
-    /// the README) that `import` reads back; works while the server runs.
+    /// docs/backup-and-export.md) that `import` reads back; works while the server runs.
     Export(mcp_platform::transfer::cli::ExportArgs),
     /// Read an `export` file into this database (what is already there is skipped); works
     /// while the server runs.
@@ -492,7 +492,6 @@ fn serve(args: ServeArgs) -> Result<(), StartError> {
     tracing::debug!(config = %source, "starting");
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.server.runtime_threads())
-        .on_thread_park(mcp_platform::allocator::release_if_asked)
         .enable_all()
         .build()
         .map_err(StartError::Runtime)?;

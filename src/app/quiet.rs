@@ -89,9 +89,6 @@ async fn release_memory_when_quiet(
         let release = watch.observe(count, busy).then(|| activity.store.clone());
         async move {
             let Some(store) = release else { return };
-            // Asked first: the store's threads empty their allocator caches when the release
-            // jobs leave them idle, the runtime threads when they next park.
-            crate::allocator::ask_threads_to_release();
             match store.release_memory().await {
                 Ok(connections) => tracing::debug!(connections, "quiet: caches released"),
                 Err(error) => tracing::warn!(%error, "releasing the store's caches failed"),

@@ -118,8 +118,8 @@ impl Config {
         let mut ignored = Vec::new();
         if self.server.http.realtime_front.is_some() {
             ignored.push(
-                "server.http.realtime_front is ignored (the front thread no longer asks for \
-                 real-time priority); remove it from the file"
+                "server.http.realtime_front is ignored (no thread asks for real-time priority \
+                 any more); remove it from the file"
                     .to_string(),
             );
         }

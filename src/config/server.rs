@@ -79,9 +79,10 @@ pub struct HttpConfig {
     /// autotuning would grow to `tcp_wmem`'s maximum (4 MB by default) per socket. 0 leaves
     /// the kernel's autotuning on.
     pub socket_send_buffer: usize,
-    /// No longer read: the front thread is a normal thread, scheduled as every other. It used
-    /// to ask for `SCHED_FIFO`, which needs root and which the shipped unit and image never
-    /// granted. Still accepted, so that existing files load; a warning says it is ignored.
+    /// No longer read: connections are accepted and served on the one runtime, with no thread
+    /// of their own to raise. It used to ask for `SCHED_FIFO` for such a thread, which needs
+    /// root and which the shipped unit and image never granted. Still accepted, so that
+    /// existing files load; a warning says it is ignored.
     #[serde(skip_serializing)]
     pub realtime_front: Option<bool>,
 }

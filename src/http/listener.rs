@@ -6,7 +6,7 @@
 //!   one-line `503` and is closed at once. A connection upgraded to a WebSocket gives its place
 //!   back ([`ConnectionSlot::release`]): sockets have their own cap.
 //!
-//! The accept loop itself, and which runtime serves a connection, are in [`super::front`].
+//! The accept loop itself is in [`super::accept`].
 //!
 //! HTTP/1.1 only: browsers never speak cleartext HTTP/2, and TLS (with HTTP/2) belongs to a
 //! reverse proxy in front.

@@ -1,10 +1,10 @@
 //! The HTTP surface: one axum router merged from one module per concern. Each module exports
 //! `fn router() -> Router<AppState>`.
 
+mod accept;
 mod api;
 mod auth;
 mod error;
-mod front;
 mod health;
 mod host;
 mod keys;
@@ -24,8 +24,8 @@ use std::time::Instant;
 
 use axum::Router;
 
+pub use accept::serve;
 pub use error::ApiError;
-pub use front::serve;
 pub use host::AllowedHosts;
 pub use listener::{ConnectionSlot, Connections, ConnectionsSnapshot};
 pub use mcp::{McpSessions, McpSessionsSnapshot};

@@ -298,6 +298,8 @@ fn server_figures(
         cpu_ms_per_turn,
         rss_bytes_before: server_rss_bytes(before),
         rss_bytes_after: server_rss_bytes(after),
+        rss_anon_bytes_before: server_rss_anon_bytes(before),
+        rss_anon_bytes_after: server_rss_anon_bytes(after),
         health_ms: Percentiles::of(health_samples),
     }
 }
@@ -333,6 +335,11 @@ fn server_cpu_seconds(health: Option<&Value>) -> Option<f64> {
 /// The server's `process.rss_bytes` in a `/health` body.
 fn server_rss_bytes(health: Option<&Value>) -> Option<u64> {
     health.and_then(|h| h["process"]["rss_bytes"].as_u64())
+}
+
+/// The server's `process.rss_anon_bytes` (private memory) in a `/health` body.
+fn server_rss_anon_bytes(health: Option<&Value>) -> Option<u64> {
+    health.and_then(|h| h["process"]["rss_anon_bytes"].as_u64())
 }
 
 async fn fetch_health(http: &reqwest::Client, url: &str) -> Option<Value> {
@@ -441,7 +448,11 @@ pub struct IdleReport {
     pub rss_bytes_before: Option<u64>,
     pub rss_bytes_open: Option<u64>,
     pub rss_bytes_after_close: Option<u64>,
-    /// (open − before) ÷ opened.
+    /// Private memory (RssAnon), the figure that counts: RSS also holds code pages.
+    pub rss_anon_bytes_before: Option<u64>,
+    pub rss_anon_bytes_open: Option<u64>,
+    pub rss_anon_bytes_after_close: Option<u64>,
+    /// Private memory: (open − before) ÷ opened.
     pub bytes_per_connection: Option<u64>,
 }
 
@@ -458,21 +469,22 @@ impl IdleReport {
             "idle connections to {}: {} of {} open (the server counts {active})",
             self.url, self.opened, self.requested
         );
-        let _ = writeln!(
-            out,
-            "  server RSS before             {}",
-            mb(self.rss_bytes_before)
-        );
-        let _ = writeln!(
-            out,
-            "  server RSS with them open     {}",
-            mb(self.rss_bytes_open)
-        );
-        let _ = writeln!(
-            out,
-            "  server RSS 5 s after closing  {}",
-            mb(self.rss_bytes_after_close)
-        );
+        let _ = writeln!(out, "  server memory, private / RSS");
+        for (when, anon, rss) in [
+            ("before", self.rss_anon_bytes_before, self.rss_bytes_before),
+            (
+                "with them open",
+                self.rss_anon_bytes_open,
+                self.rss_bytes_open,
+            ),
+            (
+                "5 s after closing",
+                self.rss_anon_bytes_after_close,
+                self.rss_bytes_after_close,
+            ),
+        ] {
+            let _ = writeln!(out, "    {when:<18} {} / {}", mb(anon), mb(rss));
+        }
         if let Some(per) = self.bytes_per_connection {
             let _ = writeln!(
                 out,
@@ -495,6 +507,7 @@ pub async fn run_idle(
     let health = health_url(&url)?;
     let http = http_client(key.as_deref());
     let rss = |h: &Option<Value>| server_rss_bytes(h.as_ref());
+    let anon = |h: &Option<Value>| server_rss_anon_bytes(h.as_ref());
     let before = fetch_health(&http, &health).await;
     let close = CancellationToken::new();
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
@@ -533,7 +546,7 @@ pub async fn run_idle(
     }
     tokio::time::sleep(AFTER_CLOSE).await;
     let after = fetch_health(&http, &health).await;
-    let per = match (rss(&before), rss(&open)) {
+    let per = match (anon(&before), anon(&open)) {
         (Some(b), Some(o)) if opened > 0 => Some(o.saturating_sub(b) / opened as u64),
         _ => None,
     };
@@ -546,6 +559,9 @@ pub async fn run_idle(
         rss_bytes_before: rss(&before),
         rss_bytes_open: rss(&open),
         rss_bytes_after_close: rss(&after),
+        rss_anon_bytes_before: anon(&before),
+        rss_anon_bytes_open: anon(&open),
+        rss_anon_bytes_after_close: anon(&after),
         bytes_per_connection: per,
     })
 }

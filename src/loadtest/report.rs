@@ -50,6 +50,9 @@ pub struct ServerFigures {
     pub cpu_ms_per_turn: Option<f64>,
     pub rss_bytes_before: Option<u64>,
     pub rss_bytes_after: Option<u64>,
+    /// Private memory (RssAnon), the figure that counts: RSS also holds code pages.
+    pub rss_anon_bytes_before: Option<u64>,
+    pub rss_anon_bytes_after: Option<u64>,
     /// `/health` round trips sampled during the run.
     pub health_ms: Percentiles,
 }
@@ -190,6 +193,16 @@ impl Report {
         row(&mut out, "/health latency", p(&self.server.health_ms));
         if let Some(cpu) = self.server.cpu_ms_per_turn {
             row(&mut out, "server CPU per turn", format!("{cpu:.3} ms"));
+        }
+        if let (Some(before), Some(after)) = (
+            self.server.rss_anon_bytes_before,
+            self.server.rss_anon_bytes_after,
+        ) {
+            row(
+                &mut out,
+                "server private memory before / after",
+                format!("{:.1} / {:.1} MB", mb(before), mb(after)),
+            );
         }
         if let (Some(before), Some(after)) =
             (self.server.rss_bytes_before, self.server.rss_bytes_after)

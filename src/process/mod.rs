@@ -3,7 +3,7 @@
 //! `null`.
 //!
 //! `/health` must answer in well under a millisecond while the server is saturated, so a
-//! request reads only what costs a system call or one small file (CPU time from `getrusage`,
+//! request reads only what costs a system call or one small file (CPU time from the process CPU-time clock,
 //! resident memory from `/proc/self/statm`, the limit from `getrlimit`); the figures that walk
 //! a directory with one entry per socket (`open_fds`) or parse a larger file (`threads`) are
 //! sampled once a second by [`ProcessSampler::run`], off the request path.

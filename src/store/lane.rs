@@ -16,7 +16,6 @@ use tokio::sync::oneshot;
 
 use super::StoreError;
 use super::connection::{Pool, PooledConnection};
-use super::gathering::Gathering;
 use super::group_commit::{self, TxJob};
 use super::pool_state::SeenPoolState;
 use crate::stats::{Gauge, Histogram, LatencySummary};
@@ -38,9 +37,6 @@ enum Work {
 
 const QUEUED: u8 = 0;
 const RUNNING: u8 = 1;
-
-/// How long [`Lane::release_memory`]'s jobs wait for each other before going on alone.
-const GATHER_LIMIT: Duration = Duration::from_millis(50);
 
 /// Jobs queued per lane at most (each holds a closure and its data until a worker runs it).
 pub const QUEUE_CAPACITY: usize = 4096;
@@ -267,34 +263,16 @@ impl Lane {
 
     /// Frees what SQLite holds in memory on the pool's connections (`PRAGMA shrink_memory`:
     /// their page caches; pages are read again from the file, most often from the system's
-    /// cache, when next needed), and lets every worker go idle after a job, which is when it
-    /// empties its allocator cache if asked ([`crate::allocator`]). One job per worker, in
-    /// queue order. Each shrinks its connection and waits until every worker holds one of
-    /// these jobs (so that no worker takes two), then shrinks the connections no one holds and
-    /// waits again, holding them (so that none is shrunk twice). On a quiet server, the usual
-    /// case, that shrinks every connection once, and the answer is their number. If a worker
-    /// is busy (or a connection is being opened again), the others go on after
-    /// [`GATHER_LIMIT`] at each step, a connection a running job holds is left as it is, and
-    /// the job left over runs on whichever worker is free first, which shrinks again what it
-    /// finds idle: the answer, the number of shrinks, is then more than the connections
-    /// shrunk, and jobs queued behind these wait up to twice the limit.
+    /// cache, when next needed). One job: it shrinks its own connection, then every connection
+    /// no job holds, each once. On a quiet server, the usual case, that is every connection,
+    /// and the answer is their number; a connection a running job holds is left as it is.
     pub async fn release_memory(&self) -> Result<usize, StoreError> {
-        let all_hold_theirs = Arc::new(Gathering::new(self.workers));
-        let all_swept = Arc::new(Gathering::new(self.workers));
-        let jobs = (0..self.workers).map(|_| {
-            let pool = self.shared.pool.clone();
-            let (all_hold_theirs, all_swept) = (all_hold_theirs.clone(), all_swept.clone());
-            self.run(move |conn| {
-                let own = conn.execute_batch("PRAGMA shrink_memory");
-                all_hold_theirs.arrive_and_wait(GATHER_LIMIT);
-                let others = shrink_idle(&pool);
-                all_swept.arrive_and_wait(GATHER_LIMIT);
-                own?;
-                Ok(1 + others?.len())
-            })
-        });
-        let shrunk = futures::future::try_join_all(jobs).await?;
-        Ok(shrunk.into_iter().sum())
+        let pool = self.shared.pool.clone();
+        self.run(move |conn| {
+            conn.execute_batch("PRAGMA shrink_memory")?;
+            Ok(1 + shrink_idle(&pool)?)
+        })
+        .await
     }
 
     /// Transactions group commit has committed, and the write jobs they carried.
@@ -449,21 +427,18 @@ fn serve(shared: &Shared, receiver: &crossbeam_channel::Receiver<Queued>) {
         // The job's connection is back in the pool.
         let idle = held_back.is_none() && receiver.is_empty();
         shared.seen.refresh(&shared.pool, idle);
-        if idle {
-            // A quiet server's release jobs leave the thread here (see `crate::allocator`).
-            crate::allocator::release_if_asked();
-        }
     }
 }
 
-/// Shrinks every connection of `pool` no one holds, and returns them still held.
-fn shrink_idle(pool: &Pool) -> Result<Vec<PooledConnection>, StoreError> {
-    let mut others = Vec::new();
-    while let Some(other) = pool.try_get() {
-        other.execute_batch("PRAGMA shrink_memory")?;
-        others.push(other);
+/// Shrinks every connection of `pool` no one holds, each once (they are held until all are
+/// done), and gives their number.
+fn shrink_idle(pool: &Pool) -> Result<usize, StoreError> {
+    let mut shrunk = Vec::new();
+    while let Some(idle) = pool.try_get() {
+        idle.execute_batch("PRAGMA shrink_memory")?;
+        shrunk.push(idle);
     }
-    Ok(others)
+    Ok(shrunk.len())
 }
 
 /// Takes a job off the queue for running: `None` if its caller gave up.

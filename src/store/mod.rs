@@ -10,7 +10,6 @@ mod bulk;
 mod connection;
 mod conversations;
 mod error;
-mod gathering;
 mod group_commit;
 mod health;
 mod history_cache;

@@ -38,6 +38,10 @@ fn unit_entries(text: &str) -> HashMap<(String, String), Vec<String>> {
     entries
 }
 
+/// What both deployments set in the server's environment (docs/decisions/0008): glibc's
+/// per-thread cache of freed blocks off, so that memory goes back after a burst.
+const TUNABLES: &str = "GLIBC_TUNABLES=glibc.malloc.tcache_count=0";
+
 #[test]
 fn the_systemd_unit_is_hardened_and_verifies() {
     let text = deploy("mcp-platform.service");
@@ -57,6 +61,8 @@ fn the_systemd_unit_is_hardened_and_verifies() {
     assert_eq!(value("PrivateTmp"), "yes");
     assert_eq!(value("CapabilityBoundingSet"), "");
     assert_eq!(value("KillSignal"), "SIGTERM");
+    let environment = &entries[&("Service".to_string(), "Environment".to_string())];
+    assert!(environment.iter().any(|e| e == TUNABLES), "{environment:?}");
     assert!(
         value("ExecStart").starts_with(
             "/usr/local/bin/mcp-platform serve --config /etc/mcp-platform/config.yaml"
@@ -116,6 +122,7 @@ fn the_dockerfile_builds_in_one_stage_and_runs_unprivileged_in_another() {
         "RUN",
         "COPY",
         "WORKDIR",
+        "ENV",
         "VOLUME",
         "USER",
         "EXPOSE",
@@ -153,6 +160,7 @@ fn the_dockerfile_builds_in_one_stage_and_runs_unprivileged_in_another() {
     assert_eq!(find("VOLUME"), [r#"["/data"]"#]);
     assert_eq!(find("WORKDIR"), ["/data"]);
     assert_eq!(find("EXPOSE"), ["8000"]);
+    assert_eq!(find("ENV"), [TUNABLES]);
     assert!(find("COPY").iter().any(|c| c.starts_with("--from=build")));
     let health = find("HEALTHCHECK");
     assert!(health[0].contains(r#""healthcheck""#), "{health:?}");
