@@ -1,4 +1,4 @@
-//! Stream parsing and limiter figures (README, Performance):
+//! Stream parsing and limiter figures (docs/performance.md):
 //! - parse throughput of a 1000-chunk streamed answer, bytes through the SSE decoder and the
 //!   assembler, in MB/s, with its network chunks cut at awkward places (`eventsource-stream`,
 //!   the crate the decoder replaced, was measured beside it until issue 41: 2-3x slower, with

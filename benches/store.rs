@@ -1,4 +1,4 @@
-//! Store figures (README, Performance):
+//! Store figures (docs/performance.md):
 //! - point reads by id: the 16-reader pool vs one shared connection, 1 to 16 concurrent tasks;
 //! - one message per transaction vs a batch of 100 in one;
 //! - 4 concurrent writers: wait p50/p99/max through the write gate vs plain `busy_timeout`.

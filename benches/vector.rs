@@ -1,4 +1,4 @@
-//! Vector figures for the README: batched insert rate, and KNN (k = 10) latency p50/p99 at 10k
+//! Vector figures (docs/performance.md): batched insert rate, and KNN (k = 10) latency p50/p99 at 10k
 //! and 100k vectors of 384 and 1536 dimensions, with and without a filter (a conversation,
 //! 10% of the rows, applied inside the `vec0` query). Exact search: sqlite-vec scans every
 //! vector (no quantized pre-filter, so there is no recall to report).

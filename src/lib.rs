@@ -29,7 +29,7 @@
 //! | `loadtest` | `mcp-platform loadtest`, a load client for `/ws/chat` and `/v1` |
 //! | `store` | SQLite in WAL mode behind reader and writer pools, group commit, migrations; the repositories (conversations, messages, memories, principals, MCP logins) |
 //! | `llm` | the LLM providers: HTTP clients, limits, retries, circuit breakers, stream parsing, fallback, model routing, embeddings |
-//! | `process` | the process's own figures (RSS, CPU, descriptors), scheduling, its open-files limit |
+//! | `process` | the process's own figures (memory, CPU, descriptors), its open-files limit |
 //! | `telemetry` | logging as text or JSON, scrubbed |
 //! | [`config`] | the typed `config.yaml` tree, `${VAR}` interpolation, validation by key path |
 //! | `wire` | the error codes clients see, and the one place internals are masked |

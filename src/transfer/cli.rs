@@ -14,7 +14,7 @@ use crate::store::{PrincipalId, Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// JSON Lines (`mcp-platform.export` version 1, documented in the README)
+    /// JSON Lines (`mcp-platform.export` version 1, documented in docs/backup-and-export.md)
     Jsonl,
 }
 
