@@ -11,7 +11,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let data = tempfile_dir()?;
     let mut config = Config::default();
     config.server.port = 0;
-    config.chat.service.repository.path = data.join("chat.db");
+    config.database.use_sqlite_file(data.join("chat.db"));
     config.mcp.servers_file = Some(data.join("servers_config.json"));
     let server = Server::start(config).await?;
     println!("{{\"address\": \"{}\"}}", server.url());

@@ -62,7 +62,7 @@ pub async fn reembed(
     StartError,
 > {
     let space = config.memory.vector_space(&config.llm);
-    let repository = config.chat.service.repository.clone();
+    let repository = config.sqlite_store()?;
     let open_space = space.clone();
     let store =
         tokio::task::spawn_blocking(move || Store::open_for_reembed(&repository, &open_space))
@@ -93,8 +93,8 @@ pub fn check_exposure(config: &Config) -> Result<(), StartError> {
     if server.auth.mode == crate::config::AuthMode::None || is_loopback(&server.host) {
         return Ok(());
     }
-    let path = &config.chat.service.repository.path;
-    if crate::store::count_active_keys(path)? == 0 {
+    let path = config.sqlite_store()?.path;
+    if crate::store::count_active_keys(&path)? == 0 {
         return Err(StartError::NoKeys {
             host: server.host.clone(),
         });
@@ -154,7 +154,7 @@ impl App {
         }
         // The servers file is read (and refused if malformed) before anything is touched.
         let mcp_servers = config.mcp.resolve_servers(&*env)?;
-        let repository = config.chat.service.repository.clone();
+        let repository = config.sqlite_store()?;
         let space = config.memory.vector_space(&config.llm);
         let store_space = space.clone();
         let store =
@@ -244,9 +244,8 @@ impl App {
         }
         let health_period = self
             .config
-            .chat
-            .service
-            .repository
+            .database
+            .sqlite()
             .connection_pool
             .health_check_interval;
         let store = self.store.clone();

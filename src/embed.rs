@@ -6,7 +6,7 @@
 //! # async fn run() -> Result<(), mcp_platform::app::StartError> {
 //! let mut config = mcp_platform::config::Config::default();
 //! config.server.port = 0;
-//! config.chat.service.repository.path = "/tmp/app-data/chat.db".into();
+//! config.database.use_sqlite_file("/tmp/app-data/chat.db");
 //! let server = mcp_platform::embed::Server::start(config).await?;
 //! println!("chat at {}", server.url());
 //! server.stop().await?;

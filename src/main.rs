@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use mcp_platform::app::{App, StartError, bind, shutdown_signal};
-use mcp_platform::config::{Config, McpServerConfig};
+use mcp_platform::config::{Config, ConfigArgs, DatabaseUrl, McpServerConfig};
 use mcp_platform::loadtest;
 
 /// Local-first MCP chat server: WebSocket chat, LLM providers, MCP tools, one SQLite file.
@@ -29,9 +29,8 @@ enum Command {
     /// Rebuild the vector tables for the configured embedder (after changing memory.embedder or
     /// memory.dimensions). Stop the server first.
     Reembed {
-        /// Config file [default: ./config.yaml if present, else the built-in defaults]
-        #[arg(long, value_name = "PATH")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
     },
     /// Serve the OpenAI-compatible fake provider the tests use, for load tests without tokens.
     MockProvider(MockArgs),
@@ -48,9 +47,8 @@ enum Command {
     /// backup), checked with integrity_check; PATH must not exist.
     Backup {
         path: PathBuf,
-        /// Config file [default: ./config.yaml if present, else the built-in defaults]
-        #[arg(long, value_name = "PATH")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
     },
     /// Write conversations with their messages, and memories, as JSON Lines (the format is in
     /// docs/backup-and-export.md) that `import` reads back; works while the server runs.
@@ -71,9 +69,8 @@ enum Command {
     },
     /// Validate the configuration and print it with defaults filled in and secrets redacted.
     CheckConfig {
-        /// Config file [default: ./config.yaml if present, else the built-in defaults]
-        #[arg(long, value_name = "PATH")]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        config: ConfigArgs,
     },
 }
 
@@ -161,9 +158,8 @@ struct MockArgs {
 
 #[derive(clap::Args, Default)]
 struct ServeArgs {
-    /// Config file [default: ./config.yaml if present, else the built-in defaults]
-    #[arg(long, value_name = "PATH")]
-    config: Option<PathBuf>,
+    #[command(flatten)]
+    config: ConfigArgs,
     /// Interface to bind, overriding server.host
     #[arg(long, value_name = "HOST")]
     host: Option<String>,
@@ -183,7 +179,7 @@ struct ServeArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Some(Command::CheckConfig { config }) => check_config(config.as_deref()),
+        Some(Command::CheckConfig { config }) => check_config(&config),
         Some(Command::Keys { command }) => {
             return match mcp_platform::auth::cli::run(command) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -205,8 +201,8 @@ fn main() -> ExitCode {
         Some(Command::Healthcheck { url }) => return healthcheck(&url),
         Some(Command::Export(args)) => return mcp_platform::transfer::cli::run_export(&args),
         Some(Command::Import(args)) => return mcp_platform::transfer::cli::run_import(&args),
-        Some(Command::Backup { path, config }) => backup(&path, config.as_deref()),
-        Some(Command::Reembed { config }) => reembed(config.as_deref()),
+        Some(Command::Backup { path, config }) => backup(&path, &config),
+        Some(Command::Reembed { config }) => reembed(&config),
         Some(Command::MockProvider(args)) => mock_provider(&args),
         Some(Command::Loadtest(args)) => return loadtest(args),
         Some(Command::Serve(args)) => serve(args),
@@ -249,9 +245,18 @@ fn healthcheck(url: &str) -> ExitCode {
     }
 }
 
-fn backup(target: &Path, config: Option<&Path>) -> Result<(), StartError> {
-    let (config, _) = Config::load(config)?;
-    let source = &config.chat.service.repository.path;
+fn backup(target: &Path, args: &ConfigArgs) -> Result<(), StartError> {
+    let (config, _) = args.load()?;
+    if let DatabaseUrl::Postgres(url) = config.database.url() {
+        return Err(StartError::Config(
+            mcp_platform::config::ConfigError::Invalid {
+                origin: "backup".into(),
+                key: url.to_string(),
+                message: "is a PostgreSQL database: back it up with pg_dump".into(),
+            },
+        ));
+    }
+    let source = &config.sqlite_store()?.path;
     let report = mcp_platform::store::backup::backup(source, target)?;
     println!(
         "backup of {} written to {}: {} conversations, {} messages, {} memories, {} bytes in {} ms \
@@ -267,8 +272,8 @@ fn backup(target: &Path, config: Option<&Path>) -> Result<(), StartError> {
     Ok(())
 }
 
-fn check_config(path: Option<&Path>) -> Result<(), StartError> {
-    let (config, source) = Config::load(path)?;
+fn check_config(args: &ConfigArgs) -> Result<(), StartError> {
+    let (config, source) = args.load()?;
     let servers = config
         .mcp
         .resolve_servers(&|name: &str| std::env::var(name).ok())?;
@@ -422,10 +427,10 @@ fn mock_provider(args: &MockArgs) -> Result<(), StartError> {
     })
 }
 
-fn reembed(path: Option<&Path>) -> Result<(), StartError> {
-    let (config, source) = Config::load(path)?;
+fn reembed(args: &ConfigArgs) -> Result<(), StartError> {
+    let (config, source) = args.load()?;
     mcp_platform::telemetry::init(&config.logging);
-    let db = config.chat.service.repository.path.display().to_string();
+    let db = config.database.url().to_string();
     eprintln!("re-embedding {db} ({source}); keep the server stopped meanwhile");
     let runtime = tokio::runtime::Runtime::new().map_err(StartError::Runtime)?;
     let (space, report) = runtime.block_on(mcp_platform::app::reembed(config, |kind, done| {
@@ -480,7 +485,7 @@ fn choose_provider(config: &mut Config, provider: String) -> Result<(), StartErr
 
 fn serve(args: ServeArgs) -> Result<(), StartError> {
     mcp_platform::allocator::keep_arena_tops_small();
-    let (mut config, source) = Config::load(args.config.as_deref())?;
+    let (mut config, source) = args.config.load()?;
     let ready_json = args.ready_json;
     raise_open_files_limit(&config);
     config.server.host = args.host.unwrap_or(config.server.host);

@@ -1,5 +1,4 @@
-//! Memory given back when the server goes quiet (`chat.service.repository.
-//! release_memory_when_quiet`): the store's caches and the allocator's free pages, once the
+//! Memory given back when the server goes quiet (`database.sqlite.release_memory_when_quiet`): the store's caches and the allocator's free pages, once the
 //! server has seen no activity for that long, and again once idle provider connections have
 //! closed.
 
@@ -23,7 +22,7 @@ pub(super) fn spawn(
     sockets: &Arc<http::Sockets>,
     cancel: &CancellationToken,
 ) {
-    let quiet = app.config.chat.service.repository.release_memory_when_quiet;
+    let quiet = app.config.database.sqlite().release_memory_when_quiet;
     if quiet.is_zero() {
         return;
     }

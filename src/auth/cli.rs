@@ -1,12 +1,10 @@
 //! `mcp-platform keys create | list | revoke`: straight on the database, whether or not a
 //! server runs on it (a running server reads keys again every `auth::REFRESH`).
 
-use std::path::PathBuf;
-
 use clap::Subcommand;
 
 use super::KeyError;
-use crate::config::{Config, ConfigError};
+use crate::config::{ConfigArgs, ConfigError};
 use crate::store::{AccessRole, PrincipalRow, Quotas, Store, Usage, day_of, now_ms};
 
 #[derive(Debug, thiserror::Error)]
@@ -27,9 +25,9 @@ pub fn run(command: KeysCommand) -> Result<(), KeysError> {
     runtime.block_on(dispatch(command))
 }
 
-async fn open(path: Option<&std::path::Path>) -> Result<Store, KeysError> {
-    let (config, _) = Config::load(path)?;
-    let repository = config.chat.service.repository.clone();
+async fn open(args: &ConfigArgs) -> Result<Store, KeysError> {
+    let (config, _) = args.load()?;
+    let repository = config.sqlite_store()?;
     let space = config.memory.vector_space(&config.llm);
     let store = tokio::task::spawn_blocking(move || Store::open_for_admin(&repository, &space))
         .await
@@ -38,12 +36,12 @@ async fn open(path: Option<&std::path::Path>) -> Result<Store, KeysError> {
 }
 
 async fn dispatch(command: KeysCommand) -> Result<(), KeysError> {
-    let path = match &command {
+    let args = match &command {
         KeysCommand::Create { config, .. }
         | KeysCommand::List { config, .. }
-        | KeysCommand::Revoke { config, .. } => config.config.clone(),
+        | KeysCommand::Revoke { config, .. } => config.clone(),
     };
-    let store = open(path.as_deref()).await?;
+    let store = open(&args).await?;
     let result = match command {
         KeysCommand::Create {
             name,
@@ -185,7 +183,7 @@ pub enum KeysCommand {
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         concurrent_turns: Option<u32>,
         #[command(flatten)]
-        config: ConfigArg,
+        config: ConfigArgs,
     },
     /// List keys: name, role, created, last used, usage today, quotas (never the key).
     List {
@@ -193,20 +191,13 @@ pub enum KeysCommand {
         #[arg(long)]
         json: bool,
         #[command(flatten)]
-        config: ConfigArg,
+        config: ConfigArgs,
     },
     /// Revoke a key: it stops working, its sessions end and its sockets close.
     Revoke {
         /// The key's name
         name: String,
         #[command(flatten)]
-        config: ConfigArg,
+        config: ConfigArgs,
     },
-}
-
-#[derive(clap::Args)]
-pub struct ConfigArg {
-    /// Config file [default: ./config.yaml if present, else the built-in defaults]
-    #[arg(long, value_name = "PATH")]
-    config: Option<PathBuf>,
 }

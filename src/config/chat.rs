@@ -1,6 +1,5 @@
 //! `chat` (WebSocket limits, turn service, repository) and `retention` sections.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -66,7 +65,9 @@ pub struct ServiceConfig {
     pub turn_timeout: std::time::Duration,
     pub context: ContextConfig,
     pub streaming: StreamingConfig,
-    pub repository: RepositoryConfig,
+    /// Deprecated: read as `database.url` (its `path`) and `database.sqlite` (the rest).
+    #[serde(skip_serializing)]
+    pub repository: Option<super::database::LegacyRepositoryConfig>,
     /// When a turn's tool loop is stopped as going in circles.
     pub loop_guard: LoopGuardConfig,
     /// What a closed socket does to its turns: `detach` (they go on; `attach` from another
@@ -115,7 +116,7 @@ impl Default for ServiceConfig {
             turn_timeout: std::time::Duration::from_secs(600),
             context: ContextConfig::default(),
             streaming: StreamingConfig::default(),
-            repository: RepositoryConfig::default(),
+            repository: None,
             loop_guard: LoopGuardConfig::default(),
             on_disconnect: OnDisconnect::Detach,
             detached_turn_timeout: Duration::from_secs(300),
@@ -150,111 +151,6 @@ pub struct StreamingConfig {
 impl Default for StreamingConfig {
     fn default() -> Self {
         Self { enabled: true }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RepositoryConfig {
-    /// The SQLite file; its parent directory is created. Relative paths are relative to the
-    /// working directory.
-    pub path: PathBuf,
-    pub synchronous: Synchronous,
-    /// SQLite's own busy handler: a safety net only, writes are queued in-process first.
-    #[serde(with = "super::duration")]
-    pub busy_timeout: Duration,
-    /// What the store's caches may hold in all, in MiB: half for SQLite's page caches (shared
-    /// out among the pool's connections), half for the recent history kept for chat turns.
-    pub memory_budget_mib: u32,
-    /// Page cache per connection, in KiB; by default the budget's half divided among the
-    /// connections.
-    pub cache_size_kib: Option<u32>,
-    /// Memory-mapped I/O per connection, in MiB (0, the default, disables it). Pages read
-    /// through a map count in the process's resident memory once per connection, outside the
-    /// budget; reading through SQLite's page cache cost no measurable CPU per turn.
-    pub mmap_size_mib: u32,
-    /// Once the server has been quiet this long (no write, socket, frame or turn), it
-    /// empties these caches and gives free memory back to the system; again once idle provider
-    /// connections have closed (twice the longest `keepalive_expiry` later); zero never does.
-    #[serde(with = "super::duration")]
-    pub release_memory_when_quiet: Duration,
-    pub connection_pool: PoolConfig,
-}
-
-impl Default for RepositoryConfig {
-    fn default() -> Self {
-        Self {
-            path: PathBuf::from("./data/chat.db"),
-            synchronous: Synchronous::Normal,
-            busy_timeout: Duration::from_secs(5),
-            memory_budget_mib: 32,
-            cache_size_kib: None,
-            mmap_size_mib: 0,
-            release_memory_when_quiet: Duration::from_secs(2),
-            connection_pool: PoolConfig::default(),
-        }
-    }
-}
-
-impl RepositoryConfig {
-    /// The page cache of each pooled connection, in KiB: `cache_size_kib`, or half the
-    /// budget divided among the readers and writers (at least 256 KiB).
-    pub fn page_cache_kib(&self) -> u32 {
-        self.cache_size_kib.unwrap_or_else(|| {
-            let (readers, writers) = self.connection_pool.sizes();
-            (self.memory_budget_mib.saturating_mul(1024) / 2 / (readers + writers).max(1)).max(256)
-        })
-    }
-
-    /// Bytes of recent history kept in memory: the budget's other half.
-    pub fn history_cache_bytes(&self) -> u64 {
-        u64::from(self.memory_budget_mib) << 19
-    }
-}
-
-/// `PRAGMA synchronous`. In WAL mode `normal` never corrupts the file; a power loss may drop
-/// the last commits. `full` makes every commit durable at the cost of an fsync each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Synchronous {
-    Normal,
-    Full,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct PoolConfig {
-    pub max_readers: u32,
-    pub max_writers: u32,
-    /// Longest wait for a connection before the operation fails with a pool timeout.
-    #[serde(with = "super::duration")]
-    pub connection_timeout: Duration,
-    #[serde(with = "super::duration")]
-    pub health_check_interval: Duration,
-    /// `false`: one reader and one writer connection (for debugging or tiny devices).
-    pub enable_pooling: bool,
-}
-
-impl Default for PoolConfig {
-    fn default() -> Self {
-        Self {
-            max_readers: 16,
-            max_writers: 4,
-            connection_timeout: Duration::from_secs(30),
-            health_check_interval: Duration::from_secs(60),
-            enable_pooling: true,
-        }
-    }
-}
-
-impl PoolConfig {
-    /// The (reader, writer) connections the store opens: one each without pooling.
-    pub fn sizes(&self) -> (u32, u32) {
-        if self.enable_pooling {
-            (self.max_readers, self.max_writers)
-        } else {
-            (1, 1)
-        }
     }
 }
 

@@ -4,7 +4,9 @@
 //! The shipped `config.yaml` is embedded in the binary and is the default when no file is
 //! found; [`Config::default`] matches it (a unit test holds the two together).
 
+mod args;
 mod chat;
+mod database;
 mod duration;
 mod host_pattern;
 mod interpolate;
@@ -21,9 +23,14 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use args::ConfigArgs;
 pub use chat::{
-    ChatConfig, ContextConfig, LoopGuardConfig, OnDisconnect, PoolConfig, RepositoryConfig,
-    RetentionConfig, RetentionPolicy, ServiceConfig, StreamingConfig, Synchronous, WebSocketConfig,
+    ChatConfig, ContextConfig, LoopGuardConfig, OnDisconnect, RetentionConfig, RetentionPolicy,
+    ServiceConfig, StreamingConfig, WebSocketConfig,
+};
+pub use database::{
+    DATABASE_URL_VARIABLE, DEFAULT_SQLITE_PATH, DatabaseConfig, DatabaseUrl, PoolConfig,
+    PostgresConfig, PostgresUrl, RepositoryConfig, SqliteConfig, Synchronous,
 };
 pub use host_pattern::{HostPattern, split_authority};
 pub use llm::{
@@ -63,6 +70,9 @@ impl std::fmt::Display for ConfigSource {
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     pub server: ServerConfig,
+    /// Absent from a file: nothing named there (the deprecated keys or the default decide).
+    #[serde(default = "DatabaseConfig::unset")]
+    pub database: DatabaseConfig,
     pub chat: ChatConfig,
     pub retention: RetentionConfig,
     pub llm: LlmConfig,
@@ -72,6 +82,13 @@ pub struct Config {
     /// The values `${VAR}` placeholders took, hidden wherever the configuration is shown.
     #[serde(skip)]
     pub interpolated: Vec<Secret>,
+    /// Deprecated keys the file set, each with what to write instead: said at start and by
+    /// `check-config`.
+    #[serde(skip)]
+    pub deprecated: Vec<String>,
+    /// The SQLite keys came from the deprecated `chat.service.repository`.
+    #[serde(skip)]
+    legacy_repository: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -115,7 +132,7 @@ impl Config {
     /// Keys the file set that this version accepts but no longer reads, each with what to do:
     /// said at start and by `check-config`.
     pub fn ignored_keys(&self) -> Vec<String> {
-        let mut ignored = Vec::new();
+        let mut ignored = self.deprecated.clone();
         if self.server.http.realtime_front.is_some() {
             ignored.push(
                 "server.http.realtime_front is ignored (no thread asks for real-time priority \
@@ -168,6 +185,7 @@ impl Config {
             });
         }
         let interpolated = interpolate::used_values(text, &env);
+        let env_database_url = env.get(DATABASE_URL_VARIABLE).cloned();
         let mut options = serde_saphyr::Options::default().with_properties(env);
         options.property_syntax = serde_saphyr::options::PropertySyntax::DockerCompose;
         options.with_snippet = false;
@@ -183,6 +201,13 @@ impl Config {
             .unwrap_or_default();
         config.interpolated = interpolated.into_iter().map(Secret::new).collect();
         config
+            .settle_database(env_database_url.as_deref())
+            .map_err(|(key, message)| ConfigError::Invalid {
+                origin: origin.to_string(),
+                key,
+                message,
+            })?;
+        config
             .validate()
             .map_err(|(key, message)| ConfigError::Invalid {
                 origin: origin.to_string(),
@@ -190,6 +215,88 @@ impl Config {
                 message,
             })?;
         Ok(config)
+    }
+
+    /// Settles where the data lives, once parsed: the deprecated `chat.service.repository`
+    /// read as `database.url` and `database.sqlite` (refused beside them), then the URL the
+    /// environment names over the file's.
+    fn settle_database(&mut self, env_url: Option<&str>) -> Result<(), (String, String)> {
+        if let Some(legacy) = self.chat.service.repository.take() {
+            if let Some(path) = legacy.path {
+                if self.database.url.is_some() {
+                    return Err((
+                        "database.url".into(),
+                        "and chat.service.repository.path are both set: keep database.url \
+                         (chat.service.repository.path is deprecated)"
+                            .into(),
+                    ));
+                }
+                self.deprecated.push(format!(
+                    "chat.service.repository.path is deprecated: write database.url: sqlite:{}",
+                    path.display()
+                ));
+                self.database.url = Some(DatabaseUrl::Sqlite(path));
+            }
+            if self.database.sqlite.is_some() {
+                return Err((
+                    "database.sqlite".into(),
+                    "and chat.service.repository are both set: keep database.sqlite \
+                     (chat.service.repository is deprecated)"
+                        .into(),
+                ));
+            }
+            self.deprecated.push(
+                "chat.service.repository is deprecated: its keys belong under database.sqlite"
+                    .into(),
+            );
+            self.database.sqlite = Some(legacy.sqlite);
+            self.legacy_repository = true;
+        }
+        self.database
+            .sqlite
+            .get_or_insert_with(SqliteConfig::default);
+        if let Some(text) = env_url.filter(|t| !t.trim().is_empty()) {
+            let url = DatabaseUrl::parse(text)
+                .map_err(|message| (DATABASE_URL_VARIABLE.to_string(), message))?;
+            self.database.url = Some(url);
+        }
+        self.database.url = Some(self.database.url());
+        Ok(())
+    }
+
+    /// Where the file wrote the SQLite keys, for errors that name them.
+    fn sqlite_key(&self) -> &'static str {
+        if self.legacy_repository {
+            "chat.service.repository"
+        } else {
+            "database.sqlite"
+        }
+    }
+
+    /// Points the server at the database `text` names (the `--database` flag, which wins
+    /// over everything); the error names the flag.
+    pub fn use_database(&mut self, text: &str) -> Result<(), ConfigError> {
+        let url = DatabaseUrl::parse(text).map_err(|message| ConfigError::Invalid {
+            origin: "--database".into(),
+            key: "URL".into(),
+            message,
+        })?;
+        self.database.url = Some(url);
+        Ok(())
+    }
+
+    /// The SQLite store to open; PostgreSQL is refused, naming the URL, until its backend is
+    /// built.
+    pub fn sqlite_store(&self) -> Result<RepositoryConfig, ConfigError> {
+        self.database
+            .sqlite_store()
+            .ok_or_else(|| ConfigError::Invalid {
+                origin: "database.url".into(),
+                key: self.database.url().to_string(),
+                message: "names PostgreSQL, which this version cannot use yet: its backend is \
+                          being built (issue 43); use sqlite:PATH"
+                    .into(),
+            })
     }
 
     /// The effective configuration as YAML, secrets redacted (`check-config`).

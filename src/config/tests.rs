@@ -116,33 +116,111 @@ fn malformed_yaml_reports_line_and_column() {
 }
 
 #[test]
-fn zero_readers_is_out_of_range_and_named() {
-    let yaml =
-        "chat:\n  service:\n    repository:\n      connection_pool:\n        max_readers: 0\n";
-    let message = error_of(yaml);
+fn zero_readers_is_out_of_range_and_named_where_the_file_wrote_it() {
+    let yaml = "database:\n  sqlite:\n    connection_pool:\n      max_readers: 0\n";
     assert_eq!(
-        message,
+        error_of(yaml),
+        "test.yaml: database.sqlite.connection_pool.max_readers must be between 1 and 1024 (got 0)"
+    );
+    let legacy =
+        "chat:\n  service:\n    repository:\n      connection_pool:\n        max_readers: 0\n";
+    assert_eq!(
+        error_of(legacy),
         "test.yaml: chat.service.repository.connection_pool.max_readers must be between 1 and 1024 (got 0)"
     );
 }
 
 #[test]
 fn a_quiet_time_under_100ms_is_refused_and_zero_is_never() {
-    let yaml = "chat:\n  service:\n    repository:\n      release_memory_when_quiet: 5ms\n";
+    let yaml = "database:\n  sqlite:\n    release_memory_when_quiet: 5ms\n";
     assert_eq!(
         error_of(yaml),
-        "test.yaml: chat.service.repository.release_memory_when_quiet must be between 100ms and 1 day, or 0 (never release)"
+        "test.yaml: database.sqlite.release_memory_when_quiet must be between 100ms and 1 day, or 0 (never release)"
     );
-    let never = "chat:\n  service:\n    repository:\n      release_memory_when_quiet: 0\n";
+    let never = "database:\n  sqlite:\n    release_memory_when_quiet: 0\n";
     let config = parse(never).expect("0 is valid");
-    assert!(
-        config
-            .chat
-            .service
-            .repository
-            .release_memory_when_quiet
-            .is_zero()
+    assert!(config.database.sqlite().release_memory_when_quiet.is_zero());
+}
+
+#[test]
+fn the_database_is_the_flag_then_the_environment_then_the_file_then_the_default() {
+    let default = parse("").expect("defaults");
+    assert_eq!(default.database.url().to_string(), "sqlite:./data/chat.db");
+    let file = "database:\n  url: sqlite:/srv/file.db\n";
+    assert_eq!(
+        parse(file).expect("file").database.url().to_string(),
+        "sqlite:/srv/file.db"
     );
+    let env = [(DATABASE_URL_VARIABLE, "sqlite:/srv/env.db")];
+    let mut config = parse_with_env(file, &env).expect("environment");
+    assert_eq!(config.database.url().to_string(), "sqlite:/srv/env.db");
+    config.use_database("sqlite:/srv/flag.db").expect("flag");
+    assert_eq!(
+        config.sqlite_store().expect("sqlite").path,
+        std::path::Path::new("/srv/flag.db")
+    );
+    // Each names itself when what it holds is not a URL.
+    let bad_env = parse_with_env(file, &[(DATABASE_URL_VARIABLE, "mysql://x/y")])
+        .expect_err("not a database URL")
+        .to_string();
+    assert!(bad_env.contains(DATABASE_URL_VARIABLE), "{bad_env}");
+    let bad_flag = config
+        .use_database("chat.db")
+        .expect_err("no scheme")
+        .to_string();
+    assert!(bad_flag.starts_with("--database"), "{bad_flag}");
+    assert!(error_of("database:\n  url: nope\n").contains("database.url"));
+}
+
+#[test]
+fn the_old_repository_keys_still_load_with_a_warning_and_never_beside_the_new_ones() {
+    let legacy =
+        "chat:\n  service:\n    repository:\n      path: /srv/old.db\n      synchronous: full\n";
+    let config = parse(legacy).expect("still accepted");
+    let store = config.sqlite_store().expect("sqlite");
+    assert_eq!(store.path, std::path::Path::new("/srv/old.db"));
+    assert_eq!(store.sqlite.synchronous, Synchronous::Full);
+    let warnings = config.ignored_keys();
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.contains("database.url: sqlite:/srv/old.db")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings.iter().any(|w| w.contains("database.sqlite")),
+        "{warnings:?}"
+    );
+    let shown = config.to_redacted_yaml();
+    assert!(!shown.contains("repository"), "{shown}");
+    assert!(shown.contains("url: sqlite:/srv/old.db"), "{shown}");
+
+    let both = format!("{legacy}database:\n  url: sqlite:/srv/new.db\n");
+    let message = error_of(&both);
+    assert!(
+        message.contains("database.url") && message.contains("chat.service.repository.path"),
+        "{message}"
+    );
+    let both = format!("{legacy}database:\n  sqlite:\n    synchronous: normal\n");
+    let message = error_of(&both);
+    assert!(
+        message.contains("database.sqlite") && message.contains("chat.service.repository"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_postgres_url_is_shown_without_its_password_and_refused_until_its_backend_exists() {
+    let yaml = "database:\n  url: postgres://chat:hunter2@db.internal:5432/chat?sslmode=require\n";
+    let config = parse(yaml).expect("a valid URL");
+    let shown = config.to_redacted_yaml();
+    assert!(!shown.contains("hunter2"), "{shown}");
+    assert!(shown.contains("db.internal:5432/chat"), "{shown}");
+    let refused = config.sqlite_store().expect_err("not built").to_string();
+    assert!(refused.contains("PostgreSQL"), "{refused}");
+    assert!(!refused.contains("hunter2"), "{refused}");
+    let bad = error_of("database:\n  postgres:\n    max_connections: 0\n");
+    assert!(bad.contains("database.postgres.max_connections"), "{bad}");
 }
 
 #[test]

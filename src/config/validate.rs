@@ -1,10 +1,10 @@
 //! Range and consistency checks run once after parsing. Each failure names its key path:
-//! `chat.service.repository.connection_pool.max_readers must be between 1 and 1024 (got 0)`.
+//! `database.sqlite.connection_pool.max_readers must be between 1 and 1024 (got 0)`.
 
 use std::fmt::Display;
 use std::time::Duration;
 
-use super::{Config, LlmConfig, McpConfig, ProviderConfig, chat};
+use super::{Config, DatabaseConfig, LlmConfig, McpConfig, ProviderConfig, SqliteConfig, chat};
 
 /// The least prompt budget (`context.max_tokens - context.reserve_tokens`) a turn can work
 /// with: a short system prompt and one message. Below it every message is refused.
@@ -60,6 +60,7 @@ fn is_name(name: &str) -> bool {
 impl Config {
     pub(super) fn validate(&self) -> Result<(), Invalid> {
         self.validate_server()?;
+        validate_database(&self.database, self.sqlite_key())?;
         validate_chat(&self.chat)?;
         validate_retention(&self.retention)?;
         validate_llm(&self.llm)?;
@@ -261,38 +262,60 @@ fn validate_chat(chat: &chat::ChatConfig) -> Result<(), Invalid> {
             context.max_tokens
         ),
     )?;
+    Ok(())
+}
 
-    let repo = &service.repository;
-    ensure(
-        !repo.path.as_os_str().is_empty(),
-        "chat.service.repository.path",
-        "must not be empty",
-    )?;
-    positive("chat.service.repository.busy_timeout", repo.busy_timeout)?;
+/// The database: its URL names a file or a database, and each backend's settings are in range.
+/// `sqlite_key` is where the SQLite keys were written (`database.sqlite`, or the deprecated
+/// `chat.service.repository`).
+fn validate_database(database: &DatabaseConfig, sqlite_key: &str) -> Result<(), Invalid> {
+    if let Some(path) = database.url().sqlite_path() {
+        ensure(
+            !path.as_os_str().is_empty(),
+            "database.url",
+            "names an empty SQLite path",
+        )?;
+    }
+    let postgres = &database.postgres;
     within(
-        "chat.service.repository.memory_budget_mib",
-        repo.memory_budget_mib,
+        "database.postgres.max_connections",
+        postgres.max_connections,
+        1,
+        1024,
+    )?;
+    positive(
+        "database.postgres.connect_timeout",
+        postgres.connect_timeout,
+    )?;
+    validate_sqlite(&database.sqlite(), sqlite_key)
+}
+
+fn validate_sqlite(sqlite: &SqliteConfig, key: &str) -> Result<(), Invalid> {
+    positive(&format!("{key}.busy_timeout"), sqlite.busy_timeout)?;
+    within(
+        &format!("{key}.memory_budget_mib"),
+        sqlite.memory_budget_mib,
         4,
         1 << 20,
     )?;
-    if let Some(kib) = repo.cache_size_kib {
-        within("chat.service.repository.cache_size_kib", kib, 64, 4 << 20)?;
+    if let Some(kib) = sqlite.cache_size_kib {
+        within(&format!("{key}.cache_size_kib"), kib, 64, 4 << 20)?;
     }
     within(
-        "chat.service.repository.mmap_size_mib",
-        repo.mmap_size_mib,
+        &format!("{key}.mmap_size_mib"),
+        sqlite.mmap_size_mib,
         0,
         64 << 10,
     )?;
-    let quiet = repo.release_memory_when_quiet;
+    let quiet = sqlite.release_memory_when_quiet;
     ensure(
         quiet.is_zero()
             || (Duration::from_millis(100)..=Duration::from_secs(86_400)).contains(&quiet),
-        "chat.service.repository.release_memory_when_quiet",
+        format!("{key}.release_memory_when_quiet"),
         "must be between 100ms and 1 day, or 0 (never release)",
     )?;
-    let pool = &repo.connection_pool;
-    let key = "chat.service.repository.connection_pool";
+    let pool = &sqlite.connection_pool;
+    let key = format!("{key}.connection_pool");
     within(&format!("{key}.max_readers"), pool.max_readers, 1, 1024)?;
     within(&format!("{key}.max_writers"), pool.max_writers, 1, 64)?;
     positive(

@@ -39,7 +39,7 @@ pub fn backup(source: &Path, target: &Path) -> Result<BackupReport, StoreError> 
     super::connection::register_sqlite_vec()?;
     if !source.exists() {
         return Err(invalid(format!(
-            "there is no database at {} (chat.service.repository.path)",
+            "there is no database at {} (database.url)",
             source.display()
         )));
     }

@@ -63,10 +63,10 @@ const AUTOCHECKPOINT_PAGES: u32 = 1000;
 impl Pragmas {
     pub fn from_config(config: &RepositoryConfig, read_only: bool) -> Self {
         Self {
-            busy_timeout: config.busy_timeout,
-            synchronous: config.synchronous,
-            cache_size_kib: config.page_cache_kib(),
-            mmap_size_mib: config.mmap_size_mib,
+            busy_timeout: config.sqlite.busy_timeout,
+            synchronous: config.sqlite.synchronous,
+            cache_size_kib: config.sqlite.page_cache_kib(),
+            mmap_size_mib: config.sqlite.mmap_size_mib,
             read_only,
         }
     }

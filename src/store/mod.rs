@@ -109,7 +109,7 @@ impl Store {
         space: &VectorSpace,
     ) -> Result<Self, StoreError> {
         let mut config = config.clone();
-        config.connection_pool.enable_pooling = false;
+        config.sqlite.connection_pool.enable_pooling = false;
         Self::open_checked(&config, space, false)
     }
 
@@ -120,7 +120,7 @@ impl Store {
         space: &VectorSpace,
     ) -> Result<Self, StoreError> {
         let mut config = config.clone();
-        config.connection_pool.enable_pooling = false;
+        config.sqlite.connection_pool.enable_pooling = false;
         Self::open_checked(&config, space, true)
     }
 
@@ -162,8 +162,8 @@ impl Store {
         }
         migrate::apply(&mut conn, &pending, space)?;
 
-        let (readers, writers) = config.connection_pool.sizes();
-        let timeout = config.connection_pool.connection_timeout;
+        let (readers, writers) = config.sqlite.connection_pool.sizes();
+        let timeout = config.sqlite.connection_pool.connection_timeout;
         let background_checkpoints = writers >= 2;
         // The writer checkpoints by itself past 1,000 WAL pages even with the background
         // checkpointer on: that one copies the pages off the write path, but SQLite starts the
@@ -211,8 +211,8 @@ impl Store {
                 checkpointer,
                 health: health::HealthState::default(),
                 retention: retention::RetentionStats::default(),
-                history: history_cache::HistoryCache::new(config.history_cache_bytes()),
-                prompts: prompt_cache::PromptCache::new(config.history_cache_bytes() / 16),
+                history: history_cache::HistoryCache::new(config.sqlite.history_cache_bytes()),
+                prompts: prompt_cache::PromptCache::new(config.sqlite.history_cache_bytes() / 16),
                 dimensions: space.dimensions,
                 path,
             }),

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use super::{ExportReport, ImportReport, Owners, TransferError};
-use crate::config::{Config, ConfigError};
+use crate::config::{ConfigArgs, ConfigError};
 use crate::llm::Providers;
 use crate::memory::TextEmbedder;
 use crate::store::{PrincipalId, Store, StoreError};
@@ -28,9 +28,8 @@ pub struct ExportArgs {
     /// Write here (replaced only once complete) instead of standard output
     #[arg(long, short, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Config file [default: ./config.yaml if present, else the built-in defaults]
-    #[arg(long, value_name = "PATH")]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -40,9 +39,8 @@ pub struct ImportArgs {
     /// Give everything to this key instead of each record's owner
     #[arg(long, value_name = "NAME")]
     pub key: Option<String>,
-    /// Config file [default: ./config.yaml if present, else the built-in defaults]
-    #[arg(long, value_name = "PATH")]
-    pub config: Option<PathBuf>,
+    #[command(flatten)]
+    pub config: ConfigArgs,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,10 +76,10 @@ impl From<std::io::Error> for CliError {
 /// Runs `export`.
 pub fn export(args: &ExportArgs) -> Result<ExportReport, CliError> {
     let Format::Jsonl = args.format;
-    let (config, _) = Config::load(args.config.as_deref())?;
+    let (config, _) = args.config.load()?;
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let repository = config.chat.service.repository.clone();
+        let repository = config.sqlite_store()?;
         let space = config.memory.vector_space(&config.llm);
         let store = blocking(move || Store::open_for_admin(&repository, &space)).await?;
         let owner = match &args.key {
@@ -150,13 +148,13 @@ async fn export_to_file(
 
 /// Runs `import`.
 pub fn import(args: &ImportArgs) -> Result<ImportReport, CliError> {
-    let (config, _) = Config::load(args.config.as_deref())?;
+    let (config, _) = args.config.load()?;
     let text = read_input(&args.file)?;
     let records = super::parse(&text)?;
     drop(text);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
-        let repository = config.chat.service.repository.clone();
+        let repository = config.sqlite_store()?;
         let space = config.memory.vector_space(&config.llm);
         let open_space = space.clone();
         let store = blocking(move || Store::open_for_import(&repository, &open_space)).await?;

@@ -18,14 +18,11 @@ async fn a_bad_config_exits_2_with_one_line_naming_the_key() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = write_config(
         dir.path(),
-        "      connection_pool:\n        max_readers: 0\n",
+        "  sqlite:\n    connection_pool:\n      max_readers: 0\n",
     );
     let (code, _, stderr) = run_to_completion(&["--config", config.to_str().expect("utf-8")]).await;
     assert_eq!(code, 2);
-    assert_one_clear_line(
-        &stderr,
-        "chat.service.repository.connection_pool.max_readers",
-    );
+    assert_one_clear_line(&stderr, "database.sqlite.connection_pool.max_readers");
     assert!(
         !dir.path().join("data/chat.db").exists(),
         "a refused start creates nothing"
@@ -360,10 +357,7 @@ async fn a_changed_embedding_size_is_refused_at_start_until_reembed_rebuilds_the
         embedder: mcp_platform::config::BUILTIN_LABEL.into(),
         dimensions: 256,
     };
-    let repository = mcp_platform::config::RepositoryConfig {
-        path: db.clone(),
-        ..mcp_platform::config::RepositoryConfig::default()
-    };
+    let repository = mcp_platform::config::RepositoryConfig::at(db.clone());
     let store = mcp_platform::store::Store::open_with(&repository, &space)
         .expect("the rebuilt database opens");
     let query = mcp_platform::memory::LexicalEmbedder::new(256)

@@ -116,7 +116,7 @@ async fn a_resumed_conversation_sends_its_history_and_an_unknown_one_is_not_foun
 #[tokio::test]
 async fn a_quiet_server_empties_its_history_cache_and_the_next_turn_has_the_whole_history() {
     let (app, fake) = chat_app(|config| {
-        config.chat.service.repository.release_memory_when_quiet = Duration::from_millis(200);
+        config.database.sqlite_mut().release_memory_when_quiet = Duration::from_millis(200);
     })
     .await;
     let (mut socket, conversation) = first_question_answered(&app, &fake).await;

@@ -197,7 +197,7 @@ async fn a_conversation_resumes_after_a_restart_with_its_history() {
     let path = dir.path().join("chat.db");
     let use_path = |path: std::path::PathBuf| {
         move |config: &mut mcp_platform::config::Config| {
-            config.chat.service.repository.path = path;
+            config.database.use_sqlite_file(path);
         }
     };
     let (app, fake) = chat_app(use_path(path.clone())).await;

@@ -185,7 +185,7 @@ fn the_deployed_config_loads_with_relative_state_paths() {
     assert!(output.status.success(), "{stderr}");
     assert!(stderr.contains("configuration OK"), "{stderr}");
     let printed = String::from_utf8_lossy(&output.stdout);
-    assert!(printed.contains("path: ./chat.db"), "{printed}");
+    assert!(printed.contains("url: sqlite:./chat.db"), "{printed}");
     let caddy = deploy("Caddyfile");
     assert!(caddy.contains("reverse_proxy 127.0.0.1:8000"));
     let nginx = deploy("nginx.conf");

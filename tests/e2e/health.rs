@@ -122,9 +122,8 @@ async fn health_figures_move_under_load() {
 async fn health_is_503_once_the_database_file_is_gone() {
     let app = spawn_app_with(|config| {
         config
-            .chat
-            .service
-            .repository
+            .database
+            .sqlite_mut()
             .connection_pool
             .health_check_interval = Duration::from_secs(1);
     })

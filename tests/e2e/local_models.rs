@@ -50,7 +50,7 @@ async fn with_no_provider_chosen_a_local_engine_that_answers_is_used_and_a_chose
     let _engine = mock.spawn(listener);
     let dir = tempfile::tempdir().expect("dir");
     let common = format!(
-        "chat:\n  service:\n    repository:\n      path: {}\n",
+        "database:\n  url: sqlite:{}\n",
         dir.path().join("chat.db").display()
     );
     let providers = format!(

@@ -16,6 +16,7 @@ mod chat_tools;
 mod chat_turns;
 mod compaction;
 mod conformance;
+mod database_choice;
 mod deploy;
 mod embed;
 mod empty_answers;

@@ -142,7 +142,7 @@ async fn a_protected_server_needs_a_login_then_works_refreshes_and_survives_a_re
     let db = app.db_path.clone();
     let dir = app.shutdown().await;
     let (app, _fake) = chat_app(move |config| {
-        config.chat.service.repository.path = db;
+        config.database.use_sqlite_file(db);
         config.mcp.servers.insert("remote".into(), entry);
     })
     .await;

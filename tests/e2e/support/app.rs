@@ -90,11 +90,13 @@ pub async fn spawn_app_with(edit: impl FnOnce(&mut Config)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut config = Config::default();
     config.server.port = 0;
-    config.chat.service.repository.path = dir.path().join("data/chat.db");
+    config
+        .database
+        .use_sqlite_file(dir.path().join("data/chat.db"));
     // Chosen: a test's server never goes looking for a local engine on this machine.
     config.llm.chosen = true;
     edit(&mut config);
-    let db_path = config.chat.service.repository.path.clone();
+    let db_path = config.sqlite_store().expect("an SQLite database").path;
     let listener = bind(&config.server).await.expect("bind port 0");
     let app = App::start_with_env(config, |_| None)
         .await

@@ -17,7 +17,7 @@ pub fn write_config(dir: &Path, extra: &str) -> PathBuf {
     let path = dir.join("config.yaml");
     let db = dir.join("data/chat.db");
     let text = format!(
-        "server:\n  port: 0\nlogging:\n  format: json\nchat:\n  service:\n    repository:\n      path: {}\n{extra}",
+        "server:\n  port: 0\nlogging:\n  format: json\ndatabase:\n  url: sqlite:{}\n{extra}",
         db.display()
     );
     std::fs::write(&path, text).expect("write config");
@@ -87,10 +87,7 @@ pub fn config_for(app: &TestApp) -> PathBuf {
     let config = app.dir.path().join("config.yaml");
     std::fs::write(
         &config,
-        format!(
-            "chat:\n  service:\n    repository:\n      path: {}\n",
-            app.db_path.display()
-        ),
+        format!("database:\n  url: sqlite:{}\n", app.db_path.display()),
     )
     .expect("config");
     config

@@ -1,0 +1,463 @@
+//! `database`: where the server keeps its data (`url`: an SQLite file, the default, or a
+//! PostgreSQL database) and each backend's settings (`sqlite`, `postgres`).
+//!
+//! The URL comes from, first to last: the `--database` flag, the `MCPP_DATABASE_URL`
+//! environment variable, `database.url`, and the deprecated `chat.service.repository.path`.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// What a shown URL has in its password's place.
+const HIDDEN_PASSWORD: &str = "redacted";
+
+/// The environment variable that names the database, over `database.url`.
+pub const DATABASE_URL_VARIABLE: &str = "MCPP_DATABASE_URL";
+
+/// The SQLite file used when nothing names a database.
+pub const DEFAULT_SQLITE_PATH: &str = "./data/chat.db";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite:PATH` or `postgres://USER[:PASSWORD]@HOST[:PORT]/DB`; unset, the SQLite file
+    /// `./data/chat.db` (or the deprecated `chat.service.repository.path`). Set once loaded.
+    #[serde(default)]
+    pub url: Option<DatabaseUrl>,
+    /// The SQLite backend's tuning; set once loaded (from here, or from the deprecated
+    /// `chat.service.repository`, or the defaults).
+    #[serde(default)]
+    pub sqlite: Option<SqliteConfig>,
+    pub postgres: PostgresConfig,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self {
+            url: Some(DatabaseUrl::Sqlite(PathBuf::from(DEFAULT_SQLITE_PATH))),
+            sqlite: Some(SqliteConfig::default()),
+            postgres: PostgresConfig::default(),
+        }
+    }
+}
+
+impl DatabaseConfig {
+    /// What a file without a `database` section says: no URL, no SQLite tuning.
+    pub(super) fn unset() -> Self {
+        Self {
+            url: None,
+            sqlite: None,
+            postgres: PostgresConfig::default(),
+        }
+    }
+
+    /// The database the server opens.
+    pub fn url(&self) -> DatabaseUrl {
+        self.url
+            .clone()
+            .unwrap_or_else(|| DatabaseUrl::Sqlite(PathBuf::from(DEFAULT_SQLITE_PATH)))
+    }
+
+    /// The SQLite backend's tuning (its defaults until the configuration is loaded).
+    pub fn sqlite(&self) -> SqliteConfig {
+        self.sqlite.clone().unwrap_or_default()
+    }
+
+    /// The SQLite store to open, or `None` when the URL names PostgreSQL.
+    pub fn sqlite_store(&self) -> Option<RepositoryConfig> {
+        match self.url() {
+            DatabaseUrl::Sqlite(path) => Some(RepositoryConfig {
+                path,
+                sqlite: self.sqlite(),
+            }),
+            DatabaseUrl::Postgres(_) => None,
+        }
+    }
+
+    /// The SQLite backend's tuning, to change in code.
+    pub fn sqlite_mut(&mut self) -> &mut SqliteConfig {
+        self.sqlite.get_or_insert_with(SqliteConfig::default)
+    }
+
+    /// Points the server at `path`, an SQLite file (for programs that embed the server).
+    pub fn use_sqlite_file(&mut self, path: impl Into<PathBuf>) {
+        self.url = Some(DatabaseUrl::Sqlite(path.into()));
+    }
+}
+
+/// Where the data lives. Shown (in logs, `check-config`, errors) without its password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    /// An SQLite file; its parent directory is created.
+    Sqlite(PathBuf),
+    Postgres(PostgresUrl),
+}
+
+impl DatabaseUrl {
+    /// Parses `sqlite:PATH` (also `sqlite://PATH`) or `postgres://…` (also `postgresql://`).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        if let Some(path) = text.strip_prefix("sqlite:") {
+            let path = path.strip_prefix("//").unwrap_or(path);
+            if path.is_empty() {
+                return Err("names no file: write sqlite:PATH, e.g. sqlite:./data/chat.db".into());
+            }
+            return Ok(Self::Sqlite(PathBuf::from(path)));
+        }
+        if text.starts_with("postgres://") || text.starts_with("postgresql://") {
+            return PostgresUrl::parse(text).map(Self::Postgres);
+        }
+        Err(format!(
+            "`{}` is not a database URL: write sqlite:PATH or postgres://USER@HOST:PORT/DB",
+            crate::scrub::credentials(text)
+        ))
+    }
+
+    /// The SQLite file, if this names one.
+    pub fn sqlite_path(&self) -> Option<&Path> {
+        match self {
+            Self::Sqlite(path) => Some(path),
+            Self::Postgres(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite(path) => write!(f, "sqlite:{}", path.display()),
+            Self::Postgres(url) => url.fmt(f),
+        }
+    }
+}
+
+impl Serialize for DatabaseUrl {
+    /// Always without the password: configuration is serialized only to be shown.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for DatabaseUrl {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        Self::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// A PostgreSQL connection URL, checked: a host, a database name, and only the query
+/// parameters the server understands.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PostgresUrl {
+    url: url::Url,
+}
+
+/// `sslmode` values libpq knows.
+const SSL_MODES: [&str; 6] = [
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
+
+/// Query parameters a URL may carry.
+const PARAMETERS: [&str; 3] = ["sslmode", "application_name", "connect_timeout"];
+
+impl PostgresUrl {
+    fn parse(text: &str) -> Result<Self, String> {
+        let shown = crate::scrub::credentials(text).into_owned();
+        let url = url::Url::parse(text).map_err(|e| format!("`{shown}` is not a URL: {e}"))?;
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(format!("`{shown}` names no host"));
+        }
+        if url.path().trim_start_matches('/').is_empty() {
+            return Err(format!(
+                "`{shown}` names no database: end it with /DB, e.g. postgres://chat@127.0.0.1:5432/chat"
+            ));
+        }
+        for (name, value) in url.query_pairs() {
+            if !PARAMETERS.contains(&name.as_ref()) {
+                return Err(format!(
+                    "`{shown}`: unknown parameter `{name}` (known: {})",
+                    PARAMETERS.join(", ")
+                ));
+            }
+            if name == "sslmode" && !SSL_MODES.contains(&value.as_ref()) {
+                return Err(format!(
+                    "`{shown}`: sslmode `{value}` is not one of {}",
+                    SSL_MODES.join(", ")
+                ));
+            }
+        }
+        Ok(Self { url })
+    }
+
+    /// The full URL, password included: only for connecting.
+    pub fn expose(&self) -> &str {
+        self.url.as_str()
+    }
+
+    pub fn host(&self) -> &str {
+        self.url.host_str().unwrap_or_default()
+    }
+
+    /// The port, 5432 unless the URL names another.
+    pub fn port(&self) -> u16 {
+        self.url.port().unwrap_or(5432)
+    }
+
+    pub fn database(&self) -> &str {
+        self.url.path().trim_start_matches('/')
+    }
+
+    pub fn user(&self) -> &str {
+        self.url.username()
+    }
+
+    /// The password the URL carries, if any (`PGPASSWORD` is read when it carries none).
+    pub fn password(&self) -> Option<&str> {
+        self.url.password()
+    }
+
+    /// The `sslmode` parameter, `prefer` (libpq's default) when absent.
+    pub fn ssl_mode(&self) -> String {
+        self.url
+            .query_pairs()
+            .find(|(name, _)| name == "sslmode")
+            .map_or_else(|| "prefer".to_string(), |(_, value)| value.into_owned())
+    }
+}
+
+impl std::fmt::Display for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut shown = self.url.clone();
+        if shown.password().is_some() {
+            // Cannot fail: the URL has a host (checked when parsed).
+            let _ = shown.set_password(Some(HIDDEN_PASSWORD));
+        }
+        f.write_str(shown.as_str())
+    }
+}
+
+impl std::fmt::Debug for PostgresUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "PostgresUrl({self})")
+    }
+}
+
+/// `database.postgres`: the PostgreSQL backend's connection pool.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PostgresConfig {
+    /// Connections the pool keeps open at most.
+    pub max_connections: u32,
+    /// Longest wait to connect, and for a connection from the pool.
+    #[serde(with = "super::duration")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 16,
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `database.sqlite`: the SQLite backend's tuning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SqliteConfig {
+    pub synchronous: Synchronous,
+    /// SQLite's own busy handler: a safety net only, writes are queued in-process first.
+    #[serde(with = "super::duration")]
+    pub busy_timeout: Duration,
+    /// What the store's caches may hold in all, in MiB: half for SQLite's page caches (shared
+    /// out among the pool's connections), half for the recent history kept for chat turns.
+    pub memory_budget_mib: u32,
+    /// Page cache per connection, in KiB; by default the budget's half divided among the
+    /// connections.
+    pub cache_size_kib: Option<u32>,
+    /// Memory-mapped I/O per connection, in MiB (0, the default, disables it). Pages read
+    /// through a map count in the process's resident memory once per connection, outside the
+    /// budget; reading through SQLite's page cache cost no measurable CPU per turn.
+    pub mmap_size_mib: u32,
+    /// Once the server has been quiet this long (no write, socket, frame or turn), it
+    /// empties these caches and gives free memory back to the system; again once idle provider
+    /// connections have closed (twice the longest `keepalive_expiry` later); zero never does.
+    #[serde(with = "super::duration")]
+    pub release_memory_when_quiet: Duration,
+    pub connection_pool: PoolConfig,
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        Self {
+            synchronous: Synchronous::Normal,
+            busy_timeout: Duration::from_secs(5),
+            memory_budget_mib: 32,
+            cache_size_kib: None,
+            mmap_size_mib: 0,
+            release_memory_when_quiet: Duration::from_secs(2),
+            connection_pool: PoolConfig::default(),
+        }
+    }
+}
+
+impl SqliteConfig {
+    /// The page cache of each pooled connection, in KiB: `cache_size_kib`, or half the
+    /// budget divided among the readers and writers (at least 256 KiB).
+    pub fn page_cache_kib(&self) -> u32 {
+        self.cache_size_kib.unwrap_or_else(|| {
+            let (readers, writers) = self.connection_pool.sizes();
+            (self.memory_budget_mib.saturating_mul(1024) / 2 / (readers + writers).max(1)).max(256)
+        })
+    }
+
+    /// Bytes of recent history kept in memory: the budget's other half.
+    pub fn history_cache_bytes(&self) -> u64 {
+        u64::from(self.memory_budget_mib) << 19
+    }
+}
+
+/// `PRAGMA synchronous`. In WAL mode `normal` never corrupts the file; a power loss may drop
+/// the last commits. `full` makes every commit durable at the cost of an fsync each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Synchronous {
+    Normal,
+    Full,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PoolConfig {
+    pub max_readers: u32,
+    pub max_writers: u32,
+    /// Longest wait for a connection before the operation fails with a pool timeout.
+    #[serde(with = "super::duration")]
+    pub connection_timeout: Duration,
+    #[serde(with = "super::duration")]
+    pub health_check_interval: Duration,
+    /// `false`: one reader and one writer connection (for debugging or tiny devices).
+    pub enable_pooling: bool,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        Self {
+            max_readers: 16,
+            max_writers: 4,
+            connection_timeout: Duration::from_secs(30),
+            health_check_interval: Duration::from_secs(60),
+            enable_pooling: true,
+        }
+    }
+}
+
+impl PoolConfig {
+    /// The (reader, writer) connections the store opens: one each without pooling.
+    pub fn sizes(&self) -> (u32, u32) {
+        if self.enable_pooling {
+            (self.max_readers, self.max_writers)
+        } else {
+            (1, 1)
+        }
+    }
+}
+
+/// What the SQLite store is opened with: its file and its tuning.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepositoryConfig {
+    pub path: PathBuf,
+    pub sqlite: SqliteConfig,
+}
+
+impl Default for RepositoryConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from(DEFAULT_SQLITE_PATH),
+            sqlite: SqliteConfig::default(),
+        }
+    }
+}
+
+impl RepositoryConfig {
+    /// The file at `path` with the default tuning.
+    pub fn at(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            sqlite: SqliteConfig::default(),
+        }
+    }
+}
+
+/// `chat.service.repository`, deprecated: its `path` is read as `database.url: sqlite:PATH`,
+/// its other keys as `database.sqlite`.
+#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[serde(default)]
+pub struct LegacyRepositoryConfig {
+    pub path: Option<PathBuf>,
+    #[serde(flatten)]
+    pub sqlite: SqliteConfig,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_parsed_and_shown_without_their_password() {
+        let sqlite = DatabaseUrl::parse("sqlite:./data/chat.db").expect("sqlite");
+        assert_eq!(sqlite.sqlite_path(), Some(Path::new("./data/chat.db")));
+        let slashes = DatabaseUrl::parse("sqlite:///var/lib/chat.db").expect("sqlite://");
+        assert_eq!(slashes.sqlite_path(), Some(Path::new("/var/lib/chat.db")));
+
+        let text = "postgres://chat:s3cret@db.internal:6543/chat?sslmode=require";
+        let DatabaseUrl::Postgres(pg) = DatabaseUrl::parse(text).expect("postgres") else {
+            panic!("not postgres");
+        };
+        assert_eq!(
+            (pg.host(), pg.port(), pg.database(), pg.user()),
+            ("db.internal", 6543, "chat", "chat")
+        );
+        assert_eq!(
+            (pg.password(), pg.ssl_mode().as_str()),
+            (Some("s3cret"), "require")
+        );
+        assert_eq!(pg.expose(), text);
+        let shown = pg.to_string();
+        assert!(
+            !shown.contains("s3cret") && shown.contains(HIDDEN_PASSWORD),
+            "{shown}"
+        );
+        assert!(!format!("{pg:?}").contains("s3cret"));
+
+        let plain = DatabaseUrl::parse("postgresql://chat@127.0.0.1/chat").expect("postgresql");
+        let DatabaseUrl::Postgres(plain) = plain else {
+            panic!("not postgres")
+        };
+        assert_eq!((plain.port(), plain.ssl_mode().as_str()), (5432, "prefer"));
+        assert_eq!(plain.to_string(), "postgresql://chat@127.0.0.1/chat");
+    }
+
+    #[test]
+    fn bad_urls_are_refused_with_what_is_wrong_and_no_password() {
+        for (text, expected) in [
+            ("sqlite:", "names no file"),
+            ("mysql://u:pw@h/db", "is not a database URL"),
+            ("postgres://u:pw@h:5432", "names no database"),
+            ("postgres://u:pw@h/db?sslmode=maybe", "sslmode `maybe`"),
+            ("postgres://u:pw@h/db?pool=3", "unknown parameter `pool`"),
+            ("postgres://u:pw@h:notaport/db", "is not a URL"),
+        ] {
+            let error = DatabaseUrl::parse(text).expect_err(text);
+            assert!(error.contains(expected), "{text}: {error}");
+            assert!(!error.contains("pw"), "{text}: {error}");
+        }
+    }
+}
