@@ -40,6 +40,7 @@ mod oauth;
 mod openai_sdk;
 mod page;
 mod page_browser;
+mod postgres;
 mod provider_limits;
 mod providers;
 mod real_engine;

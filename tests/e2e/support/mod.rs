@@ -2,7 +2,7 @@
 //! ([`app`]), a WebSocket client that speaks only the documented protocol ([`ws`]), the fake
 //! provider ([`provider`]), MCP peers ([`mcp_peers`], [`oauth_server`]), the real binary
 //! ([`binary`]), and the toolchains provisioned for real peers ([`python`], [`node`],
-//! [`browser`], [`engine`], installed the same way: [`staged`]).
+//! [`browser`], [`engine`], [`postgres`], installed the same way: [`staged`]).
 
 pub mod app;
 pub mod binary;
@@ -11,6 +11,7 @@ pub mod engine;
 pub mod mcp_peers;
 pub mod node;
 pub mod oauth_server;
+pub mod postgres;
 pub mod provider;
 pub mod python;
 pub mod staged;
@@ -28,6 +29,7 @@ pub use mcp_peers::{
     server_health, stdio_entry, tool_app, wait_ready, wait_state,
 };
 pub use oauth_server::{TOKEN_LIFE, remote_entry, start_auth_server};
+pub use postgres::postgres;
 pub use provider::{
     Fake, KEY, ask, calls, chat_bodies, collect, entry, fake, message_contents, provider,
     result_read, tool_result, with_backup,
