@@ -281,6 +281,9 @@ fn check_config(args: &ConfigArgs) -> Result<(), StartError> {
     for ignored in config.ignored_keys() {
         eprintln!("warning: {ignored}");
     }
+    if let Err(not_yet) = config.sqlite_store() {
+        eprintln!("warning: {not_yet}");
+    }
     for (name, server) in &servers {
         eprintln!("MCP server {name}: {}", describe_server(server));
     }

@@ -110,7 +110,7 @@ impl DatabaseUrl {
         }
         Err(format!(
             "`{}` is not a database URL: write sqlite:PATH or postgres://USER@HOST:PORT/DB",
-            crate::scrub::credentials(text)
+            without_credentials(text)
         ))
     }
 
@@ -146,6 +146,23 @@ impl<'de> Deserialize<'de> for DatabaseUrl {
     }
 }
 
+/// `text` as it may be shown: whatever comes before its last `@` (a user and a password,
+/// however malformed) replaced by `…`, its scheme kept.
+fn without_credentials(text: &str) -> String {
+    let Some((_, after)) = text.rsplit_once('@') else {
+        return text.to_string();
+    };
+    let scheme = text
+        .split_once("://")
+        .map_or("", |(scheme, _)| scheme)
+        .to_string();
+    if scheme.is_empty() || scheme.contains(['@', '/', ':']) {
+        format!("…@{after}")
+    } else {
+        format!("{scheme}://…@{after}")
+    }
+}
+
 /// A PostgreSQL connection URL, checked: a host, a database name, and only the query
 /// parameters the server understands.
 #[derive(Clone, PartialEq, Eq)]
@@ -168,8 +185,14 @@ const PARAMETERS: [&str; 3] = ["sslmode", "application_name", "connect_timeout"]
 
 impl PostgresUrl {
     fn parse(text: &str) -> Result<Self, String> {
-        let shown = crate::scrub::credentials(text).into_owned();
+        let shown = without_credentials(text);
         let url = url::Url::parse(text).map_err(|e| format!("`{shown}` is not a URL: {e}"))?;
+        if url.path().contains('@') || url.host_str().is_some_and(|h| h.contains('@')) {
+            return Err(format!(
+                "`{shown}` is not a URL the server can read: a password with `/`, `?`, `#` or \
+                 `@` in it must be percent-encoded"
+            ));
+        }
         if url.host_str().is_none_or(str::is_empty) {
             return Err(format!("`{shown}` names no host"));
         }
@@ -399,11 +422,46 @@ impl RepositoryConfig {
 /// `chat.service.repository`, deprecated: its `path` is read as `database.url: sqlite:PATH`,
 /// its other keys as `database.sqlite`.
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct LegacyRepositoryConfig {
     pub path: Option<PathBuf>,
-    #[serde(flatten)]
-    pub sqlite: SqliteConfig,
+    pub synchronous: Option<Synchronous>,
+    #[serde(with = "super::duration::option")]
+    pub busy_timeout: Option<Duration>,
+    pub memory_budget_mib: Option<u32>,
+    pub cache_size_kib: Option<u32>,
+    pub mmap_size_mib: Option<u32>,
+    #[serde(with = "super::duration::option")]
+    pub release_memory_when_quiet: Option<Duration>,
+    pub connection_pool: Option<PoolConfig>,
+}
+
+impl LegacyRepositoryConfig {
+    /// The SQLite tuning these keys set, over the defaults; `None` when they set none.
+    pub fn sqlite(&self) -> Option<SqliteConfig> {
+        let tuned = self.synchronous.is_some()
+            || self.busy_timeout.is_some()
+            || self.memory_budget_mib.is_some()
+            || self.cache_size_kib.is_some()
+            || self.mmap_size_mib.is_some()
+            || self.release_memory_when_quiet.is_some()
+            || self.connection_pool.is_some();
+        let default = SqliteConfig::default();
+        tuned.then(|| SqliteConfig {
+            synchronous: self.synchronous.unwrap_or(default.synchronous),
+            busy_timeout: self.busy_timeout.unwrap_or(default.busy_timeout),
+            memory_budget_mib: self.memory_budget_mib.unwrap_or(default.memory_budget_mib),
+            cache_size_kib: self.cache_size_kib.or(default.cache_size_kib),
+            mmap_size_mib: self.mmap_size_mib.unwrap_or(default.mmap_size_mib),
+            release_memory_when_quiet: self
+                .release_memory_when_quiet
+                .unwrap_or(default.release_memory_when_quiet),
+            connection_pool: self
+                .connection_pool
+                .clone()
+                .unwrap_or(default.connection_pool),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -454,6 +512,10 @@ mod tests {
             ("postgres://u:pw@h/db?sslmode=maybe", "sslmode `maybe`"),
             ("postgres://u:pw@h/db?pool=3", "unknown parameter `pool`"),
             ("postgres://u:pw@h:notaport/db", "is not a URL"),
+            ("chat:pw@db/chat", "is not a database URL"),
+            ("postgres:/u:pw@h/db", "is not a database URL"),
+            ("postgres://u:ab/pw@h/db", "is not a URL"),
+            ("postgres://u:12/pw@h/db", "must be percent-encoded"),
         ] {
             let error = DatabaseUrl::parse(text).expect_err(text);
             assert!(error.contains(expected), "{text}: {error}");

@@ -146,7 +146,14 @@ impl Config {
     /// Loads `path`, or `./config.yaml` when `path` is `None` and that file exists, or the
     /// embedded defaults. Interpolates from the process environment, then validates.
     pub fn load(path: Option<&Path>) -> Result<(Self, ConfigSource), ConfigError> {
-        let env: HashMap<String, String> = std::env::vars().collect();
+        Self::load_with_env(path, std::env::vars().collect())
+    }
+
+    /// [`Config::load`] with `env` for the process environment.
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: HashMap<String, String>,
+    ) -> Result<(Self, ConfigSource), ConfigError> {
         let chosen = match path {
             Some(p) => Some(p.to_path_buf()),
             None => Some(PathBuf::from("config.yaml")).filter(|p| p.is_file()),
@@ -222,7 +229,7 @@ impl Config {
     /// environment names over the file's.
     fn settle_database(&mut self, env_url: Option<&str>) -> Result<(), (String, String)> {
         if let Some(legacy) = self.chat.service.repository.take() {
-            if let Some(path) = legacy.path {
+            if let Some(path) = legacy.path.clone() {
                 if self.database.url.is_some() {
                     return Err((
                         "database.url".into(),
@@ -237,20 +244,22 @@ impl Config {
                 ));
                 self.database.url = Some(DatabaseUrl::Sqlite(path));
             }
-            if self.database.sqlite.is_some() {
-                return Err((
-                    "database.sqlite".into(),
-                    "and chat.service.repository are both set: keep database.sqlite \
-                     (chat.service.repository is deprecated)"
+            if let Some(sqlite) = legacy.sqlite() {
+                if self.database.sqlite.is_some() {
+                    return Err((
+                        "database.sqlite".into(),
+                        "and chat.service.repository are both set: move the keys of \
+                         chat.service.repository (deprecated) to database.sqlite"
+                            .into(),
+                    ));
+                }
+                self.deprecated.push(
+                    "chat.service.repository is deprecated: its keys belong under database.sqlite"
                         .into(),
-                ));
+                );
+                self.database.sqlite = Some(sqlite);
+                self.legacy_repository = true;
             }
-            self.deprecated.push(
-                "chat.service.repository is deprecated: its keys belong under database.sqlite"
-                    .into(),
-            );
-            self.database.sqlite = Some(legacy.sqlite);
-            self.legacy_repository = true;
         }
         self.database
             .sqlite
@@ -291,7 +300,7 @@ impl Config {
         self.database
             .sqlite_store()
             .ok_or_else(|| ConfigError::Invalid {
-                origin: "database.url".into(),
+                origin: "database".into(),
                 key: self.database.url().to_string(),
                 message: "names PostgreSQL, which this version cannot use yet: its backend is \
                           being built (issue 43); use sqlite:PATH"

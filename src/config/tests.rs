@@ -195,6 +195,13 @@ fn the_old_repository_keys_still_load_with_a_warning_and_never_beside_the_new_on
     assert!(!shown.contains("repository"), "{shown}");
     assert!(shown.contains("url: sqlite:/srv/old.db"), "{shown}");
 
+    // A path alone is one warning; a key the old section never had is refused as before.
+    let path_only = parse("chat:\n  service:\n    repository:\n      path: /srv/old.db\n")
+        .expect("a path alone");
+    assert_eq!(path_only.ignored_keys().len(), 1);
+    let typo = error_of("chat:\n  service:\n    repository:\n      memory_budget_mb: 64\n");
+    assert!(typo.contains("memory_budget_mb"), "{typo}");
+
     let both = format!("{legacy}database:\n  url: sqlite:/srv/new.db\n");
     let message = error_of(&both);
     assert!(

@@ -62,6 +62,8 @@ pub async fn serve(
             }
         });
     }
+    // Refuse new connections at once while the open ones finish.
+    drop(listener);
     open.close();
     open.wait().await;
 }

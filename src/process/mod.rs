@@ -2,8 +2,8 @@
 //! time, open file descriptors (and their limit), threads. On Linux; elsewhere the fields are
 //! `null`.
 //!
-//! `/health` must answer in well under a millisecond while the server is saturated, so a
-//! request reads only what costs a system call or one small file (CPU time from the process CPU-time clock,
+//! `/health` must cost the server well under a millisecond of its own work, even while it is
+//! saturated (the wait for a CPU comes on top), so a request reads only what costs a system call or one small file (CPU time from the process CPU-time clock,
 //! resident memory from `/proc/self/statm`, the limit from `getrlimit`); the figures that walk
 //! a directory with one entry per socket (`open_fds`) or parse a larger file (`threads`) are
 //! sampled once a second by [`ProcessSampler::run`], off the request path.

@@ -52,6 +52,11 @@ async fn the_flag_wins_over_the_variable_which_wins_over_the_file() {
         "{stdout}"
     );
 
+    // The flag wins without the variable being read at all, even when it is not a URL.
+    let (code, stdout, stderr) = run_with_env(&args, &[("MCPP_DATABASE_URL", "not a url")]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains(&flag), "{stdout}");
+
     // A command that opens the database opens the one the flag names, and only that one.
     let args = [
         "keys",
@@ -91,6 +96,7 @@ async fn a_postgres_url_is_refused_in_one_line_that_hides_its_password() {
         "{stdout}"
     );
     assert!(!stdout.contains("hunter2") && !stderr.contains("hunter2"));
+    assert!(stderr.contains("warning: database: "), "{stderr}");
 
     for args in [
         vec![

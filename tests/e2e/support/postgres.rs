@@ -30,7 +30,7 @@ pub struct Postgres {
     bin: PathBuf,
     port: u16,
     /// Holds the data directory for as long as the process runs.
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
 }
 
 /// The test process's server, started on first use. Panics with the reason when it cannot be:
@@ -83,8 +83,9 @@ impl Postgres {
 fn start() -> Result<Postgres, String> {
     let venv = provision(REQUIREMENTS, "postgres", &[])?;
     let bin = installed_binaries(&venv)?;
+    sweep_stale_data();
     let data = tempfile::Builder::new()
-        .prefix("postgres-")
+        .prefix(DATA_PREFIX)
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))
         .map_err(|e| format!("cannot create the data directory: {e}"))?;
     let as_root = rustix::process::geteuid().is_root();
@@ -99,13 +100,25 @@ fn start() -> Result<Postgres, String> {
         .args(["-U", SUPERUSER, "--auth=trust", "--no-sync", "-E", "UTF8"]))?;
     let port = free_port()?;
     spawn_server(&bin, &cluster, data.path(), port, as_root)?;
-    let server = Postgres {
-        bin,
-        port,
-        _data: data,
-    };
+    let server = Postgres { bin, port, data };
     wait_until_ready(&server)?;
     Ok(server)
+}
+
+/// The data directories' names begin so, under the tests' temporary directory.
+const DATA_PREFIX: &str = "pgdata-";
+
+/// Removes the data directories earlier runs left (a static's directory is never dropped):
+/// their servers ended with their test processes.
+fn sweep_stale_data() {
+    let Ok(entries) = std::fs::read_dir(env!("CARGO_TARGET_TMPDIR")) else {
+        return;
+    };
+    for entry in entries.filter_map(Result::ok) {
+        if entry.file_name().to_string_lossy().starts_with(DATA_PREFIX) {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// `pginstall/bin` inside the installed wheel.
@@ -154,7 +167,7 @@ fn spawn_server(
         .args(["-c", "fsync=off", "-c", "max_connections=200"])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(Stdio::null());
+        .stderr(log_file(socket_dir)?);
     let (started, outcome) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("postgres-parent".into())
@@ -176,13 +189,21 @@ fn spawn_server(
         .map_err(|e| format!("cannot start postgres: {e}"))
 }
 
+/// The server's log, in its data directory.
+fn log_file(dir: &Path) -> Result<std::fs::File, String> {
+    std::fs::File::create(dir.join("server.log"))
+        .map_err(|e| format!("cannot create the server's log: {e}"))
+}
+
 fn wait_until_ready(server: &Postgres) -> Result<(), String> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         match server.psql("postgres", "SELECT 1") {
             Ok(_) => return Ok(()),
             Err(why) if Instant::now() > deadline => {
-                return Err(format!("not ready within 30 s: {why}"));
+                let log = std::fs::read_to_string(server.data.path().join("server.log"))
+                    .unwrap_or_default();
+                return Err(format!("not ready within 30 s: {why}\nits log:\n{log}"));
             }
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
