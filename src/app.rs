@@ -32,6 +32,8 @@ pub enum StartError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Postgres(#[from] crate::store::postgres::PostgresError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: String,
@@ -154,6 +156,14 @@ impl App {
         }
         // The servers file is read (and refused if malformed) before anything is touched.
         let mcp_servers = config.mcp.resolve_servers(&*env)?;
+        if let crate::config::DatabaseUrl::Postgres(url) = config.database.url() {
+            // What can be checked of a PostgreSQL database is, before saying what is missing.
+            crate::store::postgres::check(&url, &config.database.postgres).await?;
+            return Err(crate::store::postgres::PostgresError::NotBuilt {
+                url: url.to_string(),
+            }
+            .into());
+        }
         let repository = config.sqlite_store()?;
         let space = config.memory.vector_space(&config.llm);
         let store_space = space.clone();

@@ -20,6 +20,7 @@ mod memories;
 mod migrate;
 mod model;
 mod pool_state;
+pub mod postgres;
 mod principals;
 mod prompt_cache;
 mod retention;
