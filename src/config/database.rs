@@ -2,7 +2,8 @@
 //! PostgreSQL database) and each backend's settings (`sqlite`, `postgres`).
 //!
 //! The URL comes from, first to last: the `--database` flag, the `MCPP_DATABASE_URL`
-//! environment variable, `database.url`, and the deprecated `chat.service.repository.path`.
+//! environment variable, and `database.url` (or the deprecated `chat.service.repository.path`;
+//! a file that sets both is refused).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -1,30 +1,10 @@
 //! Choosing the database from outside: `--database` over `MCPP_DATABASE_URL` over
-//! `database.url` over the deprecated `chat.service.repository.path`; a PostgreSQL URL shown
-//! without its password and, until its backend exists, refused with one clear line.
+//! `database.url` (or the deprecated `chat.service.repository.path`, never both); a PostgreSQL
+//! URL shown without its password and, until its backend exists, refused with one clear line.
 
 use std::path::Path;
-use std::process::Stdio;
 
-use tokio::process::Command;
-
-use crate::support::{BIN, write_config};
-
-/// Runs the binary with `env` added to its environment: exit code, stdout, stderr.
-async fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let output = Command::new(BIN)
-        .args(args)
-        .env_remove("MCPP_DATABASE_URL")
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("binary runs");
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
+use crate::support::{run_with_env, write_config};
 
 fn sqlite_url(path: &Path) -> String {
     format!("sqlite:{}", path.display())

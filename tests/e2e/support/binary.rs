@@ -56,8 +56,16 @@ pub async fn start_server(config: &Path) -> (Child, String) {
 }
 
 pub async fn run_to_completion(args: &[&str]) -> (i32, String, String) {
+    run_with_env(args, &[]).await
+}
+
+/// Runs the binary to its end with `env` added to its environment (and no
+/// `MCPP_DATABASE_URL` of the test process's own): exit code, stdout, stderr.
+pub async fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
     let output = Command::new(BIN)
         .args(args)
+        .env_remove("MCPP_DATABASE_URL")
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .await

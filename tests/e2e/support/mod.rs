@@ -22,7 +22,8 @@ pub use app::{
     streamed_usage,
 };
 pub use binary::{
-    BIN, assert_one_clear_line, config_for, run_to_completion, start_server, write_config,
+    BIN, assert_one_clear_line, config_for, run_to_completion, run_with_env, start_server,
+    write_config,
 };
 pub use mcp_peers::{
     TEST_TOOLS, call, everything_app, host, http_test_server, mcp_status, open_mcp_session, ready,
