@@ -1,6 +1,6 @@
-//! Memory given back when the server goes quiet (`database.sqlite.release_memory_when_quiet`): the store's caches and the allocator's free pages, once the
-//! server has seen no activity for that long, and again once idle provider connections have
-//! closed.
+//! Memory given back when the server goes quiet (`database.sqlite.release_memory_when_quiet`):
+//! the store's caches and the allocator's free pages, once the server has seen no activity for
+//! that long, and again once idle provider connections have closed.
 
 use std::sync::Arc;
 use std::time::Duration;

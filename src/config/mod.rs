@@ -7,6 +7,7 @@
 mod args;
 mod chat;
 mod database;
+mod database_url;
 mod duration;
 mod host_pattern;
 mod interpolate;

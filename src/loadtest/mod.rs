@@ -334,12 +334,16 @@ fn server_cpu_seconds(health: Option<&Value>) -> Option<f64> {
 
 /// The server's `process.rss_bytes` in a `/health` body.
 fn server_rss_bytes(health: Option<&Value>) -> Option<u64> {
-    health.and_then(|h| h["process"]["rss_bytes"].as_u64())
+    process_bytes(health, "rss_bytes")
 }
 
 /// The server's `process.rss_anon_bytes` (private memory) in a `/health` body.
 fn server_rss_anon_bytes(health: Option<&Value>) -> Option<u64> {
-    health.and_then(|h| h["process"]["rss_anon_bytes"].as_u64())
+    process_bytes(health, "rss_anon_bytes")
+}
+
+fn process_bytes(health: Option<&Value>, figure: &str) -> Option<u64> {
+    health.and_then(|h| h["process"][figure].as_u64())
 }
 
 async fn fetch_health(http: &reqwest::Client, url: &str) -> Option<Value> {

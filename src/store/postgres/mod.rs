@@ -34,19 +34,17 @@ pub enum PostgresError {
 
 /// Connects to the database `url` names and checks that pgvector can be installed in it.
 pub async fn check(url: &PostgresUrl, config: &PostgresConfig) -> Result<(), PostgresError> {
-    let pool = pool(url, config)?;
-    let unreachable = |reason: String| PostgresError::Unreachable {
-        url: url.to_string(),
-        reason,
-    };
-    let no_answer = || format!("no answer within {:?}", config.connect_timeout);
-    let client = tokio::time::timeout(config.connect_timeout, pool.get())
+    // The pool bounds both the connecting and the wait for a connection (`connect_timeout`).
+    let client = pool(url, config)?
+        .get()
         .await
-        .map_err(|_| unreachable(no_answer()))?
         .map_err(|error| match error {
-            PoolError::Backend(error) => unreachable(reason(&error)),
-            PoolError::Timeout(_) => unreachable(no_answer()),
-            other => unreachable(reason(&other)),
+            PoolError::Backend(error) => unreachable(url, reason(&error)),
+            PoolError::Timeout(_) => unreachable(
+                url,
+                format!("no answer within {:?}", config.connect_timeout),
+            ),
+            other => unreachable(url, reason(&other)),
         })?;
     let vector = client
         .query_opt(
@@ -54,7 +52,7 @@ pub async fn check(url: &PostgresUrl, config: &PostgresConfig) -> Result<(), Pos
             &[],
         )
         .await
-        .map_err(|e| unreachable(reason(&e)))?;
+        .map_err(|e| unreachable(url, reason(&e)))?;
     if vector.is_none() {
         return Err(PostgresError::NoVector {
             url: url.to_string(),
@@ -73,15 +71,11 @@ pub fn pool(url: &PostgresUrl, config: &PostgresConfig) -> Result<Pool, Postgres
             mode,
         });
     }
-    let unreachable = |reason: String| PostgresError::Unreachable {
-        url: url.to_string(),
-        reason,
-    };
     let mut connection: tokio_postgres::Config = url
         .expose()
         .replace("sslmode=allow", "sslmode=prefer")
         .parse()
-        .map_err(|e: tokio_postgres::Error| unreachable(reason(&e)))?;
+        .map_err(|e: tokio_postgres::Error| unreachable(url, reason(&e)))?;
     if connection.get_password().is_none()
         && let Ok(password) = std::env::var("PGPASSWORD")
     {
@@ -102,7 +96,14 @@ pub fn pool(url: &PostgresUrl, config: &PostgresConfig) -> Result<Pool, Postgres
         .wait_timeout(wait)
         .create_timeout(wait)
         .build()
-        .map_err(|e| unreachable(e.to_string()))
+        .map_err(|e| unreachable(url, e.to_string()))
+}
+
+fn unreachable(url: &PostgresUrl, reason: String) -> PostgresError {
+    PostgresError::Unreachable {
+        url: url.to_string(),
+        reason,
+    }
 }
 
 /// What went wrong, with the cause tokio-postgres keeps apart (its own text alone often says
